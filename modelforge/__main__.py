@@ -1,0 +1,3 @@
+from modelforge.cli.app import main
+
+main()

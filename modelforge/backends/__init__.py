@@ -1,0 +1,1 @@
+"""Backends run a model: onnxruntime (the default; later torch, tensorflow/tflite, tensorrt)."""

@@ -1,0 +1,51 @@
+"""onnxruntime sessions configured the same way for every model we compare (threads, optimizations)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from modelforge.artifact import IOSpec
+from modelforge.errors import PassError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def create_session(
+    model: Path | bytes, threads: int | None = None, stage: str = "evaluate"
+) -> ort.InferenceSession:
+    """A CPU session with all graph optimizations and a fixed intra-op thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
+        )
+    except (
+        Exception
+    ) as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, NotImplemented...)
+        raise PassError(stage, f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from None
+
+
+def fixed_batch_size(io: IOSpec) -> int | None:
+    """A model exported with a fixed batch dimension can only be fed batches of that size."""
+    sizes = {t.shape[0] for t in io.inputs if t.shape and isinstance(t.shape[0], int)}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def run_batch(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return session.run(None, feeds)

@@ -1,0 +1,52 @@
+"""Run a recipe from any command and show the result: progress, summary table, PASSED/FAILED line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from modelforge.recipe import Recipe
+
+
+def save_recipe(recipe: Recipe, path: Path, force: bool) -> None:
+    from modelforge.errors import InputError
+
+    if path.exists() and not force:
+        raise InputError(f"recipe file {path} already exists", hint="pass --force to replace it")
+    path.write_text(recipe.to_yaml())
+
+
+def execute(recipe: Recipe, quiet: bool, as_json: bool) -> int:
+    from modelforge.cli.console import RichProgress, err_console, out_console, summary_table
+    from modelforge.pipeline import run_recipe
+
+    result = run_recipe(recipe, RichProgress(quiet=quiet or as_json))
+    report = result.report
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "passed": report["passed"],
+                    "summary": report["summary"],
+                    "gates": report["gates"],
+                    "output": str(result.output_dir),
+                },
+                indent=2,
+            )
+        )
+    elif not quiet:
+        out_console.print(summary_table(report))
+        out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False)
+        out_console.print(
+            f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, manifest.json)", highlight=False
+        )
+    failed = [g["name"] for g in report["gates"] if not g["passed"]]
+    verdict = (
+        "[bold green]PASSED[/bold green]"
+        if not failed
+        else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"
+    )
+    err_console.print(verdict, highlight=False)
+    return result.exit_code

@@ -1,0 +1,73 @@
+"""Flags shared by the commands that run a recipe, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelforge.recipe import Recipe, recipe_from_dict
+
+
+class GateOptions:
+    max_accuracy_drop = Annotated[
+        float | None, typer.Option(help="Gate: fail (exit 1) if top-1 accuracy drops more than PP points.")
+    ]
+    min_speedup = Annotated[float | None, typer.Option(help="Gate: fail if baseline p50 / result p50 < X.")]
+    min_agreement = Annotated[float | None, typer.Option(help="Gate: fail if top-1 agreement < F (0..1).")]
+    min_cosine = Annotated[float | None, typer.Option(help="Gate: fail if mean output cosine < F.")]
+    threads = Annotated[int | None, typer.Option(help="Intra-op threads for latency (default: all cores).")]
+    seed = Annotated[int, typer.Option(help="Seed for every random choice.")]
+    save_recipe = Annotated[
+        Path | None,
+        typer.Option(help="Also write the recipe these flags make, to replay with `modelforge run`."),
+    ]
+    dry_run = Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the resolved recipe; run nothing.")
+    ]
+    quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+    as_json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+
+
+def common_recipe(
+    *,
+    model: Path,
+    passes: list[dict],
+    data: dict,
+    output: Path,
+    force: bool,
+    threads: int | None,
+    seed: int,
+    gates: dict[str, Any],
+) -> Recipe:
+    raw = {
+        "model": str(model),
+        "data": {k: v for k, v in data.items() if v is not None},
+        "passes": passes,
+        "gates": {k: v for k, v in gates.items() if v is not None},
+        "output": {"dir": str(output), "force": force},
+        "seed": seed,
+    }
+    if threads is not None:
+        raw["evaluate"] = {"latency": {"threads": threads}}
+    return recipe_from_dict(raw, source="flags")
+
+
+def finish(
+    recipe: Recipe,
+    save_recipe: Path | None,
+    dry_run: bool,
+    quiet: bool,
+    as_json: bool,
+    execute: Callable[[Recipe, bool, bool], int],
+) -> int:
+    from modelforge.cli.execute import save_recipe as write_recipe
+
+    if save_recipe is not None:
+        write_recipe(recipe, save_recipe, recipe.output.force)
+    if dry_run:
+        typer.echo(recipe.to_yaml(), nl=False)
+        return 0
+    return execute(recipe, quiet, as_json)

@@ -1,0 +1,18 @@
+"""`modelforge passes`: the registered passes, built-in and from plugins."""
+
+from __future__ import annotations
+
+
+def passes() -> None:
+    """List the available passes with what they accept and produce."""
+    from rich.table import Table
+
+    from modelforge.cli.console import out_console
+    from modelforge.passes import available_passes
+
+    table = Table(title="modelforge passes")
+    for column in ("Pass", "Accepts", "Produces", "Description"):
+        table.add_column(column)
+    for name, cls in available_passes().items():
+        table.add_row(name, ", ".join(cls.accepts), cls.produces, cls.description)
+    out_console.print(table)

@@ -1,0 +1,86 @@
+"""`modelforge quantize`: a one-pass recipe (the `quantize` pass) built from flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelforge.cli.options import GateOptions, common_recipe
+
+
+def _floats(text: str | None) -> list[float] | None:
+    return None if text is None else [float(v) for v in text.split(",")]
+
+
+def quantize(
+    model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 (torch.export) or TorchScript.")],
+    calibration: Annotated[
+        Path, typer.Option("--calibration", "-c", help="Calibration data: .npz, .npy or an image folder.")
+    ],
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval-data", "-e", help="Evaluation data (labels enable accuracy).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")] = Path(
+        "modelforge-out"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    method: Annotated[
+        str, typer.Option(help="Calibration method: minmax, entropy or percentile.")
+    ] = "minmax",
+    calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,
+    per_channel: Annotated[bool, typer.Option(help="Per-output-channel weight scales.")] = True,
+    mean: Annotated[
+        str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")
+    ] = None,
+    std: Annotated[
+        str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")
+    ] = None,
+    max_accuracy_drop: GateOptions.max_accuracy_drop = None,
+    min_speedup: GateOptions.min_speedup = None,
+    min_agreement: GateOptions.min_agreement = None,
+    min_cosine: GateOptions.min_cosine = None,
+    threads: GateOptions.threads = None,
+    seed: GateOptions.seed = 0,
+    save_recipe: GateOptions.save_recipe = None,
+    dry_run: GateOptions.dry_run = False,
+    quiet: GateOptions.quiet = False,
+    as_json: GateOptions.as_json = False,
+) -> int:
+    """INT8 post-training quantization with calibration data; reports accuracy, speed and size vs the original."""
+    from modelforge.cli.execute import execute
+    from modelforge.cli.options import finish
+
+    preprocessing = None
+    if mean is not None or std is not None:
+        preprocessing = {k: v for k, v in (("mean", _floats(mean)), ("std", _floats(std))) if v is not None}
+
+    def source(path: Path | None):
+        if path is None:
+            return None
+        return (
+            {"path": str(path), "preprocessing": preprocessing}
+            if preprocessing and path.is_dir()
+            else str(path)
+        )
+
+    config = {"method": method, "per_channel": per_channel}
+    if calibration_samples is not None:
+        config["calibration_samples"] = calibration_samples
+    recipe = common_recipe(
+        model=model,
+        passes=[{"name": "quantize", "config": config}],
+        data={"calibration": source(calibration), "eval_data": source(eval_data)},
+        output=output,
+        force=force,
+        threads=threads,
+        seed=seed,
+        gates={
+            "max_accuracy_drop": max_accuracy_drop,
+            "min_speedup": min_speedup,
+            "min_agreement": min_agreement,
+            "min_cosine": min_cosine,
+        },
+    )
+    return finish(recipe, save_recipe, dry_run, quiet, as_json, execute)

@@ -1,0 +1,33 @@
+"""`modelforge run RECIPE.yaml`: run a recipe file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelforge.cli.options import GateOptions
+
+
+def run(
+    recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML (see recipes/).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Override the recipe's output.dir.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    dry_run: GateOptions.dry_run = False,
+    quiet: GateOptions.quiet = False,
+    as_json: GateOptions.as_json = False,
+) -> int:
+    """Run a recipe: load, apply its passes, evaluate against the original, write the report and gate."""
+    from modelforge.cli.execute import execute
+    from modelforge.cli.options import finish
+    from modelforge.recipe import load_recipe
+
+    recipe = load_recipe(recipe_file)
+    if output is not None:
+        recipe.output.dir = output
+    if force:
+        recipe.output.force = True
+    return finish(recipe, None, dry_run, quiet, as_json, execute)

@@ -1,0 +1,252 @@
+"""Readers for the accepted data formats. Each reads samples in batches, never the whole set at once."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from modelforge.errors import InputError
+from modelforge.recipe import DataSource, Preprocessing
+
+LABELS_KEY = "labels"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """Shape and dtype of one array of a data set; shape[0] is the sample count."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class Dataset:
+    """Samples on the first axis of one or more named arrays, plus optional class labels."""
+
+    path: Path
+    arrays: dict[str, ArrayInfo]
+
+    @property
+    def num_samples(self) -> int:
+        return next(iter(self.arrays.values())).shape[0]
+
+    def labels(self) -> np.ndarray | None:
+        return None
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) of one array."""
+        raise NotImplementedError
+
+    def iter_chunks(
+        self, key: str, chunk: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[np.ndarray]:
+        stop = self.num_samples if stop is None else stop
+        for begin in range(start, stop, chunk):
+            yield self.read(key, begin, min(begin + chunk, stop))
+
+
+class _NpyMember:
+    """Streams rows of one .npy file (plain or inside a zip) without loading it whole."""
+
+    def __init__(self, opener, label: str):
+        self._open = opener
+        self._label = label
+        with self._open() as f:
+            self.info, self._offset = self._header(f)
+        self._row_bytes = int(np.prod(self.info.shape[1:], dtype=np.int64)) * self.info.dtype.itemsize
+
+    def _header(self, f) -> tuple[ArrayInfo, int]:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        except ValueError as exc:
+            raise InputError(f"{self._label}: not a valid .npy array ({exc})") from None
+        if dtype.hasobject:
+            raise InputError(f"{self._label}: object arrays are not accepted (they would need unpickling)")
+        if fortran and len(shape) > 1:
+            raise InputError(
+                f"{self._label}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray"
+            )
+        if len(shape) == 0:
+            raise InputError(f"{self._label}: expected samples on the first axis, got a scalar")
+        return ArrayInfo(tuple(shape), dtype), f.tell()
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return next(self.iter_chunks(stop - start, start, stop))
+
+    def iter_chunks(self, chunk: int, start: int, stop: int) -> Iterator[np.ndarray]:
+        # One open stream read front to back: seeking inside a compressed zip member re-inflates it.
+        with self._open() as f:
+            f.seek(self._offset + start * self._row_bytes)
+            for begin in range(start, stop, chunk):
+                rows = min(chunk, stop - begin)
+                raw = f.read(rows * self._row_bytes)
+                if len(raw) != rows * self._row_bytes:
+                    raise InputError(f"{self._label}: file is truncated")
+                yield np.frombuffer(raw, dtype=self.info.dtype).reshape((rows, *self.info.shape[1:]))
+
+
+class NpzDataset(Dataset):
+    """`.npz`: one array per model input, keyed by input name; optional `labels`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+        self._members: dict[str, _NpyMember] = {}
+        for name in self._zip.namelist():
+            if name.endswith(".npy"):
+                key = name[: -len(".npy")]
+                self._members[key] = _NpyMember(lambda n=name: self._zip.open(n), f"{path}[{key}]")
+        self._labels = self._members.pop(LABELS_KEY, None)
+        if not self._members:
+            raise InputError(f"{path}: holds no input arrays (only {LABELS_KEY!r} or nothing)")
+        self.arrays = {k: m.info for k, m in self._members.items()}
+        counts = {k: a.shape[0] for k, a in self.arrays.items()}
+        if self._labels is not None:
+            counts[LABELS_KEY] = self._labels.info.shape[0]
+        if len(set(counts.values())) > 1:
+            raise InputError(f"{path}: arrays disagree on the sample count: {counts}")
+
+    def labels(self) -> np.ndarray | None:
+        if self._labels is None:
+            return None
+        labels = self._labels.read(0, self._labels.info.shape[0])
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise InputError(
+                f"{self.path}[{LABELS_KEY}]: expected a 1-D integer array of class ids, "
+                f"got {labels.dtype} {list(labels.shape)}"
+            )
+        return labels.astype(np.int64)
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        return self._members[key].read(start, stop)
+
+    def iter_chunks(
+        self, key: str, chunk: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[np.ndarray]:
+        stop = self.num_samples if stop is None else stop
+        return self._members[key].iter_chunks(chunk, start, stop)
+
+
+class NpyDataset(Dataset):
+    """`.npy`: a single array for a single-input model."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._member = _NpyMember(lambda: open(path, "rb"), str(path))
+        self.arrays = {path.stem: self._member.info}
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        return self._member.read(start, stop)
+
+    def iter_chunks(
+        self, key: str, chunk: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[np.ndarray]:
+        stop = self.num_samples if stop is None else stop
+        return self._member.iter_chunks(chunk, start, stop)
+
+
+class ImageFolderDataset(Dataset):
+    """A folder of images, optionally one sub-folder per class (sorted names give the class ids)."""
+
+    KEY = "images"
+
+    def __init__(self, path: Path, preprocessing: Preprocessing | None, input_shape: tuple | None = None):
+        self.path = path
+        self.preprocessing = preprocessing or Preprocessing()
+        classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        files: list[tuple[Path, int]] = []
+        if classes:
+            for class_id, name in enumerate(classes):
+                files += [(f, class_id) for f in sorted((path / name).rglob("*")) if _is_image(f)]
+        else:
+            files = [(f, -1) for f in sorted(path.iterdir()) if _is_image(f)]
+        if not files:
+            raise InputError(f"{path}: no image files found (accepted: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.classes = classes
+        self._files = files
+        self.size = self._resolve_size(input_shape)
+        channels = 1 if self.preprocessing.color == "L" else 3
+        h, w = self.size
+        sample = (channels, h, w) if self.preprocessing.layout == "NCHW" else (h, w, channels)
+        self.arrays = {self.KEY: ArrayInfo((len(files), *sample), np.dtype(np.float32))}
+
+    def _resolve_size(self, input_shape: tuple | None) -> tuple[int, int]:
+        if self.preprocessing.size is not None:
+            return tuple(self.preprocessing.size)
+        if input_shape is not None and len(input_shape) == 4:
+            hw = input_shape[2:4] if self.preprocessing.layout == "NCHW" else input_shape[1:3]
+            if all(isinstance(d, int) for d in hw):
+                return tuple(hw)
+        raise InputError(
+            f"{self.path}: preprocessing.size is required: the model input has no fixed height and width"
+        )
+
+    def labels(self) -> np.ndarray | None:
+        if not self.classes:
+            return None
+        return np.array([c for _, c in self._files], dtype=np.int64)
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        return np.stack([self._load(f) for f, _ in self._files[start:stop]])
+
+    def _load(self, file: Path) -> np.ndarray:
+        from PIL import Image
+
+        spec = self.preprocessing
+        try:
+            with Image.open(file) as img:
+                img = img.convert("L" if spec.color == "L" else "RGB")
+                h, w = self.size
+                shorter = spec.resize or round(min(h, w) / 0.875)
+                scale = shorter / min(img.size)
+                img = img.resize(
+                    (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale))), Image.BILINEAR
+                )
+                left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
+                img = img.crop((left, top, left + w, top + h))
+                pixels = np.asarray(img, dtype=np.float32) / 255.0
+        except OSError as exc:
+            raise InputError(f"{file}: not a readable image ({exc})") from None
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if spec.color == "BGR":
+            pixels = pixels[:, :, ::-1]
+        channels = pixels.shape[2]
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        for name, values in (("mean", mean), ("std", std)):
+            if values.size not in (1, channels):
+                raise InputError(f"preprocessing.{name}: expected 1 or {channels} values, got {values.size}")
+        pixels = (pixels - mean) / std
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1) if spec.layout == "NCHW" else pixels)
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def open_dataset(source: DataSource, input_shape: tuple | None = None) -> Dataset:
+    """Open a data source by its form: a folder of images, a .npz or a .npy file."""
+    path = source.path
+    if not path.exists():
+        raise InputError(f"data {path} not found")
+    if path.is_dir():
+        return ImageFolderDataset(path, source.preprocessing, input_shape)
+    if source.preprocessing is not None:
+        raise InputError(f"{path}: preprocessing applies to image folders only")
+    if path.suffix == ".npz":
+        return NpzDataset(path)
+    if path.suffix == ".npy":
+        return NpyDataset(path)
+    raise InputError(f"data {path}: expected a .npz file, a .npy file or an image folder")

@@ -1,0 +1,69 @@
+"""Output-comparison metrics, accumulated batch by batch so memory stays flat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _flatten(outputs: list[np.ndarray]) -> np.ndarray:
+    """All outputs of each sample as one float64 vector (rows = samples)."""
+    n = outputs[0].shape[0]
+    return np.concatenate([np.asarray(o, dtype=np.float64).reshape(n, -1) for o in outputs], axis=1)
+
+
+def is_classifier_output(output: np.ndarray) -> bool:
+    """[N, C] scores with C > 1: top-1 class comparisons make sense."""
+    return output.ndim == 2 and output.shape[1] > 1
+
+
+@dataclass
+class ComparisonAccumulator:
+    """Accuracy (with labels), top-1 agreement, cosine and SQNR between baseline and result outputs."""
+
+    samples: int = 0
+    correct_baseline: int = 0
+    correct_result: int = 0
+    agree: int = 0
+    classified: int = 0
+    cosine_sum: float = 0.0
+    signal_power: float = 0.0
+    noise_power: float = 0.0
+    max_abs_error: float = 0.0
+    cosines: list[float] = field(default_factory=list)
+
+    def update(self, baseline: list[np.ndarray], result: list[np.ndarray], labels: np.ndarray | None) -> None:
+        a, b = _flatten(baseline), _flatten(result)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        dots = np.einsum("ij,ij->i", a, b)
+        # Two all-zero outputs are identical (cosine 1); one zero output against a non-zero one is 0.
+        cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.all(a == b, axis=1).astype(float))
+        self.cosine_sum += float(cos.sum())
+        self.cosines.extend(cos.tolist())
+        self.signal_power += float(np.sum(a * a))
+        self.noise_power += float(np.sum((a - b) ** 2))
+        self.max_abs_error = max(self.max_abs_error, float(np.max(np.abs(a - b))) if a.size else 0.0)
+        self.samples += a.shape[0]
+        if is_classifier_output(baseline[0]):
+            top_a, top_b = baseline[0].argmax(axis=1), result[0].argmax(axis=1)
+            self.classified += len(top_a)
+            self.agree += int(np.sum(top_a == top_b))
+            if labels is not None:
+                self.correct_baseline += int(np.sum(top_a == labels))
+                self.correct_result += int(np.sum(top_b == labels))
+
+    def summary(self, has_labels: bool) -> dict[str, float | int | None]:
+        n = max(self.samples, 1)
+        accuracy = has_labels and self.classified > 0
+        sqnr = 10 * np.log10(self.signal_power / self.noise_power) if self.noise_power > 0 else float("inf")
+        return {
+            "samples": self.samples,
+            "accuracy_baseline": self.correct_baseline / self.classified if accuracy else None,
+            "accuracy_result": self.correct_result / self.classified if accuracy else None,
+            "top1_agreement": self.agree / self.classified if self.classified else None,
+            "output_cosine": self.cosine_sum / n,
+            "output_cosine_min": min(self.cosines) if self.cosines else None,
+            "sqnr_db": float(sqnr) if np.isfinite(sqnr) else None,  # None: outputs identical
+            "max_abs_error": self.max_abs_error,
+        }

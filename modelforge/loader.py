@@ -1,0 +1,102 @@
+"""Open a model file as an artifact: ONNX as is, PyTorch converted to ONNX once (the hub format).
+
+PyTorch models are accepted as `torch.export` programs (.pt2) or TorchScript archives, never by
+unpickling a whole module: a pickle can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from modelforge.artifact import ModelArtifact
+from modelforge.errors import InputError, MissingExtraError, PassError
+
+TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".torchscript", ".jit"}
+
+
+def detect_format(path: Path) -> str:
+    if not path.exists():
+        raise InputError(f"model {path} not found")
+    if path.suffix == ".onnx":
+        return "onnx"
+    if path.suffix == ".pt2":
+        return "torch-export"
+    if path.suffix in TORCH_SUFFIXES:
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"model {path}: not a TorchScript archive")
+        names = zipfile.ZipFile(path).namelist()
+        if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+            return "torchscript"
+        raise InputError(
+            f"model {path}: looks like a pickled PyTorch module or state dict, which is never unpickled",
+            hint="save it with torch.export.save(torch.export.export(model, args), 'model.pt2')",
+        )
+    raise InputError(
+        f"model {path}: unknown format; expected .onnx, .pt2 (torch.export) or TorchScript (.pt)"
+    )
+
+
+def load_model(path: Path, format: str = "auto") -> ModelArtifact:
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt == "onnx":
+        from modelforge.onnx_model import onnx_artifact
+
+        return onnx_artifact(path)
+    if not path.is_file():
+        raise InputError(f"model {path} not found")
+    return ModelArtifact(path=path, format=fmt)
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise MissingExtraError("torch", "torch", "loading a PyTorch model") from None
+    return torch
+
+
+def convert_to_onnx(
+    artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
+) -> tuple[ModelArtifact, dict]:
+    """Export a PyTorch artifact to ONNX; returns the ONNX artifact and what the conversion did."""
+    torch = _import_torch()
+    from modelforge.onnx_model import load_onnx, onnx_artifact, opset_version, save_onnx
+
+    target = workdir / "model.onnx"
+    exported = workdir / "export" / "model.onnx"
+    exported.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if artifact.format == "torch-export":
+            program = torch.export.load(str(artifact.path))
+            torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
+            exporter = "torch.onnx (dynamo) from torch.export program"
+        else:
+            module = torch.jit.load(str(artifact.path), map_location="cpu")
+            if not example_inputs:
+                raise InputError(
+                    f"model {artifact.path}: TorchScript needs calibration or eval data for its input shapes"
+                )
+            names = list(example_inputs)
+            args = tuple(torch.from_numpy(v) for v in example_inputs.values())
+            torch.onnx.export(
+                module,
+                args,
+                str(exported),
+                input_names=names,
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={n: {0: "batch"} for n in names},
+            )
+            exporter = "torch.onnx (TorchScript) from TorchScript archive"
+    except (InputError, MissingExtraError):
+        raise
+    except Exception as exc:
+        raise PassError("convert", f"PyTorch to ONNX export failed: {str(exc).splitlines()[0]}") from None
+    # The dynamo exporter writes weights to a side `.data` file and may raise the opset it was asked
+    # for: re-save as one file where it fits and record the opset actually produced.
+    model = load_onnx(exported)
+    produced_opset = opset_version(model)
+    save_onnx(model, target)
+    info = {"exporter": exporter, "opset_requested": opset, "opset": produced_opset}
+    return onnx_artifact(target, source_format=artifact.format), info

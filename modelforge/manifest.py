@@ -1,0 +1,48 @@
+"""manifest.json: every output file with sha256 and size, the recipe, versions and data hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_sha256(path: Path) -> str:
+    """A file's hash, or for a folder a hash over its files' relative paths and contents."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + file_sha256(file).encode())
+    return digest.hexdigest()
+
+
+def build_manifest(
+    output_dir: Path, recipe: dict[str, Any], data_hashes: dict[str, str], versions: dict[str, str]
+) -> dict[str, Any]:
+    files = [
+        {
+            "path": p.relative_to(output_dir).as_posix(),
+            "sha256": file_sha256(p),
+            "size_bytes": p.stat().st_size,
+        }
+        for p in sorted(output_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME
+    ]
+    return {
+        "manifest_version": 1,
+        "files": files,
+        "recipe": recipe,
+        "versions": versions,
+        "data_sha256": data_hashes,
+    }

@@ -1,0 +1,166 @@
+"""ONNX model helpers: loading (with external data), IO specs, graph clean-up and statistics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelforge.artifact import IOSpec, ModelArtifact, TensorSpec
+from modelforge.errors import InputError
+
+if TYPE_CHECKING:
+    import onnx
+
+# Models above this size must keep their weights in external data files (protobuf's 2 GB limit).
+EXTERNAL_DATA_THRESHOLD = 1 << 30
+
+
+def load_onnx(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.is_file():
+        raise InputError(f"model {path} not found")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable ONNX model ({exc})") from None
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: external data file missing ({exc.filename})") from None
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    """Save self-contained when small; large models keep one external data file beside them."""
+    import onnx
+
+    if model.ByteSize() > EXTERNAL_DATA_THRESHOLD or _has_external_data(model):
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=path.name + ".data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(path))
+
+
+def _has_external_data(model: onnx.ModelProto) -> bool:
+    import onnx
+
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """Files referenced by the model's external-data tensors (without loading the weights)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    locations.add(entry.value)
+    return [path.parent / loc for loc in sorted(locations)]
+
+
+def _numpy_dtype_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, TypeError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def _tensor_spec(value_info: Any) -> TensorSpec:
+    tensor_type = value_info.type.tensor_type
+    dims: list[int | str | None] = []
+    if tensor_type.HasField("shape"):
+        for d in tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+    return TensorSpec(value_info.name, _numpy_dtype_name(tensor_type.elem_type), tuple(dims))
+
+
+def io_spec(model: onnx.ModelProto) -> IOSpec:
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = tuple(_tensor_spec(vi) for vi in model.graph.input if vi.name not in initializers)
+    outputs = tuple(_tensor_spec(vi) for vi in model.graph.output)
+    return IOSpec(inputs, outputs)
+
+
+def onnx_artifact(path: Path, **metadata: Any) -> ModelArtifact:
+    model = load_onnx(path, load_external_data=False)
+    meta = {
+        "opset": opset_version(model),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        **{p.key: p.value for p in model.metadata_props},
+        **metadata,
+    }
+    return ModelArtifact(path=path, format="onnx", io=io_spec(model), metadata=meta)
+
+
+def opset_version(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def constants_to_initializers(model: onnx.ModelProto) -> int:
+    """Turn tensor-valued Constant nodes into initializers, so quantizers see them as weights.
+
+    Exporters (and hand-built graphs) often store weights as Constant nodes; quantizers look only at
+    initializers, and would otherwise leave those weights in float. Returns how many were moved.
+    """
+    import onnx
+
+    moved, kept = 0, []
+    existing = {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
+            attr = node.attribute[0]
+            if attr.name == "value" and node.output[0] not in existing:
+                tensor = onnx.TensorProto()
+                tensor.CopyFrom(attr.t)
+                tensor.name = node.output[0]
+                model.graph.initializer.append(tensor)
+                moved += 1
+                continue
+        kept.append(node)
+    if moved:
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    return moved
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    import numpy as np
+
+    total = 0
+    for t in model.graph.initializer:
+        total += int(np.prod(t.dims)) if t.dims else 1
+    return total
+
+
+def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(Counter(n.op_type for n in model.graph.node).most_common())
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    quant_ops = {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "MatMulNBits",
+        "DynamicQuantizeLinear",
+    }
+    return any(n.op_type in quant_ops for n in model.graph.node)

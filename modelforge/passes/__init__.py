@@ -1,0 +1,72 @@
+"""The pass registry: one table of passes, filled by the built-in modules and the `modelforge.passes`
+entry-point group (third-party packages: `[project.entry-points."modelforge.passes"] name = "pkg.mod:PassClass"`).
+
+Pass modules must stay cheap to import: frameworks are imported inside `run`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from modelforge.passes.base import Pass, PassContext
+
+__all__ = ["Pass", "PassContext", "register", "get_pass", "pass_names", "available_passes"]
+
+ENTRY_POINT_GROUP = "modelforge.passes"
+_BUILTIN_MODULES = ("modelforge.passes.quantize",)
+
+_registry: dict[str, type[Pass]] = {}
+_loaded = False
+
+
+def register(pass_cls: type[Pass]) -> type[Pass]:
+    """Class decorator: add a pass to the registry under its `name`."""
+    if not getattr(pass_cls, "name", None):
+        raise TypeError(f"{pass_cls.__qualname__} must set a class attribute `name`")
+    existing = _registry.get(pass_cls.name)
+    if existing is not None and existing is not pass_cls:
+        raise ValueError(
+            f"pass name {pass_cls.name!r} is taken by {existing.__module__}.{existing.__qualname__}"
+        )
+    _registry[pass_cls.name] = pass_cls
+    return pass_cls
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        pass_cls = ep.load()
+        if not (isinstance(pass_cls, type) and issubclass(pass_cls, Pass)):
+            raise TypeError(f"entry point {ep.name} = {ep.value} is not a modelforge Pass subclass")
+        if pass_cls.name != ep.name:
+            raise ValueError(f"entry point {ep.name} = {ep.value} registers a pass named {pass_cls.name!r}")
+        register(pass_cls)
+
+
+def reload_entry_points() -> None:
+    """Re-scan installed packages (tests and long-lived processes that install a plugin)."""
+    global _loaded
+    _loaded = False
+    _load_all()
+
+
+def available_passes() -> dict[str, type[Pass]]:
+    _load_all()
+    return dict(sorted(_registry.items()))
+
+
+def pass_names() -> list[str]:
+    return list(available_passes())
+
+
+def get_pass(name: str) -> type[Pass]:
+    passes = available_passes()
+    if name not in passes:
+        raise KeyError(f"unknown pass {name!r}; expected one of {', '.join(passes)}")
+    return passes[name]

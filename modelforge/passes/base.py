@@ -1,0 +1,70 @@
+"""The pass contract: a name, the formats it accepts and produces, a typed Config, and one `run`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from modelforge.artifact import ModelArtifact
+    from modelforge.data import BoundDataset
+
+
+class PassConfig(BaseModel):
+    """Base of every pass Config: typed, documented fields; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Progress:
+    """How passes report progress without printing: the CLI renders it, tests ignore it."""
+
+    def start(self, description: str, total: int | None) -> None: ...
+    def advance(self, amount: int = 1) -> None: ...
+    def stop(self) -> None: ...
+    def log(self, message: str) -> None: ...
+
+
+@dataclass
+class PassContext:
+    """What a pass may use: a private work folder, the data sets, the seed, and a channel to report."""
+
+    workdir: Path
+    seed: int = 0
+    calibration: BoundDataset | None = None
+    progress: Progress = field(default_factory=Progress)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, key: str, value: Any) -> None:
+        """Attach a figure to this pass's stage record in the report."""
+        self.metrics[key] = value
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        self.progress.start(description, total)
+        try:
+            yield self.progress.advance
+        finally:
+            self.progress.stop()
+
+
+class Pass:
+    """Subclass, set the class attributes, register with `@register`, implement `run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    accepts: ClassVar[tuple[str, ...]] = ("onnx",)
+    produces: ClassVar[str] = "onnx"
+    needs_calibration: ClassVar[bool] = False
+    Config: ClassVar[type[PassConfig]] = PassConfig
+
+    def __init__(self, config: PassConfig):
+        self.config = config
+
+    def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        raise NotImplementedError

@@ -1,0 +1,255 @@
+"""Run a recipe: load, convert once, apply passes in order, evaluate baseline vs result, write outputs.
+
+Outputs are written to a hidden temporary folder beside the target and renamed into place at the end,
+so an interrupted or failed run leaves nothing half-written and an existing folder untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelforge.artifact import ModelArtifact
+from modelforge.data import BoundDataset, bind, open_dataset
+from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, OutputExistsError, PassError
+from modelforge.passes import PassContext, get_pass
+from modelforge.passes.base import Progress
+from modelforge.recipe import DataSource, Recipe
+
+# Without eval data, this share of the calibration samples is held back to compare the two models.
+HELD_BACK_SHARE = 0.2
+HELD_BACK_MAX = 256
+
+
+@dataclass
+class RunResult:
+    report: dict[str, Any]
+    output_dir: Path
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.report["passed"] else EXIT_GATE_FAILED
+
+
+def check_output_dir(recipe: Recipe) -> Path:
+    out = recipe.output.dir
+    if out.exists() and not recipe.output.force:
+        raise OutputExistsError(str(out))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a directory")
+    return out
+
+
+def _open_bound(source: DataSource | None, model: ModelArtifact, role: str) -> BoundDataset | None:
+    if source is None:
+        return None
+    first = model.io.inputs[0].shape if model.io and model.io.inputs else None
+    return bind(open_dataset(source, first), model.io, role)
+
+
+def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None) -> None:
+    gates = recipe.gates
+    if gates.max_accuracy_drop is not None and (eval_data is None or eval_data.labels() is None):
+        raise InputError(
+            "gate max_accuracy_drop needs eval data with a `labels` array",
+            hint="pass --eval-data with labels, or gate on --min-agreement / --min-cosine",
+        )
+    if gates.min_speedup is not None and recipe.evaluate.skip_latency:
+        raise InputError("gate min_speedup needs latency: evaluate.skip_latency is set")
+
+
+def _torch_example(recipe: Recipe) -> dict[str, np.ndarray] | None:
+    """TorchScript has no input shapes of its own: take one batch of the data to trace with."""
+    source = recipe.data.calibration or recipe.data.eval_data
+    if source is None:
+        return None
+    dataset = open_dataset(source)
+    return {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
+
+
+def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]:
+    return {
+        "path": str(display_path),
+        "format": artifact.format,
+        "size_bytes": artifact.size_bytes(),
+        "opset": artifact.metadata.get("opset"),
+        "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
+        "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.outputs],
+    }
+
+
+def _place_model(artifact: ModelArtifact, target: Path) -> None:
+    """Copy the final model into the output as model.onnx (external data renamed with it)."""
+    from modelforge.onnx_model import external_data_files, load_onnx, save_onnx
+
+    if external_data_files(artifact.path):
+        save_onnx(load_onnx(artifact.path), target)
+    else:
+        shutil.copyfile(artifact.path, target)
+
+
+def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
+    progress = progress or Progress()
+    out = check_output_dir(recipe)
+    random.seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    pass_specs = [(spec, get_pass(spec.name)) for spec in recipe.passes]
+    needs_calibration = [cls.name for _, cls in pass_specs if cls.needs_calibration]
+    if needs_calibration and recipe.data.calibration is None:
+        raise InputError(
+            f"pass '{needs_calibration[0]}' needs calibration data", hint="pass --calibration DATA"
+        )
+
+    from modelforge.loader import convert_to_onnx, load_model
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="modelforge-work-"))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        stages: list[dict[str, Any]] = []
+        source = load_model(recipe.model.path, recipe.model.format)
+        baseline = source
+        if source.format != "onnx":
+            started = time.perf_counter()
+            convert_dir = workdir / "00-convert"
+            convert_dir.mkdir()
+            baseline, info = convert_to_onnx(source, convert_dir, recipe.model.opset, _torch_example(recipe))
+            stages.append(
+                {
+                    "name": "convert",
+                    "pass": "convert",
+                    "seconds": time.perf_counter() - started,
+                    "input_format": source.format,
+                    "output_format": "onnx",
+                    "metrics": info,
+                }
+            )
+
+        calibration = _open_bound(recipe.data.calibration, baseline, "calibration data")
+        eval_data = _open_bound(recipe.data.eval_data, baseline, "eval data")
+        _check_gates_measurable(recipe, eval_data)
+        if eval_data is not None:
+            eval_note = f"eval data {recipe.data.eval_data.path}"
+        elif calibration is not None and calibration.num_samples >= 2:
+            held = min(max(1, int(calibration.num_samples * HELD_BACK_SHARE)), HELD_BACK_MAX)
+            eval_data = calibration.window(calibration.num_samples - held, None)
+            calibration = calibration.window(0, calibration.num_samples - held)
+            eval_note = (
+                f"{held} held-back calibration samples of {recipe.data.calibration.path} (no eval data given)"
+            )
+        elif calibration is not None:
+            eval_data = calibration
+            eval_note = f"the calibration sample of {recipe.data.calibration.path} (no eval data given)"
+        else:
+            raise InputError("nothing to evaluate on", hint="pass --eval-data or --calibration")
+        if recipe.data.eval_samples:
+            eval_data = eval_data.window(0, min(recipe.data.eval_samples, eval_data.num_samples))
+
+        current = baseline
+        for index, (spec, pass_cls) in enumerate(pass_specs, start=1):
+            if current.format not in pass_cls.accepts:
+                raise PassError(
+                    spec.name, f"accepts {', '.join(pass_cls.accepts)} models, got {current.format}"
+                )
+            stage_dir = workdir / f"{index:02d}-{spec.name}"
+            stage_dir.mkdir()
+            ctx = PassContext(workdir=stage_dir, seed=recipe.seed, calibration=calibration, progress=progress)
+            started = time.perf_counter()
+            result = pass_cls(pass_cls.Config.model_validate(spec.config)).run(current, ctx)
+            stages.append(
+                {
+                    "name": spec.name,
+                    "pass": spec.name,
+                    "seconds": time.perf_counter() - started,
+                    "input_format": current.format,
+                    "output_format": result.format,
+                    "metrics": ctx.metrics,
+                }
+            )
+            current = result
+
+        model_path = staging / "model.onnx"
+        _place_model(current, model_path)
+        final = ModelArtifact(model_path, "onnx", current.io, current.metadata)
+
+        from modelforge.evaluate.evaluator import evaluate_pair
+        from modelforge.machine import machine_record
+        from modelforge.manifest import MANIFEST_NAME, build_manifest, data_sha256
+        from modelforge.report import build_report, evaluate_gates
+        from modelforge.report.build import build_summary
+        from modelforge.report.markdown import render_markdown
+
+        evaluation = evaluate_pair(baseline, final, eval_data, eval_note, recipe.evaluate, progress)
+        summary = build_summary(
+            evaluation,
+            source.size_bytes() if source.format == "onnx" else baseline.size_bytes(),
+            final.size_bytes(),
+        )
+        gates = evaluate_gates(recipe.gates, summary)
+        recipe_dict = recipe.model_dump(mode="json")
+        report = build_report(
+            recipe=recipe_dict,
+            models={
+                "source": str(recipe.model.path),
+                "baseline": _model_record(baseline, recipe.model.path),
+                "result": _model_record(final, out / "model.onnx"),
+            },
+            stages=stages,
+            evaluation=evaluation,
+            summary=summary,
+            gates=gates,
+            machine=machine_record(("torch", "onnxscript") if source.format != "onnx" else ()),
+        )
+        (staging / "report.json").write_text(
+            json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n"
+        )
+        (staging / "report.md").write_text(render_markdown(report))
+        (staging / "recipe.resolved.yaml").write_text(recipe.to_yaml())
+        data_hashes = {
+            role: data_sha256(src.path)
+            for role, src in (("calibration", recipe.data.calibration), ("eval_data", recipe.data.eval_data))
+            if src is not None
+        }
+        manifest = build_manifest(staging, recipe_dict, data_hashes, report["machine"]["versions"])
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output is a normal folder
+        _move_into_place(staging, out)
+        return RunResult(report=report, output_dir=out)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished folder into place; an existing one (--force) is swapped out, then removed."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{time.time_ns()}")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)

@@ -1,0 +1,1 @@
+"""INT8 quantization internals: graph preparation, streaming calibration and QDQ placement."""

@@ -1,0 +1,251 @@
+"""The recipe: what to optimize, with which data, which passes, how to evaluate and gate, where to write.
+
+A recipe is YAML validated by pydantic. Every error names its YAML path
+(`passes[0].config.method: expected one of 'minmax', 'entropy', 'percentile', got 'kl'`).
+The shortcut commands (`modelforge quantize ...`) build the same Recipe from flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelforge.errors import InputError
+
+RECIPE_VERSION = 1
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a recipe must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Preprocessing(StrictModel):
+    """How image files become model input (image folders only)."""
+
+    size: tuple[int, int] | None = Field(
+        None, description="Final [height, width]; default: the model input's fixed spatial dims."
+    )
+    resize: int | None = Field(
+        None, description="Resize the shorter side to this before the center crop; default size/0.875."
+    )
+    mean: list[float] = Field(
+        [0.0], description="Per-channel mean subtracted after scaling pixels to [0, 1]."
+    )
+    std: list[float] = Field([1.0], description="Per-channel std dividing after the mean is subtracted.")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Memory layout of the model input.")
+    color: Literal["RGB", "BGR", "L"] = Field("RGB", description="Channel order; L is one grayscale channel.")
+
+
+class DataSource(StrictModel):
+    """A data set on disk: .npz, .npy or an image folder."""
+
+    path: Path = Field(description="File or folder holding the samples.")
+    preprocessing: Preprocessing | None = Field(None, description="Required semantics for image folders.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+
+class DataConfig(StrictModel):
+    calibration: DataSource | None = Field(None, description="Samples used to calibrate quantization.")
+    eval_data: DataSource | None = Field(
+        None,
+        description="Samples used to compare the original and the result (labels enable accuracy). "
+        "Without it, held-back calibration samples are used for agreement and cosine.",
+    )
+    eval_samples: int | None = Field(None, gt=0, description="Use at most this many evaluation samples.")
+
+
+class ModelSource(StrictModel):
+    path: Path = Field(description="Model file: .onnx, .pt2 (torch.export) or TorchScript (.pt/.ts).")
+    format: Literal["auto", "onnx", "torch-export", "torchscript"] = Field(
+        "auto", description="Model format; auto detects it from the file."
+    )
+    opset: int = Field(17, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+
+class PassSpec(StrictModel):
+    name: str = Field(description="Registered pass name (see `modelforge passes`).")
+    config: dict[str, Any] = Field(default_factory=dict, description="The pass's own options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class LatencyConfig(StrictModel):
+    batch_size: int = Field(1, gt=0, description="Batch size of the latency measurement.")
+    threads: int | None = Field(
+        None, gt=0, description="Intra-op threads for both models; default: all cores of this machine."
+    )
+    warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
+    min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
+    max_seconds: float = Field(
+        30.0, gt=0, description="Stop adding runs after this long (min_runs still run)."
+    )
+
+
+class EvaluateConfig(StrictModel):
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    skip_latency: bool = Field(False, description="Do not measure latency (speed-up gates then fail).")
+
+
+class GatesConfig(StrictModel):
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, description="Fail when top-1 accuracy drops by more than this many percentage points."
+    )
+    min_speedup: float | None = Field(
+        None, gt=0, description="Fail when baseline p50 / result p50 is below this."
+    )
+    min_agreement: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Fail when the share of samples with the same top-1 class is below this.",
+    )
+    min_cosine: float | None = Field(
+        None, ge=-1, le=1, description="Fail when the mean output cosine similarity is below this."
+    )
+
+
+class OutputConfig(StrictModel):
+    dir: Path = Field(Path("modelforge-out"), description="Output directory (written atomically).")
+    force: bool = Field(False, description="Replace an existing output directory.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"dir": value} if isinstance(value, str | Path) else value
+
+
+class Recipe(StrictModel):
+    version: Literal[1] = Field(RECIPE_VERSION, description="Recipe schema version.")
+    model: ModelSource
+    data: DataConfig = Field(default_factory=DataConfig)
+    passes: list[PassSpec] = Field(default_factory=list, description="Ordered passes to apply.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    seed: int = Field(0, description="Seeds every random choice, so a recipe reproduces its artifact.")
+
+    @field_validator("passes")
+    @classmethod
+    def _validate_pass_configs(cls, passes: list[PassSpec]) -> list[PassSpec]:
+        from modelforge.passes import get_pass
+
+        for spec in passes:
+            pass_cls = get_pass(spec.name)  # raises ValueError naming the known passes
+            spec.config = pass_cls.Config.model_validate(spec.config).model_dump(mode="json")
+        return passes
+
+    def resolve_paths(self, base: Path) -> Recipe:
+        """Make relative paths relative to the recipe file's folder, as a user reading it would expect."""
+
+        def fix(p: Path) -> Path:
+            return p if p.is_absolute() else (base / p)
+
+        self.model.path = fix(self.model.path)
+        for source in (self.data.calibration, self.data.eval_data):
+            if source is not None:
+                source.path = fix(source.path)
+        return self
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _yaml_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(recipe)"
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    got = error.get("input")
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected', '?')}, got {got!r}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}"
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the YAML path; the first line is what the user sees first."""
+    # Pass-config errors are raised inside the `passes` validator: re-attach their location.
+    lines = []
+    for error in exc.errors(include_url=False):
+        lines.append(f"{source}: {_yaml_path(tuple(error['loc']))}: {_error_text(error)}")
+    return "; ".join(lines)
+
+
+def _nested_pass_errors(data: dict[str, Any], source: str) -> None:
+    """Validate each pass config on its own so its errors carry `passes[i].config.<key>`."""
+    from modelforge.passes import get_pass, pass_names
+
+    for index, spec in enumerate(data.get("passes") or []):
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, dict) or "name" not in spec:
+            continue
+        try:
+            pass_cls = get_pass(spec["name"])
+        except KeyError:
+            raise InputError(
+                f"{source}: passes[{index}].name: unknown pass {spec['name']!r}; "
+                f"expected one of {', '.join(pass_names())}"
+            ) from None
+        try:
+            pass_cls.Config.model_validate(spec.get("config") or {})
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            loc = ("passes", index, "config", *first["loc"])
+            raise InputError(f"{source}: {_yaml_path(loc)}: {_error_text(first)}") from None
+
+
+def recipe_from_dict(data: Any, source: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    _nested_pass_errors(data, source)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, source)) from None
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read a YAML recipe safely; relative paths in it are relative to the recipe's folder."""
+    import yaml
+
+    if not path.is_file():
+        raise InputError(f"recipe {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    recipe = recipe_from_dict(data, str(path))
+    return recipe.resolve_paths(path.parent)

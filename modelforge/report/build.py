@@ -1,0 +1,91 @@
+"""Assemble report.json: a flat `summary` CI can read without knowing the passes, gates, and details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelforge import __version__
+from modelforge.recipe import GatesConfig
+
+REPORT_SCHEMA_VERSION = 1
+
+SUMMARY_KEYS = (
+    "accuracy_baseline",
+    "accuracy_result",
+    "accuracy_drop_pp",
+    "top1_agreement",
+    "output_cosine",
+    "latency_p50_ms_baseline",
+    "latency_p50_ms_result",
+    "speedup",
+    "size_bytes_baseline",
+    "size_bytes_result",
+    "size_ratio",
+)
+
+
+def build_summary(evaluation: dict[str, Any], size_baseline: int, size_result: int) -> dict[str, Any]:
+    metrics = evaluation["metrics"]
+    latency = evaluation.get("latency")
+    acc_a, acc_b = metrics["accuracy_baseline"], metrics["accuracy_result"]
+    return {
+        "accuracy_baseline": acc_a,
+        "accuracy_result": acc_b,
+        "accuracy_drop_pp": (acc_a - acc_b) * 100 if acc_a is not None else None,
+        "top1_agreement": metrics["top1_agreement"],
+        "output_cosine": metrics["output_cosine"],
+        "latency_p50_ms_baseline": latency["baseline"]["p50_ms"] if latency else None,
+        "latency_p50_ms_result": latency["result"]["p50_ms"] if latency else None,
+        "speedup": latency["speedup"] if latency else None,
+        "size_bytes_baseline": size_baseline,
+        "size_bytes_result": size_result,
+        "size_ratio": size_baseline / size_result if size_result else None,
+    }
+
+
+# gate name -> (summary key, True when larger values pass)
+GATE_RULES = {
+    "max_accuracy_drop": ("accuracy_drop_pp", False),
+    "min_speedup": ("speedup", True),
+    "min_agreement": ("top1_agreement", True),
+    "min_cosine": ("output_cosine", True),
+}
+
+
+def evaluate_gates(gates: GatesConfig, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each configured gate with its threshold, the measured value and the verdict (a missing value fails)."""
+    results = []
+    for name, threshold in gates.model_dump().items():
+        if threshold is None:
+            continue
+        key, higher_is_better = GATE_RULES[name]
+        value = summary.get(key)
+        passed = value is not None and (value >= threshold if higher_is_better else value <= threshold)
+        results.append(
+            {"name": name, "metric": key, "threshold": threshold, "value": value, "passed": passed}
+        )
+    return results
+
+
+def build_report(
+    *,
+    recipe: dict[str, Any],
+    models: dict[str, Any],
+    stages: list[dict[str, Any]],
+    evaluation: dict[str, Any],
+    summary: dict[str, Any],
+    gates: list[dict[str, Any]],
+    machine: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "tool": {"name": "modelforge", "version": __version__},
+        "passed": all(g["passed"] for g in gates),
+        "summary": summary,
+        "gates": gates,
+        "models": models,
+        "stages": stages,
+        "evaluation": evaluation,
+        "machine": machine,
+        "recipe": recipe,
+    }

@@ -1,0 +1,65 @@
+"""Shared formatting of summary values for the Markdown and terminal renderings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt_percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def fmt_bytes(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+def fmt_float(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def fmt_speedup(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}x faster" if value >= 1 else f"{1 / value:.2f}x slower"
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, baseline, result, change) rows for people."""
+    s = summary
+    return [
+        (
+            "Top-1 accuracy",
+            fmt_percent(s["accuracy_baseline"]),
+            fmt_percent(s["accuracy_result"]),
+            "n/a" if s["accuracy_drop_pp"] is None else f"{-s['accuracy_drop_pp']:+.2f} pp",
+        ),
+        ("Top-1 agreement", "", fmt_percent(s["top1_agreement"]), ""),
+        ("Output cosine", "", fmt_float(s["output_cosine"], 5), ""),
+        (
+            "Latency p50",
+            fmt_float(s["latency_p50_ms_baseline"], 3, " ms"),
+            fmt_float(s["latency_p50_ms_result"], 3, " ms"),
+            fmt_speedup(s["speedup"]),
+        ),
+        (
+            "Size",
+            fmt_bytes(s["size_bytes_baseline"]),
+            fmt_bytes(s["size_bytes_result"]),
+            fmt_float(s["size_ratio"], 2, "x smaller"),
+        ),
+    ]
+
+
+def gate_rows(gates: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for g in gates:
+        value = "n/a" if g["value"] is None else f"{g['value']:.4g}"
+        rows.append((g["name"], f"{g['threshold']:g}", value, "PASSED" if g["passed"] else "FAILED"))
+    return rows
