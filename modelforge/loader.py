@@ -32,9 +32,7 @@ def detect_format(path: Path) -> str:
             f"model {path}: looks like a pickled PyTorch module or state dict, which is never unpickled",
             hint="save it with torch.export.save(torch.export.export(model, args), 'model.pt2')",
         )
-    raise InputError(
-        f"model {path}: unknown format; expected .onnx, .pt2 (torch.export) or TorchScript (.pt)"
-    )
+    raise InputError(f"model {path}: unknown format; expected .onnx, .pt2 (torch.export) or TorchScript (.pt)")
 
 
 def load_model(path: Path, format: str = "auto") -> ModelArtifact:

@@ -104,9 +104,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
     pass_specs = [(spec, get_pass(spec.name)) for spec in recipe.passes]
     needs_calibration = [cls.name for _, cls in pass_specs if cls.needs_calibration]
     if needs_calibration and recipe.data.calibration is None:
-        raise InputError(
-            f"pass '{needs_calibration[0]}' needs calibration data", hint="pass --calibration DATA"
-        )
+        raise InputError(f"pass '{needs_calibration[0]}' needs calibration data", hint="pass --calibration DATA")
 
     from modelforge.loader import convert_to_onnx, load_model
 
@@ -142,9 +140,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             held = min(max(1, int(calibration.num_samples * HELD_BACK_SHARE)), HELD_BACK_MAX)
             eval_data = calibration.window(calibration.num_samples - held, None)
             calibration = calibration.window(0, calibration.num_samples - held)
-            eval_note = (
-                f"{held} held-back calibration samples of {recipe.data.calibration.path} (no eval data given)"
-            )
+            eval_note = f"{held} held-back calibration samples of {recipe.data.calibration.path} (no eval data given)"
         elif calibration is not None:
             eval_data = calibration
             eval_note = f"the calibration sample of {recipe.data.calibration.path} (no eval data given)"
@@ -156,9 +152,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
         current = baseline
         for index, (spec, pass_cls) in enumerate(pass_specs, start=1):
             if current.format not in pass_cls.accepts:
-                raise PassError(
-                    spec.name, f"accepts {', '.join(pass_cls.accepts)} models, got {current.format}"
-                )
+                raise PassError(spec.name, f"accepts {', '.join(pass_cls.accepts)} models, got {current.format}")
             stage_dir = workdir / f"{index:02d}-{spec.name}"
             stage_dir.mkdir()
             ctx = PassContext(workdir=stage_dir, seed=recipe.seed, calibration=calibration, progress=progress)

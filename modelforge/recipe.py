@@ -32,9 +32,7 @@ class Preprocessing(StrictModel):
     resize: int | None = Field(
         None, description="Resize the shorter side to this before the center crop; default size/0.875."
     )
-    mean: list[float] = Field(
-        [0.0], description="Per-channel mean subtracted after scaling pixels to [0, 1]."
-    )
+    mean: list[float] = Field([0.0], description="Per-channel mean subtracted after scaling pixels to [0, 1].")
     std: list[float] = Field([1.0], description="Per-channel std dividing after the mean is subtracted.")
     layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Memory layout of the model input.")
     color: Literal["RGB", "BGR", "L"] = Field("RGB", description="Channel order; L is one grayscale channel.")
@@ -92,9 +90,7 @@ class LatencyConfig(StrictModel):
     )
     warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
     min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
-    max_seconds: float = Field(
-        30.0, gt=0, description="Stop adding runs after this long (min_runs still run)."
-    )
+    max_seconds: float = Field(30.0, gt=0, description="Stop adding runs after this long (min_runs still run).")
 
 
 class EvaluateConfig(StrictModel):
@@ -106,9 +102,7 @@ class GatesConfig(StrictModel):
     max_accuracy_drop: float | None = Field(
         None, ge=0, description="Fail when top-1 accuracy drops by more than this many percentage points."
     )
-    min_speedup: float | None = Field(
-        None, gt=0, description="Fail when baseline p50 / result p50 is below this."
-    )
+    min_speedup: float | None = Field(None, gt=0, description="Fail when baseline p50 / result p50 is below this.")
     min_agreement: float | None = Field(
         None,
         ge=0,

@@ -19,9 +19,7 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def create_session(
-    model: Path | bytes, threads: int | None = None, stage: str = "evaluate"
-) -> ort.InferenceSession:
+def create_session(model: Path | bytes, threads: int | None = None, stage: str = "evaluate") -> ort.InferenceSession:
     """A CPU session with all graph optimizations and a fixed intra-op thread count."""
     import onnxruntime as ort
 
@@ -35,9 +33,7 @@ def create_session(
         return ort.InferenceSession(
             model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
         )
-    except (
-        Exception
-    ) as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, NotImplemented...)
+    except Exception as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, NotImplemented...)
         raise PassError(stage, f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from None
 
 

@@ -43,10 +43,6 @@ def execute(recipe: Recipe, quiet: bool, as_json: bool) -> int:
             f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, manifest.json)", highlight=False
         )
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
-    verdict = (
-        "[bold green]PASSED[/bold green]"
-        if not failed
-        else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"
-    )
+    verdict = "[bold green]PASSED[/bold green]" if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"
     err_console.print(verdict, highlight=False)
     return result.exit_code

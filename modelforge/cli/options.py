@@ -24,9 +24,7 @@ class GateOptions:
         Path | None,
         typer.Option(help="Also write the recipe these flags make, to replay with `modelforge run`."),
     ]
-    dry_run = Annotated[
-        bool, typer.Option("--dry-run", help="Validate and print the resolved recipe; run nothing.")
-    ]
+    dry_run = Annotated[bool, typer.Option("--dry-run", help="Validate and print the resolved recipe; run nothing.")]
     quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
     as_json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 

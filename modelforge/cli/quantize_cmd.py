@@ -22,21 +22,13 @@ def quantize(
     eval_data: Annotated[
         Path | None, typer.Option("--eval-data", "-e", help="Evaluation data (labels enable accuracy).")
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")] = Path(
-        "modelforge-out"
-    ),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")] = Path("modelforge-out"),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
-    method: Annotated[
-        str, typer.Option(help="Calibration method: minmax, entropy or percentile.")
-    ] = "minmax",
+    method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
     calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,
     per_channel: Annotated[bool, typer.Option(help="Per-output-channel weight scales.")] = True,
-    mean: Annotated[
-        str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")
-    ] = None,
-    std: Annotated[
-        str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")
-    ] = None,
+    mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
     min_speedup: GateOptions.min_speedup = None,
     min_agreement: GateOptions.min_agreement = None,
@@ -59,11 +51,7 @@ def quantize(
     def source(path: Path | None):
         if path is None:
             return None
-        return (
-            {"path": str(path), "preprocessing": preprocessing}
-            if preprocessing and path.is_dir()
-            else str(path)
-        )
+        return {"path": str(path), "preprocessing": preprocessing} if preprocessing and path.is_dir() else str(path)
 
     config = {"method": method, "per_channel": per_channel}
     if calibration_samples is not None:

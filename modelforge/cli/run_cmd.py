@@ -12,9 +12,7 @@ from modelforge.cli.options import GateOptions
 
 def run(
     recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML (see recipes/).")],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Override the recipe's output.dir.")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Override the recipe's output.dir.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
     dry_run: GateOptions.dry_run = False,
     quiet: GateOptions.quiet = False,

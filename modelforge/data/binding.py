@@ -39,10 +39,7 @@ class BoundDataset:
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Batches of model inputs, keyed by input name, in file order."""
         stop = self.start + self.num_samples
-        streams = {
-            name: self.dataset.iter_chunks(key, batch_size, self.start, stop)
-            for name, key in self.keys.items()
-        }
+        streams = {name: self.dataset.iter_chunks(key, batch_size, self.start, stop) for name, key in self.keys.items()}
         while True:
             try:
                 batch = {name: next(stream) for name, stream in streams.items()}

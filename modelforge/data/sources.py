@@ -41,9 +41,7 @@ class Dataset:
         """Samples [start, stop) of one array."""
         raise NotImplementedError
 
-    def iter_chunks(
-        self, key: str, chunk: int, start: int = 0, stop: int | None = None
-    ) -> Iterator[np.ndarray]:
+    def iter_chunks(self, key: str, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
         stop = self.num_samples if stop is None else stop
         for begin in range(start, stop, chunk):
             yield self.read(key, begin, min(begin + chunk, stop))
@@ -71,9 +69,7 @@ class _NpyMember:
         if dtype.hasobject:
             raise InputError(f"{self._label}: object arrays are not accepted (they would need unpickling)")
         if fortran and len(shape) > 1:
-            raise InputError(
-                f"{self._label}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray"
-            )
+            raise InputError(f"{self._label}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
         if len(shape) == 0:
             raise InputError(f"{self._label}: expected samples on the first axis, got a scalar")
         return ArrayInfo(tuple(shape), dtype), f.tell()
@@ -131,9 +127,7 @@ class NpzDataset(Dataset):
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         return self._members[key].read(start, stop)
 
-    def iter_chunks(
-        self, key: str, chunk: int, start: int = 0, stop: int | None = None
-    ) -> Iterator[np.ndarray]:
+    def iter_chunks(self, key: str, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
         stop = self.num_samples if stop is None else stop
         return self._members[key].iter_chunks(chunk, start, stop)
 
@@ -143,15 +137,13 @@ class NpyDataset(Dataset):
 
     def __init__(self, path: Path):
         self.path = path
-        self._member = _NpyMember(lambda: open(path, "rb"), str(path))
+        self._member = _NpyMember(lambda: open(path, "rb"), str(path))  # noqa: SIM115 (the reader closes it)
         self.arrays = {path.stem: self._member.info}
 
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         return self._member.read(start, stop)
 
-    def iter_chunks(
-        self, key: str, chunk: int, start: int = 0, stop: int | None = None
-    ) -> Iterator[np.ndarray]:
+    def iter_chunks(self, key: str, chunk: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
         stop = self.num_samples if stop is None else stop
         return self._member.iter_chunks(chunk, start, stop)
 
@@ -188,9 +180,7 @@ class ImageFolderDataset(Dataset):
             hw = input_shape[2:4] if self.preprocessing.layout == "NCHW" else input_shape[1:3]
             if all(isinstance(d, int) for d in hw):
                 return tuple(hw)
-        raise InputError(
-            f"{self.path}: preprocessing.size is required: the model input has no fixed height and width"
-        )
+        raise InputError(f"{self.path}: preprocessing.size is required: the model input has no fixed height and width")
 
     def labels(self) -> np.ndarray | None:
         if not self.classes:

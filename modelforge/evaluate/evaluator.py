@@ -41,11 +41,7 @@ def evaluate_pair(
             n = len(next(iter(feeds.values())))
             out_a, out_b = session_a.run(None, feeds), session_b.run(None, feeds)
             batch_labels = labels[seen : seen + n] if labels is not None else None
-            if (
-                batch_labels is not None
-                and out_a[0].ndim == 2
-                and batch_labels.max(initial=0) >= out_a[0].shape[1]
-            ):
+            if batch_labels is not None and out_a[0].ndim == 2 and batch_labels.max(initial=0) >= out_a[0].shape[1]:
                 raise InputError(
                     f"eval data {data.dataset.path}: label {int(batch_labels.max())} is out of range for "
                     f"output '{baseline.io.outputs[0].name}' with {out_a[0].shape[1]} classes"

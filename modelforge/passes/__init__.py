@@ -26,9 +26,7 @@ def register(pass_cls: type[Pass]) -> type[Pass]:
         raise TypeError(f"{pass_cls.__qualname__} must set a class attribute `name`")
     existing = _registry.get(pass_cls.name)
     if existing is not None and existing is not pass_cls:
-        raise ValueError(
-            f"pass name {pass_cls.name!r} is taken by {existing.__module__}.{existing.__qualname__}"
-        )
+        raise ValueError(f"pass name {pass_cls.name!r} is taken by {existing.__module__}.{existing.__qualname__}")
     _registry[pass_cls.name] = pass_cls
     return pass_cls
 

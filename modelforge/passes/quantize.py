@@ -28,9 +28,7 @@ class QuantizeConfig(PassConfig):
         gt=0,
         description="Samples per calibration batch (peak memory grows with it, not with the sample count).",
     )
-    per_channel: bool = Field(
-        True, description="One weight scale per output channel (keeps accuracy on CNNs)."
-    )
+    per_channel: bool = Field(True, description="One weight scale per output channel (keeps accuracy on CNNs).")
     reduce_range: bool = Field(
         False, description="7-bit weights: avoids int16 overflow on CPUs without VNNI, at some accuracy cost."
     )
@@ -62,9 +60,7 @@ class QuantizeInt8(Pass):
 
         cfg: QuantizeConfig = self.config
         if cfg.method != "minmax":
-            raise PassError(
-                self.name, f"calibration method {cfg.method!r} is not available yet", "use minmax"
-            )
+            raise PassError(self.name, f"calibration method {cfg.method!r} is not available yet", "use minmax")
         if ctx.calibration is None:
             raise PassError(self.name, "needs calibration data", "pass --calibration DATA")
         if is_quantized(load_onnx(artifact.path, load_external_data=False)):

@@ -61,9 +61,7 @@ def evaluate_gates(gates: GatesConfig, summary: dict[str, Any]) -> list[dict[str
         key, higher_is_better = GATE_RULES[name]
         value = summary.get(key)
         passed = value is not None and (value >= threshold if higher_is_better else value <= threshold)
-        results.append(
-            {"name": name, "metric": key, "threshold": threshold, "value": value, "passed": passed}
-        )
+        results.append({"name": name, "metric": key, "threshold": threshold, "value": value, "passed": passed})
     return results
 
 

@@ -53,8 +53,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Machine: {cpu['model']}, {cpu['cores']} cores, INT8 instruction sets: "
-        f"{', '.join(cpu['int8_instruction_sets']) or 'none'}; "
-        + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"{', '.join(cpu['int8_instruction_sets']) or 'none'}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
     ]
     return "\n".join(lines)
