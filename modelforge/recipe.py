@@ -147,8 +147,10 @@ class Recipe(StrictModel):
     def resolve_paths(self, base: Path) -> Recipe:
         """Make relative paths relative to the recipe file's folder, as a user reading it would expect."""
 
+        base = base.resolve()  # absolute, so recipe.resolved.yaml replays from any folder
+
         def fix(p: Path) -> Path:
-            return p if p.is_absolute() else (base / p)
+            return p if p.is_absolute() else (base / p).resolve()
 
         self.model.path = fix(self.model.path)
         for source in (self.data.calibration, self.data.eval_data):

@@ -1,0 +1,40 @@
+"""Developer sessions: tests, lint, bench (writes JSON to bench-results/), demo (the quickstart)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
+TORCH_CPU = "torch==2.13.0"
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    session.install(TORCH_CPU)
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "modelforge", "tests", "benchmarks", "scripts", "noxfile.py")
+    session.run("ruff", "format", "--check", "modelforge", "tests", "benchmarks", "scripts", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Speed, size and accuracy targets; prints and writes bench-results/*.json, asserts nothing."""
+    session.install(TORCH_CPU)
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/bench_quantize.py", "--out", "bench-results/quantize.json", *session.posargs)
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """The README's quickstart: quantize the bundled digits CNN and gate on its accuracy."""
+    session.install("-e", ".")
+    session.run("modelforge", "run", "recipes/quickstart.yaml", "-o", "out/quickstart", "--force")
