@@ -61,7 +61,13 @@ def export_resnet18(path: Path, seed: int = 0) -> Path:
     model = build_resnet18(seed=seed)
     example = torch.randn(1, 3, 224, 224)
     torch.onnx.export(
-        model, (example,), str(path), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+        model,
+        (example,),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
     )
     return path
