@@ -96,63 +96,112 @@ def _place_model(artifact: ModelArtifact, target: Path) -> None:
         shutil.copyfile(artifact.path, target)
 
 
+@dataclass
+class Inputs:
+    """Everything a run needs before its first pass: the models, the bound data, the stages so far."""
+
+    source: ModelArtifact
+    baseline: ModelArtifact  # the ONNX form of the source: what results are compared with
+    calibration: BoundDataset | None
+    eval_data: BoundDataset
+    eval_note: str
+    stages: list[dict[str, Any]]
+
+
+def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
+    """Every pass exists, gets the format it accepts, and has the data it needs."""
+    pass_specs = [(spec, get_pass(spec.name)) for spec in recipe.passes]
+    needs_calibration = [cls.name for _, cls in pass_specs if cls.needs_calibration]
+    if needs_calibration and recipe.data.calibration is None:
+        raise InputError(f"pass '{needs_calibration[0]}' needs calibration data", hint="pass --calibration DATA")
+    fmt = "onnx"
+    for spec, cls in pass_specs:
+        if fmt not in cls.accepts:
+            raise PassError(spec.name, f"accepts {', '.join(cls.accepts)} models, got {fmt}")
+        fmt = cls.produces
+    return pass_specs
+
+
+def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
+    """Load (and convert once) the model, bind and validate the data, pick the evaluation samples."""
+    from modelforge.loader import convert_to_onnx, load_model
+
+    stages: list[dict[str, Any]] = []
+    source = load_model(recipe.model.path, recipe.model.format)
+    baseline = source
+    if source.format != "onnx":
+        started = time.perf_counter()
+        convert_dir = workdir / "00-convert"
+        convert_dir.mkdir()
+        baseline, info = convert_to_onnx(source, convert_dir, recipe.model.opset, _torch_example(recipe))
+        stages.append(
+            {
+                "name": "convert",
+                "pass": "convert",
+                "seconds": time.perf_counter() - started,
+                "input_format": source.format,
+                "output_format": "onnx",
+                "metrics": info,
+            }
+        )
+
+    calibration = _open_bound(recipe.data.calibration, baseline, "calibration data")
+    eval_data = _open_bound(recipe.data.eval_data, baseline, "eval data")
+    _check_gates_measurable(recipe, eval_data)
+    if eval_data is not None:
+        eval_note = f"eval data {recipe.data.eval_data.path}"
+    elif calibration is not None and calibration.num_samples >= 2:
+        held = min(max(1, int(calibration.num_samples * HELD_BACK_SHARE)), HELD_BACK_MAX)
+        eval_data = calibration.window(calibration.num_samples - held, None)
+        calibration = calibration.window(0, calibration.num_samples - held)
+        eval_note = f"{held} held-back calibration samples of {recipe.data.calibration.path} (no eval data given)"
+    elif calibration is not None:
+        eval_data = calibration
+        eval_note = f"the calibration sample of {recipe.data.calibration.path} (no eval data given)"
+    else:
+        raise InputError("nothing to evaluate on", hint="pass --eval-data or --calibration")
+    if recipe.data.eval_samples:
+        eval_data = eval_data.window(0, min(recipe.data.eval_samples, eval_data.num_samples))
+    return Inputs(source, baseline, calibration, eval_data, eval_note, stages)
+
+
+def plan_recipe(recipe: Recipe) -> dict[str, Any]:
+    """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
+    check_output_dir(recipe)
+    pass_specs = check_pass_chain(recipe)
+    with tempfile.TemporaryDirectory(prefix="modelforge-plan-") as tmp:
+        inputs = prepare_inputs(recipe, Path(tmp))
+        return {
+            "model": str(recipe.model.path),
+            "format": inputs.source.format,
+            "conversion": inputs.stages[0]["metrics"] if inputs.stages else None,
+            "inputs": [f"{t.name} {t.dtype} {t.shape_text()}" for t in inputs.baseline.io.inputs],
+            "calibration_samples": inputs.calibration.num_samples if inputs.calibration else 0,
+            "evaluation": f"{inputs.eval_data.num_samples} samples: {inputs.eval_note}",
+            "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
+            "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None},
+            "output": str(recipe.output.dir),
+            "files": ["model.onnx", "report.json", "report.md", "recipe.resolved.yaml", "manifest.json"],
+        }
+
+
 def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
     progress = progress or Progress()
     out = check_output_dir(recipe)
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
-    pass_specs = [(spec, get_pass(spec.name)) for spec in recipe.passes]
-    needs_calibration = [cls.name for _, cls in pass_specs if cls.needs_calibration]
-    if needs_calibration and recipe.data.calibration is None:
-        raise InputError(f"pass '{needs_calibration[0]}' needs calibration data", hint="pass --calibration DATA")
-
-    from modelforge.loader import convert_to_onnx, load_model
+    pass_specs = check_pass_chain(recipe)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="modelforge-work-"))
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        stages: list[dict[str, Any]] = []
-        source = load_model(recipe.model.path, recipe.model.format)
-        baseline = source
-        if source.format != "onnx":
-            started = time.perf_counter()
-            convert_dir = workdir / "00-convert"
-            convert_dir.mkdir()
-            baseline, info = convert_to_onnx(source, convert_dir, recipe.model.opset, _torch_example(recipe))
-            stages.append(
-                {
-                    "name": "convert",
-                    "pass": "convert",
-                    "seconds": time.perf_counter() - started,
-                    "input_format": source.format,
-                    "output_format": "onnx",
-                    "metrics": info,
-                }
-            )
-
-        calibration = _open_bound(recipe.data.calibration, baseline, "calibration data")
-        eval_data = _open_bound(recipe.data.eval_data, baseline, "eval data")
-        _check_gates_measurable(recipe, eval_data)
-        if eval_data is not None:
-            eval_note = f"eval data {recipe.data.eval_data.path}"
-        elif calibration is not None and calibration.num_samples >= 2:
-            held = min(max(1, int(calibration.num_samples * HELD_BACK_SHARE)), HELD_BACK_MAX)
-            eval_data = calibration.window(calibration.num_samples - held, None)
-            calibration = calibration.window(0, calibration.num_samples - held)
-            eval_note = f"{held} held-back calibration samples of {recipe.data.calibration.path} (no eval data given)"
-        elif calibration is not None:
-            eval_data = calibration
-            eval_note = f"the calibration sample of {recipe.data.calibration.path} (no eval data given)"
-        else:
-            raise InputError("nothing to evaluate on", hint="pass --eval-data or --calibration")
-        if recipe.data.eval_samples:
-            eval_data = eval_data.window(0, min(recipe.data.eval_samples, eval_data.num_samples))
+        inputs = prepare_inputs(recipe, workdir)
+        source, baseline, stages = inputs.source, inputs.baseline, inputs.stages
+        calibration, eval_data, eval_note = inputs.calibration, inputs.eval_data, inputs.eval_note
 
         current = baseline
         for index, (spec, pass_cls) in enumerate(pass_specs, start=1):
-            if current.format not in pass_cls.accepts:
-                raise PassError(spec.name, f"accepts {', '.join(pass_cls.accepts)} models, got {current.format}")
             stage_dir = workdir / f"{index:02d}-{spec.name}"
             stage_dir.mkdir()
             ctx = PassContext(workdir=stage_dir, seed=recipe.seed, calibration=calibration, progress=progress)

@@ -33,15 +33,32 @@ def _root(
 
 
 def _register() -> None:
-    from modelforge.cli import inspect_cmd, passes_cmd, quantize_cmd, run_cmd
+    from modelforge.cli import doctor_cmd, inspect_cmd, passes_cmd, quantize_cmd, run_cmd, schema_cmd
 
     app.command("quantize")(quantize_cmd.quantize)
     app.command("run")(run_cmd.run)
     app.command("inspect")(inspect_cmd.inspect)
     app.command("passes")(passes_cmd.passes)
+    app.command("doctor")(doctor_cmd.doctor)
+    app.command("schema")(schema_cmd.schema)
+    app.command("explain")(schema_cmd.explain)
 
 
 _register()
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's usage errors: from `click` (typer < 0.20) or typer's vendored copy (a TyperException)."""
+    types: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
 
 
 def main() -> None:
@@ -49,9 +66,12 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except ModelforgeError as exc:
+        from rich.markup import escape
+
         from modelforge.cli.console import err_console
 
-        err_console.print(f"[bold red]error:[/bold red] {exc.one_line()}", highlight=False, soft_wrap=True)
+        # Escaped: messages hold shapes like [batch, 1, 8, 8], which rich would eat as markup tags.
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: nothing was written\n")
@@ -61,9 +81,7 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _usage_error_types()) and hasattr(exc, "show"):
             exc.show()
             sys.exit(EXIT_BAD_INPUT)
         raise

@@ -66,6 +66,13 @@ def finish(
     if save_recipe is not None:
         write_recipe(recipe, save_recipe, recipe.output.force)
     if dry_run:
+        from modelforge.cli.console import err_console
+        from modelforge.pipeline import plan_recipe
+
+        plan = plan_recipe(recipe)  # validates model, data, passes and gates; writes nothing
         typer.echo(recipe.to_yaml(), nl=False)
+        err_console.print("[bold]Plan[/bold] (dry run: nothing was written)")
+        for key, value in plan.items():
+            err_console.print(f"  {key}: {value}", highlight=False, markup=False)
         return 0
     return execute(recipe, quiet, as_json)
