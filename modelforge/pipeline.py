@@ -165,6 +165,39 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
     return Inputs(source, baseline, calibration, eval_data, eval_note, stages)
 
 
+def _data_fingerprint(data: BoundDataset | None) -> str | None:
+    """Content of the samples a pass can see: file bytes, the window, and how images are preprocessed."""
+    from modelforge.manifest import data_sha256
+
+    if data is None:
+        return None
+    preprocessing = getattr(data.dataset, "preprocessing", None)
+    extra = preprocessing.model_dump_json() if preprocessing is not None else ""
+    return f"{data_sha256(data.dataset.path)}:{data.start}:{data.num_samples}:{extra}"
+
+
+def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext, data) -> ModelArtifact:
+    """Run one pass, or reuse its cached result when the model bytes, config, data and versions match."""
+    from modelforge import cache
+
+    config = pass_cls.Config.model_validate(spec.config)
+    key = None
+    if recipe.cache:
+        fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + recipe.gates.model_dump_json()
+        key = cache.stage_key(current, spec.name, config.model_dump(mode="json"), fingerprint, recipe.seed)
+        hit = cache.lookup(key, ctx.workdir)
+        if hit is not None:
+            result, metrics = hit
+            ctx.metrics.update(metrics)
+            ctx.record("cache", "hit")
+            return result
+    result = pass_cls(config).run(current, ctx)
+    if key is not None:
+        cache.store(key, result, dict(ctx.metrics))
+        ctx.record("cache", "miss")
+    return result
+
+
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe)
@@ -206,7 +239,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             stage_dir.mkdir()
             ctx = PassContext(workdir=stage_dir, seed=recipe.seed, calibration=calibration, progress=progress)
             started = time.perf_counter()
-            result = pass_cls(pass_cls.Config.model_validate(spec.config)).run(current, ctx)
+            result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data))
             stages.append(
                 {
                     "name": spec.name,

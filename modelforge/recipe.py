@@ -90,12 +90,73 @@ class LatencyConfig(StrictModel):
     )
     warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
     min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
-    max_seconds: float = Field(30.0, gt=0, description="Stop adding runs after this long (min_runs still run).")
+    max_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time budget per batch size: stop adding runs after this long, stable or not "
+        "(one block of runs of each model always completes).",
+    )
+    stable_within: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="After min_runs, keep running until the p50 of the last half of the runs is within this "
+        "fraction of the p50 of all runs (for every model), or the time budget ends.",
+    )
+    batch_sizes: list[int] = Field(
+        default_factory=list,
+        description="Extra batch sizes to sweep (latency and throughput per batch), e.g. [1, 8, 32, 64]. "
+        "batch_size and the SLO's batch size are always measured; default: no others, so runs stay fast. "
+        "A model with a fixed batch dimension is measured at that batch only.",
+    )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_batches(cls, sizes: list[int]) -> list[int]:
+        if any(size <= 0 for size in sizes):
+            raise ValueError(f"batch sizes must be positive, got {sizes}")
+        return sorted(set(sizes))
+
+
+class SLOConfig(StrictModel):
+    """A latency service-level objective: the report says whether each model meets it at `batch_size`,
+    and the largest measured batch size at which it still does."""
+
+    latency_p99_ms: float | None = Field(None, gt=0, description="The p99 latency must not exceed this.")
+    latency_p50_ms: float | None = Field(None, gt=0, description="The p50 latency must not exceed this.")
+    batch_size: int = Field(1, gt=0, description="Batch size the SLO applies to (it is added to the sweep).")
+    gate: bool = Field(True, description="Also a gate: the run fails (exit 1) when the result misses the SLO.")
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> SLOConfig:
+        if self.latency_p99_ms is None and self.latency_p50_ms is None:
+            raise ValueError("an SLO needs latency_p99_ms or latency_p50_ms")
+        return self
+
+
+CUSTOM_METRIC_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class EvaluateConfig(StrictModel):
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     skip_latency: bool = Field(False, description="Do not measure latency (speed-up gates then fail).")
+    slo: SLOConfig | None = Field(None, description="Latency objective checked for both models, e.g. p99 <= 200 ms.")
+    custom_metrics: list[str] = Field(
+        default_factory=list,
+        description="Extra metrics as 'module:function'; each is called once as fn(baseline_outputs, "
+        "result_outputs, labels) with lists of arrays over the whole eval set (labels may be None) and returns "
+        "a number or a mapping of names to numbers.",
+    )
+
+    @field_validator("custom_metrics")
+    @classmethod
+    def _metric_specs(cls, specs: list[str]) -> list[str]:
+        import re
+
+        for spec in specs:
+            if not re.match(CUSTOM_METRIC_PATTERN, spec):
+                raise ValueError(f"custom metric {spec!r} is not of the form 'module:function'")
+        return specs
 
 
 class GatesConfig(StrictModel):
@@ -133,6 +194,9 @@ class Recipe(StrictModel):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     seed: int = Field(0, description="Seeds every random choice, so a recipe reproduces its artifact.")
+    cache: bool = Field(
+        True, description="Reuse a stage's stored result when its input bytes, config, data and versions match."
+    )
 
     @field_validator("passes")
     @classmethod

@@ -33,7 +33,7 @@ def _root(
 
 
 def _register() -> None:
-    from modelforge.cli import doctor_cmd, inspect_cmd, passes_cmd, quantize_cmd, run_cmd, schema_cmd
+    from modelforge.cli import cache_cmd, doctor_cmd, inspect_cmd, passes_cmd, quantize_cmd, run_cmd, schema_cmd
 
     app.command("quantize")(quantize_cmd.quantize)
     app.command("run")(run_cmd.run)
@@ -42,6 +42,7 @@ def _register() -> None:
     app.command("doctor")(doctor_cmd.doctor)
     app.command("schema")(schema_cmd.schema)
     app.command("explain")(schema_cmd.explain)
+    app.add_typer(cache_cmd.cache_app, name="cache")
 
 
 _register()

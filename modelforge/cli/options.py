@@ -20,6 +20,7 @@ class GateOptions:
     min_cosine = Annotated[float | None, typer.Option(help="Gate: fail if mean output cosine < F.")]
     threads = Annotated[int | None, typer.Option(help="Intra-op threads for latency (default: all cores).")]
     seed = Annotated[int, typer.Option(help="Seed for every random choice.")]
+    cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached stage results (content-keyed).")]
     save_recipe = Annotated[
         Path | None,
         typer.Option(help="Also write the recipe these flags make, to replay with `modelforge run`."),
@@ -39,6 +40,7 @@ def common_recipe(
     threads: int | None,
     seed: int,
     gates: dict[str, Any],
+    cache: bool = True,
 ) -> Recipe:
     raw = {
         "model": str(model),
@@ -47,6 +49,7 @@ def common_recipe(
         "gates": {k: v for k, v in gates.items() if v is not None},
         "output": {"dir": str(output), "force": force},
         "seed": seed,
+        "cache": cache,
     }
     if threads is not None:
         raw["evaluate"] = {"latency": {"threads": threads}}

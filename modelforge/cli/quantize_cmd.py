@@ -35,6 +35,7 @@ def quantize(
     min_cosine: GateOptions.min_cosine = None,
     threads: GateOptions.threads = None,
     seed: GateOptions.seed = 0,
+    cache: GateOptions.cache = True,
     save_recipe: GateOptions.save_recipe = None,
     dry_run: GateOptions.dry_run = False,
     quiet: GateOptions.quiet = False,
@@ -64,6 +65,7 @@ def quantize(
         force=force,
         threads=threads,
         seed=seed,
+        cache=cache,
         gates={
             "max_accuracy_drop": max_accuracy_drop,
             "min_speedup": min_speedup,

@@ -14,6 +14,9 @@ def run(
     recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML (see recipes/).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Override the recipe's output.dir.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    cache: Annotated[
+        bool | None, typer.Option("--cache/--no-cache", help="Override the recipe's `cache` setting.")
+    ] = None,
     dry_run: GateOptions.dry_run = False,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
@@ -28,4 +31,6 @@ def run(
         recipe.output.dir = output
     if force:
         recipe.output.force = True
+    if cache is not None:
+        recipe.cache = cache
     return finish(recipe, None, dry_run, quiet, as_json, execute)
