@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
 from modelforge import __version__
-from modelforge.errors import EXIT_BAD_INPUT, ModelforgeError
+from modelforge.errors import EXIT_BAD_INPUT, EXIT_PASS_FAILED, ModelforgeError
 
 app = typer.Typer(
     name="modelforge",
@@ -62,6 +63,27 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
     return tuple(types)
 
 
+def _internal_error(exc: Exception) -> None:
+    """A bug of ours: one line and exit 3, never exit 1, which CI reads as "a gate failed"."""
+    import os
+    import traceback
+
+    from rich.markup import escape
+
+    from modelforge.cli.console import err_console
+
+    if os.environ.get("MODELFORGE_DEBUG"):
+        traceback.print_exc()
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    err_console.print(
+        f"[bold red]internal error:[/bold red] {escape(f'{type(exc).__name__}: {exc}')} "
+        f"(at {Path(where.filename).name}:{where.lineno}; hint: rerun with MODELFORGE_DEBUG=1 and report it)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.exit(EXIT_PASS_FAILED)
+
+
 def main() -> None:
     """Run the app; a ModelforgeError becomes one line on stderr and its exit code, never a traceback."""
     try:
@@ -85,5 +107,5 @@ def main() -> None:
         if isinstance(exc, _usage_error_types()) and hasattr(exc, "show"):
             exc.show()
             sys.exit(EXIT_BAD_INPUT)
-        raise
+        _internal_error(exc)
     sys.exit(code if isinstance(code, int) else 0)

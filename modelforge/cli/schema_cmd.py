@@ -8,6 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+SHORTHANDS = {
+    "ModelSource": "shorthand for {path: ...}",
+    "DataSource": "shorthand for {path: ...}",
+    "PassSpec": "shorthand for {name: ...}",
+    "OutputConfig": "shorthand for {dir: ...}",
+}
+
 
 def recipe_json_schema() -> dict[str, Any]:
     """The Recipe's JSON Schema, with each pass's config schema attached under `x-modelforge-passes`."""
@@ -15,6 +22,10 @@ def recipe_json_schema() -> dict[str, Any]:
     from modelforge.recipe import Recipe
 
     schema = Recipe.model_json_schema()
+    # These sections also accept a bare string in YAML (`model: net.onnx`, `- quantize`, `output: out/`).
+    for name, meaning in SHORTHANDS.items():
+        definition = schema["$defs"][name]
+        schema["$defs"][name] = {"anyOf": [{"type": "string", "description": meaning}, definition]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "modelforge recipe"
     schema["x-modelforge-passes"] = {name: cls.Config.model_json_schema() for name, cls in available_passes().items()}
