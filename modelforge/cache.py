@@ -8,6 +8,7 @@ into place, so a crash never leaves a half-written entry that a later run would 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,6 +21,16 @@ from modelforge.artifact import ModelArtifact
 from modelforge.machine import package_versions
 
 ENTRY_FILE = "entry.json"
+
+
+@functools.cache
+def code_digest() -> str:
+    """Hash of modelforge's own source: a fix in a pass invalidates what the old code cached."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for file in sorted(package.rglob("*.py")):
+        digest.update(file.relative_to(package).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
 
 
 def cache_root() -> Path:
@@ -47,6 +58,7 @@ def stage_key(artifact: ModelArtifact, pass_name: str, config: dict[str, Any], d
         "data": data,
         "seed": seed,
         "versions": package_versions(),
+        "code": code_digest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

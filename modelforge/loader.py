@@ -6,7 +6,11 @@ unpickling a whole module: a pickle can run arbitrary code.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from modelforge.artifact import ModelArtifact
@@ -54,6 +58,37 @@ def _import_torch():
     return torch
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporters print progress and warnings; a pass reports through its context, never prints."""
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_inputs: dict | None) -> str:
+    if artifact.format == "torch-export":
+        program = torch.export.load(str(artifact.path))
+        torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
+        return "torch.onnx (dynamo) from torch.export program"
+    module = torch.jit.load(str(artifact.path), map_location="cpu")
+    names = list(example_inputs)
+    torch.onnx.export(
+        module,
+        tuple(torch.from_numpy(v) for v in example_inputs.values()),
+        str(exported),
+        input_names=names,
+        opset_version=opset,
+        dynamo=False,
+        dynamic_axes={n: {0: "batch"} for n in names},
+    )
+    return "torch.onnx (TorchScript) from TorchScript archive"
+
+
 def convert_to_onnx(
     artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
 ) -> tuple[ModelArtifact, dict]:
@@ -64,31 +99,11 @@ def convert_to_onnx(
     target = workdir / "model.onnx"
     exported = workdir / "export" / "model.onnx"
     exported.parent.mkdir(parents=True, exist_ok=True)
+    if artifact.format == "torchscript" and not example_inputs:
+        raise InputError(f"model {artifact.path}: TorchScript needs calibration or eval data for its input shapes")
     try:
-        if artifact.format == "torch-export":
-            program = torch.export.load(str(artifact.path))
-            torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
-            exporter = "torch.onnx (dynamo) from torch.export program"
-        else:
-            module = torch.jit.load(str(artifact.path), map_location="cpu")
-            if not example_inputs:
-                raise InputError(
-                    f"model {artifact.path}: TorchScript needs calibration or eval data for its input shapes"
-                )
-            names = list(example_inputs)
-            args = tuple(torch.from_numpy(v) for v in example_inputs.values())
-            torch.onnx.export(
-                module,
-                args,
-                str(exported),
-                input_names=names,
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes={n: {0: "batch"} for n in names},
-            )
-            exporter = "torch.onnx (TorchScript) from TorchScript archive"
-    except (InputError, MissingExtraError):
-        raise
+        with _quiet_exporter():
+            exporter = _export(torch, artifact, exported, opset, example_inputs)
     except Exception as exc:
         raise PassError("convert", f"PyTorch to ONNX export failed: {str(exc).splitlines()[0]}") from None
     # The dynamo exporter writes weights to a side `.data` file and may raise the opset it was asked

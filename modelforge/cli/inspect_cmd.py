@@ -51,7 +51,7 @@ def inspect(
     from modelforge.report.format import fmt_bytes
 
     out_console.print(
-        f"[bold]{info['path']}[/bold]  {info['format']}, opset {info['opset']}, {info['nodes']} nodes, "
+        f"[bold]{escape(info['path'])}[/bold]  {info['format']}, opset {info['opset']}, {info['nodes']} nodes, "
         f"{info['parameters']:,} parameters, {fmt_bytes(info['size_bytes'])}"
         + (", quantized" if info["quantized"] else ""),
         highlight=False,

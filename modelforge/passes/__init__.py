@@ -17,6 +17,8 @@ ENTRY_POINT_GROUP = "modelforge.passes"
 _BUILTIN_MODULES = ("modelforge.passes.quantize",)
 
 _registry: dict[str, type[Pass]] = {}
+_plugins: set[str] = set()  # names registered from entry points (dropped on reload)
+_broken: dict[str, str] = {}  # entry-point name -> why it failed to load
 _loaded = False
 
 
@@ -32,26 +34,41 @@ def register(pass_cls: type[Pass]) -> type[Pass]:
 
 
 def _load_all() -> None:
+    """Import the built-in passes, then each plugin; a broken plugin is recorded, never fatal to the CLI."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        pass_cls = ep.load()
-        if not (isinstance(pass_cls, type) and issubclass(pass_cls, Pass)):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not a modelforge Pass subclass")
-        if pass_cls.name != ep.name:
-            raise ValueError(f"entry point {ep.name} = {ep.value} registers a pass named {pass_cls.name!r}")
-        register(pass_cls)
+        try:
+            pass_cls = ep.load()
+            if not (isinstance(pass_cls, type) and issubclass(pass_cls, Pass)):
+                raise TypeError("it is not a modelforge Pass subclass")
+            if pass_cls.name != ep.name:
+                raise ValueError(f"it registers a pass named {pass_cls.name!r}")
+            register(pass_cls)
+            _plugins.add(ep.name)
+        except Exception as exc:  # a plugin's import error must not take the whole CLI down
+            _broken[ep.name] = f"plugin {ep.name} = {ep.value} is broken: {exc}"
+    _loaded = True
 
 
 def reload_entry_points() -> None:
-    """Re-scan installed packages (tests and long-lived processes that install a plugin)."""
+    """Re-scan installed packages (tests and long-lived processes that install or remove a plugin)."""
     global _loaded
+    for name in _plugins:
+        _registry.pop(name, None)
+    _plugins.clear()
+    _broken.clear()
     _loaded = False
     _load_all()
+
+
+def broken_plugins() -> dict[str, str]:
+    """Plugins that failed to load, with the reason (shown by `modelforge passes`)."""
+    _load_all()
+    return dict(_broken)
 
 
 def available_passes() -> dict[str, type[Pass]]:
@@ -65,6 +82,8 @@ def pass_names() -> list[str]:
 
 def get_pass(name: str) -> type[Pass]:
     passes = available_passes()
+    if name in _broken:
+        raise KeyError(_broken[name])
     if name not in passes:
         raise KeyError(f"unknown pass {name!r}; expected one of {', '.join(passes)}")
     return passes[name]

@@ -1,0 +1,104 @@
+"""The CLI surface: --version, a --help that stays light, usage errors without tracebacks, `passes`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from conftest import cli_env, run_cli
+
+import modelforge
+
+HEAVY = ("torch", "tensorflow", "onnxruntime", "onnx")
+
+
+def test_version_prints_package_version():
+    result = run_cli("--version")
+    assert result.returncode == 0, result.explain()
+    assert result.stdout.strip() == f"modelforge {modelforge.__version__}"
+
+
+def test_building_help_imports_no_framework():
+    """Importing the app and rendering the help of every command must not pull in a framework."""
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from modelforge.cli.app import app
+
+runner = CliRunner()
+results = [runner.invoke(app, ["--help"])]
+for name in ("quantize", "run", "inspect", "passes"):
+    results.append(runner.invoke(app, [name, "--help"]))
+assert all(r.exit_code == 0 for r in results), [(r.exit_code, r.output[-300:]) for r in results]
+assert "quantize" in results[0].output
+heavy = {set(HEAVY)!r}
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
+
+
+def _imported_top_level(args: list[str]) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run the real entry point with -X importtime and collect every top-level package it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "modelforge", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            names.add(name.split(".")[0])
+    return proc, names
+
+
+def test_help_process_exits_zero_fast_and_light():
+    started = time.perf_counter()
+    proc, imported = _imported_top_level(["--help"])
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "quantize" in proc.stdout and "inspect" in proc.stdout
+    assert "typer" in imported  # the import log was really parsed
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    # Importing torch alone takes seconds; a light --help is far below this bound even on a slow CI box.
+    assert elapsed < 15, elapsed
+
+
+def test_listing_passes_imports_no_framework():
+    """Pass modules must stay cheap to import: `modelforge passes` loads them all."""
+    proc, imported = _imported_top_level(["passes"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "quantize" in proc.stdout
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_passes_lists_quantize_with_formats():
+    result = run_cli("passes")
+    assert result.returncode == 0, result.explain()
+    row = next(line for line in result.stdout.splitlines() if "quantize" in line)
+    assert "onnx" in row
+
+
+def test_usage_errors_exit_2_without_traceback():
+    missing_option = run_cli("quantize", "model.onnx")
+    assert missing_option.returncode == 2, missing_option.explain()
+    assert "Traceback" not in missing_option.stderr
+    assert "--calibration" in missing_option.stderr
+
+    unknown_command = run_cli("no-such-command")
+    assert unknown_command.returncode == 2, unknown_command.explain()
+    assert "Traceback" not in unknown_command.stderr
+    assert "no-such-command" in unknown_command.stderr
+
+
+def test_missing_model_file_is_one_line_exit_2(tmp_path):
+    result = run_cli("quantize", tmp_path / "absent.onnx", "-c", tmp_path / "absent.npz", "-o", tmp_path / "out")
+    assert result.returncode == 2, result.explain()
+    assert "Traceback" not in result.stderr
+    assert "absent" in result.stderr
+    assert not (tmp_path / "out").exists()
