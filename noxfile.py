@@ -38,3 +38,11 @@ def demo(session: nox.Session) -> None:
     """The README's quickstart: quantize the bundled digits CNN and gate on its accuracy."""
     session.install("-e", ".")
     session.run("modelforge", "run", "recipes/quickstart.yaml", "-o", "out/quickstart", "--force")
+
+
+@nox.session(python="3.11")
+def report_screenshot(session: nox.Session) -> None:
+    """Run the CI example recipe, then render its report.html in headless chromium: out/report.png."""
+    session.install("-e", ".")
+    session.run("modelforge", "run", "examples/ci/digits-int8.yaml", "-o", "out/ci", "--force", "--quiet")
+    session.run("python", "scripts/screenshot_report.py", "out/ci", "--png", "out/report.png", *session.posargs)

@@ -10,6 +10,30 @@ from importlib import metadata
 
 # Instruction sets that decide INT8 speed on x86 (VNNI: 4x int8 dot products; AMX: tile matrix units).
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+# Vector / matrix instruction sets that matter for inference speed (x86 and Arm names as /proc/cpuinfo spells them).
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "fma",
+    "f16c",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+    "sve2",
+)
 
 
 @cache
@@ -32,6 +56,7 @@ def cpu_info() -> dict[str, object]:
         "arch": platform.machine(),
         "cores": cores,
         "int8_instruction_sets": [f for f in INT8_FLAGS if f in flags],
+        "instruction_sets": [f for f in ISA_FLAGS if f in flags],
     }
 
 

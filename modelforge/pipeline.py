@@ -22,6 +22,7 @@ from modelforge.data import BoundDataset, bind, open_dataset
 from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, OutputExistsError, PassError
 from modelforge.passes import PassContext, get_pass
 from modelforge.passes.base import Progress
+from modelforge.preflight import run_preflight
 from modelforge.recipe import DataSource, Recipe
 
 # Without eval data, this share of the calibration samples is held back to compare the two models.
@@ -64,6 +65,13 @@ def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None) -> N
         )
     if gates.min_speedup is not None and recipe.evaluate.skip_latency:
         raise InputError("gate min_speedup needs latency: evaluate.skip_latency is set")
+    if recipe.evaluate.slo is not None and recipe.evaluate.skip_latency:
+        raise InputError("evaluate.slo needs latency: evaluate.skip_latency is set")
+    if recipe.evaluate.custom_metrics:
+        from modelforge.evaluate.custom import load_metric
+
+        for spec in recipe.evaluate.custom_metrics:  # fail before any pass runs, not after
+            load_metric(spec)
 
 
 def _torch_example(recipe: Recipe) -> dict[str, np.ndarray] | None:
@@ -76,9 +84,13 @@ def _torch_example(recipe: Recipe) -> dict[str, np.ndarray] | None:
 
 
 def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]:
+    from modelforge.graph_stats import int8_compute_share
+    from modelforge.onnx_model import load_onnx
+
     return {
         "path": str(display_path),
         "format": artifact.format,
+        "compute": int8_compute_share(load_onnx(artifact.path, load_external_data=False)),
         "size_bytes": artifact.size_bytes(),
         "opset": artifact.metadata.get("opset"),
         "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
@@ -198,13 +210,23 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
     return result
 
 
+def _slo_gate_plan(recipe: Recipe) -> dict[str, Any]:
+    slo = recipe.evaluate.slo
+    if slo is None or not slo.gate:
+        return {}
+    limits = (("slo_latency_p99_ms", slo.latency_p99_ms), ("slo_latency_p50_ms", slo.latency_p50_ms))
+    return {name: f"{limit:g} ms at batch {slo.batch_size}" for name, limit in limits if limit is not None}
+
+
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe)
     pass_specs = check_pass_chain(recipe)
     with tempfile.TemporaryDirectory(prefix="modelforge-plan-") as tmp:
         inputs = prepare_inputs(recipe, Path(tmp))
+        preflight = run_preflight(inputs.baseline, pass_specs, inputs.calibration)
         return {
+            "preflight": preflight,
             "model": str(recipe.model.path),
             "format": inputs.source.format,
             "conversion": inputs.stages[0]["metrics"] if inputs.stages else None,
@@ -212,9 +234,16 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "calibration_samples": inputs.calibration.num_samples if inputs.calibration else 0,
             "evaluation": f"{inputs.eval_data.num_samples} samples: {inputs.eval_note}",
             "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
-            "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None},
+            "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
             "output": str(recipe.output.dir),
-            "files": ["model.onnx", "report.json", "report.md", "recipe.resolved.yaml", "manifest.json"],
+            "files": [
+                "model.onnx",
+                "report.json",
+                "report.md",
+                "report.html",
+                "recipe.resolved.yaml",
+                "manifest.json",
+            ],
         }
 
 
@@ -232,12 +261,20 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
         inputs = prepare_inputs(recipe, workdir)
         source, baseline, stages = inputs.source, inputs.baseline, inputs.stages
         calibration, eval_data, eval_note = inputs.calibration, inputs.eval_data, inputs.eval_note
+        preflight = run_preflight(baseline, pass_specs, calibration)
 
         current = baseline
         for index, (spec, pass_cls) in enumerate(pass_specs, start=1):
             stage_dir = workdir / f"{index:02d}-{spec.name}"
             stage_dir.mkdir()
-            ctx = PassContext(workdir=stage_dir, seed=recipe.seed, calibration=calibration, progress=progress)
+            ctx = PassContext(
+                workdir=stage_dir,
+                seed=recipe.seed,
+                calibration=calibration,
+                evaluation=eval_data,
+                gates=recipe.gates,
+                progress=progress,
+            )
             started = time.perf_counter()
             result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data))
             stages.append(
@@ -270,6 +307,10 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             final.size_bytes(),
         )
         gates = evaluate_gates(recipe.gates, summary)
+        if recipe.evaluate.slo is not None and recipe.evaluate.slo.gate:
+            from modelforge.report.build import slo_gates
+
+            gates += slo_gates(evaluation)
         recipe_dict = recipe.model_dump(mode="json")
         report = build_report(
             recipe=recipe_dict,
@@ -279,6 +320,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
                 "result": _model_record(final, out / "model.onnx"),
             },
             stages=stages,
+            preflight=preflight,
             evaluation=evaluation,
             summary=summary,
             gates=gates,
@@ -288,6 +330,9 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n"
         )
         (staging / "report.md").write_text(render_markdown(report))
+        from modelforge.report.html import render_html
+
+        (staging / "report.html").write_text(render_html(report))
         (staging / "recipe.resolved.yaml").write_text(recipe.to_yaml())
         data_hashes = {
             role: data_sha256(src.path)

@@ -34,7 +34,18 @@ def _root(
 
 
 def _register() -> None:
-    from modelforge.cli import cache_cmd, doctor_cmd, inspect_cmd, passes_cmd, quantize_cmd, run_cmd, schema_cmd
+    from modelforge.cli import (
+        bench_cmd,
+        cache_cmd,
+        compare_cmd,
+        doctor_cmd,
+        inspect_cmd,
+        passes_cmd,
+        quantize_cmd,
+        report_cmd,
+        run_cmd,
+        schema_cmd,
+    )
 
     app.command("quantize")(quantize_cmd.quantize)
     app.command("run")(run_cmd.run)
@@ -44,6 +55,9 @@ def _register() -> None:
     app.command("schema")(schema_cmd.schema)
     app.command("explain")(schema_cmd.explain)
     app.add_typer(cache_cmd.cache_app, name="cache")
+    app.command("compare")(compare_cmd.compare)
+    app.command("report")(report_cmd.report)
+    app.command("bench")(bench_cmd.bench)
 
 
 _register()
@@ -96,16 +110,16 @@ def main() -> None:
         # Escaped: messages hold shapes like [batch, 1, 8, 8], which rich would eat as markup tags.
         err_console.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):  # click turns Ctrl-C into Abort
         sys.stderr.write("interrupted: nothing was written\n")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
     except Exception as exc:  # click usage errors carry their own exit code
         if isinstance(exc, _usage_error_types()) and hasattr(exc, "show"):
             exc.show()
             sys.exit(EXIT_BAD_INPUT)
         _internal_error(exc)
+    if code == 130:  # typer turns Ctrl-C into Exit(130); the run's finally-blocks have already cleaned up
+        sys.stderr.write("interrupted: nothing was written\n")
     sys.exit(code if isinstance(code, int) else 0)

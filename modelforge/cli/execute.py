@@ -18,12 +18,18 @@ def save_recipe(recipe: Recipe, path: Path, force: bool) -> None:
     path.write_text(recipe.to_yaml())
 
 
-def execute(recipe: Recipe, quiet: bool, as_json: bool) -> int:
+def execute(
+    recipe: Recipe, quiet: bool, as_json: bool, summary_file: Path | None = None, junit: Path | None = None
+) -> int:
+    """`summary_file`: append a Markdown summary; `junit`: write JUnit XML of the gates (errors: see
+    modelforge.report.ci.error_outputs, which the commands wrap around their whole body)."""
     from modelforge.cli.console import RichProgress, err_console, out_console, summary_table
     from modelforge.pipeline import run_recipe
+    from modelforge.report.ci import write_report_outputs
 
     result = run_recipe(recipe, RichProgress(quiet=quiet or as_json))
     report = result.report
+    write_report_outputs(report, summary_file, junit)
     if as_json:
         typer.echo(
             json.dumps(
@@ -40,7 +46,8 @@ def execute(recipe: Recipe, quiet: bool, as_json: bool) -> int:
         out_console.print(summary_table(report))
         out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False)
         out_console.print(
-            f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, manifest.json)", highlight=False
+            f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, report.html, manifest.json)",
+            highlight=False,
         )
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
     verdict = "[bold green]PASSED[/bold green]" if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"

@@ -28,6 +28,17 @@ class GateOptions:
     dry_run = Annotated[bool, typer.Option("--dry-run", help="Validate and print the resolved recipe; run nothing.")]
     quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
     as_json = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+    summary_file = Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-file",
+            envvar="MODELFORGE_SUMMARY_FILE",
+            help="Append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY).",
+        ),
+    ]
+    junit = Annotated[
+        Path | None, typer.Option("--junit", help="Write the gates as JUnit XML here (for CI test-result views).")
+    ]
 
 
 def common_recipe(

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.report.ci import with_error_outputs
 
 
 def _floats(text: str | None) -> list[float] | None:
     return None if text is None else [float(v) for v in text.split(",")]
 
 
+@with_error_outputs
 def quantize(
     model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 (torch.export) or TorchScript.")],
     calibration: Annotated[
@@ -27,6 +29,13 @@ def quantize(
     method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
     calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,
     per_channel: Annotated[bool, typer.Option(help="Per-output-channel weight scales.")] = True,
+    preset: Annotated[str, typer.Option(help="Scheme: auto (detect the model family), cnn or transformer.")] = "auto",
+    target: Annotated[str, typer.Option(help="Runtime: cpu (onnxruntime) or tensorrt (int8 symmetric QDQ).")] = "cpu",
+    precision: Annotated[str, typer.Option(help="int8, or int4-weights (4-bit MatMul weights).")] = "int8",
+    percentile: Annotated[float, typer.Option(help="Percentile method: clip |x| at this percentile.")] = 99.99,
+    fallback: Annotated[
+        bool, typer.Option(help="Keep the most sensitive nodes in float until the accuracy gates are met.")
+    ] = True,
     mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
     std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
@@ -40,8 +49,15 @@ def quantize(
     dry_run: GateOptions.dry_run = False,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
+    summary_file: GateOptions.summary_file = None,
+    junit: GateOptions.junit = None,
 ) -> int:
-    """INT8 post-training quantization with calibration data; reports accuracy, speed and size vs the original."""
+    """INT8 post-training quantization with calibration data; reports accuracy, speed and size vs the original.
+
+    Scheme by model family (--preset). Accuracy gates keep the most sensitive nodes in float until met.
+    """
+    from functools import partial
+
     from modelforge.cli.execute import execute
     from modelforge.cli.options import finish
 
@@ -54,7 +70,8 @@ def quantize(
             return None
         return {"path": str(path), "preprocessing": preprocessing} if preprocessing and path.is_dir() else str(path)
 
-    config = {"method": method, "per_channel": per_channel}
+    config = {"method": method, "per_channel": per_channel, "preset": preset, "target": target}
+    config.update(precision=precision, percentile=percentile, fallback=fallback)
     if calibration_samples is not None:
         config["calibration_samples"] = calibration_samples
     recipe = common_recipe(
@@ -73,4 +90,5 @@ def quantize(
             "min_cosine": min_cosine,
         },
     )
-    return finish(recipe, save_recipe, dry_run, quiet, as_json, execute)
+    ci_execute = partial(execute, summary_file=summary_file, junit=junit)
+    return finish(recipe, save_recipe, dry_run, quiet, as_json, ci_execute)

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from modelforge.cli.options import GateOptions
+from modelforge.report.ci import with_error_outputs
 
 
+@with_error_outputs
 def run(
     recipe_file: Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML (see recipes/).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Override the recipe's output.dir.")] = None,
@@ -20,8 +22,12 @@ def run(
     dry_run: GateOptions.dry_run = False,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
+    summary_file: GateOptions.summary_file = None,
+    junit: GateOptions.junit = None,
 ) -> int:
     """Run a recipe: load, apply its passes, evaluate against the original, write the report and gate."""
+    from functools import partial
+
     from modelforge.cli.execute import execute
     from modelforge.cli.options import finish
     from modelforge.recipe import load_recipe
@@ -33,4 +39,4 @@ def run(
         recipe.output.force = True
     if cache is not None:
         recipe.cache = cache
-    return finish(recipe, None, dry_run, quiet, as_json, execute)
+    return finish(recipe, None, dry_run, quiet, as_json, partial(execute, summary_file=summary_file, junit=junit))

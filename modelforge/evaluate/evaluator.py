@@ -8,11 +8,22 @@ from typing import Any
 import numpy as np
 
 from modelforge.artifact import ModelArtifact
-from modelforge.backends.onnxruntime import create_session, default_threads, fixed_batch_size
+from modelforge.backends.onnxruntime import default_threads, fixed_batch_size
 from modelforge.data import BoundDataset
 from modelforge.errors import InputError
-from modelforge.evaluate.latency import interleaved_latency
 from modelforge.evaluate.metrics import ComparisonAccumulator
+from modelforge.evaluate.profile import (
+    INTERLEAVE_METHOD,
+    Subject,
+    batch_sweep,
+    memory_method,
+    open_measured_session,
+    slo_limits,
+    slo_verdicts,
+    stop_rule,
+    sweep_batch_sizes,
+    sweep_entry,
+)
 from modelforge.passes.base import Progress
 from modelforge.recipe import EvaluateConfig
 
@@ -28,9 +39,12 @@ def evaluate_pair(
     progress: Progress,
 ) -> dict[str, Any]:
     threads = config.latency.threads or default_threads()
-    session_a = create_session(baseline.path, threads, stage="evaluate")
-    session_b = create_session(result.path, threads, stage="evaluate")
+    # Each session is opened and run once on a latency batch: its cold start and peak memory.
+    first_feeds = _latency_feeds(data, fixed_batch_size(baseline.io) or config.latency.batch_size)
+    session_a, load_a = open_measured_session(baseline.path, threads, first_feeds)
+    session_b, load_b = open_measured_session(result.path, threads, first_feeds)
     labels = data.labels()
+    kept_outputs: tuple[list, list] | None = ([], []) if config.custom_metrics else None
     batch = fixed_batch_size(baseline.io) or EVAL_BATCH
 
     accumulator = ComparisonAccumulator()
@@ -47,13 +61,30 @@ def evaluate_pair(
                     f"output '{baseline.io.outputs[0].name}' with {out_a[0].shape[1]} classes"
                 )
             accumulator.update(out_a, out_b, batch_labels)
+            if kept_outputs is not None:
+                kept_outputs[0].append(out_a)
+                kept_outputs[1].append(out_b)
             seen += n
             progress.advance(n)
     finally:
         progress.stop()
     metrics = accumulator.summary(has_labels=labels is not None)
+    if kept_outputs is not None:
+        from modelforge.evaluate.custom import compute_custom_metrics
 
-    record: dict[str, Any] = {"data": data_source, "metrics": metrics, "latency": None}
+        metrics["custom"] = compute_custom_metrics(config.custom_metrics, *kept_outputs, labels)
+
+    record: dict[str, Any] = {
+        "data": data_source,
+        "metrics": metrics,
+        "sessions": {
+            "threads": threads,
+            "memory_method": memory_method(),
+            "baseline": asdict(load_a),
+            "result": asdict(load_b),
+        },
+        "latency": None,
+    }
     if not config.skip_latency:
         record["latency"] = _latency(session_a, session_b, data, baseline, config, threads, progress)
     return record
@@ -73,25 +104,39 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
     settings = config.latency
     fixed = fixed_batch_size(baseline.io)
     batch_size = fixed or settings.batch_size
-    feeds = _latency_feeds(data, batch_size)
-    progress.start("Measuring latency", settings.min_runs)
-    try:
-        stats_a, stats_b = interleaved_latency(
-            lambda: session_a.run(None, feeds),
-            lambda: session_b.run(None, feeds),
-            batch_size=batch_size,
-            warmup=settings.warmup,
-            min_runs=settings.min_runs,
-            max_seconds=settings.max_seconds,
-            advance=progress.advance,
-        )
-    finally:
-        progress.stop()
+    slo = config.slo
+    sizes = sweep_batch_sizes(batch_size, settings.batch_sizes, slo.batch_size if slo else None, fixed)
+
+    def feeds(size: int) -> dict[str, np.ndarray]:
+        return _latency_feeds(data, size)
+
+    sweep = batch_sweep(
+        [
+            Subject("baseline", session_a, feeds, fixed),
+            Subject("result", session_b, feeds, fixed),
+        ],
+        sizes,
+        warmup=settings.warmup,
+        min_runs=settings.min_runs,
+        max_seconds=settings.max_seconds,
+        stable_within=settings.stable_within,
+        progress=progress,
+    )
+    for entry in sweep:
+        entry["speedup"] = entry["stats"]["baseline"]["p50_ms"] / entry["stats"]["result"]["p50_ms"]
+    main = sweep_entry(sweep, batch_size)
     return {
         "batch_size": batch_size,
         "threads": threads,
-        "method": "interleaved blocks, same input, same session options",
-        "baseline": asdict(stats_a),
-        "result": asdict(stats_b),
-        "speedup": stats_a.p50_ms / stats_b.p50_ms,
+        "inter_op_threads": 1,
+        "method": INTERLEAVE_METHOD,
+        "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds),
+        "warmup": settings.warmup,
+        "stopped": main["stopped"],
+        "baseline": main["stats"]["baseline"],
+        "result": main["stats"]["result"],
+        "speedup": main["speedup"],
+        "samples_ms": main["samples_ms"],
+        "sweep": sweep,
+        "slo": slo_verdicts(slo_limits(slo), slo.batch_size, sweep, ("baseline", "result")) if slo else None,
     }

@@ -3,18 +3,25 @@
 Runs alternate in blocks (A×k, B×k, A×k, ...) so slow drifts of a shared, noisy machine hit both models
 alike; the first runs of each block are dropped because the other model has just evicted the caches
 and its idle worker threads may still be spinning.
+
+A measurement stops when it is stable (after `min_runs`, the p50 of the last half of each model's runs is
+within `tolerance` of the p50 of all its runs), when its time budget ends, or at MAX_RUNS runs per model.
+The kept per-run times are returned so reports can draw distributions; statistics come from them alone.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 BLOCK = 8
 DROPPED_PER_BLOCK = 2
+STABLE_WITHIN = 0.02
+MAX_RUNS = 10_000  # kept runs per model: beyond this the p50 is precise enough, and checks stay cheap
+MAX_STORED_SAMPLES = 1000  # per model and batch size in report.json
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,78 @@ class LatencyStats:
         )
 
 
+def p50_is_stable(times: Sequence[float], tolerance: float = STABLE_WITHIN) -> bool:
+    """The p50 of the last half of the runs is within `tolerance` (relative) of the p50 of all runs."""
+    if len(times) < 2:
+        return False
+    p50_all = float(np.median(times))
+    p50_last = float(np.median(times[len(times) // 2 :]))
+    return abs(p50_last - p50_all) <= tolerance * p50_all
+
+
+@dataclass(frozen=True)
+class InterleavedTimings:
+    """Kept per-run times (seconds, in run order) of each model, and why measuring stopped."""
+
+    seconds: tuple[tuple[float, ...], ...]
+    stopped: str  # "stable" | "time budget" | "max runs"
+    elapsed_s: float
+
+    def stats(self, batch_size: int) -> list[LatencyStats]:
+        return [LatencyStats.from_seconds(list(times), batch_size) for times in self.seconds]
+
+    def samples_ms(self, limit: int = MAX_STORED_SAMPLES) -> list[list[float]]:
+        """Each model's kept runs in ms, thinned evenly (run order kept) to at most `limit` values."""
+        return [thin([t * 1e3 for t in times], limit) for times in self.seconds]
+
+
+def thin(values: list[float], limit: int = MAX_STORED_SAMPLES) -> list[float]:
+    if len(values) <= limit:
+        return values
+    indices = np.linspace(0, len(values) - 1, limit).round().astype(int)
+    return [values[i] for i in indices]
+
+
+def interleaved_runs(
+    runs: Sequence[Callable[[], object]],
+    *,
+    warmup: int,
+    min_runs: int,
+    max_seconds: float,
+    tolerance: float = STABLE_WITHIN,
+    advance: Callable[[int], None] = lambda _: None,
+    clock: Callable[[], float] = time.perf_counter,
+    max_runs: int = MAX_RUNS,
+) -> InterleavedTimings:
+    """Time each callable in turn, a block at a time, until every one has `min_runs` kept runs and a stable
+    p50, or `max_seconds` have passed (at least one block of each is always kept)."""
+    for _ in range(warmup):
+        for fn in runs:
+            fn()
+    kept: list[list[float]] = [[] for _ in runs]
+    started = clock()
+    deadline = started + max_seconds
+    while True:
+        for fn, times in zip(runs, kept, strict=True):
+            for i in range(BLOCK):
+                start = clock()
+                fn()
+                elapsed = clock() - start
+                if i >= DROPPED_PER_BLOCK:
+                    times.append(elapsed)
+        advance(BLOCK - DROPPED_PER_BLOCK)
+        if len(kept[0]) >= min_runs and all(p50_is_stable(times, tolerance) for times in kept):
+            stopped = "stable"
+            break
+        if clock() >= deadline:
+            stopped = "time budget"
+            break
+        if len(kept[0]) >= max_runs:
+            stopped = "max runs"
+            break
+    return InterleavedTimings(tuple(tuple(times) for times in kept), stopped, clock() - started)
+
+
 def interleaved_latency(
     run_a: Callable[[], object],
     run_b: Callable[[], object],
@@ -54,20 +133,9 @@ def interleaved_latency(
     max_seconds: float,
     advance: Callable[[int], None] = lambda _: None,
 ) -> tuple[LatencyStats, LatencyStats]:
-    """Time `run_a` and `run_b` alternately until each has `min_runs` kept runs, or `max_seconds` have
-    passed (at least one block of each is always kept)."""
-    for _ in range(warmup):
-        run_a()
-        run_b()
-    kept: tuple[list[float], list[float]] = ([], [])
-    deadline = time.perf_counter() + max_seconds
-    while not kept[0] or (len(kept[0]) < min_runs and time.perf_counter() < deadline):
-        for fn, times in ((run_a, kept[0]), (run_b, kept[1])):
-            for i in range(BLOCK):
-                start = time.perf_counter()
-                fn()
-                elapsed = time.perf_counter() - start
-                if i >= DROPPED_PER_BLOCK:
-                    times.append(elapsed)
-        advance(BLOCK - DROPPED_PER_BLOCK)
-    return LatencyStats.from_seconds(kept[0], batch_size), LatencyStats.from_seconds(kept[1], batch_size)
+    """Two models side by side: see `interleaved_runs`."""
+    timings = interleaved_runs(
+        (run_a, run_b), warmup=warmup, min_runs=min_runs, max_seconds=max_seconds, advance=advance
+    )
+    stats_a, stats_b = timings.stats(batch_size)
+    return stats_a, stats_b

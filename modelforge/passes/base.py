@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from modelforge.artifact import ModelArtifact
     from modelforge.data import BoundDataset
+    from modelforge.recipe import GatesConfig
 
 
 class PassConfig(BaseModel):
@@ -32,11 +33,17 @@ class Progress:
 
 @dataclass
 class PassContext:
-    """What a pass may use: a private work folder, the data sets, the seed, and a channel to report."""
+    """What a pass may use: a private work folder, the data sets, the seed, and a channel to report.
+
+    `evaluation` is the data the run's gates are judged on, and `gates` the recipe's gates: a pass that can
+    trade speed for accuracy (quantize's accuracy-aware fallback) aims at exactly what the run is judged by.
+    """
 
     workdir: Path
     seed: int = 0
     calibration: BoundDataset | None = None
+    evaluation: BoundDataset | None = None
+    gates: GatesConfig | None = None
     progress: Progress = field(default_factory=Progress)
     metrics: dict[str, Any] = field(default_factory=dict)
 

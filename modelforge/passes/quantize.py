@@ -1,14 +1,19 @@
-"""`quantize`: INT8 post-training static quantization to a QDQ ONNX model, calibrated on sample data.
+"""`quantize`: post-training INT8 (or 4-bit weight) quantization, with the scheme picked for the model family.
 
-Defaults were chosen by measurement on onnxruntime's CPU kernels (see README, "Why these defaults"):
-uint8 asymmetric activations with int8 symmetric per-channel weights in QDQ form.
+Steps: detect the family (convolutional, transformer, recurrent, mixed) -> pick the scheme for the preset and
+the target (`modelforge.quantization.schemes`) -> prepare the graph -> calibrate with bounded memory
+(minmax, entropy or percentile; static schemes only) -> write the quantized model -> when the recipe has
+accuracy gates, keep the most sensitive nodes in float until they are met (`quantization.fallback`).
+
+Defaults were chosen by measurement on onnxruntime's CPU kernels (see README, "Why these defaults").
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelforge.artifact import ModelArtifact
 from modelforge.errors import PassError
@@ -17,8 +22,30 @@ from modelforge.passes.base import Pass, PassConfig, PassContext
 
 
 class QuantizeConfig(PassConfig):
+    preset: Literal["auto", "cnn", "transformer"] = Field(
+        "auto",
+        description="Scheme family: auto detects the model (convolutional, transformer, recurrent, mixed); cnn "
+        "quantizes every supported op statically; transformer quantizes only MatMul/Gemm weights.",
+    )
+    target: Literal["cpu", "tensorrt"] = Field(
+        "cpu",
+        description="Runtime the model is for: cpu = fastest scheme on onnxruntime (uint8/int8 QDQ, dynamic for "
+        "transformers); tensorrt = int8/int8 symmetric QDQ on op inputs, float bias.",
+    )
+    precision: Literal["int8", "int4-weights"] = Field(
+        "int8", description="int8, or 4-bit block-wise MatMul weights with float activations (MatMulNBits)."
+    )
+    mode: Literal["auto", "static", "dynamic"] = Field(
+        "auto", description="static (calibrated activation ranges) or dynamic (ranges at run time); auto: by preset."
+    )
     method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="How activation ranges are chosen from the calibration statistics."
+    )
+    percentile: float = Field(
+        99.99, gt=50, le=100, description="percentile method: clip |x| at this percentile of the calibration data."
+    )
+    histogram_bins: int = Field(
+        2048, ge=256, le=65536, description="entropy/percentile: histogram bins per tensor (a power of two)."
     )
     calibration_samples: int | None = Field(
         None, gt=0, description="Calibrate on at most this many samples (default: all given)."
@@ -32,102 +59,245 @@ class QuantizeConfig(PassConfig):
     reduce_range: bool = Field(
         False, description="7-bit weights: avoids int16 overflow on CPUs without VNNI, at some accuracy cost."
     )
-    activation_type: Literal["uint8", "int8"] = Field("uint8", description="Activation integer type.")
-    weight_type: Literal["int8", "uint8"] = Field("int8", description="Weight integer type.")
-    activation_symmetric: bool = Field(False, description="Zero point fixed at 0 for activations.")
-    weight_symmetric: bool = Field(True, description="Zero point fixed at 0 for weights.")
+    activation_type: Literal["uint8", "int8"] | None = Field(
+        None, description="Activation integer type (default: uint8 for cpu, int8 for tensorrt)."
+    )
+    weight_type: Literal["int8", "uint8"] | None = Field(None, description="Weight integer type (default: int8).")
+    activation_symmetric: bool | None = Field(
+        None, description="Zero point fixed at 0 for activations (default: false for cpu, true for tensorrt)."
+    )
+    weight_symmetric: bool | None = Field(None, description="Zero point fixed at 0 for weights (default: true).")
     op_types: list[str] | None = Field(
-        None, description="Quantize only these op types (default: every op type the quantizer supports)."
+        None, description="Quantize only these op types (default: those of the preset's scheme)."
     )
     exclude_nodes: list[str] = Field(default_factory=list, description="Node names to keep in float.")
+    int4_block_size: int = Field(32, ge=16, description="int4-weights: weights per scale (a power of two).")
+    fallback: bool = Field(
+        True,
+        description="When the recipe has accuracy gates (max_accuracy_drop, min_cosine, min_agreement), keep the "
+        "most sensitive nodes in float until they are met, measured on the eval data.",
+    )
+    fallback_max_nodes: int | None = Field(None, gt=0, description="Keep at most this many nodes in float.")
+    sensitivity_samples: int = Field(
+        64, gt=0, description="Eval samples used to rank node sensitivity (the budget is checked on all)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuantizeConfig:
+        if self.histogram_bins & (self.histogram_bins - 1):
+            raise ValueError("histogram_bins must be a power of two")
+        if self.int4_block_size & (self.int4_block_size - 1):
+            raise ValueError("int4_block_size must be a power of two")
+        if self.target == "tensorrt":
+            if self.precision == "int4-weights":
+                raise ValueError("precision int4-weights produces onnxruntime's MatMulNBits: use target cpu")
+            if self.mode == "dynamic":
+                raise ValueError("TensorRT runs static QDQ models only: mode dynamic is for target cpu")
+            if self.activation_type == "uint8" or self.weight_type == "uint8":
+                raise ValueError("TensorRT needs int8 activations and weights")
+            if self.activation_symmetric is False or self.weight_symmetric is False:
+                raise ValueError("TensorRT needs symmetric quantization (zero point 0)")
+        return self
 
 
 @register
 class QuantizeInt8(Pass):
     name = "quantize"
-    description = "INT8 post-training static quantization (QDQ), calibrated on sample data"
+    description = "Post-training quantization (INT8 static/dynamic or INT4 weights), scheme picked per model family"
     accepts = ("onnx",)
     produces = "onnx"
     needs_calibration = True
     Config = QuantizeConfig
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        from modelforge.backends.onnxruntime import fixed_batch_size
         from modelforge.onnx_model import is_quantized, load_onnx, onnx_artifact
-        from modelforge.quantization.calibration import calibrate_minmax, tensors_to_calibrate
+        from modelforge.quantization.families import detect_family
         from modelforge.quantization.prepare import prepare_for_quantization
-        from modelforge.quantization.qdq import quantizable_op_types, write_qdq_model
+        from modelforge.quantization.qdq import quantizable_op_types
+        from modelforge.quantization.schemes import nodes_outside_scheme, resolve_scheme
 
         cfg: QuantizeConfig = self.config
-        if cfg.method != "minmax":
-            raise PassError(self.name, f"calibration method {cfg.method!r} is not available yet", "use minmax")
         if ctx.calibration is None:
             raise PassError(self.name, "needs calibration data", "pass --calibration DATA")
-        if is_quantized(load_onnx(artifact.path, load_external_data=False)):
-            ctx.record("skipped", "model already contains quantized operators; not re-quantized")
+        source = load_onnx(artifact.path, load_external_data=False)
+        if is_quantized(source):
+            ctx.record("skipped", "model already contains quantized operators (QDQ or integer ops); not re-quantized")
             return artifact
+
+        family = detect_family(source)
+        del source
+        scheme = resolve_scheme(cfg, family, quantizable_op_types())
+        ctx.record("family", family.family)
+        ctx.record("preset", scheme.preset)
+        ctx.record("scheme", scheme.record())
+        ctx.progress.log(f"quantize: {scheme.why}")
 
         prepared, prep_info = prepare_for_quantization(artifact.path, ctx.workdir, self.name)
         for key, value in prep_info.items():
             ctx.record(key, value)
-        supported = quantizable_op_types()
-        op_types = sorted(set(cfg.op_types) & supported if cfg.op_types else supported)
-        tensors = tensors_to_calibrate(load_onnx(prepared, load_external_data=False), set(op_types))
+        prepared_model = load_onnx(prepared, load_external_data=False)
+        exclude = sorted({*cfg.exclude_nodes, *nodes_outside_scheme(prepared_model, scheme)})
 
+        output = ctx.workdir / "model.onnx"
+        if scheme.mode == "static":
+            self._static(prepared, prepared_model, output, scheme, exclude, ctx)
+        elif scheme.mode == "dynamic":
+            from modelforge.quantization.qdq import write_dynamic_model
+
+            write_dynamic_model(prepared, output, scheme, exclude, self.name)
+        else:
+            from modelforge.quantization.qdq import write_int4_model
+
+            write_int4_model(prepared, output, scheme, exclude, self.name)
+        del prepared_model
+
+        from modelforge.quantization.fallback import Budget
+
+        budget = Budget.from_gates(ctx.gates)
+        if cfg.fallback and budget.active and ctx.evaluation is not None:
+            output = self._fallback(prepared, output, scheme, exclude, budget, ctx)
+
+        _copy_metadata(artifact, output)
+        ctx.record("quantized_nodes", _count_quantized(output))
+        return onnx_artifact(output)
+
+    # ------------------------------------------------------------------------------------------ static
+
+    def _static(self, prepared: Path, prepared_model, output: Path, scheme, exclude: list[str], ctx: PassContext):
+        from modelforge.backends.onnxruntime import fixed_batch_size
+        from modelforge.onnx_model import io_spec
+        from modelforge.quantization.calibration import calibrate, tensors_to_calibrate
+        from modelforge.quantization.qdq import write_qdq_model
+
+        cfg: QuantizeConfig = self.config
+        tensors = tensors_to_calibrate(prepared_model, set(scheme.op_types))
         data = ctx.calibration
         if cfg.calibration_samples is not None:
             data = data.window(0, min(cfg.calibration_samples, data.num_samples))
-        batch = fixed_batch_size(artifact.io) or cfg.calibration_batch_size
-        with ctx.task("Calibrating", total=data.num_samples) as advance:
-            ranges = calibrate_minmax(prepared, tensors, data, batch, None, advance, self.name)
+        batch = fixed_batch_size(io_spec(prepared_model)) or cfg.calibration_batch_size
+        with ctx.task(f"Calibrating ({cfg.method})", total=data.num_samples) as advance:
+            result = calibrate(
+                prepared,
+                tensors,
+                data,
+                method=cfg.method,
+                batch_size=batch,
+                percentile=cfg.percentile,
+                bins=cfg.histogram_bins,
+                symmetric=scheme.activation_symmetric,
+                advance=advance,
+                pass_name=self.name,
+            )
         ctx.record("calibration_method", cfg.method)
-        ctx.record("calibration_samples", data.num_samples)
-        ctx.record("calibrated_tensors", len(ranges))
-
-        output = ctx.workdir / "model.onnx"
+        if cfg.method == "percentile":
+            ctx.record("calibration_percentile", cfg.percentile)
+        ctx.record("calibration_samples", result.samples)
+        ctx.record("calibration_batch_size", batch)
+        ctx.record("calibrated_tensors", len(result.ranges))
         write_qdq_model(
             prepared,
             output,
-            ranges,
-            per_channel=cfg.per_channel,
-            reduce_range=cfg.reduce_range,
-            activation_type=cfg.activation_type,
-            weight_type=cfg.weight_type,
-            activation_symmetric=cfg.activation_symmetric,
-            weight_symmetric=cfg.weight_symmetric,
-            op_types=op_types,
-            exclude_nodes=cfg.exclude_nodes,
+            result.ranges,
+            per_channel=scheme.per_channel,
+            reduce_range=scheme.reduce_range,
+            activation_type=scheme.activation_type,
+            weight_type=scheme.weight_type,
+            activation_symmetric=scheme.activation_symmetric,
+            weight_symmetric=scheme.weight_symmetric,
+            op_types=list(scheme.op_types),
+            exclude_nodes=exclude,
             pass_name=self.name,
+            quantize_bias=scheme.quantize_bias,
+            inputs_only=scheme.inputs_only,
         )
-        _copy_metadata(artifact, output)
-        result = onnx_artifact(output)
-        ctx.record("quantized_nodes", _count_quantized(output))
-        return result
+
+    # ---------------------------------------------------------------------------------------- fallback
+
+    def _fallback(self, prepared: Path, output: Path, scheme, exclude: list[str], budget, ctx: PassContext) -> Path:
+        from modelforge.backends.onnxruntime import fixed_batch_size
+        from modelforge.evaluate.evaluator import EVAL_BATCH
+        from modelforge.onnx_model import io_spec, load_onnx, save_onnx
+        from modelforge.quantization.fallback import OutputJudge, accuracy_aware_fallback, speed_cost
+        from modelforge.quantization.qdq import keep_in_float, quantized_nodes
+
+        cfg: QuantizeConfig = self.config
+        workdir = ctx.workdir / "fallback"
+        workdir.mkdir(exist_ok=True)
+        prepared_model = load_onnx(prepared)
+        batch = fixed_batch_size(io_spec(prepared_model)) or EVAL_BATCH
+
+        if scheme.mode == "static":
+            quantized = load_onnx(output)
+            candidates = quantized_nodes(quantized)
+
+            def build(nodes: frozenset[str], path: Path) -> Path:
+                save_onnx(keep_in_float(quantized, prepared_model, set(nodes)), path)
+                return path
+        else:
+            from modelforge.quantization.qdq import write_dynamic_model, write_int4_model
+
+            initializers = {t.name for t in prepared_model.graph.initializer}
+            candidates = [
+                (n.name, n.op_type)
+                for n in prepared_model.graph.node
+                if n.op_type in scheme.op_types
+                and n.name not in exclude
+                and (not scheme.constant_weights_only or (len(n.input) > 1 and n.input[1] in initializers))
+            ]
+            writer = write_dynamic_model if scheme.mode == "dynamic" else write_int4_model
+
+            def build(nodes: frozenset[str], path: Path) -> Path:
+                if not nodes:
+                    return output
+                writer(prepared, path, scheme, sorted({*exclude, *nodes}), self.name)
+                return path
+
+        with ctx.task("Measuring the float model on the eval data"):
+            judge = OutputJudge(prepared, ctx.evaluation, batch, None, self.name)
+        result = accuracy_aware_fallback(
+            candidates=candidates,
+            build=build,
+            judge=judge,
+            budget=budget,
+            workdir=workdir,
+            sensitivity_samples=cfg.sensitivity_samples,
+            max_nodes=cfg.fallback_max_nodes,
+            task=ctx.task,
+            log=ctx.progress.log,
+        )
+        record = result.record
+        record["tuned_on"] = f"the run's eval data ({ctx.evaluation.num_samples} samples), also used to judge the gates"
+        if result.float_nodes and result.model_path != output:
+            record["speed_cost"] = speed_cost(output, result.model_path, ctx.evaluation, None, self.name)
+        ctx.record("fallback", record)
+        ctx.record("float_nodes", [n["name"] for n in record.get("float_nodes", [])])
+        if not result.met:
+            ctx.progress.log(f"quantize: accuracy budget not met: {result.reason}")
+        final = ctx.workdir / "model-fallback.onnx"
+        if result.model_path == output:
+            return output
+        save_onnx(load_onnx(result.model_path), final)
+        return final
 
 
 def _copy_metadata(source: ModelArtifact, target) -> None:
     """Keep the original's metadata (labels, preprocessing notes) on the quantized model."""
-    import onnx
-
     from modelforge.onnx_model import load_onnx, save_onnx
 
     original = load_onnx(source.path, load_external_data=False)
-    model = onnx.load(str(target))
+    model = load_onnx(Path(target))
     present = {p.key for p in model.metadata_props}
     for prop in original.metadata_props:
         if prop.key not in present:
             model.metadata_props.append(prop)
-    save_onnx(model, target)
+    save_onnx(model, Path(target))
 
 
 def _count_quantized(path) -> int:
-    """Nodes whose weight or activation inputs come through DequantizeLinear."""
+    """Nodes that run on quantized inputs (QDQ), or integer kernels (dynamic, MatMulNBits)."""
     from modelforge.onnx_model import load_onnx
+    from modelforge.quantization.qdq import quantized_nodes
 
     model = load_onnx(path, load_external_data=False)
-    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    return sum(
-        1
-        for n in model.graph.node
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dq_outputs for i in n.input)
-    )
+    integer_ops = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulNBits", "DynamicQuantizeLSTM"}
+    return len(quantized_nodes(model)) + sum(1 for n in model.graph.node if n.op_type in integer_ops)

@@ -18,6 +18,7 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
 
     model = load_onnx(source)
     moved = constants_to_initializers(model)
+    named = name_unnamed_nodes(model)
     staged = workdir / "float-staged.onnx"
     save_onnx(model, staged)
     del model
@@ -37,4 +38,28 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
             symbolic = False
         except Exception as exc:
             raise PassError(pass_name, f"graph preparation failed: {str(exc).splitlines()[0]}") from None
-    return prepared, {"constants_to_initializers": moved, "symbolic_shape_inference": int(symbolic)}
+    if any(not n.name for n in load_onnx(prepared, load_external_data=False).graph.node):
+        model = load_onnx(prepared)  # the optimizer may add unnamed nodes
+        named += name_unnamed_nodes(model)
+        save_onnx(model, prepared)
+    return prepared, {
+        "constants_to_initializers": moved,
+        "nodes_named": named,
+        "symbolic_shape_inference": int(symbolic),
+    }
+
+
+def name_unnamed_nodes(model) -> int:
+    """Give every node a unique name: exclusions, fallback and the per-layer report refer to nodes by name."""
+    taken = {n.name for n in model.graph.node if n.name}
+    named = 0
+    for index, node in enumerate(model.graph.node):
+        if node.name:
+            continue
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+        named += 1
+    return named

@@ -1,20 +1,49 @@
-"""Place QuantizeLinear/DequantizeLinear pairs from calibrated ranges (onnxruntime's QDQ quantizer)."""
+"""Write the quantized model: QDQ pairs from calibrated ranges, dynamic INT8, or 4-bit weights (MatMulNBits).
+
+Also edits a QDQ model after the fact: `keep_in_float` puts chosen nodes back in float (the accuracy-aware
+fallback) without re-running the quantizer.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelforge.errors import PassError
 
+if TYPE_CHECKING:
+    from modelforge.quantization.schemes import Scheme
+
 QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def quantizable_op_types() -> set[str]:
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     return set(QDQRegistry) | set(QLinearOpsRegistry)
+
+
+def failing_node(exc: BaseException) -> tuple[str, str] | None:
+    """The ONNX node an onnxruntime quantizer was working on when it raised (its op quantizers keep it
+    as `self.node`), so the error can name the node and op type instead of showing a stack trace."""
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        node = getattr(tb.tb_frame.f_locals.get("self"), "node", None)
+        if node is not None and hasattr(node, "op_type"):
+            found = (node.name or "(unnamed)", node.op_type)
+        tb = tb.tb_next
+    return found
+
+
+def _fail(pass_name: str, what: str, exc: BaseException) -> PassError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = failing_node(exc)
+    at = f" at node '{where[0]}' ({where[1]})" if where else ""
+    return PassError(pass_name, f"{what}{at}: {text}", hint="exclude the node (exclude_nodes) or its op type")
 
 
 def write_qdq_model(
@@ -31,7 +60,10 @@ def write_qdq_model(
     op_types: list[str],
     exclude_nodes: list[str],
     pass_name: str,
+    quantize_bias: bool = True,
+    inputs_only: bool = False,
 ) -> None:
+    """`inputs_only`: no Q/DQ on op outputs (TensorRT's placement); `quantize_bias`: int32 bias (CPU)."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import QuantType, load_model_with_shape_infer
@@ -46,6 +78,13 @@ def write_qdq_model(
             for name, (lo, hi) in ranges.items()
         },
     )
+    extra = {
+        "ActivationSymmetric": activation_symmetric,
+        "WeightSymmetric": weight_symmetric,
+        "QuantizeBias": quantize_bias,
+    }
+    if inputs_only:
+        extra["OpTypesToExcludeOutputQuantization"] = list(op_types)
     quantizer = QDQQuantizer(
         model,
         per_channel,
@@ -56,12 +95,137 @@ def write_qdq_model(
         [],  # nodes_to_quantize: all
         list(exclude_nodes),
         list(op_types),
-        {"ActivationSymmetric": activation_symmetric, "WeightSymmetric": weight_symmetric},
+        extra,
     )
     try:
         quantizer.quantize_model()
     except Exception as exc:  # the quantizer raises bare ValueError/AssertionError on graphs it cannot handle
-        raise PassError(
-            pass_name, f"QDQ placement failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from None
+        raise _fail(pass_name, "QDQ placement failed", exc) from None
+    # The quantizer appends Q/DQ nodes after the nodes they feed; ONNX requires topological order
+    # (onnxruntime's own quantize_static sorts when saving; other runtimes and onnx.checker insist on it).
+    quantizer.model.topological_sort()
     save_onnx(quantizer.model.model, output)
+
+
+def write_dynamic_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str) -> None:
+    """Dynamic INT8: weights quantized now, activations at run time from each batch's own range."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    large = prepared.stat().st_size > (1 << 30) or prepared.with_name(prepared.name + ".data").exists()
+    try:
+        quantize_dynamic(
+            prepared,
+            output,
+            op_types_to_quantize=list(scheme.op_types),
+            per_channel=scheme.per_channel,
+            reduce_range=scheme.reduce_range,
+            weight_type=getattr(QuantType, QUANT_TYPES[scheme.weight_type]),
+            nodes_to_exclude=list(exclude_nodes),
+            use_external_data_format=large,
+            extra_options={
+                "MatMulConstBOnly": scheme.constant_weights_only,
+                "WeightSymmetric": scheme.weight_symmetric,
+            },
+        )
+    except Exception as exc:
+        raise _fail(pass_name, "dynamic quantization failed", exc) from None
+    drop_shape_annotations(output)
+
+
+def drop_shape_annotations(path: Path) -> None:
+    """Remove the intermediate shapes that graph preparation annotated (value_info), as exporters leave them.
+
+    With them, onnxruntime fuses residual Add + LayerNormalization into SkipLayerNormalization, which is
+    slower than the two ops on this CPU class: MiniLM-L6 dynamic INT8 ran 1.6x faster than FP32 with the
+    annotations and 2.1-2.5x without (benchmarks/transformer.py). onnxruntime infers the shapes it needs itself.
+    """
+    from modelforge.onnx_model import load_onnx, save_onnx
+
+    model = load_onnx(path)
+    del model.graph.value_info[:]
+    save_onnx(model, path)
+
+
+def write_int4_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str) -> None:
+    """4-bit block-wise symmetric weights for MatMul with constant weights (onnxruntime's MatMulNBits)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from modelforge.onnx_model import load_onnx, save_onnx
+
+    try:
+        quantizer = MatMulNBitsQuantizer(
+            load_onnx(prepared),
+            bits=4,
+            block_size=scheme.int4_block_size,
+            is_symmetric=True,
+            accuracy_level=4,  # int8 compute of the activations: fastest on VNNI/AMX CPUs
+            nodes_to_exclude=list(exclude_nodes),
+            op_types_to_quantize=("MatMul",),
+        )
+        quantizer.process()
+    except Exception as exc:
+        raise _fail(pass_name, "int4 weight quantization failed", exc) from None
+    save_onnx(quantizer.model.model, output)
+
+
+# ---------------------------------------------------------------------------------------------- editing
+
+
+def prune_dead(model) -> None:
+    """Drop nodes whose outputs nobody reads and initializers no node reads (after rewiring)."""
+    graph = model.graph
+    wanted = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(out in wanted for out in node.output):
+            keep.append(node)
+            wanted.update(i for i in node.input if i)
+    keep.reverse()
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for t in unused:
+        graph.initializer.remove(t)
+
+
+def quantized_nodes(model) -> list[tuple[str, str]]:
+    """(name, op_type) of nodes running on quantized inputs: any input comes through a DequantizeLinear,
+    or the node is an integer kernel written by dynamic / weight-only quantization."""
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    out = []
+    for node in model.graph.node:
+        if node.op_type in QDQ_OPS:
+            continue
+        if any(i in dq_outputs for i in node.input):
+            out.append((node.name, node.op_type))
+    return out
+
+
+def keep_in_float(qdq_model, float_model, nodes: set[str]):
+    """A copy of `qdq_model` where `nodes` read their original float inputs and weights again.
+
+    Works on QDQ graphs written from `float_model`: node names and the float tensors they read are
+    unchanged by the quantizer, so each input that now comes through Q/DQ is pointed back at the float
+    tensor, float weights are copied back, and Q/DQ nodes nobody reads any more are dropped.
+    """
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq_model)
+    originals = {n.name: n for n in float_model.graph.node if n.name}
+    float_inits = {t.name: t for t in float_model.graph.initializer}
+    present = {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.name not in nodes or node.name not in originals:
+            continue
+        source = originals[node.name]
+        for index, name in enumerate(source.input):
+            if index < len(node.input) and node.input[index] != name:
+                node.input[index] = name
+                if name in float_inits and name not in present:
+                    model.graph.initializer.append(float_inits[name])
+                    present.add(name)
+    prune_dead(model)
+    return model

@@ -65,11 +65,34 @@ def evaluate_gates(gates: GatesConfig, summary: dict[str, Any]) -> list[dict[str
     return results
 
 
+def slo_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """One gate per SLO limit, on the result model at the SLO's batch size (an unmeasured value fails)."""
+    latency = evaluation.get("latency") or {}
+    slo = latency.get("slo")
+    if not slo:
+        return []
+    values = slo["models"]["result"]["values_ms"] or {}
+    gates = []
+    for stat, limit in slo["limits_ms"].items():
+        value = values.get(stat)
+        gates.append(
+            {
+                "name": f"slo_latency_{stat}",
+                "metric": f"result {stat.removesuffix('_ms')} ms at batch {slo['batch_size']}",
+                "threshold": limit,
+                "value": value,
+                "passed": value is not None and value <= limit,
+            }
+        )
+    return gates
+
+
 def build_report(
     *,
     recipe: dict[str, Any],
     models: dict[str, Any],
     stages: list[dict[str, Any]],
+    preflight: dict[str, Any],
     evaluation: dict[str, Any],
     summary: dict[str, Any],
     gates: list[dict[str, Any]],
@@ -82,6 +105,7 @@ def build_report(
         "summary": summary,
         "gates": gates,
         "models": models,
+        "preflight": preflight,
         "stages": stages,
         "evaluation": evaluation,
         "machine": machine,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelforge.report.format import gate_rows, summary_rows
+from modelforge.report.format import fmt_bytes, fmt_float, fmt_percent, fmt_speedup, gate_rows, summary_rows
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -42,6 +42,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             *_table(("Gate", "Threshold", "Value", "Verdict"), gate_rows(report["gates"])),
         ]
+    lines += _latency_profile_lines(evaluation)
+    lines += _output_lines(evaluation.get("metrics") or {})
     lines += ["", "## Stages", ""]
     stage_rows = [
         (s["name"], f"{s['seconds']:.2f} s", ", ".join(f"{k}={v}" for k, v in s["metrics"].items()))
@@ -57,3 +59,147 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else (f"{value:.4f}" if value < 0.1 else f"{value:.3f}")
+
+
+def sweep_table(sweep: list[dict[str, Any]]) -> list[str]:
+    names = list(dict.fromkeys(n for e in sweep for n in e["stats"]))
+    header = ("Batch", *(f"{n} p50 / p99 ms" for n in names), *(f"{n} samples/s" for n in names))
+    rows = []
+    for e in sweep:
+        stats = [e["stats"].get(n) or {} for n in names]
+        rows.append(
+            (
+                str(e["batch_size"]),
+                *(f"{_ms(st.get('p50_ms'))} / {_ms(st.get('p99_ms'))}" for st in stats),
+                *(fmt_float(st.get("throughput_per_s"), 0) for st in stats),
+            )
+        )
+    return _table(header, rows)
+
+
+def slo_lines(slo: dict[str, Any] | None) -> list[str]:
+    if not slo:
+        return []
+    limits = ", ".join(f"{stat.removesuffix('_ms')} <= {limit:g} ms" for stat, limit in slo["limits_ms"].items())
+    rows = []
+    for name, verdict in slo["models"].items():
+        met = {None: "not measured", True: "meets", False: "misses"}[verdict.get("met")]
+        largest = verdict.get("largest_batch_meeting")
+        values = ", ".join(f"{k.removesuffix('_ms')} {_ms(v)} ms" for k, v in (verdict.get("values_ms") or {}).items())
+        rows.append((name, values or "n/a", met, "none" if largest is None else str(largest)))
+    return [
+        "",
+        f"Latency SLO {limits} at batch {slo['batch_size']}:",
+        "",
+        *_table(("Model", "Measured", "SLO", "Largest batch meeting it"), rows),
+    ]
+
+
+def _latency_profile_lines(evaluation: dict[str, Any]) -> list[str]:
+    latency = evaluation.get("latency") or {}
+    sessions = evaluation.get("sessions") or {}
+    lines: list[str] = []
+    if latency.get("sweep"):
+        lines += ["", "## Latency profile", ""]
+        if latency.get("stop_rule"):
+            lines += [f"Stop rule: {latency['stop_rule']}.", ""]
+        lines += sweep_table(latency["sweep"])
+        lines += slo_lines(latency.get("slo"))
+    if sessions.get("baseline"):
+        rows = [
+            (
+                name,
+                f"{sessions[name]['create_ms']:.1f} ms",
+                f"{sessions[name]['first_run_ms']:.2f} ms",
+                fmt_bytes(sessions[name].get("peak_rss_growth_bytes")),
+            )
+            for name in ("baseline", "result")
+            if name in sessions
+        ]
+        lines += ["", *_table(("Session", "Creation (cold start)", "First run", "Peak memory growth"), rows)]
+    return lines
+
+
+def _output_lines(metrics: dict[str, Any]) -> list[str]:
+    rows = []
+    if metrics.get("top5_accuracy_result") is not None:
+        rows.append(
+            (
+                "Top-5 accuracy",
+                fmt_percent(metrics["top5_accuracy_baseline"]),
+                fmt_percent(metrics["top5_accuracy_result"]),
+            )
+        )
+    conf_a, conf_b = metrics.get("confidence_baseline"), metrics.get("confidence_result")
+    if conf_a and conf_b:
+        rows.append(("Top-1 confidence mean", fmt_percent(conf_a["mean"]), fmt_percent(conf_b["mean"])))
+        rows.append(("Top-1 confidence p5", fmt_percent(conf_a.get("p5")), fmt_percent(conf_b.get("p5"))))
+    if "sqnr_db" in metrics:
+        rows.append(("SQNR", "", "identical" if metrics["sqnr_db"] is None else f"{metrics['sqnr_db']:.1f} dB"))
+    if metrics.get("max_abs_error") is not None:
+        rows.append(("Max abs error", "", f"{metrics['max_abs_error']:.4g}"))
+    for spec, value in (metrics.get("custom") or {}).items():
+        if isinstance(value, dict):
+            rows += [(f"{spec} {k}", "", fmt_float(v, 6)) for k, v in value.items()]
+        else:
+            rows.append((spec, "", fmt_float(value, 6)))
+    if not rows:
+        return []
+    return ["", "## Output comparison", "", *_table(("Metric", "Baseline", "Result"), rows)]
+
+
+def render_step_summary(report: dict[str, Any]) -> str:
+    """A compact block for CI job summaries ($GITHUB_STEP_SUMMARY): verdict, summary, gates, latency line."""
+    s = report["summary"]
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    icon = ":white_check_mark:" if report["passed"] else ":x:"
+    lines = [
+        f"### {icon} modelforge: {verdict}",
+        "",
+        f"`{report['models']['baseline']['path']}` -> `{report['models']['result']['path']}`: "
+        f"{fmt_speedup(s.get('speedup'))}, {fmt_float(s.get('size_ratio'), 2, 'x smaller')}"
+        + (f", accuracy {-s['accuracy_drop_pp']:+.2f} pp" if s.get("accuracy_drop_pp") is not None else ""),
+        "",
+        *_table(("Metric", "Baseline", "Result", "Change"), summary_rows(s)),
+    ]
+    if report["gates"]:
+        lines += ["", *_table(("Gate", "Threshold", "Value", "Verdict"), gate_rows(report["gates"]))]
+    slo = ((report.get("evaluation") or {}).get("latency") or {}).get("slo")
+    lines += slo_lines(slo)
+    return "\n".join(lines) + "\n\n"
+
+
+def render_bench_markdown(record: dict[str, Any]) -> str:
+    """`modelforge bench` as Markdown: per-batch latency table, sessions, SLO, machine."""
+    latency = record["latency"]
+    cpu = record["machine"]["cpu"]
+    lines = [
+        "### modelforge bench",
+        "",
+        f"{latency['threads']} threads, {record['inputs']}; stop rule: {latency['stop_rule']}.",
+        "",
+        *sweep_table(latency["sweep"]),
+    ]
+    rows = [
+        (
+            name,
+            f"{load['create_ms']:.1f} ms",
+            f"{load['first_run_ms']:.2f} ms",
+            fmt_bytes(load["peak_rss_growth_bytes"]),
+        )
+        for name, load in record["sessions"].items()
+        if isinstance(load, dict)
+    ]
+    lines += ["", *_table(("Model", "Session creation", "First run", "Peak memory growth"), rows)]
+    lines += slo_lines(latency.get("slo"))
+    lines += [
+        "",
+        f"Machine: {cpu['model']}, {cpu['cores']} cores, instruction sets: "
+        f"{', '.join(cpu.get('instruction_sets') or cpu['int8_instruction_sets']) or 'none'}.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,180 @@
+"""`modelforge bench MODEL [MODEL...]`: latency profile (batch sweep, cold start, memory) of ONNX models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelforge.cli.options import GateOptions
+
+
+def _batch_sizes(text: str) -> list[int]:
+    from modelforge.errors import InputError
+
+    try:
+        sizes = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise InputError(f"--batch-sizes {text!r}: expected comma-separated integers, e.g. 1,8,32,64") from None
+    if not sizes or sizes[0] <= 0:
+        raise InputError(f"--batch-sizes {text!r}: batch sizes must be positive")
+    return sizes
+
+
+def _dims(values: list[str]) -> dict[str, int]:
+    from modelforge.errors import InputError
+
+    dims = {}
+    for value in values:
+        name, _, size = value.partition("=")
+        if not name or not size.isdigit() or int(size) <= 0:
+            raise InputError(f"--dim {value!r}: expected NAME=SIZE, e.g. sequence=128")
+        dims[name] = int(size)
+    return dims
+
+
+def bench(
+    models: Annotated[list[Path], typer.Argument(metavar="MODEL...", help="ONNX models to measure side by side.")],
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes to sweep, comma-separated.")] = "1,8,32,64",
+    threads: GateOptions.threads = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs of each model per batch size.")] = 10,
+    min_runs: Annotated[int, typer.Option(min=1, help="Timed runs of each model at least, per batch size.")] = 50,
+    max_seconds: Annotated[float, typer.Option(min=0.001, help="Time budget per batch size.")] = 10.0,
+    stable_within: Annotated[
+        float, typer.Option(min=0.0001, max=0.99, help="Stop once the p50 is stable within this fraction.")
+    ] = 0.02,
+    data: Annotated[
+        Path | None, typer.Option(help="Inputs from a .npz/.npy file (default: seeded random tensors).")
+    ] = None,
+    dim: Annotated[
+        list[str] | None, typer.Option(help="Size of a symbolic non-batch axis, NAME=SIZE (repeatable).")
+    ] = None,
+    seed: GateOptions.seed = 0,
+    slo_p99_ms: Annotated[float | None, typer.Option(help="SLO: p99 latency limit (ms) at --slo-batch.")] = None,
+    slo_p50_ms: Annotated[float | None, typer.Option(help="SLO: p50 latency limit (ms) at --slo-batch.")] = None,
+    slo_batch: Annotated[int, typer.Option(min=1, help="Batch size the SLO applies to.")] = 1,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile as JSON here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with charts here.")] = None,
+    quiet: GateOptions.quiet = False,
+    as_json: GateOptions.as_json = False,
+    summary_file: GateOptions.summary_file = None,
+) -> int:
+    """Latency profile of ONNX models: p50/p90/p99/mean/std and throughput per batch size, interleaved runs,
+    session creation time and peak memory. Exit 1 when a model misses the SLO given."""
+    from modelforge.cli.console import RichProgress, err_console, out_console
+    from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK
+    from modelforge.evaluate.bench import BenchSettings, run_bench
+    from modelforge.report.ci import append_summary
+    from modelforge.report.markdown import render_bench_markdown
+
+    settings = BenchSettings(
+        batch_sizes=_batch_sizes(batch_sizes),
+        threads=threads,
+        warmup=warmup,
+        min_runs=min_runs,
+        max_seconds=max_seconds,
+        stable_within=stable_within,
+        data=data,
+        dims=_dims(dim or []),
+        seed=seed,
+        slo_p99_ms=slo_p99_ms,
+        slo_p50_ms=slo_p50_ms,
+        slo_batch=slo_batch,
+    )
+    record = run_bench(models, settings, RichProgress(quiet=quiet or as_json))
+    text = json.dumps(record, indent=2) + "\n"
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    if html is not None:
+        from modelforge.report.html import render_bench_html
+
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_bench_html(record))
+    if summary_file is not None:
+        append_summary(summary_file, render_bench_markdown(record))
+    if as_json:
+        typer.echo(text, nl=False)
+    elif not quiet:
+        for table in bench_tables(record):
+            out_console.print(table)
+        cpu = record["machine"]["cpu"]
+        out_console.print(
+            f"Machine: {cpu['model']} ({cpu['arch']}), {cpu['cores']} cores, instruction sets: "
+            f"{', '.join(cpu.get('instruction_sets') or cpu['int8_instruction_sets']) or 'none'}; "
+            + ", ".join(f"{k} {v}" for k, v in record["machine"]["versions"].items()),
+            highlight=False,
+        )
+    if not record["passed"]:
+        missed = [n for n, v in record["latency"]["slo"]["models"].items() if not v["met"]]
+        err_console.print(f"[bold red]FAILED[/bold red] (SLO missed: {', '.join(missed)})", highlight=False)
+        return EXIT_GATE_FAILED
+    if record["latency"]["slo"]:
+        err_console.print("[bold green]PASSED[/bold green] (SLO met)")
+    return EXIT_OK
+
+
+def bench_tables(record: dict) -> list:
+    from rich import box
+    from rich.table import Table
+
+    from modelforge.report.format import fmt_bytes
+
+    stopped = ", ".join(f"batch {e['batch_size']}: {e['stopped']}" for e in record["latency"]["sweep"])
+    latency = Table(
+        title=f"Latency in ms ({record['latency']['threads']} threads; {record['inputs']})",
+        caption=f"stopped: {stopped}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    # Fits 80 columns (CI logs): std is in the JSON and the HTML page.
+    for column in ("Batch", "Model", "p50", "p90", "p99", "mean", "samples/s", "runs"):
+        latency.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
+    for entry in record["latency"]["sweep"]:
+        for index, (name, st) in enumerate(entry["stats"].items()):
+            latency.add_row(
+                str(entry["batch_size"]) if index == 0 else "",
+                name,
+                *(f"{st[k]:.3g}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
+                f"{st['throughput_per_s']:,.0f}",
+                str(st["runs"]),
+            )
+        latency.add_section()
+    sessions = Table(
+        title="Sessions: cold start (ms) and peak memory", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    for column in ("Model", "Size", "Create", "1st run", "Session", "Process"):
+        sessions.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
+    sizes = {m["name"]: m["size_bytes"] for m in record["models"]}
+    for name, load in record["sessions"].items():
+        if isinstance(load, dict):
+            sessions.add_row(
+                name,
+                fmt_bytes(sizes.get(name)),
+                f"{load['create_ms']:.1f}",
+                f"{load['first_run_ms']:.2f}",
+                fmt_bytes(load["peak_rss_growth_bytes"]),
+                fmt_bytes(load.get("process_peak_rss_bytes")),
+            )
+    tables = [latency, sessions]
+    slo = record["latency"]["slo"]
+    if slo:
+        limits = ", ".join(f"{k.removesuffix('_ms')} <= {v:g} ms" for k, v in slo["limits_ms"].items())
+        table = Table(
+            title=f"SLO: {limits} at batch {slo['batch_size']}",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for column in ("Model", "Measured", "Verdict", "Largest batch meeting it"):
+            table.add_column(column)
+        for name, verdict in slo["models"].items():
+            values = ", ".join(f"{k} {v:.4f}" for k, v in (verdict["values_ms"] or {}).items()) or "not measured"
+            met = {True: "[green]meets[/green]", False: "[red]misses[/red]", None: "not measured"}[verdict["met"]]
+            largest = verdict["largest_batch_meeting"]
+            table.add_row(name, values, met, "none" if largest is None else str(largest))
+        tables.append(table)
+    return tables

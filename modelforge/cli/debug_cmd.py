@@ -1,0 +1,122 @@
+"""`modelforge debug MODEL --calibration DATA`: per-layer error of the quantized model, worst layers first."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def debug(
+    model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 (torch.export) or TorchScript.")],
+    calibration: Annotated[
+        Path, typer.Option("--calibration", "-c", help="Calibration data: .npz, .npy or an image folder.")
+    ],
+    eval_data: Annotated[
+        Path | None,
+        typer.Option("--eval-data", "-e", help="Compare layers on these samples (default: the calibration data)."),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Scheme: auto, cnn or transformer.")] = "auto",
+    target: Annotated[str, typer.Option(help="Runtime: cpu or tensorrt.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="int8 or int4-weights.")] = "int8",
+    method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
+    calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,
+    samples: Annotated[int, typer.Option(help="Compare layers on this many samples.")] = 32,
+    top: Annotated[int, typer.Option(help="Show this many layers (all with --json).")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every layer as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Quantize as `quantize` would, then compare every layer's output with the float model's: SQNR, the noise
+    each layer adds, cosine. Worst layers first, so you see where accuracy goes (exclude them with
+    `exclude_nodes`, or let accuracy gates do it)."""
+    from modelforge.cli.console import RichProgress, err_console, out_console
+    from modelforge.data import bind, open_dataset
+    from modelforge.errors import InputError
+    from modelforge.loader import convert_to_onnx, load_model
+    from modelforge.passes import PassContext, get_pass
+    from modelforge.quantization.debug import compare_layers
+    from modelforge.recipe import DataSource
+
+    progress = RichProgress(quiet=quiet or as_json)
+    config = {"preset": preset, "target": target, "precision": precision, "method": method, "fallback": False}
+    if calibration_samples is not None:
+        config["calibration_samples"] = calibration_samples
+    pass_cls = get_pass("quantize")
+    try:
+        pass_config = pass_cls.Config.model_validate(config)
+    except Exception as exc:  # pydantic ValidationError: a bad flag value
+        first = exc.errors(include_url=False)[0] if hasattr(exc, "errors") else {"msg": str(exc), "loc": ()}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InputError(f"--{where.replace('_', '-') or 'option'}: {first['msg']}") from None
+
+    with tempfile.TemporaryDirectory(prefix="modelforge-debug-") as tmp:
+        workdir = Path(tmp)
+        artifact = load_model(model)
+        if artifact.format != "onnx":
+            example = None
+            dataset = open_dataset(DataSource(path=calibration))
+            import numpy as np
+
+            example = {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
+            artifact, _ = convert_to_onnx(artifact, workdir, 17, example)
+        first = artifact.io.inputs[0].shape if artifact.io and artifact.io.inputs else None
+        calib = bind(open_dataset(DataSource(path=calibration), first), artifact.io, "calibration data")
+        compare_on = calib
+        if eval_data is not None:
+            compare_on = bind(open_dataset(DataSource(path=eval_data), first), artifact.io, "eval data")
+        stage = workdir / "quantize"
+        stage.mkdir()
+        ctx = PassContext(workdir=stage, calibration=calib, progress=progress)
+        result = pass_cls(pass_config).run(artifact, ctx)
+        if result.path == artifact.path:
+            raise InputError(f"{model}: {ctx.metrics.get('skipped', 'nothing was quantized')}")
+        prepared = stage / "float-prepared.onnx"
+        count = min(samples, compare_on.num_samples)
+        progress.start("Comparing layers", count)
+        try:
+            rows = compare_layers(prepared, result.path, compare_on, workdir, samples=count, advance=progress.advance)
+        finally:
+            progress.stop()
+
+    scheme = ctx.metrics.get("scheme", {})
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": str(model),
+                    "scheme": scheme,
+                    "samples": count,
+                    "layers": [r.record() for r in rows],
+                },
+                indent=2,
+            )
+        )
+        return
+    from rich.table import Table
+
+    def db(value: float | None) -> str:
+        return "exact" if value is None else f"{value:.1f}"
+
+    table = Table(title=f"Per-layer quantization error, worst first ({count} samples)")
+    for column in ("#", "Node", "Op", "Quantized", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
+        table.add_column(column, justify="left" if column in ("Node", "Op") else "right")
+    for index, row in enumerate(rows[:top], start=1):
+        table.add_row(
+            str(index),
+            row.node,
+            row.op_type,
+            "yes" if row.quantized else "no",
+            db(row.added_sqnr_db),
+            db(row.sqnr_db),
+            f"{row.cosine:.5f}",
+            f"{row.max_abs_error:.4g}",
+        )
+    err_console.print(f"Scheme: {scheme.get('description', '?')} ({scheme.get('why', '')})", highlight=False)
+    out_console.print(table)
+    out_console.print(
+        "Added SQNR: the noise each layer adds itself (lower is worse); SQNR: the error accumulated up to it.",
+        highlight=False,
+    )

@@ -1,0 +1,195 @@
+"""Quantization schemes: which ops get quantized, how (static QDQ, dynamic, weight-only), with which types.
+
+Chosen from the model family (`families.py`), the target runtime and the precision; every choice was
+measured (see README, "Why these defaults"):
+
+| preset / family | target cpu (onnxruntime)                                   | target tensorrt                        |
+|-----------------|------------------------------------------------------------|----------------------------------------|
+| cnn, mlp        | static QDQ, uint8 asymmetric activations, int8 symmetric   | static QDQ, int8 symmetric activations |
+|                 | per-channel weights, every op the quantizer supports       | and weights, Q/DQ on op inputs only,   |
+|                 |                                                            | float bias                             |
+| transformer     | dynamic INT8: int8 per-channel weights of MatMul/Gemm with | static QDQ int8/int8 on MatMul/Gemm    |
+|                 | constant weights; LayerNorm, Softmax, GELU, residual adds  | with constant weights only, inputs     |
+|                 | and attention score products stay float                    | only                                   |
+| mixed           | static QDQ on convolutions, pooling and weighted MatMul/   | as cpu, int8 symmetric, inputs only    |
+|                 | Gemm only                                                  |                                        |
+| recurrent       | dynamic INT8 on MatMul/Gemm and LSTM weights               | (not supported)                        |
+| int4-weights    | MatMulNBits: 4-bit block-wise weights of MatMul, float activations (any family)      |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from modelforge.quantization.families import ModelFamily
+
+Mode = Literal["static", "dynamic", "weight-only"]
+
+# Op types whose activations survive 8-bit quantization in transformer-like graphs (no normalisation,
+# softmax, elementwise arithmetic on residual streams).
+SAFE_STATIC_OPS = (
+    "Conv",
+    "ConvTranspose",
+    "MatMul",
+    "Gemm",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Relu",
+    "Clip",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Resize",
+    "Pad",
+    "Concat",
+    "Split",
+)
+# TensorRT quantizes the inputs of these layers (its Q/DQ placement guide: weighted layers, pooling, and the
+# element-wise addition of residual connections so it can fuse it into the convolution).
+TENSORRT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool", "Add")
+DENSE_OPS = ("MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    preset: str  # cnn | transformer | mixed | recurrent (what was applied, after auto)
+    mode: Mode
+    target: str
+    op_types: tuple[str, ...]
+    per_channel: bool = True
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    activation_symmetric: bool = False
+    weight_symmetric: bool = True
+    reduce_range: bool = False
+    quantize_bias: bool = True
+    inputs_only: bool = False  # no Q/DQ on op outputs (TensorRT places them on inputs)
+    constant_weights_only: bool = False  # MatMul/Gemm whose second input is an initializer
+    int4_block_size: int = 32
+    why: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.mode == "weight-only":
+            return f"weight-only int4 (MatMulNBits, block {self.int4_block_size}, symmetric)"
+        if self.mode == "dynamic":
+            return (
+                f"dynamic int8: {self.weight_type} {'per-channel' if self.per_channel else 'per-tensor'} weights, "
+                f"activations quantized at run time, ops {', '.join(self.op_types)}"
+            )
+        act = f"{self.activation_type} {'symmetric' if self.activation_symmetric else 'asymmetric'}"
+        weight = f"{self.weight_type} {'symmetric' if self.weight_symmetric else 'asymmetric'}"
+        return (
+            f"static QDQ: {act} activations, {weight} {'per-channel' if self.per_channel else 'per-tensor'} "
+            f"weights{', Q/DQ on inputs only, float bias' if self.inputs_only else ''}"
+        )
+
+    def record(self) -> dict:
+        return {
+            "preset": self.preset,
+            "mode": self.mode,
+            "target": self.target,
+            "description": self.describe(),
+            "why": self.why,
+            "op_types": list(self.op_types),
+        }
+
+
+PRESET_FOR_FAMILY = {
+    "convolutional": "cnn",
+    "mlp": "cnn",
+    "other": "cnn",
+    "transformer": "transformer",
+    "mixed": "mixed",
+    "recurrent": "recurrent",
+}
+
+
+def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Scheme:
+    """The scheme for this model: the preset (or the family's, with preset auto), the target, then the
+    config's explicit overrides (types, symmetry, op types), which always win."""
+    preset = PRESET_FOR_FAMILY[family.family] if config.preset == "auto" else config.preset
+    why = (
+        f"preset auto: detected {family.family} ({family.reason})"
+        if config.preset == "auto"
+        else f"preset {config.preset} chosen in the recipe (detected {family.family}: {family.reason})"
+    )
+    target = config.target
+    if config.precision == "int4-weights":
+        return Scheme(
+            preset=preset,
+            mode="weight-only",
+            target=target,
+            op_types=("MatMul",),
+            int4_block_size=config.int4_block_size,
+            why=why + "; precision int4-weights: 4-bit MatMul weights, float activations",
+        )
+
+    if preset == "transformer" and target == "cpu":
+        mode, op_types, inputs_only, const_only = "dynamic", DENSE_OPS, False, True
+        why += "; transformer on CPU: dynamic int8 on MatMul/Gemm weights (per-channel), the rest float"
+    elif preset == "recurrent":
+        mode, op_types, inputs_only, const_only = "dynamic", (*DENSE_OPS, "LSTM"), False, True
+        why += "; recurrent: dynamic int8 on MatMul/Gemm/LSTM weights"
+    elif preset == "transformer":
+        mode, op_types, inputs_only, const_only = "static", DENSE_OPS, True, True
+        why += "; transformer for TensorRT: static int8 QDQ on MatMul/Gemm inputs with constant weights"
+    elif preset == "mixed":
+        mode, op_types, inputs_only, const_only = "static", SAFE_STATIC_OPS, target == "tensorrt", True
+        why += "; mixed: static QDQ on convolutions, pooling and MatMul/Gemm with weights; norms/softmax float"
+    else:
+        mode, const_only = "static", False
+        if target == "tensorrt":
+            op_types, inputs_only = TENSORRT_OPS, True
+            why += "; TensorRT: static int8 symmetric QDQ on inputs of weighted layers, pooling and residual adds"
+        else:
+            op_types, inputs_only = tuple(sorted(supported_ops)), False
+            why += "; CPU: static QDQ uint8/int8 per-channel on every supported op (fastest on onnxruntime)"
+
+    if mode == "static" and config.mode == "dynamic" or mode == "dynamic" and config.mode == "static":
+        mode = config.mode
+        why += f"; mode {config.mode} forced by the recipe"
+
+    tensorrt = target == "tensorrt"
+    activation_type = config.activation_type or ("int8" if tensorrt else "uint8")
+    activation_symmetric = config.activation_symmetric if config.activation_symmetric is not None else tensorrt
+    weight_type = config.weight_type or "int8"
+    weight_symmetric = config.weight_symmetric if config.weight_symmetric is not None else True
+    if config.op_types:
+        op_types = tuple(op for op in config.op_types if op in supported_ops or mode == "dynamic")
+    return Scheme(
+        preset=preset,
+        mode=mode,
+        target=target,
+        op_types=tuple(op_types),
+        per_channel=config.per_channel,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        activation_symmetric=activation_symmetric,
+        weight_symmetric=weight_symmetric,
+        reduce_range=config.reduce_range,
+        quantize_bias=not tensorrt,
+        inputs_only=inputs_only,
+        constant_weights_only=const_only,
+        int4_block_size=config.int4_block_size,
+        why=why,
+    )
+
+
+def nodes_outside_scheme(model, scheme: Scheme) -> list[str]:
+    """Nodes of the scheme's op types that it still keeps in float (MatMul of two activations, e.g. the
+    attention score products, when only constant weights are quantized)."""
+    if not scheme.constant_weights_only:
+        return []
+    initializers = {t.name for t in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in DENSE_OPS
+        and n.op_type in scheme.op_types
+        and not (len(n.input) > 1 and n.input[1] in initializers)
+    ]
