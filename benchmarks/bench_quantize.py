@@ -30,7 +30,7 @@ BLOCK, DROPPED = 8, 2
 def rotate_latency(sessions: dict, feeds: dict, rounds: int) -> dict[str, list[float]]:
     """Every model runs BLOCK times in turn, `rounds` times over; the first runs of each block are dropped."""
     times = {name: [] for name in sessions}
-    for name, session in sessions.items():  # warm-up
+    for session in sessions.values():  # warm-up
         for _ in range(5):
             session.run(None, feeds)
     for _ in range(rounds):

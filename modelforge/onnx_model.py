@@ -34,7 +34,7 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     """Save self-contained when small; large models keep one external data file beside them."""
     import onnx
 
-    if model.ByteSize() > EXTERNAL_DATA_THRESHOLD or _has_external_data(model):
+    if _approximate_size(model) > EXTERNAL_DATA_THRESHOLD or _has_external_data(model):
         onnx.save_model(
             model,
             str(path),
@@ -45,6 +45,16 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
         )
     else:
         onnx.save_model(model, str(path))
+
+
+def _approximate_size(model: onnx.ModelProto) -> int:
+    """Serialized size; protobuf cannot even measure a message over 2 GB, so count the weights then."""
+    from google.protobuf.message import EncodeError
+
+    try:
+        return model.ByteSize()
+    except (EncodeError, ValueError):
+        return sum(len(t.raw_data) for t in model.graph.initializer) + (1 << 31)
 
 
 def _has_external_data(model: onnx.ModelProto) -> bool:

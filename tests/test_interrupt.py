@@ -29,7 +29,9 @@ def test_interrupted_run_leaves_no_output(tmp_path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     process = subprocess.Popen(
         [sys.executable, "-m", "modelforge", "run", str(tmp_path / "recipe.yaml"), "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     # Wait until the run is under way: its hidden staging folder appears beside the output.

@@ -47,15 +47,18 @@ def test_preflight_lists_every_unsupported_node_at_once(tmp_path):
         helper.make_node("WarpDrive", ["c"], ["y"], name="warp", domain="acme.ops"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme.ops", 1)])
     onnx.save(model, tmp_path / "custom.onnx")
     np.savez(tmp_path / "calib.npz", x=np.ones((4, 4), dtype=np.float32))
 
-    result = modelforge("quantize", str(tmp_path / "custom.onnx"), "-c", str(tmp_path / "calib.npz"),
-                        "-o", str(tmp_path / "out"))
+    result = modelforge(
+        "quantize", str(tmp_path / "custom.onnx"), "-c", str(tmp_path / "calib.npz"), "-o", str(tmp_path / "out")
+    )
     assert result.returncode == 3, result.stderr
     assert "2 node(s) cannot run" in result.stderr
     assert "fancy_norm" in result.stderr and "FancyNorm" in result.stderr

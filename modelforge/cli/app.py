@@ -38,6 +38,7 @@ def _register() -> None:
         bench_cmd,
         cache_cmd,
         compare_cmd,
+        debug_cmd,
         doctor_cmd,
         inspect_cmd,
         passes_cmd,
@@ -58,6 +59,7 @@ def _register() -> None:
     app.command("compare")(compare_cmd.compare)
     app.command("report")(report_cmd.report)
     app.command("bench")(bench_cmd.bench)
+    app.command("debug")(debug_cmd.debug)
 
 
 _register()

@@ -101,14 +101,16 @@ def debug(
         return "exact" if value is None else f"{value:.1f}"
 
     table = Table(title=f"Per-layer quantization error, worst first ({count} samples)")
-    for column in ("#", "Node", "Op", "Quantized", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
-        table.add_column(column, justify="left" if column in ("Node", "Op") else "right")
+    for column in ("#", "Node", "Op", "Quantized", "Local SQNR dB", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
+        left = column in ("Node", "Op")
+        table.add_column(column, justify="left" if left else "right", overflow="fold", no_wrap=not left)
     for index, row in enumerate(rows[:top], start=1):
         table.add_row(
             str(index),
             row.node,
             row.op_type,
             "yes" if row.quantized else "no",
+            "-" if row.local_sqnr_db is None else f"{row.local_sqnr_db:.1f}",
             db(row.added_sqnr_db),
             db(row.sqnr_db),
             f"{row.cosine:.5f}",
@@ -117,6 +119,7 @@ def debug(
     err_console.print(f"Scheme: {scheme.get('description', '?')} ({scheme.get('why', '')})", highlight=False)
     out_console.print(table)
     out_console.print(
-        "Added SQNR: the noise each layer adds itself (lower is worse); SQNR: the error accumulated up to it.",
+        "Local SQNR: the layer alone on float inputs; added SQNR: the noise it adds to what it receives; "
+        "SQNR: the error accumulated up to it. Lower is worse.",
         highlight=False,
     )

@@ -5,7 +5,7 @@ the target (`modelforge.quantization.schemes`) -> prepare the graph -> calibrate
 (minmax, entropy or percentile; static schemes only) -> write the quantized model -> when the recipe has
 accuracy gates, keep the most sensitive nodes in float until they are met (`quantization.fallback`).
 
-Defaults were chosen by measurement on onnxruntime's CPU kernels (see README, "Why these defaults").
+Defaults were chosen by measurement on onnxruntime's CPU kernels (docs/quantization.md).
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ class QuantizeConfig(PassConfig):
     fallback_max_nodes: int | None = Field(None, gt=0, description="Keep at most this many nodes in float.")
     sensitivity_samples: int = Field(
         64, gt=0, description="Eval samples used to rank node sensitivity (the budget is checked on all)."
+    )
+    debug_layers: int = Field(
+        0,
+        ge=0,
+        description="Record the N worst layers (per-layer SQNR vs float, as `modelforge debug` prints) in the "
+        "report; 0: off.",
     )
 
     @model_validator(mode="after")
@@ -157,6 +163,13 @@ class QuantizeInt8(Pass):
         if cfg.fallback and budget.active and ctx.evaluation is not None:
             output = self._fallback(prepared, output, scheme, exclude, budget, ctx)
 
+        if cfg.debug_layers:
+            from modelforge.quantization.debug import compare_layers
+
+            data = ctx.evaluation or ctx.calibration
+            with ctx.task("Comparing layers", total=min(32, data.num_samples)) as advance:
+                rows = compare_layers(prepared, output, data, ctx.workdir, samples=32, advance=advance)
+            ctx.record("layers", [r.record() for r in rows[: cfg.debug_layers]])
         _copy_metadata(artifact, output)
         ctx.record("quantized_nodes", _count_quantized(output))
         return onnx_artifact(output)

@@ -30,6 +30,8 @@ from modelforge.data import BoundDataset
 # Float tensors feeding or leaving these ops are the ones a QDQ quantizer may place Q/DQ pairs on.
 FLOAT_TYPES = (1, 10)  # onnx.TensorProto.FLOAT, FLOAT16
 
+SMOOTHING = 1e-4  # count given to an empty bin of the quantized distribution (entropy method)
+
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 
@@ -200,15 +202,18 @@ def kl_threshold(counts: np.ndarray, levels: int = 128) -> int:
     last_plogp = np.where(last + outliers > 0, (last + outliers) * np.log(np.maximum(last + outliers, 1e-300)), 0.0)
     last_hlogh = np.where(last > 0, last * np.log(np.maximum(last, 1e-300)), 0.0)
     p_log_p = cum_hlh[cuts] - last_hlogh + last_plogp
-    # sum_j p_j log q_j: each group's mass times its log q; the outliers sit in the last group
-    p_log_q = np.sum(group_sum * log_q, axis=1) + outliers * log_q[:, -1]
+    # sum_j p_j log q_j: each group's mass times its log q; the outliers sit in the last bin. When that bin
+    # is empty, Q gives it no mass: like TensorRT and onnxruntime, smooth it to a tiny count instead of an
+    # infinite divergence (a few far outliers must not force the range out to them).
+    log_q_last = np.where(last > 0, log_q[:, -1], np.log(SMOOTHING))
+    p_log_q = np.sum(group_sum * log_q, axis=1) + outliers * log_q_last
     kl = (p_log_p - p_log_q) / total - np.log(total) + np.log(np.maximum(kept, 1e-300))
-    # The last kept bin empty while outliers exist: Q gives it no mass, the divergence is infinite.
-    kl = np.where((last == 0) & (outliers > 0), np.inf, kl)
     kl = np.where(kept > 0, kl, np.inf)
     if not np.isfinite(kl).any():
         return bins
-    return int(cuts[int(np.argmin(kl))])
+    # Ties (equal up to rounding: the same distribution cut at different empty bins) go to the smallest cut.
+    best = np.min(kl)
+    return int(cuts[int(np.argmax(kl <= best + 1e-9 * abs(best) + 1e-15))])
 
 
 @dataclass(frozen=True)

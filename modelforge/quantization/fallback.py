@@ -250,7 +250,7 @@ def accuracy_aware_fallback(
         metrics_result=_public(metrics),
         models_measured=len(tried) + len(candidates) + 1,
         most_sensitive=[
-            {"name": n, "op_type": op_type.get(n, "?"), "sensitivity": round(sensitivity[n], 6)} for n in ranked[:10]
+            {"name": n, "op_type": op_type.get(n, "?"), "sensitivity": round(sensitivity[n], 6)} for n in ranked[:5]
         ],
     )
     return FallbackResult(path, nodes, met, reason, record)

@@ -6,6 +6,9 @@ fallback) without re-running the quantizer.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,19 @@ def quantizable_op_types() -> set[str]:
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     return set(QDQRegistry) | set(QLinearOpsRegistry)
+
+
+@contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizers log warnings on the root logger (e.g. per-channel axes of LayerNorm scales);
+    passes report through their context, never on stderr."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def failing_node(exc: BaseException) -> tuple[str, str] | None:
@@ -98,7 +114,8 @@ def write_qdq_model(
         extra,
     )
     try:
-        quantizer.quantize_model()
+        with quiet_quantizer():
+            quantizer.quantize_model()
     except Exception as exc:  # the quantizer raises bare ValueError/AssertionError on graphs it cannot handle
         raise _fail(pass_name, "QDQ placement failed", exc) from None
     # The quantizer appends Q/DQ nodes after the nodes they feed; ONNX requires topological order
@@ -113,20 +130,21 @@ def write_dynamic_model(prepared: Path, output: Path, scheme: Scheme, exclude_no
 
     large = prepared.stat().st_size > (1 << 30) or prepared.with_name(prepared.name + ".data").exists()
     try:
-        quantize_dynamic(
-            prepared,
-            output,
-            op_types_to_quantize=list(scheme.op_types),
-            per_channel=scheme.per_channel,
-            reduce_range=scheme.reduce_range,
-            weight_type=getattr(QuantType, QUANT_TYPES[scheme.weight_type]),
-            nodes_to_exclude=list(exclude_nodes),
-            use_external_data_format=large,
-            extra_options={
-                "MatMulConstBOnly": scheme.constant_weights_only,
-                "WeightSymmetric": scheme.weight_symmetric,
-            },
-        )
+        with quiet_quantizer():
+            quantize_dynamic(
+                prepared,
+                output,
+                op_types_to_quantize=list(scheme.op_types),
+                per_channel=scheme.per_channel,
+                reduce_range=scheme.reduce_range,
+                weight_type=getattr(QuantType, QUANT_TYPES[scheme.weight_type]),
+                nodes_to_exclude=list(exclude_nodes),
+                use_external_data_format=large,
+                extra_options={
+                    "MatMulConstBOnly": scheme.constant_weights_only,
+                    "WeightSymmetric": scheme.weight_symmetric,
+                },
+            )
     except Exception as exc:
         raise _fail(pass_name, "dynamic quantization failed", exc) from None
     drop_shape_annotations(output)
@@ -153,16 +171,17 @@ def write_int4_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes
     from modelforge.onnx_model import load_onnx, save_onnx
 
     try:
-        quantizer = MatMulNBitsQuantizer(
-            load_onnx(prepared),
-            bits=4,
-            block_size=scheme.int4_block_size,
-            is_symmetric=True,
-            accuracy_level=4,  # int8 compute of the activations: fastest on VNNI/AMX CPUs
-            nodes_to_exclude=list(exclude_nodes),
-            op_types_to_quantize=("MatMul",),
-        )
-        quantizer.process()
+        with quiet_quantizer():
+            quantizer = MatMulNBitsQuantizer(
+                load_onnx(prepared),
+                bits=4,
+                block_size=scheme.int4_block_size,
+                is_symmetric=True,
+                accuracy_level=4,  # int8 compute of the activations: fastest on VNNI/AMX CPUs
+                nodes_to_exclude=list(exclude_nodes),
+                op_types_to_quantize=("MatMul",),
+            )
+            quantizer.process()
     except Exception as exc:
         raise _fail(pass_name, "int4 weight quantization failed", exc) from None
     save_onnx(quantizer.model.model, output)
@@ -208,24 +227,94 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
 
     Works on QDQ graphs written from `float_model`: node names and the float tensors they read are
     unchanged by the quantizer, so each input that now comes through Q/DQ is pointed back at the float
-    tensor, float weights are copied back, and Q/DQ nodes nobody reads any more are dropped.
+    tensor, float weights are copied back, and Q/DQ nodes nobody reads any more are dropped. An activation
+    the quantizer folded into its producer (Relu/Clip before a Q/DQ pair: the uint8 range does the clipping)
+    is put back in front of the float node, which would otherwise read the unclipped tensor.
     """
     import onnx
 
     model = onnx.ModelProto()
     model.CopyFrom(qdq_model)
     originals = {n.name: n for n in float_model.graph.node if n.name}
+    float_producers = {o: n for n in float_model.graph.node for o in n.output}
     float_inits = {t.name: t for t in float_model.graph.initializer}
     present = {t.name for t in model.graph.initializer}
+    q_producers = {o: n for n in model.graph.node for o in n.output}
+    restored: dict[str, str] = {}  # tensor -> name of its restored activation's output
+    inserts: list[tuple[str, onnx.NodeProto]] = []  # (before node, new node)
+
+    def copy_initializer(name: str) -> None:
+        if name in float_inits and name not in present:
+            model.graph.initializer.append(float_inits[name])
+            present.add(name)
+
     for node in model.graph.node:
         if node.name not in nodes or node.name not in originals:
             continue
         source = originals[node.name]
         for index, name in enumerate(source.input):
-            if index < len(node.input) and node.input[index] != name:
-                node.input[index] = name
-                if name in float_inits and name not in present:
-                    model.graph.initializer.append(float_inits[name])
-                    present.add(name)
+            if index >= len(node.input):
+                continue
+            if node.input[index] == name:
+                # The quantizer may give a dequantized weight its float name (int32 bias): read the float one.
+                producer = q_producers.get(name)
+                if producer is not None and producer.op_type == "DequantizeLinear" and name in float_inits:
+                    renamed = f"{name}_float"
+                    if renamed not in present:
+                        tensor = onnx.TensorProto()
+                        tensor.CopyFrom(float_inits[name])
+                        tensor.name = renamed
+                        model.graph.initializer.append(tensor)
+                        present.add(renamed)
+                    node.input[index] = renamed
+                continue
+            copy_initializer(name)
+            wanted = float_producers.get(name)
+            actual = q_producers.get(name)
+            if wanted is not None and actual is not None and actual.name != wanted.name:
+                if name not in restored:
+                    activation = onnx.NodeProto()
+                    activation.CopyFrom(wanted)
+                    activation.name = f"{wanted.name}_float"
+                    del activation.input[:]
+                    activation.input.extend([name, *wanted.input[1:]])
+                    for extra in wanted.input[1:]:
+                        copy_initializer(extra)
+                    del activation.output[:]
+                    activation.output.append(f"{name}_float")
+                    restored[name] = activation.output[0]
+                    inserts.append((node.name, activation))
+                name = restored[name]
+            node.input[index] = name
+    for before, activation in inserts:
+        position = next(i for i, n in enumerate(model.graph.node) if n.name == before)
+        model.graph.node.insert(position, activation)
+    _unquantize_graph_outputs(model, nodes)
     prune_dead(model)
     return model
+
+
+def _unquantize_graph_outputs(model, float_nodes: set[str]) -> None:
+    """A graph output computed by a float node leaves it in float: its Q/DQ pair is bypassed."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for output in model.graph.output:
+        dq = producers.get(output.name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producers.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        origin = producers.get(q.input[0])
+        if origin is None or origin.name not in float_nodes:
+            continue
+        inner = q.input[0]
+        for node in model.graph.node:
+            if node.op_type == "DequantizeLinear" and node.output[0] == output.name:
+                continue
+            for index, name in enumerate(node.input):
+                if name == inner:
+                    node.input[index] = output.name
+        for index, name in enumerate(origin.output):
+            if name == inner:
+                origin.output[index] = output.name
+        dq.output[0] = f"{output.name}_unused"

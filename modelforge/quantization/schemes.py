@@ -1,20 +1,17 @@
 """Quantization schemes: which ops get quantized, how (static QDQ, dynamic, weight-only), with which types.
 
 Chosen from the model family (`families.py`), the target runtime and the precision; every choice was
-measured (see README, "Why these defaults"):
+measured (docs/quantization.md has the figures and the commands behind them):
 
-| preset / family | target cpu (onnxruntime)                                   | target tensorrt                        |
-|-----------------|------------------------------------------------------------|----------------------------------------|
-| cnn, mlp        | static QDQ, uint8 asymmetric activations, int8 symmetric   | static QDQ, int8 symmetric activations |
-|                 | per-channel weights, every op the quantizer supports       | and weights, Q/DQ on op inputs only,   |
-|                 |                                                            | float bias                             |
-| transformer     | dynamic INT8: int8 per-channel weights of MatMul/Gemm with | static QDQ int8/int8 on MatMul/Gemm    |
-|                 | constant weights; LayerNorm, Softmax, GELU, residual adds  | with constant weights only, inputs     |
-|                 | and attention score products stay float                    | only                                   |
-| mixed           | static QDQ on convolutions, pooling and weighted MatMul/   | as cpu, int8 symmetric, inputs only    |
-|                 | Gemm only                                                  |                                        |
-| recurrent       | dynamic INT8 on MatMul/Gemm and LSTM weights               | (not supported)                        |
-| int4-weights    | MatMulNBits: 4-bit block-wise weights of MatMul, float activations (any family)      |
+- cnn / mlp, target cpu: static QDQ, uint8 asymmetric activations, int8 symmetric per-channel weights, on
+  every op the quantizer supports (fastest on onnxruntime's VNNI/AMX kernels).
+- transformer, target cpu: dynamic INT8, int8 per-channel weights of MatMul/Gemm with constant weights;
+  LayerNorm, Softmax, GELU, residual adds and the attention score products stay float.
+- mixed (convolutions and attention): static QDQ on convolutions, pooling and weighted MatMul/Gemm only.
+- recurrent: dynamic INT8 on MatMul/Gemm and LSTM weights.
+- target tensorrt: static QDQ, int8 symmetric activations and weights, Q/DQ on op inputs only (TensorRT's
+  placement: weighted layers, pooling, residual adds), float bias; transformers: MatMul/Gemm with weights.
+- precision int4-weights: MatMulNBits, 4-bit block-wise symmetric MatMul weights, float activations.
 """
 
 from __future__ import annotations
@@ -95,7 +92,7 @@ class Scheme:
             "target": self.target,
             "description": self.describe(),
             "why": self.why,
-            "op_types": list(self.op_types),
+            "op_types": list(self.op_types) if len(self.op_types) <= 12 else "every op type the quantizer supports",
         }
 
 
@@ -150,7 +147,7 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
             op_types, inputs_only = tuple(sorted(supported_ops)), False
             why += "; CPU: static QDQ uint8/int8 per-channel on every supported op (fastest on onnxruntime)"
 
-    if mode == "static" and config.mode == "dynamic" or mode == "dynamic" and config.mode == "static":
+    if config.mode != "auto" and config.mode != mode:
         mode = config.mode
         why += f"; mode {config.mode} forced by the recipe"
 

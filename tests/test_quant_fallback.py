@@ -1,0 +1,100 @@
+"""Accuracy-aware fallback and per-layer debugging on a CNN whose activations carry an outlier channel.
+
+Plain INT8 loses most of its accuracy there (per-tensor activation scales cannot hold the outlier and the
+other channels at once); the fallback must find the one convolution that reads that tensor, keep it in float,
+meet the budget, and report what it kept and what it cost. `modelforge debug` must name that layer first.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, load_report, run_cli
+from quant_models import outlier_cnn, outlier_consumer
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory):
+    return outlier_cnn(tmp_path_factory.mktemp("outlier"))
+
+
+def quantize_cli(model, out, *flags):
+    return run_cli("quantize", model, "-c", DIGITS_CALIBRATION, "-e", DIGITS_EVAL, "-o", out, "--threads", "1", *flags)
+
+
+def test_plain_int8_misses_the_budget_that_fallback_meets(outlier, tmp_path):
+    plain = quantize_cli(outlier, tmp_path / "plain", "--max-accuracy-drop", "1", "--no-fallback")
+    assert plain.returncode == 1, plain.explain()  # the gate fails, the report is still written
+    assert load_report(tmp_path / "plain")["summary"]["accuracy_drop_pp"] > 10
+
+    result = quantize_cli(outlier, tmp_path / "fallback", "--max-accuracy-drop", "1")
+    assert result.returncode == 0, result.explain()
+    report = load_report(tmp_path / "fallback")
+    assert report["summary"]["accuracy_drop_pp"] <= 1
+    fallback = report["stages"][-1]["metrics"]["fallback"]
+    assert fallback["met"] is True
+    kept = [n["name"] for n in fallback["float_nodes"]]
+    assert kept == [outlier_consumer(outlier)], "the fewest nodes: only the convolution reading the outlier"
+    node = fallback["float_nodes"][0]
+    assert node["op_type"] == "Conv" and "sensitivity" in node["why"]
+    assert fallback["metrics_all_quantized"]["accuracy_drop_pp"] > 10
+    assert set(fallback["speed_cost"]) >= {"latency_p50_ms_all_quantized", "latency_p50_ms_with_fallback", "slowdown"}
+    assert "eval data" in fallback["tuned_on"]
+
+
+def test_unreachable_budget_exits_1_with_the_best_result_and_the_reason(outlier, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "run",
+        _recipe(tmp_path, outlier, out, gates={"min_cosine": 1.0}, config={"fallback_max_nodes": 1}),
+    )
+    assert result.returncode == 1, result.explain()
+    report = load_report(out)
+    fallback = report["stages"][-1]["metrics"]["fallback"]
+    assert fallback["met"] is False
+    assert "budget not met" in fallback["reason"] and "at most 1 nodes" in fallback["reason"]
+    assert len(fallback["float_nodes"]) == 1  # the best model found is the one written
+    assert report["summary"]["output_cosine"] > 0.99
+    assert (out / "model.onnx").is_file()
+
+
+def test_debug_names_the_worst_layer_first(outlier):
+    result = run_cli("debug", outlier, "-c", DIGITS_CALIBRATION, "--samples", "16", "--json")
+    assert result.returncode == 0, result.explain()
+    layers = json.loads(result.stdout)["layers"]
+    assert layers[0]["node"].startswith(outlier_consumer(outlier))
+    assert layers[0]["quantized"] is True
+    assert layers[0]["added_sqnr_db"] < 10 < layers[-1]["sqnr_db"] or layers[0]["added_sqnr_db"] < 10
+    table = run_cli("debug", outlier, "-c", DIGITS_CALIBRATION, "--samples", "16", "--top", "3")
+    assert table.returncode == 0, table.explain()
+    assert outlier_consumer(outlier) in table.stdout and "Added SQNR" in table.stdout
+
+
+def _recipe(folder, model, out, gates, config):
+    import yaml
+
+    path = folder / "recipe.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(model),
+                "data": {"calibration": str(DIGITS_CALIBRATION), "eval_data": str(DIGITS_EVAL)},
+                "passes": [{"name": "quantize", "config": config}],
+                "evaluate": {"skip_latency": True},
+                "gates": gates,
+                "output": {"dir": str(out)},
+            }
+        )
+    )
+    return path
+
+
+def test_report_section_lists_the_worst_layers(outlier, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", _recipe(tmp_path, outlier, out, gates={}, config={"debug_layers": 3}), "-q")
+    assert result.returncode == 0, result.explain()
+    layers = load_report(out)["stages"][-1]["metrics"]["layers"]
+    assert len(layers) == 3
+    assert layers[0]["node"].startswith(outlier_consumer(outlier))
+    assert {"sqnr_db", "local_sqnr_db", "added_sqnr_db", "cosine", "op_type"} <= set(layers[0])
