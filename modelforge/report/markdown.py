@@ -46,10 +46,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _output_lines(evaluation.get("metrics") or {})
     lines += ["", "## Stages", ""]
     stage_rows = [
-        (s["name"], f"{s['seconds']:.2f} s", ", ".join(f"{k}={v}" for k, v in s["metrics"].items()))
+        (
+            s["name"],
+            f"{s['seconds']:.2f} s",
+            ", ".join(f"{k}={v}" for k, v in s["metrics"].items() if not isinstance(v, dict | list)),
+        )
         for s in report["stages"]
     ]
     lines += _table(("Stage", "Time", "Details"), stage_rows)
+    for stage in report["stages"]:
+        lines += _stage_detail_lines(stage)
     cpu = report["machine"]["cpu"]
     versions = report["machine"]["versions"]
     lines += [
@@ -59,6 +65,46 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _stage_detail_lines(stage: dict[str, Any]) -> list[str]:
+    """A pass's structured findings (scheme, fallback, per-layer tables) as readable sub-sections."""
+    lines: list[str] = []
+    for key, value in stage["metrics"].items():
+        if not isinstance(value, dict | list):
+            continue
+        lines += ["", f"### {stage['name']}: {key.replace('_', ' ')}", ""]
+        if isinstance(value, dict):
+            for name, item in _flatten(value):
+                if isinstance(item, list) and item and all(isinstance(row, dict) for row in item):
+                    lines += [f"- {name}:", "", *_dict_table(item), ""]
+                else:
+                    lines.append(f"- {name}: {_cell(item) if item != [] else 'none'}")
+        elif value and all(isinstance(row, dict) for row in value):
+            lines += _dict_table(value)
+        else:
+            lines.append(", ".join(map(_cell, value)) or "none")
+    return lines
+
+
+def _dict_table(rows: list[dict[str, Any]]) -> list[str]:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return _table(tuple(columns), [tuple(_cell(row.get(c, "")) for c in columns) for row in rows])
 
 
 def _ms(value: float | None) -> str:
