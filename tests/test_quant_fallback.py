@@ -98,3 +98,50 @@ def test_report_section_lists_the_worst_layers(outlier, tmp_path):
     assert len(layers) == 3
     assert layers[0]["node"].startswith(outlier_consumer(outlier))
     assert {"sqnr_db", "local_sqnr_db", "added_sqnr_db", "cosine", "op_type"} <= set(layers[0])
+
+
+def test_time_budget_keeps_the_best_result_so_far(outlier, tmp_path):
+    out = tmp_path / "out"
+    result = quantize_cli(outlier, out, "--max-accuracy-drop", "1", "--time-budget", "0.001", "-q")
+    assert result.returncode == 1, result.explain()  # stopped before meeting the budget: the gate fails
+    report = load_report(out)
+    fallback = report["stages"][-1]["metrics"]["fallback"]
+    assert "time budget" in fallback["stopped"] and fallback["met"] is False
+    assert "best result kept" in fallback["reason"]
+    assert (out / "model.onnx").is_file() and (out / "report.html").is_file()
+
+
+def test_ctrl_c_during_the_search_keeps_the_best_result_and_its_report(outlier, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    work = tmp_path / "tmp"
+    work.mkdir()
+    out = tmp_path / "out"
+    # Ten times the eval set and every sample in the sensitivity ranking: a search that lasts a few seconds.
+    with np.load(DIGITS_EVAL) as arrays:
+        np.savez(tmp_path / "eval.npz", image=np.tile(arrays["image"], (10, 1, 1, 1)),
+                 labels=np.tile(arrays["labels"], 10))  # fmt: skip
+    recipe = _recipe(tmp_path, outlier, out, gates={"max_accuracy_drop": 0.01}, config={"sensitivity_samples": 5400})
+    text = recipe.read_text().replace(str(DIGITS_EVAL), str(tmp_path / "eval.npz"))
+    recipe.write_text(text)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelforge", "run", str(recipe), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(work)},
+    )  # fmt: skip
+    deadline = time.time() + 120
+    # The search is under way once its second candidate model has been written.
+    while time.time() < deadline and not list(work.glob("modelforge-work-*/*/fallback/candidate-0002.onnx")):
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode in (0, 1), stderr
+    fallback = load_report(out)["stages"][-1]["metrics"]["fallback"]
+    assert fallback["stopped"] == "interrupted (Ctrl-C)"
+    assert (out / "model.onnx").is_file()

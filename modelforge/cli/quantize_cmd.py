@@ -36,6 +36,10 @@ def quantize(
     fallback: Annotated[
         bool, typer.Option(help="Keep the most sensitive nodes in float until the accuracy gates are met.")
     ] = True,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(help="Seconds the fallback search may take; then (or on Ctrl-C) the best result so far is kept."),
+    ] = None,
     mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
     std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
@@ -74,6 +78,8 @@ def quantize(
     config.update(precision=precision, percentile=percentile, fallback=fallback)
     if calibration_samples is not None:
         config["calibration_samples"] = calibration_samples
+    if time_budget is not None:
+        config["time_budget"] = time_budget
     recipe = common_recipe(
         model=model,
         passes=[{"name": "quantize", "config": config}],

@@ -78,6 +78,12 @@ class QuantizeConfig(PassConfig):
         "most sensitive nodes in float until they are met, measured on the eval data.",
     )
     fallback_max_nodes: int | None = Field(None, gt=0, description="Keep at most this many nodes in float.")
+    time_budget: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds the fallback search may take; when they are up (or on Ctrl-C) the best model "
+        "measured so far is kept and reported.",
+    )
     sensitivity_samples: int = Field(
         64, gt=0, description="Eval samples used to rank node sensitivity (the budget is checked on all)."
     )
@@ -277,6 +283,7 @@ class QuantizeInt8(Pass):
             max_nodes=cfg.fallback_max_nodes,
             task=ctx.task,
             log=ctx.progress.log,
+            time_budget=cfg.time_budget,
         )
         record = result.record
         record["tuned_on"] = f"the run's eval data ({ctx.evaluation.num_samples} samples), also used to judge the gates"

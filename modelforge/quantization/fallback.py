@@ -22,6 +22,7 @@ separate eval data when the figure must be unbiased.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,10 @@ class OutputJudge:
         }
 
 
+class _SearchStopped(Exception):
+    """The search's time budget ran out: return the best model measured so far."""
+
+
 @dataclass
 class FallbackResult:
     model_path: Path
@@ -155,11 +160,20 @@ def accuracy_aware_fallback(
     max_nodes: int | None,
     task: Callable[..., Any],
     log: Callable[[str], None] = lambda _: None,
+    time_budget: float | None = None,
 ) -> FallbackResult:
     """See the module docstring. `build(float_nodes, path)` writes the quantized model with those nodes kept
-    in float and returns its path; `candidates` are the (name, op_type) of the quantized nodes."""
+    in float and returns its path; `candidates` are the (name, op_type) of the quantized nodes.
+
+    With `time_budget` (seconds), or on Ctrl-C, the search stops and returns the best model measured so far."""
     op_type = dict(candidates)
     counter = iter(range(1_000_000))
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+
+    def checkpoint() -> None:
+        # The all-quantized model is always measured: it is the result when nothing else was.
+        if tried and deadline is not None and time.monotonic() > deadline:
+            raise _SearchStopped(f"time budget of {time_budget:g} s used up")
 
     def make(nodes: Iterable[str]) -> Path:
         return build(frozenset(nodes), workdir / f"candidate-{next(counter):04d}.onnx")
@@ -167,6 +181,7 @@ def accuracy_aware_fallback(
     tried: list[tuple[dict[str, Any], list[str], Path]] = []
 
     def check(nodes: list[str]) -> tuple[bool, dict[str, Any], Path]:
+        checkpoint()
         path = make(nodes)
         metrics = judge.measure(path)
         tried.append((metrics, list(nodes), path))
@@ -186,40 +201,56 @@ def accuracy_aware_fallback(
         record.update(float_nodes=[], met=False, reason=reason)
         return FallbackResult(base_path, [], False, reason, record)
 
-    # 2. sensitivity: leave-one-out on a subset
-    subset = min(sensitivity_samples, judge.data.num_samples)
-    base_noise = judge.measure(base_path, subset)["noise"]
     sensitivity: dict[str, float] = {}
-    with task("Measuring node sensitivity", len(candidates)) as advance:
-        for name, _ in candidates:
-            noise = judge.measure(make([name]), subset)["noise"]
-            sensitivity[name] = (base_noise - noise) / base_noise if base_noise > 0 else 0.0
-            advance(1)
-    ranked = sorted(sensitivity, key=lambda n: -sensitivity[n])
-    limit = len(ranked) if max_nodes is None else min(max_nodes, len(ranked))
-    log(f"fallback: {len(ranked)} quantized nodes ranked; most sensitive: {', '.join(ranked[:3])}")
-
-    # 3. smallest k meeting the budget, binary search (the upper bound checked first)
-    ok_hi, hi_metrics, _ = check(ranked[:limit])
+    ranked: list[str] = []
     chosen: list[str] | None = None
-    if ok_hi:
-        lo, hi = 0, limit  # lo misses, hi meets
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            ok, _, _ = check(ranked[:mid])
-            lo, hi = (lo, mid) if ok else (mid, hi)
-        chosen = ranked[:hi]
-        # 4. prune: drop nodes the budget does not need, least sensitive first
-        for name in sorted(chosen, key=lambda n: sensitivity[n]):
-            if len(chosen) == 1:
-                break
-            trial = [n for n in chosen if n != name]
-            ok, _, _ = check(trial)
-            if ok:
-                chosen = trial
+    limit = len(candidates)
+    hi_metrics = base_metrics
+    stopped = None
+    try:
+        # 2. sensitivity: leave-one-out on a subset
+        subset = min(sensitivity_samples, judge.data.num_samples)
+        base_noise = judge.measure(base_path, subset)["noise"]
+        with task("Measuring node sensitivity", len(candidates)) as advance:
+            for name, _ in candidates:
+                checkpoint()
+                noise = judge.measure(make([name]), subset)["noise"]
+                sensitivity[name] = (base_noise - noise) / base_noise if base_noise > 0 else 0.0
+                advance(1)
+        ranked = sorted(sensitivity, key=lambda n: -sensitivity[n])
+        limit = len(ranked) if max_nodes is None else min(max_nodes, len(ranked))
+        log(f"fallback: {len(ranked)} quantized nodes ranked; most sensitive: {', '.join(ranked[:3])}")
+
+        # 3. smallest k meeting the budget, binary search (the upper bound checked first)
+        ok_hi, hi_metrics, _ = check(ranked[:limit])
+        if ok_hi:
+            lo, hi = 0, limit  # lo misses, hi meets
+            chosen = ranked[:hi]
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                ok, _, _ = check(ranked[:mid])
+                lo, hi = (lo, mid) if ok else (mid, hi)
+                chosen = ranked[:hi]
+            # 4. prune: drop nodes the budget does not need, least sensitive first
+            for name in sorted(chosen, key=lambda n: sensitivity[n]):
+                if len(chosen) == 1:
+                    break
+                trial = [n for n in chosen if n != name]
+                ok, _, _ = check(trial)
+                if ok:
+                    chosen = trial
+    except _SearchStopped as stop:
+        stopped = str(stop)
+    except KeyboardInterrupt:
+        stopped = "interrupted (Ctrl-C)"
+    if stopped:
+        log(f"fallback: search stopped: {stopped}; keeping the best model measured so far")
+        record["stopped"] = stopped
+        meeting = [(m, n, p) for m, n, p in tried if not budget.misses(m)]
+        chosen = min(meeting, key=lambda t: len(t[1]))[1] if meeting else None
 
     def rank_of(name: str) -> int:
-        return ranked.index(name) + 1
+        return ranked.index(name) + 1 if name in ranked else len(ranked) + 1
 
     if chosen is not None:
         metrics, nodes, path = next((m, n, p) for m, n, p in reversed(tried) if n == chosen)
@@ -227,13 +258,20 @@ def accuracy_aware_fallback(
         met = True
     else:
         metrics, nodes, path = min(tried, key=lambda t: (budget.shortfall(t[0]), len(t[1])))
-        capped = f" (at most {max_nodes} nodes allowed)" if max_nodes is not None and max_nodes < len(ranked) else ""
-        reason = (
-            f"budget not met even with {limit} of {len(candidates)} quantized nodes in float{capped}: "
-            + "; ".join(budget.misses(hi_metrics))
-            + f"; best result kept ({len(nodes)} nodes in float)"
-        )
+        if stopped:
+            reason = f"search {stopped} before the budget was met: " + "; ".join(budget.misses(metrics))
+        else:
+            capped = (
+                f" (at most {max_nodes} nodes allowed)" if max_nodes is not None and max_nodes < len(ranked) else ""
+            )
+            reason = (
+                f"budget not met even with {limit} of {len(candidates)} quantized nodes in float{capped}: "
+                + "; ".join(budget.misses(hi_metrics))
+            )
+        reason += f"; best result kept ({len(nodes)} nodes in float)"
         met = False
+    if stopped and met:
+        reason += f" (search {stopped}: the fewest-node result found so far)"
     record.update(
         met=met,
         reason=reason,
@@ -248,7 +286,7 @@ def accuracy_aware_fallback(
             for n in nodes
         ],
         metrics_result=_public(metrics),
-        models_measured=len(tried) + len(candidates) + 1,
+        models_measured=len(tried) + len(sensitivity) + 1,
         most_sensitive=[
             {"name": n, "op_type": op_type.get(n, "?"), "sensitivity": round(sensitivity[n], 6)} for n in ranked[:5]
         ],
