@@ -64,28 +64,36 @@ def stage_key(artifact: ModelArtifact, pass_name: str, config: dict[str, Any], d
 
 
 def lookup(key: str, into: Path) -> tuple[ModelArtifact, dict[str, Any]] | None:
-    """Copy a cached stage result into `into`; None on a miss."""
+    """Copy a cached stage result into `into`; None on a miss (an unreadable or damaged entry is a miss too)."""
     entry = cache_root() / key
     meta_file = entry / ENTRY_FILE
-    if not meta_file.is_file():
-        return None
-    meta = json.loads(meta_file.read_text())
-    for name in meta["files"]:
-        shutil.copyfile(entry / name, into / name)
-    path = into / meta["model"]
-    if meta["format"] == "onnx":
-        from modelforge.onnx_model import onnx_artifact
+    from modelforge.errors import InputError
 
-        return onnx_artifact(path), meta["metrics"]
-    return ModelArtifact(path, meta["format"]), meta["metrics"]
+    try:
+        if not meta_file.is_file():
+            return None
+        meta = json.loads(meta_file.read_text())
+        for name in meta["files"]:
+            shutil.copyfile(entry / name, into / name)
+        path = into / meta["model"]
+        if meta["format"] == "onnx":
+            from modelforge.onnx_model import onnx_artifact
+
+            return onnx_artifact(path), dict(meta["metrics"])
+        return ModelArtifact(path, meta["format"]), dict(meta["metrics"])
+    except (OSError, ValueError, KeyError, TypeError, InputError):
+        return None
 
 
 def store(key: str, artifact: ModelArtifact, metrics: dict[str, Any]) -> None:
     root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / key / ENTRY_FILE).is_file():
+    try:  # caching is optional: a cache folder that cannot be written never fails the run
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / key / ENTRY_FILE).is_file():
+            return
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.partial-", dir=root))
+    except OSError:
         return
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}.partial-", dir=root))
     try:
         files = artifact.files()
         for file in files:

@@ -1,9 +1,11 @@
 """Static statistics of an ONNX graph: multiply-accumulates per node and how much of them run in INT8.
 
 "INT8 model slower than FP32" is often "only a third of the compute became INT8": the report states
-the share of MACs and of compute nodes whose inputs all arrive through DequantizeLinear (which
-onnxruntime fuses into integer kernels). Symbolic dimensions count as 1, so shares are exact for the
-batch dimension and approximate where sequence lengths enter quadratically (attention scores).
+the share of MACs that runs in INT8 (compute nodes whose inputs all arrive through DequantizeLinear, which
+onnxruntime fuses into integer kernels, and integer kernels themselves: MatMulInteger of dynamic
+quantization, QLinearConv, MatMulNBits, ...), and the share of nodes (Q/DQ aside) that run on quantized
+inputs. Symbolic dimensions count as 1, so shares are exact for the batch dimension and approximate where
+sequence lengths enter quadratically (attention scores).
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ from typing import Any
 
 import numpy as np
 
-COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
-QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+# Integer kernels: they run in INT8 whatever feeds them. -> index of the weight (Conv-like) or B (MatMul-like) input.
+INTEGER_OPS = {
+    "ConvInteger": 1,
+    "QLinearConv": 3,
+    "MatMulInteger": 1,
+    "QLinearMatMul": 3,
+    "DynamicQuantizeMatMul": 1,
+    "MatMulNBits": 1,
+}
+COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", *INTEGER_OPS}
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
 def _shapes(model) -> dict[str, list[int]]:
@@ -35,8 +46,12 @@ def _shapes(model) -> dict[str, list[int]]:
 def node_macs(node, shapes: dict[str, list[int]]) -> int:
     """Multiply-accumulates of one compute node (0 when shapes are unknown)."""
     out = shapes.get(node.output[0]) if node.output else None
-    if node.op_type in ("Conv", "ConvTranspose"):
-        weight = shapes.get(node.input[1])
+    if node.op_type == "MatMulNBits":  # 4-bit weights, shape given by attributes K and N
+        a = shapes.get(node.input[0])
+        sizes = {attr.name: attr.i for attr in node.attribute if attr.name in ("K", "N")}
+        return int(np.prod(a[:-1])) * sizes.get("K", 0) * sizes.get("N", 0) if a else 0
+    if node.op_type in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
+        weight = shapes.get(node.input[INTEGER_OPS.get(node.op_type, 1)])
         if not out or not weight:
             return 0
         # Conv weight [M, C/group, kH, kW]: every output element needs C/group*kH*kW MACs.
@@ -45,12 +60,15 @@ def node_macs(node, shapes: dict[str, list[int]]) -> int:
             inp = shapes.get(node.input[0])
             return int(np.prod(inp)) * int(np.prod(weight[1:])) if inp else 0
         return int(np.prod(out)) * per_output
-    if node.op_type in ("MatMul", "Gemm"):
+    if node.op_type in ("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul"):
         a = shapes.get(node.input[0])
-        if not out or not a:
+        if not a:
             return 0
         trans_a = any(attr.name == "transA" and attr.i for attr in node.attribute)
         k = a[-2] if (node.op_type == "Gemm" and trans_a) else a[-1]
+        if not out:  # contrib ops: no shape inference; [.., M, K] x [K, N]
+            b = shapes.get(node.input[INTEGER_OPS.get(node.op_type, 1)])
+            return int(np.prod(a[:-1])) * int(k) * int(b[-1]) if b else 0
         return int(np.prod(out)) * int(k)
     return 0
 
@@ -65,9 +83,12 @@ def int8_compute_share(model) -> dict[str, Any]:
         if node.op_type in QDQ_OPS or node.op_type == "Constant":
             continue
         data_inputs = [i for i in node.input if i]
-        quantized = bool(data_inputs) and all(
-            producers.get(i) == "DequantizeLinear" or (i in initializers and node.op_type not in COMPUTE_OPS)
-            for i in data_inputs[:2]
+        quantized = node.op_type in INTEGER_OPS or (
+            bool(data_inputs)
+            and all(
+                producers.get(i) == "DequantizeLinear" or (i in initializers and node.op_type not in COMPUTE_OPS)
+                for i in data_inputs[:2]
+            )
         )
         nodes += 1
         int8_nodes += quantized

@@ -60,19 +60,79 @@ def _import_torch():
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """The exporters print progress and warnings; a pass reports through its context, never prints."""
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
+    """The exporters print progress and warnings; a pass reports through its context, never prints.
+
+    torch also logs (with tracebacks) through handlers bound to the real stderr, so logging is muted too."""
+    import logging
+
+    muted = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(muted)
+
+
+class UnsafePickleError(Exception):
+    """A .pt2 archive asked for a full (code-running) unpickling."""
+
+
+@contextlib.contextmanager
+def _weights_only_unpickling(torch) -> Iterator[None]:
+    """torch.export.load falls back to full unpickling (`torch.load(weights_only=False)`, `pickle.loads`) for
+    some archive members, e.g. when its sample inputs do not load weights-only: a crafted .pt2 would run
+    code. While it loads, every torch.load is weights-only and the archive reader's pickle.loads refuses."""
+    import importlib
+
+    real_load = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    class _RefusingPickle:
+        def __getattr__(self, name: str):
+            raise UnsafePickleError(f"pickle.{name}")
+
+    try:
+        package = importlib.import_module("torch.export.pt2_archive._package")
+    except ImportError:  # older torch: no such reader
+        package = None
+    real_pickle = getattr(package, "pickle", None)
+    torch.load = weights_only_load
+    if real_pickle is not None:
+        package.pickle = _RefusingPickle()
+    try:
         yield
+    finally:
+        torch.load = real_load
+        if real_pickle is not None:
+            package.pickle = real_pickle
+
+
+def _load_exported_program(torch, path: Path):
+    import pickle
+
+    try:
+        with _weights_only_unpickling(torch):
+            return torch.export.load(str(path))
+    except (UnsafePickleError, pickle.UnpicklingError):
+        raise InputError(
+            f"model {path}: the archive holds pickled objects that only a full unpickling could load; "
+            "refused, since a pickle can run arbitrary code",
+            hint="re-save it with torch.export.save from plain tensors, or export it to ONNX yourself",
+        ) from None
 
 
 def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_inputs: dict | None) -> str:
     if artifact.format == "torch-export":
-        program = torch.export.load(str(artifact.path))
+        program = _load_exported_program(torch, artifact.path)
         torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
         return "torch.onnx (dynamo) from torch.export program"
     module = torch.jit.load(str(artifact.path), map_location="cpu")
@@ -104,6 +164,8 @@ def convert_to_onnx(
     try:
         with _quiet_exporter():
             exporter = _export(torch, artifact, exported, opset, example_inputs)
+    except InputError:
+        raise
     except Exception as exc:
         raise PassError("convert", f"PyTorch to ONNX export failed: {str(exc).splitlines()[0]}") from None
     # The dynamo exporter writes weights to a side `.data` file and may raise the opset it was asked

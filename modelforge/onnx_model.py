@@ -63,11 +63,12 @@ def _has_external_data(model: onnx.ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
 
 
-def external_data_files(path: Path) -> list[Path]:
+def external_data_files(path: Path, model: onnx.ModelProto | None = None) -> list[Path]:
     """Files referenced by the model's external-data tensors (without loading the weights)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    if model is None:
+        model = onnx.load(str(path), load_external_data=False)
     locations = set()
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -109,6 +110,12 @@ def io_spec(model: onnx.ModelProto) -> IOSpec:
 
 def onnx_artifact(path: Path, **metadata: Any) -> ModelArtifact:
     model = load_onnx(path, load_external_data=False)
+    missing = [f for f in external_data_files(path, model) if not f.is_file()]
+    if missing:
+        raise InputError(
+            f"{path}: external data file missing ({missing[0]})",
+            hint="keep the weight files the model references beside it",
+        )
     meta = {
         "opset": opset_version(model),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from modelforge.artifact import ModelArtifact
+from modelforge.backends.onnxruntime import fixed_batch_size
 from modelforge.data import BoundDataset, bind, open_dataset
 from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, OutputExistsError, PassError
 from modelforge.passes import PassContext, get_pass
@@ -46,6 +47,14 @@ def check_output_dir(recipe: Recipe) -> Path:
         raise OutputExistsError(str(out))
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory")
+    if out.exists():  # --force swaps it out and deletes it: never the folder we run in or one holding the inputs
+        sources = (recipe.data.calibration, recipe.data.eval_data)
+        for kept in (Path.cwd(), recipe.model.path, *(s.path for s in sources if s is not None)):
+            kept = kept.resolve()
+            if kept == out.resolve() or out.resolve() in kept.parents:
+                raise InputError(
+                    f"output {out} holds {kept}, which --force would delete", hint="write to a folder of its own"
+                )
     return out
 
 
@@ -174,7 +183,47 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
         raise InputError("nothing to evaluate on", hint="pass --eval-data or --calibration")
     if recipe.data.eval_samples:
         eval_data = eval_data.window(0, min(recipe.data.eval_samples, eval_data.num_samples))
+    _check_labels(eval_data, baseline)
+    fixed = fixed_batch_size(baseline.io)
+    if fixed is not None and fixed > 1:
+        calibration = whole_batches(calibration, fixed, "calibration data")
+        whole = whole_batches(eval_data, fixed, "eval data")
+        if whole.num_samples < eval_data.num_samples:
+            eval_note += (
+                f" (last {eval_data.num_samples - whole.num_samples} dropped: the model's batch is fixed at {fixed})"
+            )
+        eval_data = whole
     return Inputs(source, baseline, calibration, eval_data, eval_note, stages)
+
+
+def whole_batches(data: BoundDataset | None, batch: int, role: str) -> BoundDataset | None:
+    """A model with a fixed batch dimension only accepts full batches: drop the samples of a last, partial one."""
+    if data is None:
+        return None
+    whole = data.num_samples - data.num_samples % batch
+    if whole == 0:
+        raise InputError(
+            f"{role} {data.dataset.path}: {data.num_samples} sample(s), "
+            f"fewer than the model's fixed batch size {batch}",
+            hint=f"give at least {batch} samples, or export the model with a dynamic batch dimension",
+        )
+    return data.window(0, whole)
+
+
+def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
+    """Labels are class ids of the first output: checked before any work, not after the passes have run."""
+    labels = data.labels()  # raises on a wrong dtype or rank
+    if labels is None or labels.size == 0:
+        return
+    output = model.io.outputs[0] if model.io and model.io.outputs else None
+    classes = output.shape[1] if output is not None and len(output.shape) == 2 else None
+    if labels.min() < 0 or (isinstance(classes, int) and labels.max() >= classes):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        expected = f"0..{classes - 1}" if isinstance(classes, int) else "class ids >= 0"
+        raise InputError(
+            f"{data.dataset.path}: label {bad} is out of range for output '{output.name if output else '?'}' "
+            f"(expected {expected})"
+        )
 
 
 def _data_fingerprint(data: BoundDataset | None) -> str | None:
@@ -326,6 +375,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             gates=gates,
             machine=machine_record(("torch", "onnxscript") if source.format != "onnx" else ()),
         )
+        report = _json_safe(report)
         (staging / "report.json").write_text(
             json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n"
         )
@@ -355,6 +405,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: a model whose outputs hold NaN still gets its report, with null there
+    (and a gate on that value fails, as an unmeasured one does)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

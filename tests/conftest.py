@@ -180,9 +180,3 @@ def quickstart(tmp_path_factory) -> tuple[CliResult, Path]:
         env=fresh_cache_env(out.parent / "stage-cache"),
     )
     return result, out
-
-
-@pytest.fixture(autouse=True)
-def _isolated_stage_cache(tmp_path_factory, monkeypatch):
-    """Each test gets an empty stage cache, so no test passes on another's cached result."""
-    monkeypatch.setenv("MODELFORGE_CACHE_DIR", str(tmp_path_factory.mktemp("stage-cache")))

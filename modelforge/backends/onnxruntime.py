@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from modelforge.artifact import IOSpec
 from modelforge.errors import PassError
 
@@ -41,7 +39,3 @@ def fixed_batch_size(io: IOSpec) -> int | None:
     """A model exported with a fixed batch dimension can only be fed batches of that size."""
     sizes = {t.shape[0] for t in io.inputs if t.shape and isinstance(t.shape[0], int)}
     return sizes.pop() if len(sizes) == 1 else None
-
-
-def run_batch(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return session.run(None, feeds)

@@ -63,10 +63,12 @@ def bench(
 ) -> int:
     """Latency profile of ONNX models: p50/p90/p99/mean/std and throughput per batch size, interleaved runs,
     session creation time and peak memory. Exit 1 when a model misses the SLO given."""
+    from rich.markup import escape
+
     from modelforge.cli.console import RichProgress, err_console, out_console
     from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK
     from modelforge.evaluate.bench import BenchSettings, run_bench
-    from modelforge.report.ci import append_summary
+    from modelforge.report.ci import append_summary, write_file
     from modelforge.report.markdown import render_bench_markdown
 
     settings = BenchSettings(
@@ -86,13 +88,11 @@ def bench(
     record = run_bench(models, settings, RichProgress(quiet=quiet or as_json))
     text = json.dumps(record, indent=2) + "\n"
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
+        write_file(output, text)
     if html is not None:
         from modelforge.report.html import render_bench_html
 
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_bench_html(record))
+        write_file(html, render_bench_html(record))
     if summary_file is not None:
         append_summary(summary_file, render_bench_markdown(record))
     if as_json:
@@ -109,7 +109,7 @@ def bench(
         )
     if not record["passed"]:
         missed = [n for n, v in record["latency"]["slo"]["models"].items() if not v["met"]]
-        err_console.print(f"[bold red]FAILED[/bold red] (SLO missed: {', '.join(missed)})", highlight=False)
+        err_console.print(f"[bold red]FAILED[/bold red] (SLO missed: {escape(', '.join(missed))})", highlight=False)
         return EXIT_GATE_FAILED
     if record["latency"]["slo"]:
         err_console.print("[bold green]PASSED[/bold green] (SLO met)")
@@ -118,13 +118,15 @@ def bench(
 
 def bench_tables(record: dict) -> list:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from modelforge.report.format import fmt_bytes
 
     stopped = ", ".join(f"batch {e['batch_size']}: {e['stopped']}" for e in record["latency"]["sweep"])
     latency = Table(
-        title=f"Latency in ms ({record['latency']['threads']} threads; {record['inputs']})",
+        # Escaped: model names and data paths may hold [brackets], which rich would drop as style tags.
+        title=escape(f"Latency in ms ({record['latency']['threads']} threads; {record['inputs']})"),
         caption=f"stopped: {stopped}",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -137,7 +139,7 @@ def bench_tables(record: dict) -> list:
         for index, (name, st) in enumerate(entry["stats"].items()):
             latency.add_row(
                 str(entry["batch_size"]) if index == 0 else "",
-                name,
+                escape(name),
                 *(f"{st[k]:.3g}" for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")),
                 f"{st['throughput_per_s']:,.0f}",
                 str(st["runs"]),
@@ -152,7 +154,7 @@ def bench_tables(record: dict) -> list:
     for name, load in record["sessions"].items():
         if isinstance(load, dict):
             sessions.add_row(
-                name,
+                escape(name),
                 fmt_bytes(sizes.get(name)),
                 f"{load['create_ms']:.1f}",
                 f"{load['first_run_ms']:.2f}",
@@ -175,6 +177,6 @@ def bench_tables(record: dict) -> list:
             values = ", ".join(f"{k} {v:.4f}" for k, v in (verdict["values_ms"] or {}).items()) or "not measured"
             met = {True: "[green]meets[/green]", False: "[red]misses[/red]", None: "not measured"}[verdict["met"]]
             largest = verdict["largest_batch_meeting"]
-            table.add_row(name, values, met, "none" if largest is None else str(largest))
+            table.add_row(escape(name), values, met, "none" if largest is None else str(largest))
         tables.append(table)
     return tables

@@ -50,6 +50,8 @@ def compare(
     junit: GateOptions.junit = None,
 ) -> int:
     """Compare every summary metric of two reports; exit 1 when B is worse than A beyond the given tolerances."""
+    from rich.markup import escape
+
     from modelforge.cli.console import err_console, out_console
     from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK
     from modelforge.report.ci import append_summary, write_junit
@@ -81,13 +83,13 @@ def compare(
     else:
         from rich.table import Table
 
-        table = Table(title=f"A = {report_a}   B = {report_b}")
+        table = Table(title=escape(f"A = {report_a}   B = {report_b}"))
         for column in ("Metric", "A", "B", "Delta (B - A)", ""):
             table.add_column(column, justify="left" if column == "Metric" else "right")
         styles = {"better": "[green]better[/green]", "worse": "[red]worse[/red]"}
         for row in result["rows"] + [r for r in result["details"] if r["a"] is not None or r["b"] is not None]:
             table.add_row(
-                row["label"],
+                escape(row["label"]),
                 fmt_value(row["kind"], row["a"]),
                 fmt_value(row["kind"], row["b"]),
                 fmt_delta(row),
@@ -99,7 +101,7 @@ def compare(
             table.add_row(f"tolerance {check['name']}", f"max {check['threshold']:g}", value, check["metric"], verdict)
         out_console.print(table)
     for note in result["notes"]:
-        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if summary_file is not None:
         append_summary(summary_file, markdown + "\n")
     if junit is not None:

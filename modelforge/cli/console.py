@@ -46,8 +46,8 @@ class RichProgress(ProgressChannel):
             self._bar = None
 
     def log(self, message: str) -> None:
-        if not self.quiet:
-            err_console.print(message)
+        if not self.quiet:  # plain text: node names and paths may hold [brackets]
+            err_console.print(message, markup=False, highlight=False)
 
 
 def summary_table(report: dict[str, Any]) -> Table:

@@ -95,19 +95,35 @@ def debug(
             )
         )
         return
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     def db(value: float | None) -> str:
         return "exact" if value is None else f"{value:.1f}"
 
-    table = Table(title=f"Per-layer quantization error, worst first ({count} samples)")
+    # Compact (as bench's tables): with boxed cells and long headers, an 80-column terminal (CI logs) left the
+    # Node and Op columns zero characters wide.
+    table = Table(
+        title=f"Per-layer quantization error, worst first ({count} samples)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for column in ("#", "Node", "Op", "Quantized", "Local SQNR dB", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
         left = column in ("Node", "Op")
-        table.add_column(column, justify="left" if left else "right", overflow="fold", no_wrap=not left)
+        # Headers of numbers may wrap (at spaces) so that the Node column keeps room for the names.
+        table.add_column(
+            column,
+            justify="left" if left else "right",
+            overflow="fold",
+            no_wrap=column in ("#", "Quantized", "Cosine"),
+            ratio=4 if column == "Node" else None,
+        )
     for index, row in enumerate(rows[:top], start=1):
         table.add_row(
             str(index),
-            row.node,
+            escape(row.node),
             row.op_type,
             "yes" if row.quantized else "no",
             "-" if row.local_sqnr_db is None else f"{row.local_sqnr_db:.1f}",

@@ -15,7 +15,9 @@ def save_recipe(recipe: Recipe, path: Path, force: bool) -> None:
 
     if path.exists() and not force:
         raise InputError(f"recipe file {path} already exists", hint="pass --force to replace it")
-    path.write_text(recipe.to_yaml())
+    from modelforge.report.ci import write_file
+
+    write_file(path, recipe.to_yaml())
 
 
 def execute(
@@ -44,10 +46,12 @@ def execute(
         )
     elif not quiet:
         out_console.print(summary_table(report))
-        out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False)
+        # markup=False: paths may hold [brackets], which rich would take for style tags and drop.
+        out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False, markup=False)
         out_console.print(
             f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, report.html, manifest.json)",
             highlight=False,
+            markup=False,
         )
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
     verdict = "[bold green]PASSED[/bold green]" if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"

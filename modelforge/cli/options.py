@@ -64,7 +64,9 @@ def common_recipe(
     }
     if threads is not None:
         raw["evaluate"] = {"latency": {"threads": threads}}
-    return recipe_from_dict(raw, source="flags")
+    # Flags name paths relative to where the user runs: store them absolute, so that --save-recipe and
+    # recipe.resolved.yaml (whose relative paths would be read relative to their own folder) replay anywhere.
+    return recipe_from_dict(raw, source="flags").resolve_paths(Path.cwd())
 
 
 def finish(

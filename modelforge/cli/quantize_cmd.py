@@ -11,8 +11,15 @@ from modelforge.cli.options import GateOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
-def _floats(text: str | None) -> list[float] | None:
-    return None if text is None else [float(v) for v in text.split(",")]
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    from modelforge.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.485,0.456,0.406") from None
 
 
 @with_error_outputs
@@ -67,7 +74,9 @@ def quantize(
 
     preprocessing = None
     if mean is not None or std is not None:
-        preprocessing = {k: v for k, v in (("mean", _floats(mean)), ("std", _floats(std))) if v is not None}
+        preprocessing = {
+            k: v for k, v in (("mean", _floats(mean, "--mean")), ("std", _floats(std, "--std"))) if v is not None
+        }
 
     def source(path: Path | None):
         if path is None:

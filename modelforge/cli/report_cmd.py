@@ -60,8 +60,9 @@ def report(
     stored = load_report(source)
     text = render(stored, fmt)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
+        from modelforge.report.ci import write_file
+
+        write_file(output, text)
     else:
         typer.echo(text, nl=False)
     if summary_file is not None:

@@ -40,7 +40,9 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
+        from modelforge.report.ci import write_file
+
+        write_file(output, text)
 
 
 def _field_doc(model: type, path: list[str], trail: str) -> tuple[str, Any]:

@@ -169,6 +169,15 @@ class ImageFolderDataset(Dataset):
         self._files = files
         self.size = self._resolve_size(input_shape)
         channels = 1 if self.preprocessing.color == "L" else 3
+        for name in ("mean", "std"):  # checked here, before any work, not when the first image loads
+            values = getattr(self.preprocessing, name)
+            if len(values) not in (1, channels):
+                raise InputError(
+                    f"{path}: preprocessing.{name} has {len(values)} values; {self.preprocessing.color} images have "
+                    f"{channels} channel(s): give {'1 value' if channels == 1 else f'1 or {channels} values'}"
+                )
+        if 0 in self.preprocessing.std:
+            raise InputError(f"{path}: preprocessing.std holds 0 (every pixel would divide by zero)")
         h, w = self.size
         sample = (channels, h, w) if self.preprocessing.layout == "NCHW" else (h, w, channels)
         self.arrays = {self.KEY: ArrayInfo((len(files), *sample), np.dtype(np.float32))}
@@ -212,12 +221,8 @@ class ImageFolderDataset(Dataset):
             pixels = pixels[:, :, None]
         if spec.color == "BGR":
             pixels = pixels[:, :, ::-1]
-        channels = pixels.shape[2]
         mean = np.asarray(spec.mean, dtype=np.float32)
         std = np.asarray(spec.std, dtype=np.float32)
-        for name, values in (("mean", mean), ("std", std)):
-            if values.size not in (1, channels):
-                raise InputError(f"preprocessing.{name}: expected 1 or {channels} values, got {values.size}")
         pixels = (pixels - mean) / std
         return np.ascontiguousarray(pixels.transpose(2, 0, 1) if spec.layout == "NCHW" else pixels)
 

@@ -34,9 +34,10 @@ def top1_confidence(scores: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def confidence_summary(values: list[float]) -> dict[str, float] | None:
     """Mean and percentiles of the top-1 confidence (a falling confidence warns before accuracy drops)."""
-    if not values:
+    array = np.asarray(values, dtype=np.float64)
+    array = array[np.isfinite(array)]  # rows of NaN scores have no confidence
+    if not array.size:
         return None
-    array = np.asarray(values)
     out = {"mean": float(array.mean())}
     percentiles = np.percentile(array, CONFIDENCE_PERCENTILES)
     out.update({f"p{q}": float(v) for q, v in zip(CONFIDENCE_PERCENTILES, percentiles, strict=True)})
@@ -74,7 +75,8 @@ class ComparisonAccumulator:
         self.cosines.extend(cos.tolist())
         self.signal_power += float(np.sum(a * a))
         self.noise_power += float(np.sum((a - b) ** 2))
-        self.max_abs_error = max(self.max_abs_error, float(np.max(np.abs(a - b))) if a.size else 0.0)
+        # np.maximum, not max(): a NaN output must show as NaN (null in the report), never as "no error".
+        self.max_abs_error = float(np.maximum(self.max_abs_error, np.max(np.abs(a - b)) if a.size else 0.0))
         self.samples += a.shape[0]
         if is_classifier_output(baseline[0]):
             top_a, top_b = baseline[0].argmax(axis=1), result[0].argmax(axis=1)
@@ -95,7 +97,8 @@ class ComparisonAccumulator:
     def summary(self, has_labels: bool) -> dict[str, float | int | None]:
         n = max(self.samples, 1)
         accuracy = has_labels and self.classified > 0
-        sqnr = 10 * np.log10(self.signal_power / self.noise_power) if self.noise_power > 0 else float("inf")
+        with np.errstate(divide="ignore", invalid="ignore"):  # NaN outputs give a NaN SQNR: null, not "identical"
+            sqnr = 10 * np.log10(self.signal_power / self.noise_power) if self.noise_power != 0 else float("inf")
         top5 = self.top5_counted if accuracy else 0
         return {
             "samples": self.samples,
@@ -104,7 +107,7 @@ class ComparisonAccumulator:
             "top1_agreement": self.agree / self.classified if self.classified else None,
             "output_cosine": self.cosine_sum / n,
             "output_cosine_min": min(self.cosines) if self.cosines else None,
-            "sqnr_db": float(sqnr) if np.isfinite(sqnr) else None,  # None: outputs identical
+            "sqnr_db": float(sqnr) if np.isfinite(sqnr) else None,  # None: identical (max_abs_error 0) or NaN
             "max_abs_error": self.max_abs_error,
             "top5_accuracy_baseline": self.top5_baseline / top5 if top5 else None,
             "top5_accuracy_result": self.top5_result / top5 if top5 else None,

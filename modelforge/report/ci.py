@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 
+def write_file(path: Path, text: str, append: bool = False) -> None:
+    """Write (or append) a file a flag names, creating its folder; a path that cannot be written is bad input."""
+    from modelforge.errors import InputError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a" if append else "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def append_summary(path: Path, markdown: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    write_file(path, markdown if markdown.endswith("\n") else markdown + "\n", append=True)
 
 
 def write_junit(path: Path, xml: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(xml, encoding="utf-8")
+    write_file(path, xml)
 
 
 def write_report_outputs(report: dict[str, Any], summary_file: Path | None, junit: Path | None) -> None:
@@ -48,12 +57,16 @@ def write_error_outputs(message: str, exit_code: int, summary_file: Path | None,
 @contextmanager
 def error_outputs(summary_file: Path | None, junit: Path | None) -> Iterator[None]:
     """Around a whole command: a ModelforgeError (exit 2 or 3) is written to both files, then re-raised."""
-    from modelforge.errors import ModelforgeError
+    from modelforge.errors import InputError, ModelforgeError
 
     try:
+        for flag, path in (("--summary-file", summary_file), ("--junit", junit)):
+            if path is not None and path.is_dir():  # found before the run, not after its work is done
+                raise InputError(f"{flag} {path} is a directory", hint="name a file")
         yield
     except ModelforgeError as exc:
-        write_error_outputs(exc.one_line(), exc.exit_code, summary_file, junit)
+        with suppress(InputError):  # the files cannot be written: the error itself still reaches stderr
+            write_error_outputs(exc.one_line(), exc.exit_code, summary_file, junit)
         raise
 
 

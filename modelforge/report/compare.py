@@ -75,6 +75,13 @@ def load_report(path: Path) -> dict[str, Any]:
         raise InputError(f"{file} is not valid JSON: {exc}") from None
     if not isinstance(report, dict) or "summary" not in report or "schema_version" not in report:
         raise InputError(f"{file} is not a modelforge report (no schema_version / summary)")
+    # What every reader (compare, the renderers) relies on; a damaged file is bad input, not a crash.
+    expected = {"schema_version": int, "summary": dict, "passed": bool, "models": dict, "gates": list}
+    wrong = [key for key, kind in expected.items() if not isinstance(report.get(key), kind)]
+    if wrong or not isinstance(report["models"].get("result"), dict):
+        raise InputError(
+            f"{file} is not a valid modelforge report ({', '.join(wrong) or 'models.result'} missing or wrong)"
+        )
     from modelforge.report.build import REPORT_SCHEMA_VERSION
 
     if report["schema_version"] > REPORT_SCHEMA_VERSION:
@@ -117,7 +124,7 @@ def _checks(a: dict[str, Any], b: dict[str, Any], tol: Tolerances) -> list[dict[
 
     def diff(key: str, scale: float = 1.0) -> float | None:
         va, vb = sa.get(key), sb.get(key)
-        return None if va is None or vb is None else (va - vb) * scale
+        return None if va is None or vb is None else round((va - vb) * scale, 9)  # no float noise at a threshold
 
     def rel(key: str, invert: bool = False) -> float | None:
         va, vb = sa.get(key), sb.get(key)

@@ -24,6 +24,18 @@ def fmt_float(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+def fmt_size_ratio(value: float | None) -> str:
+    """baseline size / result size, said the way it goes ("0.99x smaller" would claim the opposite)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}x smaller" if value >= 1 else f"{1 / value:.2f}x larger"
+
+
+def fmt_pp_change(drop_pp: float | None) -> str:
+    """The accuracy change in pp from a drop (no "-0.00 pp" for no change)."""
+    return "n/a" if drop_pp is None else f"{0.0 - drop_pp:+.2f} pp"
+
+
 def fmt_speedup(value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -38,7 +50,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "Top-1 accuracy",
             fmt_percent(s["accuracy_baseline"]),
             fmt_percent(s["accuracy_result"]),
-            "n/a" if s["accuracy_drop_pp"] is None else f"{-s['accuracy_drop_pp']:+.2f} pp",
+            fmt_pp_change(s["accuracy_drop_pp"]),
         ),
         ("Top-1 agreement", "", fmt_percent(s["top1_agreement"]), ""),
         ("Output cosine", "", fmt_float(s["output_cosine"], 5), ""),
@@ -52,7 +64,7 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "Size",
             fmt_bytes(s["size_bytes_baseline"]),
             fmt_bytes(s["size_bytes_result"]),
-            fmt_float(s["size_ratio"], 2, "x smaller"),
+            fmt_size_ratio(s["size_ratio"]),
         ),
     ]
 

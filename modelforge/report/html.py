@@ -13,7 +13,16 @@ from html import escape
 from typing import Any
 
 from modelforge.report import charts
-from modelforge.report.format import fmt_bytes, fmt_float, fmt_percent, fmt_speedup, gate_rows, summary_rows
+from modelforge.report.format import (
+    fmt_bytes,
+    fmt_float,
+    fmt_percent,
+    fmt_pp_change,
+    fmt_size_ratio,
+    fmt_speedup,
+    gate_rows,
+    summary_rows,
+)
 
 CSS = """
 :root { --ink:#0f172a; --muted:#64748b; --line:#e2e8f0; --bg:#f8fafc; --card:#fff; --pass:#15803d;
@@ -155,7 +164,7 @@ def _kpis(report: dict[str, Any]) -> str:
         drop = s.get("accuracy_drop_pp") or 0.0
         cls = "good" if drop <= 0 else ("bad" if drop > 0.5 else "")
         cards.append(
-            ("Top-1 accuracy", fmt_percent(s["accuracy_result"]), f"{-drop:+.2f} pp vs baseline", cls, "accuracy")
+            ("Top-1 accuracy", fmt_percent(s["accuracy_result"]), f"{fmt_pp_change(drop)} vs baseline", cls, "accuracy")
         )
     else:
         cards.append(("Top-1 agreement", fmt_percent(s.get("top1_agreement")), "no labels: vs baseline", "", "agree"))
@@ -174,7 +183,7 @@ def _kpis(report: dict[str, Any]) -> str:
         (
             "Size",
             fmt_bytes(s.get("size_bytes_result")),
-            fmt_float(ratio, 2, "x smaller"),
+            fmt_size_ratio(ratio),
             "good" if ratio and ratio > 1 else "",
             "size",
         )
@@ -413,10 +422,10 @@ def _tradeoff(report: dict[str, Any]) -> str:
     text = (
         f"<p>Up and to the left is better; a smaller bubble is a smaller file. The result is "
         f"<b>{escape(fmt_speedup(s.get('speedup')))}</b> and "
-        f"<b>{escape(fmt_float(s.get('size_ratio'), 2, 'x smaller'))}</b>"
+        f"<b>{escape(fmt_size_ratio(s.get('size_ratio')))}</b>"
         + (
             f", with top-1 accuracy {escape(fmt_percent(s['accuracy_result']))} "
-            f"({-(s.get('accuracy_drop_pp') or 0):+.2f} pp).</p>"
+            f"({fmt_pp_change(s.get('accuracy_drop_pp') or 0.0)}).</p>"
             if with_labels
             else f", agreeing with the baseline on {escape(fmt_percent(s.get('top1_agreement')))} of samples.</p>"
         )
@@ -448,7 +457,14 @@ def _outputs(report: dict[str, Any]) -> str:
             m.get("output_cosine_min"),
             lambda v: fmt_float(v, 5),
         ),
-        ("SQNR", "sqnr_db", None, sqnr, lambda v: "∞ (identical)" if v is None else f"{v:.1f} dB"),
+        (
+            "SQNR",
+            "sqnr_db",
+            None,
+            sqnr,
+            # null: identical outputs (no error at all), or NaN in them
+            lambda v: f"{v:.1f} dB" if v is not None else "∞ (identical)" if m.get("max_abs_error", 0) == 0 else "n/a",
+        ),
         ("Max abs error", "max_abs_error", None, m.get("max_abs_error"), lambda v: fmt_float(v, 4)),
     ]
     html_rows = []
@@ -465,7 +481,7 @@ def _outputs(report: dict[str, Any]) -> str:
 
     conf_a, conf_b = m.get("confidence_baseline"), m.get("confidence_result")
     right = '<p class="note">No top-1 confidence: the first output is not a [N, classes] score.</p>'
-    if conf_a and conf_b:
+    if conf_a and conf_b and conf_a.get("mean") is not None and conf_b.get("mean") is not None:
         stats = [k for k in ("mean", "p5", "p25", "p50", "p75", "p95") if k in conf_a]
         conf_rows = [
             [_td(name)] + [_td(fmt_percent(conf[k]), f"metrics.confidence_{name}.{k}", conf[k]) for k in stats]

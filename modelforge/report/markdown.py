@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelforge.report.format import fmt_bytes, fmt_float, fmt_percent, fmt_speedup, gate_rows, summary_rows
+from modelforge.report.format import (
+    fmt_bytes,
+    fmt_float,
+    fmt_percent,
+    fmt_pp_change,
+    fmt_size_ratio,
+    fmt_speedup,
+    gate_rows,
+    summary_rows,
+)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -185,7 +194,9 @@ def _output_lines(metrics: dict[str, Any]) -> list[str]:
         rows.append(("Top-1 confidence mean", fmt_percent(conf_a["mean"]), fmt_percent(conf_b["mean"])))
         rows.append(("Top-1 confidence p5", fmt_percent(conf_a.get("p5")), fmt_percent(conf_b.get("p5"))))
     if "sqnr_db" in metrics:
-        rows.append(("SQNR", "", "identical" if metrics["sqnr_db"] is None else f"{metrics['sqnr_db']:.1f} dB"))
+        sqnr = metrics["sqnr_db"]
+        identical = metrics.get("max_abs_error", 0) == 0  # null SQNR: identical outputs, or NaN in them
+        rows.append(("SQNR", "", f"{sqnr:.1f} dB" if sqnr is not None else "identical" if identical else "n/a"))
     if metrics.get("max_abs_error") is not None:
         rows.append(("Max abs error", "", f"{metrics['max_abs_error']:.4g}"))
     for spec, value in (metrics.get("custom") or {}).items():
@@ -207,8 +218,8 @@ def render_step_summary(report: dict[str, Any]) -> str:
         f"### {icon} modelforge: {verdict}",
         "",
         f"`{report['models']['baseline']['path']}` -> `{report['models']['result']['path']}`: "
-        f"{fmt_speedup(s.get('speedup'))}, {fmt_float(s.get('size_ratio'), 2, 'x smaller')}"
-        + (f", accuracy {-s['accuracy_drop_pp']:+.2f} pp" if s.get("accuracy_drop_pp") is not None else ""),
+        f"{fmt_speedup(s.get('speedup'))}, {fmt_size_ratio(s.get('size_ratio'))}"
+        + (f", accuracy {fmt_pp_change(s['accuracy_drop_pp'])}" if s.get("accuracy_drop_pp") is not None else ""),
         "",
         *_table(("Metric", "Baseline", "Result", "Change"), summary_rows(s)),
     ]
