@@ -14,7 +14,9 @@ Schemes (each measured for mean/min output cosine vs FP32 and speed-up, FP32 and
   qdq-all          static QDQ on every op type the quantizer knows (what a CNN recipe would do)
   dynamic-tensor   onnxruntime quantize_dynamic, per-tensor weights
   dynamic-channel  onnxruntime quantize_dynamic, per-channel weights
-  modelforge       `modelforge quantize` defaults (preset auto -> transformer)
+  ort-bert         onnxruntime's BERT recipe: transformers.optimizer.optimize_model (fused Attention,
+                   SkipLayerNormalization, BiasGelu) then quantize_dynamic per-channel (Attention -> QAttention)
+  modelforge       `modelforge quantize` defaults (preset auto -> transformer), and without the Softmax floor
 
     python benchmarks/transformer.py --out bench-results/transformer.json
 """
@@ -115,7 +117,9 @@ def build_bert(vocab_size=30522, hidden=384, layers=6, heads=12, intermediate=15
             x = e.word_embeddings(input_ids) + e.position_embeddings(positions) + e.token_type_embeddings.weight[0]
             x = e.LayerNorm(x)
             mask = attention_mask.to(x.dtype)
-            bias = (1.0 - mask)[:, None, None, :] * -10000.0
+            # As BertModel.get_extended_attention_mask: unsqueeze, cast, then (1 - mask) * -10000 (the order the
+            # export keeps, and the pattern onnxruntime's transformer optimizer matches to fuse Attention).
+            bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
             for layer in self.encoder.layer:
                 x = layer(x, bias)
             pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1e-9)
@@ -314,6 +318,27 @@ def _ort_dynamic(prepared: Path, out: Path, per_channel: bool) -> Path:
     return out
 
 
+def _ort_bert(prepared: Path, out: Path) -> tuple[Path, dict[str, int]]:
+    """onnxruntime's documented BERT recipe: fuse with its transformer optimizer, then quantize dynamically
+    (a fused Attention becomes QAttention). Returns the model and the fused-operator counts."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(prepared), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+    fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    fused_path = out.with_name("fused.onnx")
+    optimized.save_model_to_file(str(fused_path))
+    quantize_dynamic(
+        fused_path,
+        out,
+        op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"MatMulConstBOnly": True},
+    )
+    return out, fused
+
+
 def export_bundle(folder: Path) -> dict:
     """model.onnx + calibration.npz + eval.npz for recipes/transformer-int8.yaml."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -363,7 +388,13 @@ def main() -> None:
             ),
             "dynamic-tensor (onnxruntime quantize_dynamic)": lambda o: _ort_dynamic(prepared, o / "m.onnx", False),
             "dynamic-channel (onnxruntime quantize_dynamic)": lambda o: _ort_dynamic(prepared, o / "m.onnx", True),
+            "onnxruntime BERT recipe (optimize_model + quantize_dynamic per-channel)": lambda o: _ort_bert(
+                prepared, o / "m.onnx"
+            ),
             "modelforge default (preset auto)": lambda o: _modelforge(model, calibration, eval_data, o, {}),
+            "modelforge default without the Softmax floor": lambda o: _modelforge(
+                model, calibration, eval_data, o, {"softmax_floor": False}
+            ),
             "modelforge --target tensorrt": lambda o: _modelforge(
                 model, calibration, eval_data, o, {"target": "tensorrt", "method": "percentile"}
             ),
@@ -382,6 +413,9 @@ def main() -> None:
             started = time.perf_counter()
             path = build(folder)
             seconds = time.perf_counter() - started
+            fused = None
+            if isinstance(path, tuple):
+                path, fused = path
             out = _embed(_session(path, args.threads), data)
             cos = (out * reference).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
             files = [path, *path.parent.glob(path.name + ".data")]
@@ -391,6 +425,8 @@ def main() -> None:
                 "quantize_seconds": round(seconds, 1),
                 "size_mb": round(sum(f.stat().st_size for f in files) / 2**20, 1),
             }
+            if fused is not None:
+                results["schemes"][name]["fused_operators"] = fused
             paths[name] = path
             print(f"{name}: {results['schemes'][name]}", flush=True)
 

@@ -408,3 +408,12 @@ def test_summary_wording_says_which_way_things_went(tmp_path):
         rendered = run_cli("report", tmp_path / "report.json", "--format", fmt)
         assert rendered.returncode == 0, rendered.explain()
         assert "2.00x larger" in rendered.stdout and "0.50x smaller" not in rendered.stdout
+
+
+def test_debug_on_a_fixed_batch_model(tmp_path):
+    """`modelforge debug` fed batches of 8 to a model exported with batch 4 (internal error, exit 3)."""
+    model = _fixed_batch_digits(tmp_path / "fixed4.onnx", 4)
+    result = run_cli("debug", model, "-c", DIGITS_CALIBRATION, "--samples", "10", "--json")
+    assert result.returncode == 0, result.explain()
+    layers = json.loads(result.stdout)["layers"]
+    assert layers and all("sqnr_db" in layer for layer in layers)

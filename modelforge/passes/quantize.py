@@ -71,6 +71,11 @@ class QuantizeConfig(PassConfig):
         None, description="Quantize only these op types (default: those of the preset's scheme)."
     )
     exclude_nodes: list[str] = Field(default_factory=list, description="Node names to keep in float.")
+    softmax_floor: bool = Field(
+        True,
+        description="Transformers on CPU (dynamic): floor each attention Softmax input at its row maximum - 60. "
+        "Same probabilities to float32 precision; avoids onnxruntime's slow path on masked (padding) scores.",
+    )
     int4_block_size: int = Field(32, ge=16, description="int4-weights: weights per scale (a power of two).")
     fallback: bool = Field(
         True,
@@ -156,7 +161,9 @@ class QuantizeInt8(Pass):
         elif scheme.mode == "dynamic":
             from modelforge.quantization.qdq import write_dynamic_model
 
-            write_dynamic_model(prepared, output, scheme, exclude, self.name)
+            floored = write_dynamic_model(prepared, output, scheme, exclude, self.name)
+            if scheme.softmax_floor:
+                ctx.record("softmax_floored", len(floored))
         else:
             from modelforge.quantization.qdq import write_int4_model
 

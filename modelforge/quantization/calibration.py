@@ -304,25 +304,3 @@ def calibrate(
     else:
         ranges = observer.entropy_ranges(symmetric)
     return CalibrationResult(ranges=ranges, samples=samples, batches=batches)
-
-
-def calibrate_minmax(
-    model_path: Path,
-    tensors: list[str],
-    data: BoundDataset,
-    batch_size: int,
-    threads: int | None,
-    advance: Callable[[int], None],
-    pass_name: str,
-) -> dict[str, tuple[float, float]]:
-    """Min/max of every tensor over the calibration samples (kept for callers of the first version)."""
-    return calibrate(
-        model_path,
-        tensors,
-        data,
-        method="minmax",
-        batch_size=batch_size,
-        threads=threads,
-        advance=advance,
-        pass_name=pass_name,
-    ).ranges

@@ -179,7 +179,8 @@ def compare_layers(
     advance=lambda _: None,
 ) -> list[LayerError]:
     """Every shared tensor's error, worst added noise first."""
-    from modelforge.onnx_model import load_onnx
+    from modelforge.backends.onnxruntime import fixed_batch_size
+    from modelforge.onnx_model import io_spec, load_onnx
     from modelforge.quantization.qdq import quantized_nodes
 
     float_model = load_onnx(float_path)
@@ -202,7 +203,12 @@ def compare_layers(
     max_err = dict.fromkeys(names, 0.0)
     local = {node: np.zeros(2) for node, _, _ in probes}
     seen = 0
-    window = data.window(0, min(samples, data.num_samples))
+    count = min(samples, data.num_samples)
+    fixed = fixed_batch_size(io_spec(quant_model))
+    if fixed:  # a fixed-batch model takes only whole batches of its size
+        batch_size = fixed
+        count = max(fixed, count // fixed * fixed)
+    window = data.window(0, count)
     for feeds in window.batches(batch_size):
         ra = dict(zip(outs_a, float_a.run(None, feeds), strict=True))
         rb = dict(zip(outs_b, quant_b.run(None, feeds), strict=True))

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from modelforge.data import BoundDataset
 
 
@@ -315,7 +313,3 @@ def speed_cost(all_quantized: Path, result: Path, data: BoundDataset, threads: i
         "latency_p50_ms_with_fallback": round(stats_b.p50_ms, 4),
         "slowdown": round(stats_b.p50_ms / stats_a.p50_ms, 4) if stats_a.p50_ms > 0 else None,
     }
-
-
-def noise_to_db(noise: float) -> float | None:
-    return None if noise <= 0 else float(-10 * np.log10(noise))

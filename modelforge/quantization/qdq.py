@@ -124,8 +124,12 @@ def write_qdq_model(
     save_onnx(quantizer.model.model, output)
 
 
-def write_dynamic_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str) -> None:
-    """Dynamic INT8: weights quantized now, activations at run time from each batch's own range."""
+def write_dynamic_model(
+    prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str
+) -> list[str]:
+    """Dynamic INT8: weights quantized now, activations at run time from each batch's own range. With
+    `scheme.softmax_floor`, the attention Softmax inputs are floored (`softmax.py`); returns those Softmax
+    nodes' names."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     large = prepared.stat().st_size > (1 << 30) or prepared.with_name(prepared.name + ".data").exists()
@@ -147,21 +151,26 @@ def write_dynamic_model(prepared: Path, output: Path, scheme: Scheme, exclude_no
             )
     except Exception as exc:
         raise _fail(pass_name, "dynamic quantization failed", exc) from None
-    drop_shape_annotations(output)
+    return drop_shape_annotations(output, softmax_floor=scheme.softmax_floor)
 
 
-def drop_shape_annotations(path: Path) -> None:
+def drop_shape_annotations(path: Path, softmax_floor: float | None = None) -> list[str]:
     """Remove the intermediate shapes that graph preparation annotated (value_info), as exporters leave them.
 
     With them, onnxruntime fuses residual Add + LayerNormalization into SkipLayerNormalization, which is
     slower than the two ops on this CPU class: MiniLM-L6 dynamic INT8 ran 1.6x faster than FP32 with the
     annotations and 2.1-2.5x without (benchmarks/transformer.py). onnxruntime infers the shapes it needs itself.
+    With `softmax_floor`, the attention Softmax inputs are floored first (the annotations give their dtypes);
+    returns the names of the Softmax nodes floored.
     """
     from modelforge.onnx_model import load_onnx, save_onnx
+    from modelforge.quantization.softmax import floor_attention_softmax
 
     model = load_onnx(path)
+    floored = floor_attention_softmax(model, softmax_floor) if softmax_floor else []
     del model.graph.value_info[:]
     save_onnx(model, path)
+    return floored
 
 
 def write_int4_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str) -> None:
