@@ -85,8 +85,8 @@ class UnsafePickleError(Exception):
 
 @contextlib.contextmanager
 def _weights_only_unpickling(torch) -> Iterator[None]:
-    """torch.export.load falls back to full unpickling (`torch.load(weights_only=False)`, `pickle.loads`) for
-    some archive members, e.g. when its sample inputs do not load weights-only: a crafted .pt2 would run
+    """torch.export.load falls back to full unpickling (torch's loader with weights-only off, `pickle.loads`)
+    for some archive members, e.g. when its sample inputs do not load weights-only: a crafted .pt2 would run
     code. While it loads, every torch.load is weights-only and the archive reader's pickle.loads refuses."""
     import importlib
 
