@@ -145,3 +145,21 @@ def test_ctrl_c_during_the_search_keeps_the_best_result_and_its_report(outlier, 
     fallback = load_report(out)["stages"][-1]["metrics"]["fallback"]
     assert fallback["stopped"] == "interrupted (Ctrl-C)"
     assert (out / "model.onnx").is_file()
+
+
+def test_judge_without_kept_reference_outputs_measures_the_same(outlier, monkeypatch):
+    """Large eval sets: the float outputs are recomputed beside each candidate instead of held in memory."""
+    from conftest import DIGITS_EVAL as eval_path
+
+    from modelforge.data import bind, open_dataset
+    from modelforge.onnx_model import onnx_artifact
+    from modelforge.quantization.fallback import OutputJudge
+    from modelforge.recipe import DataSource
+
+    artifact = onnx_artifact(outlier)
+    data = bind(open_dataset(DataSource(path=eval_path)), artifact.io)
+    kept = OutputJudge(outlier, data, 32, 1, "test")
+    monkeypatch.setattr(OutputJudge, "REFERENCE_BYTES", 0)
+    streamed = OutputJudge(outlier, data, 32, 1, "test")
+    assert kept.reference is not None and streamed.reference is None
+    assert kept.measure(outlier) == streamed.measure(outlier)

@@ -96,16 +96,39 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 class OutputJudge:
-    """Runs candidate models on eval data and compares them with the float model's outputs, computed once."""
+    """Runs candidate models on eval data and compares them with the float model's outputs.
+
+    The float outputs are computed once and kept while they fit in REFERENCE_BYTES; beyond that (large
+    eval sets of per-token outputs) the float model runs again beside each candidate, so memory stays flat.
+    """
+
+    REFERENCE_BYTES = 512 << 20
 
     def __init__(self, float_path: Path, data: BoundDataset, batch: int, threads: int | None, stage: str):
         from modelforge.backends.onnxruntime import create_session
 
         self.data, self.batch, self.threads, self.stage = data, batch, threads, stage
         self.labels = data.labels()
-        session = create_session(float_path, threads, stage=stage)
-        self.reference = [session.run(None, feeds) for feeds in data.batches(batch)]
-        del session
+        self.float_session = create_session(float_path, threads, stage=stage)
+        kept: list | None = []
+        size = 0
+        for feeds in data.batches(batch):
+            outputs = self.float_session.run(None, feeds)
+            size += sum(o.nbytes for o in outputs)
+            if size > self.REFERENCE_BYTES:
+                kept = None
+                break
+            kept.append(outputs)
+        self.reference = kept
+        if kept is not None:
+            self.float_session = None
+
+    def _references(self):
+        if self.reference is not None:
+            yield from self.reference
+        else:
+            for feeds in self.data.batches(self.batch):
+                yield self.float_session.run(None, feeds)
 
     def measure(self, model_path: Path, limit: int | None = None) -> dict[str, Any]:
         """Gate metrics (as the evaluator computes them) plus the output noise power vs float."""
@@ -115,7 +138,7 @@ class OutputJudge:
         session = create_session(model_path, self.threads, stage=self.stage)
         acc = ComparisonAccumulator()
         seen = 0
-        for feeds, reference in zip(self.data.batches(self.batch), self.reference, strict=False):
+        for feeds, reference in zip(self.data.batches(self.batch), self._references(), strict=False):
             n = len(next(iter(feeds.values())))
             labels = self.labels[seen : seen + n] if self.labels is not None else None
             acc.update(reference, session.run(None, feeds), labels)
