@@ -22,11 +22,12 @@ TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".torchscript", ".jit"}
 def detect_format(path: Path) -> str:
     if not path.exists():
         raise InputError(f"model {path} not found")
-    if path.suffix == ".onnx":
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
         return "onnx"
-    if path.suffix == ".pt2":
+    if suffix == ".pt2":
         return "torch-export"
-    if path.suffix in TORCH_SUFFIXES:
+    if suffix in TORCH_SUFFIXES:
         if not zipfile.is_zipfile(path):
             raise InputError(f"model {path}: not a TorchScript archive")
         names = zipfile.ZipFile(path).namelist()

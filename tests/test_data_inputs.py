@@ -176,3 +176,38 @@ def test_image_folder_size_must_match_the_model_input(tmp_path):
     assert result.returncode == 2, result.explain()
     line = one_error_line(result)
     assert "imgs" in line and "[batch, 1, 8, 8]" in line
+
+
+def test_image_flags_on_the_command_line(tmp_path):
+    pytest.importorskip("PIL")
+    evaluation = np.load(DIGITS_EVAL)
+    _write_pngs(tmp_path / "calibration", np.load(DIGITS_CALIBRATION)["image"][:32])
+    _write_pngs(tmp_path / "eval", evaluation["image"][:60], evaluation["labels"][:60])
+    out = tmp_path / "out"
+    result = run_cli(
+        "quantize", DIGITS_MODEL, "-c", tmp_path / "calibration", "-e", tmp_path / "eval", "-o", out,
+        "--color", "L", "--mean", "0", "--std", "1", "--threads", "1", "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    report = load_report(out)
+    assert report["summary"]["accuracy_baseline"] is not None
+    assert report["recipe"]["data"]["eval_data"]["preprocessing"]["color"] == "L"
+
+    wrong = run_cli("quantize", DIGITS_MODEL, "-c", tmp_path / "calibration", "-o", tmp_path / "o2", "--color", "XYZ")
+    assert wrong.returncode == 2 and "color" in one_error_line(wrong)
+
+
+def test_image_flags_with_array_files_are_a_usage_error(tmp_path):
+    result = run_cli("quantize", DIGITS_MODEL, "-c", DIGITS_CALIBRATION, "-o", tmp_path / "out", "--mean", "0.5")
+    assert result.returncode == 2, result.explain()
+    assert "--mean" in one_error_line(result) and "image folders only" in one_error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_file_suffixes_are_case_insensitive(tmp_path):
+    import shutil
+
+    shutil.copyfile(DIGITS_MODEL, tmp_path / "DIGITS.ONNX")
+    shutil.copyfile(DIGITS_CALIBRATION, tmp_path / "CALIB.NPZ")
+    result = run_cli("quantize", tmp_path / "DIGITS.ONNX", "-c", tmp_path / "CALIB.NPZ", "-o", tmp_path / "out", "-q")
+    assert result.returncode == 0, result.explain()

@@ -48,6 +48,9 @@ def quantize(
         typer.Option(help="Seconds the fallback search may take; then (or on Ctrl-C) the best result so far is kept."),
     ] = None,
     mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
+    color: Annotated[
+        str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
+    ] = None,
     std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
     min_speedup: GateOptions.min_speedup = None,
@@ -72,11 +75,16 @@ def quantize(
     from modelforge.cli.execute import execute
     from modelforge.cli.options import finish
 
-    preprocessing = None
-    if mean is not None or std is not None:
-        preprocessing = {
-            k: v for k, v in (("mean", _floats(mean, "--mean")), ("std", _floats(std, "--std"))) if v is not None
-        }
+    preprocessing = {
+        k: v
+        for k, v in (("mean", _floats(mean, "--mean")), ("std", _floats(std, "--std")), ("color", color))
+        if v is not None
+    }
+    if preprocessing and not any(p is not None and p.is_dir() for p in (calibration, eval_data)):
+        from modelforge.errors import InputError
+
+        flags = ", ".join(f"--{k}" for k in preprocessing)
+        raise InputError(f"{flags} apply to image folders only; the data given are files")
 
     def source(path: Path | None):
         if path is None:

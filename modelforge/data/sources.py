@@ -240,8 +240,8 @@ def open_dataset(source: DataSource, input_shape: tuple | None = None) -> Datase
         return ImageFolderDataset(path, source.preprocessing, input_shape)
     if source.preprocessing is not None:
         raise InputError(f"{path}: preprocessing applies to image folders only")
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         return NpzDataset(path)
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         return NpyDataset(path)
     raise InputError(f"data {path}: expected a .npz file, a .npy file or an image folder")
