@@ -150,6 +150,18 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
     return "torch.onnx (TorchScript) from TorchScript archive"
 
 
+def example_inputs(source) -> dict | None:
+    """TorchScript has no input shapes of its own: one sample of the data (a DataSource) to trace with."""
+    if source is None:
+        return None
+    import numpy as np
+
+    from modelforge.data import open_dataset
+
+    dataset = open_dataset(source)
+    return {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
+
+
 def convert_to_onnx(
     artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
 ) -> tuple[ModelArtifact, dict]:

@@ -83,15 +83,6 @@ def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None) -> N
             load_metric(spec)
 
 
-def _torch_example(recipe: Recipe) -> dict[str, np.ndarray] | None:
-    """TorchScript has no input shapes of its own: take one batch of the data to trace with."""
-    source = recipe.data.calibration or recipe.data.eval_data
-    if source is None:
-        return None
-    dataset = open_dataset(source)
-    return {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
-
-
 def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]:
     from modelforge.graph_stats import int8_compute_share
     from modelforge.onnx_model import load_onnx
@@ -145,7 +136,7 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
 
 def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
     """Load (and convert once) the model, bind and validate the data, pick the evaluation samples."""
-    from modelforge.loader import convert_to_onnx, load_model
+    from modelforge.loader import convert_to_onnx, example_inputs, load_model
 
     stages: list[dict[str, Any]] = []
     source = load_model(recipe.model.path, recipe.model.format)
@@ -154,7 +145,8 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
         started = time.perf_counter()
         convert_dir = workdir / "00-convert"
         convert_dir.mkdir()
-        baseline, info = convert_to_onnx(source, convert_dir, recipe.model.opset, _torch_example(recipe))
+        example = example_inputs(recipe.data.calibration or recipe.data.eval_data)
+        baseline, info = convert_to_onnx(source, convert_dir, recipe.model.opset, example)
         stages.append(
             {
                 "name": "convert",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from modelforge.errors import InputError
 
 RECIPE_VERSION = 1
+DEFAULT_OPSET = 17  # ONNX opset for PyTorch conversions: wide runtime support (onnxruntime, TensorRT 8.6+)
 
 
 class StrictModel(BaseModel):
@@ -65,7 +66,7 @@ class ModelSource(StrictModel):
     format: Literal["auto", "onnx", "torch-export", "torchscript"] = Field(
         "auto", description="Model format; auto detects it from the file."
     )
-    opset: int = Field(17, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
+    opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
 
     @model_validator(mode="before")
     @classmethod

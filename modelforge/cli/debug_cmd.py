@@ -35,10 +35,10 @@ def debug(
     from modelforge.cli.console import RichProgress, err_console, out_console
     from modelforge.data import bind, open_dataset
     from modelforge.errors import InputError
-    from modelforge.loader import convert_to_onnx, load_model
+    from modelforge.loader import convert_to_onnx, example_inputs, load_model
     from modelforge.passes import PassContext, get_pass
     from modelforge.quantization.debug import compare_layers
-    from modelforge.recipe import DataSource
+    from modelforge.recipe import DEFAULT_OPSET, DataSource
 
     progress = RichProgress(quiet=quiet or as_json)
     config = {"preset": preset, "target": target, "precision": precision, "method": method, "fallback": False}
@@ -56,12 +56,8 @@ def debug(
         workdir = Path(tmp)
         artifact = load_model(model)
         if artifact.format != "onnx":
-            example = None
-            dataset = open_dataset(DataSource(path=calibration))
-            import numpy as np
-
-            example = {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
-            artifact, _ = convert_to_onnx(artifact, workdir, 17, example)
+            example = example_inputs(DataSource(path=calibration))
+            artifact, _ = convert_to_onnx(artifact, workdir, DEFAULT_OPSET, example)
         first = artifact.io.inputs[0].shape if artifact.io and artifact.io.inputs else None
         calib = bind(open_dataset(DataSource(path=calibration), first), artifact.io, "calibration data")
         compare_on = calib

@@ -13,12 +13,13 @@ import typer
 def describe(path: Path) -> dict[str, Any]:
     from modelforge.loader import convert_to_onnx, load_model
     from modelforge.onnx_model import is_quantized, load_onnx, op_histogram, opset_version, parameter_count
+    from modelforge.recipe import DEFAULT_OPSET
 
     artifact = load_model(path)
     info: dict[str, Any] = {"path": str(path), "format": artifact.format, "size_bytes": artifact.size_bytes()}
     with tempfile.TemporaryDirectory(prefix="modelforge-inspect-") as tmp:
         if artifact.format != "onnx":
-            artifact, conversion = convert_to_onnx(artifact, Path(tmp), 17)
+            artifact, conversion = convert_to_onnx(artifact, Path(tmp), DEFAULT_OPSET)
             info["converted"] = conversion
         model = load_onnx(artifact.path, load_external_data=False)
         info.update(
