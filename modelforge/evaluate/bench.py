@@ -62,9 +62,9 @@ def _feeds_source(artifact, settings: BenchSettings):
     def feeds(batch_size: int) -> dict[str, np.ndarray]:
         if batch_size not in cache:
             if bound is not None:
-                from modelforge.evaluate.evaluator import _latency_feeds
+                from modelforge.evaluate.evaluator import latency_feeds
 
-                cache[batch_size] = _latency_feeds(bound, batch_size)
+                cache[batch_size] = latency_feeds(bound, batch_size)
             else:
                 from modelforge.evaluate.profile import random_feeds
 

@@ -44,7 +44,8 @@ MEMORY_METHOD_FALLBACK = (
 )
 INTERLEAVE_METHOD = (
     f"interleaved blocks of {BLOCK} runs (first {DROPPED_PER_BLOCK} of each block dropped), same input, "
-    "same session options"
+    "same session options, intra-op thread-pool spinning off (spinning threads of one session steal the cores of "
+    "the other and of any process beside it, which skews the ratio)"
 )
 
 
@@ -246,7 +247,8 @@ def batch_sweep(
         if not group:
             continue
         runs = [partial(s.session.run, None, s.feeds(batch_size)) for s in group]
-        progress.start(f"Measuring latency, batch {batch_size}", min_runs)
+        # Runs until stable or out of time: no total is known in advance (min_runs is a floor, not a total).
+        progress.start(f"Measuring latency, batch {batch_size}, runs per model", None)
         try:
             timings = interleaved_runs(
                 runs,

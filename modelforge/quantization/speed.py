@@ -1,0 +1,161 @@
+"""Speed-aware quantization: keep in float what INT8 makes slower on this machine, never ship a slower model.
+
+INT8 is not faster everywhere: on onnxruntime's CPU kernels a depthwise convolution, a hard-swish or a
+squeeze-excitation multiply can run slower quantized than in float (Q/DQ around cheap ops costs more than it
+saves), and on some models every INT8 configuration loses to FP32. Latency is what users quantize for, so
+it is measured here, on this machine, at the batch size and threads the run reports:
+
+1. The quantized nodes are grouped by the kind of work they do (op type; convolutions split into
+   depthwise, 1x1 and spatial, whose INT8 kernels differ most).
+2. Greedy search: each group in turn is put back in float; the change is kept when that model is faster
+   than the current one by more than the noise margin (both measured interleaved in one process, thread
+   pools not spinning: `backends.onnxruntime.SESSION_CONFIG`).
+3. The best model is measured against the float graph; when it is not faster, the float graph ships (with
+   onnxruntime's graph optimizations applied, as prepared), and the report says so plainly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# A group goes back to float when that makes the model at least this much faster (shared machines are noisy).
+KEEP_FLOAT_MARGIN = 1.03
+# The quantized model ships when it is faster than float by at least this ratio; otherwise the float graph.
+MIN_WORTHWHILE_SPEEDUP = 1.0
+COMPARE_SECONDS = 1.5  # time budget per side-by-side comparison
+
+
+@dataclass
+class SpeedChoice:
+    """What the search kept in float, the measured speed-ups, and the model to ship."""
+
+    model_path: Path
+    float_groups: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    speedup_vs_float: float | None = None
+    shipped: str = "quantized"  # quantized | float
+    reason: str = ""
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "shipped": self.shipped,
+            "reason": self.reason,
+            "speedup_vs_float": self.speedup_vs_float,
+            "float_groups": self.float_groups,
+            "steps": self.steps,
+        }
+
+
+def conv_kind(node, weight_dims: list[int] | None) -> str:
+    """depthwise (one input channel per group), 1x1, or spatial: their INT8 kernels differ most."""
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    if weight_dims and len(weight_dims) >= 3:
+        if group > 1 and weight_dims[1] == 1:
+            return f"{node.op_type} depthwise"
+        if all(d == 1 for d in weight_dims[2:]):
+            return f"{node.op_type} 1x1"
+        return f"{node.op_type} spatial"
+    return node.op_type
+
+
+def node_groups(quantized_nodes: list[tuple[str, str]], float_model) -> dict[str, list[str]]:
+    """Quantized node names grouped by kind of work, largest group first."""
+    dims = {t.name: list(t.dims) for t in float_model.graph.initializer}
+    originals = {n.name: n for n in float_model.graph.node}
+    groups: dict[str, list[str]] = {}
+    for name, op_type in quantized_nodes:
+        node = originals.get(name)
+        key = op_type
+        if node is not None and op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+            key = conv_kind(node, dims.get(node.input[1]))
+        groups.setdefault(key, []).append(name)
+    return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
+
+
+class LatencyJudge:
+    """Side-by-side p50 ratios of model files on one batch of real inputs; sessions kept per file."""
+
+    def __init__(self, feeds: dict[str, np.ndarray], threads: int | None, stage: str):
+        self.feeds = feeds
+        self.threads = threads
+        self.stage = stage
+        self._sessions: dict[Path, Any] = {}
+        self.comparisons = 0
+
+    def _runner(self, path: Path) -> Callable[[], object]:
+        from modelforge.backends.onnxruntime import create_session
+
+        if path not in self._sessions:
+            self._sessions[path] = create_session(path, self.threads, stage=self.stage)
+        session = self._sessions[path]
+        names = {i.name for i in session.get_inputs()}
+        feeds = {k: v for k, v in self.feeds.items() if k in names}
+        return lambda: session.run(None, feeds)
+
+    def ratio(self, slower_candidate: Path, faster_candidate: Path, seconds: float = COMPARE_SECONDS) -> float:
+        """p50(first) / p50(second): above 1 when the second model is faster."""
+        from modelforge.evaluate.latency import interleaved_runs
+
+        runs = (self._runner(slower_candidate), self._runner(faster_candidate))
+        timings = interleaved_runs(runs, warmup=3, min_runs=24, max_seconds=seconds, tolerance=0.03)
+        self.comparisons += 1
+        first, second = (float(np.median(t)) for t in timings.seconds)
+        return first / second
+
+    def forget(self, path: Path) -> None:
+        self._sessions.pop(path, None)
+
+
+def choose_fastest(
+    float_path: Path,
+    quantized_path: Path,
+    groups: dict[str, list[str]],
+    build: Callable[[frozenset[str], Path], Path],
+    judge: LatencyJudge,
+    workdir: Path,
+    *,
+    log: Callable[[str], None] = lambda _: None,
+    time_budget: float = 60.0,
+) -> SpeedChoice:
+    """Greedy search over `groups` (see the module docstring); `build(float_nodes, path)` writes a variant."""
+    started = time.perf_counter()
+    steps: list[dict[str, Any]] = []
+    kept_float: list[str] = []
+    current = quantized_path
+    if len(groups) > 1:  # with a single group, the comparison with float below decides
+        for index, (group, names) in enumerate(groups.items()):
+            if time.perf_counter() - started > time_budget:
+                steps.append({"group": group, "skipped": "time budget"})
+                continue
+            float_nodes = frozenset(n for g in (*kept_float, group) for n in groups[g])
+            candidate = build(float_nodes, workdir / f"speed-{index:02d}.onnx")
+            gain = judge.ratio(current, candidate)
+            kept = gain >= KEEP_FLOAT_MARGIN
+            steps.append({"group": group, "nodes": len(names), "speedup_in_float": round(gain, 3), "kept_float": kept})
+            if kept:
+                kept_float.append(group)
+                judge.forget(current)
+                current = candidate
+                log(f"quantize: {group} ({len(names)} nodes) is faster in float on this machine ({gain:.2f}x)")
+            else:
+                judge.forget(candidate)
+    speedup = judge.ratio(float_path, current)
+    choice = SpeedChoice(current, kept_float, steps, round(speedup, 3))
+    if speedup < MIN_WORTHWHILE_SPEEDUP:
+        choice.model_path = float_path
+        choice.shipped = "float"
+        choice.reason = (
+            f"no INT8 configuration tried was faster than float on this machine (best: {speedup:.2f}x at this "
+            "batch size and thread count): the float graph ships, with onnxruntime's graph optimizations applied"
+        )
+    else:
+        what = f" with {', '.join(kept_float)} kept in float" if kept_float else ""
+        choice.reason = f"INT8{what}: {speedup:.2f}x the float graph's speed on this machine"
+    log(f"quantize: {choice.reason}")
+    return choice
