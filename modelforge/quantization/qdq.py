@@ -309,10 +309,20 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
     restored: dict[str, str] = {}  # tensor -> name of its restored activation's output
     inserts: list[tuple[str, onnx.NodeProto]] = []  # (before node, new node)
 
-    def copy_initializer(name: str) -> None:
-        if name in float_inits and name not in present:
-            model.graph.initializer.append(float_inits[name])
-            present.add(name)
+    def float_weight(name: str) -> str:
+        """The float initializer `name` in the edited model, under a new name where a node of the QDQ model
+        already produces that name (the quantizer gives a dequantized int32 bias its float name, also when
+        the bias is shared with a node that stays quantized)."""
+        if name not in float_inits:
+            return name
+        renamed = f"{name}_float" if name in q_producers else name
+        if renamed not in present:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(float_inits[name])
+            tensor.name = renamed
+            model.graph.initializer.append(tensor)
+            present.add(renamed)
+        return renamed
 
     for node in model.graph.node:
         if node.name not in nodes or node.name not in originals:
@@ -322,19 +332,13 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
             if index >= len(node.input):
                 continue
             if node.input[index] == name:
-                # The quantizer may give a dequantized weight its float name (int32 bias): read the float one.
                 producer = q_producers.get(name)
-                if producer is not None and producer.op_type == "DequantizeLinear" and name in float_inits:
-                    renamed = f"{name}_float"
-                    if renamed not in present:
-                        tensor = onnx.TensorProto()
-                        tensor.CopyFrom(float_inits[name])
-                        tensor.name = renamed
-                        model.graph.initializer.append(tensor)
-                        present.add(renamed)
-                    node.input[index] = renamed
+                if producer is not None and producer.op_type == "DequantizeLinear":
+                    node.input[index] = float_weight(name)
                 continue
-            copy_initializer(name)
+            if name in float_inits:
+                node.input[index] = float_weight(name)
+                continue
             wanted = float_producers.get(name)
             actual = q_producers.get(name)
             if wanted is not None and actual is not None and actual.name != wanted.name:
@@ -343,9 +347,7 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
                     activation.CopyFrom(wanted)
                     activation.name = f"{wanted.name}_float"
                     del activation.input[:]
-                    activation.input.extend([name, *wanted.input[1:]])
-                    for extra in wanted.input[1:]:
-                        copy_initializer(extra)
+                    activation.input.extend([name, *(float_weight(extra) for extra in wanted.input[1:])])
                     del activation.output[:]
                     activation.output.append(f"{name}_float")
                     restored[name] = activation.output[0]
