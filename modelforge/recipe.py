@@ -92,6 +92,12 @@ class LatencyConfig(StrictModel):
     )
     warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
     min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
+    min_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Measure for at least this long per batch size (all models together): a few dozen runs of a "
+        "sub-millisecond model take milliseconds, and one scheduler hiccup would decide their p50.",
+    )
     max_seconds: float = Field(
         30.0,
         gt=0,

@@ -681,14 +681,19 @@ CRNN_HEIGHT, CRNN_WIDTH, CRNN_BLANK, CRNN_CLASSES = 32, 160, 10, 11
 GLYPH_WIDTH = 24  # digits upscaled to 32x32, then cropped to their 24 inner columns
 
 
-def digit_strips(count: int, seed: int, pool: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def digit_strips(
+    count: int, seed: int, pool: tuple[np.ndarray, np.ndarray], frames: bool = False
+) -> tuple[np.ndarray, ...]:
     """Strips of 3-5 digits from `pool` (images [N, 8, 8], labels): float32 [count, 1, 32, 160] in [0, 1]
-    (ink bright, as the digits data is) and int64 targets [count, 5], padded with -1."""
+    (ink bright, as the digits data is) and int64 targets [count, 5], padded with -1. With `frames`, also
+    the alignment: int64 [count, 40], the digit on the 3 time steps (4 px each) at each glyph's centre,
+    blank elsewhere."""
     rng = np.random.default_rng(seed)
     glyphs = _upsample(pool[0], CRNN_HEIGHT)[:, :, 4 : 4 + GLYPH_WIDTH]
     labels = pool[1]
     strips = np.zeros((count, 1, CRNN_HEIGHT, CRNN_WIDTH), dtype=np.float32)
     targets = np.full((count, 5), -1, dtype=np.int64)
+    alignment = np.full((count, CRNN_WIDTH // 4), CRNN_BLANK, dtype=np.int64)
     for i in range(count):
         n = int(rng.integers(3, 6))
         picks = rng.integers(0, len(labels), size=n)
@@ -698,10 +703,13 @@ def digit_strips(count: int, seed: int, pool: tuple[np.ndarray, np.ndarray]) -> 
         for pick, gap in zip(picks, gaps, strict=True):
             x += int(gap)
             strips[i, 0, :, x : x + GLYPH_WIDTH] = np.maximum(strips[i, 0, :, x : x + GLYPH_WIDTH], glyphs[pick])
+            centre = (x + GLYPH_WIDTH // 2) // 4
+            alignment[i, centre - 1 : centre + 2] = labels[pick]
             x += GLYPH_WIDTH
         targets[i, :n] = labels[picks]
     strips += rng.normal(0.0, 0.04, size=strips.shape).astype(np.float32)
-    return strips.clip(0.0, 1.0), targets
+    strips = strips.clip(0.0, 1.0)
+    return (strips, targets, alignment) if frames else (strips, targets)
 
 
 def ctc_greedy_decode(log_probs: np.ndarray, blank: int = CRNN_BLANK, time_major: bool = False) -> list[list[int]]:
@@ -768,10 +776,54 @@ def _crnn(channels: tuple[int, int, int, int], hidden: int):
     return CRNN()
 
 
+def _warm_start_recurrent(torch, model, probe, features, hidden: int, seed: int = SEED) -> None:
+    """Initialise the BiLSTM layers near a memoryless pass-through (input and output gates open, forget gate
+    closed, the cell input a scaled random orthogonal projection of the layer input) and fit the head by least
+    squares so that the whole network starts out computing what `probe` (a linear CTC head trained on the
+    convolutional features) computes. From there CTC fine-tuning trains every weight, recurrent ones included,
+    without the hundreds of steps a 2-layer BiLSTM otherwise spends on CTC's all-blank plateau."""
+    from torch import nn
+
+    generator = torch.Generator().manual_seed(seed)
+    rnn = model.rnn
+    layer_input = features
+    with torch.no_grad():
+        for layer in range(rnn.num_layers):
+            size = layer_input.shape[-1]
+            scale = 0.3 / float(layer_input.std())
+            one = nn.LSTM(size, hidden, bidirectional=True, batch_first=True)
+            for suffix in ("", "_reverse"):
+                w_ih = getattr(rnn, f"weight_ih_l{layer}{suffix}")
+                w_hh = getattr(rnn, f"weight_hh_l{layer}{suffix}")
+                b_ih = getattr(rnn, f"bias_ih_l{layer}{suffix}")
+                b_hh = getattr(rnn, f"bias_hh_l{layer}{suffix}")
+                n = max(hidden, size)
+                q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator))
+                w_ih.mul_(0.1)
+                w_hh.mul_(0.1)
+                cell = slice(2 * hidden, 3 * hidden)  # gate order: input, forget, cell, output
+                w_ih[cell] = q[:hidden, :size] * scale * (n / size) ** 0.5
+                b_hh.zero_()
+                b_ih.zero_()
+                b_ih[:hidden] = 4.0
+                b_ih[hidden : 2 * hidden] = -4.0
+                b_ih[3 * hidden :] = 4.0
+                b_ih[cell] = -(w_ih[cell] @ layer_input.reshape(-1, size).mean(0))
+                for kind, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
+                    getattr(one, f"{kind}_l0{suffix}").copy_(value)
+            layer_input = one(layer_input)[0]
+        states = layer_input.reshape(-1, 2 * hidden)
+        target = probe(features).reshape(-1, CRNN_CLASSES)
+        design = torch.cat([states, torch.ones(len(states), 1)], 1)
+        solution = torch.linalg.lstsq(design, target).solution
+        model.head.weight.copy_(solution[:-1].T)
+        model.head.bias.copy_(solution[-1])
+
+
 def crnn_pt2(
     folder: Path,
     conv_steps: int = 80,
-    steps: int = 100,
+    steps: int = 40,
     channels: tuple[int, int, int, int] = (16, 32, 48, 64),
     hidden: int = 64,
     batch: int = 32,
@@ -781,9 +833,9 @@ def crnn_pt2(
     crnn.calibration.npz (`image`, 64 strips), crnn.eval.npz (`image`, 200 strips, no labels) and
     crnn.targets.npz (`digits` [200, 5] padded with -1, `lengths`).
 
-    Training, CTC loss on fresh strips every step: `conv_steps` of the convolutions with a temporary linear
-    CTC head (a BiLSTM on untrained features sits on CTC's all-blank plateau for hundreds of steps), then
-    `steps` of the whole network."""
+    Training, CTC loss on fresh strips every step: `conv_steps` of the convolutions under a temporary linear
+    CTC head, a warm start of the BiLSTMs and the real head from it (`_warm_start_recurrent`), then `steps`
+    of the whole network."""
     folder.mkdir(parents=True, exist_ok=True)
     name = "crnn"
     x_train, y_train, x_test, y_test = _digits()
@@ -794,9 +846,9 @@ def crnn_pt2(
         ctc = nn.CTCLoss(blank=CRNN_BLANK, zero_infinity=True)
         probe = nn.Linear(channels[-1], CRNN_CLASSES)  # phase 1 only; not part of the model
 
-        def train(forward, parameters, count: int, seed: int, lr: float) -> None:
+        def train(forward, parameters: list, count: int, seed: int, lr: float, warmup: float) -> None:
             optimizer = torch.optim.Adam(parameters, lr=lr)
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, count)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=count, pct_start=warmup)
             for step in range(count):
                 strips, targets = digit_strips(batch, seed=seed + step, pool=(x_train, y_train))
                 out = forward(torch.from_numpy(strips))  # [N, T, C] log-probabilities
@@ -814,18 +866,26 @@ def crnn_pt2(
 
         model.train()
         conv_params = [*model.features.parameters(), *probe.parameters()]
-        train(lambda x: probe(model.sequence(x)).log_softmax(-1), conv_params, conv_steps, 1000, 3e-3)
-        train(model, list(model.parameters()), steps, 5000, 3e-3)
+        train(lambda x: probe(model.sequence(x)).log_softmax(-1), conv_params, conv_steps, 1000, 5e-3, 0.2)
+        model.eval()
+        with torch.no_grad():
+            warm, _ = digit_strips(64, seed=999, pool=(x_train, y_train))
+            features = model.sequence(torch.from_numpy(warm))
+        _warm_start_recurrent(torch, model, probe, features, hidden)
+        model.train()
+        train(model, list(model.parameters()), steps, 5000, 1e-3, 0.1)
         model.eval()
         eval_strips, eval_targets = digit_strips(200, seed=2, pool=(x_test, y_test))
         cal_strips, _ = digit_strips(64, seed=1, pool=(x_train, y_train))
         with torch.no_grad():
             accuracy = sequence_accuracy(model(torch.from_numpy(eval_strips)).numpy(), eval_targets)
-        program = torch.export.export(
-            model,
-            (torch.from_numpy(eval_strips[:2]),),
-            dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}},
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "tensor attributes self.rnn._flat_weights ... assigned during export"
+            program = torch.export.export(
+                model,
+                (torch.from_numpy(eval_strips[:2]),),
+                dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=1024)}},
+            )
         path = folder / f"{name}.pt2"
         torch.export.save(program, str(path))
     calibration = _npz(folder / f"{name}.calibration.npz", image=cal_strips)

@@ -382,3 +382,24 @@ def test_missing_parent_folders_are_removed_when_the_run_fails(sandbox, monkeypa
     code, stderr = run_main(["quantize", DIGITS_MODEL, "-c", bad, "-o", out], cwd, monkeypatch, capsys)
     assert code == 2, stderr
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", ["bench-model", "bench-data", "debug-data", "inspect-model"])
+def test_other_commands_reject_bad_input_the_same_way(command, sandbox, monkeypatch, capsys):
+    """bench, debug and inspect read models and data through the same loaders and checks."""
+    tmp_path, cwd, private = sandbox
+    bad_model = tmp_path / "dangling.onnx"
+    bad_model.write_bytes(model_cases()["dangling-input"](tmp_path)[1])
+    images, _ = _digits(32)
+    images[2, 0, 0, 0] = np.nan
+    bad_data = tmp_path / "nan.npz"
+    np.savez(bad_data, image=images)
+    args, names = {
+        "bench-model": (["bench", bad_model, "--batch-sizes", "1"], bad_model.name),
+        "bench-data": (["bench", DIGITS_MODEL, "--data", bad_data, "--batch-sizes", "1"], bad_data.name),
+        "debug-data": (["debug", DIGITS_MODEL, "-c", bad_data], bad_data.name),
+        "inspect-model": (["inspect", tmp_path / "empty.onnx"], "empty.onnx"),
+    }[command]
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    code, stderr = run_main(args, cwd, monkeypatch, capsys)
+    assert_rejected(code, stderr, tmp_path / "no-output", cwd, private, names=names)

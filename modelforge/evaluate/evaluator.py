@@ -120,6 +120,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         min_runs=settings.min_runs,
         max_seconds=settings.max_seconds,
         stable_within=settings.stable_within,
+        min_seconds=settings.min_seconds,
         progress=progress,
     )
     for entry in sweep:
@@ -131,7 +132,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         "inter_op_threads": 1,
         "session_config": dict(SESSION_CONFIG),
         "method": INTERLEAVE_METHOD,
-        "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds),
+        "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds, settings.min_seconds),
         "warmup": settings.warmup,
         "stopped": main["stopped"],
         "baseline": main["stats"]["baseline"],

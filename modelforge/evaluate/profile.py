@@ -49,9 +49,9 @@ INTERLEAVE_METHOD = (
 )
 
 
-def stop_rule(min_runs: int, stable_within: float, max_seconds: float) -> str:
+def stop_rule(min_runs: int, stable_within: float, max_seconds: float, min_seconds: float = 0.0) -> str:
     return (
-        f"at least {min_runs} runs, then until the p50 of the last half of the runs is within "
+        f"at least {min_runs} runs and {min(min_seconds, max_seconds):g} s, then until the p50 of the last half of the runs is within "
         f"{stable_within:.0%} of the p50 of all runs, or {max_seconds:g} s per batch size"
     )
 
@@ -238,6 +238,7 @@ def batch_sweep(
     max_seconds: float,
     stable_within: float,
     progress: Progress,
+    min_seconds: float = 0.0,
 ) -> list[dict[str, Any]]:
     """At each batch size, the models that accept it run interleaved; one entry per batch size with each
     model's statistics and kept samples (ms)."""
@@ -256,6 +257,7 @@ def batch_sweep(
                 min_runs=min_runs,
                 max_seconds=max_seconds,
                 tolerance=stable_within,
+                min_seconds=min_seconds,
                 advance=progress.advance,
             )
         finally:

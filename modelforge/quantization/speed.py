@@ -109,7 +109,9 @@ class LatencyJudge:
         from modelforge.evaluate.latency import interleaved_runs
 
         runs = (self._runner(slower_candidate), self._runner(faster_candidate))
-        timings = interleaved_runs(runs, warmup=3, min_runs=24, max_seconds=seconds, tolerance=0.03)
+        timings = interleaved_runs(
+            runs, warmup=3, min_runs=24, max_seconds=seconds, tolerance=0.02, min_seconds=seconds / 3
+        )
         self.comparisons += 1
         first, second = (float(np.median(t)) for t in timings.seconds)
         return first / second
