@@ -32,9 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from per_process import batch_from, per_process_speedup  # noqa: E402
-
 import realworld_models as rw  # noqa: E402
+from per_process import batch_from, per_process_speedup  # noqa: E402
 
 BUILDERS = {
     "opset12_cnn": rw.opset12_constant_cnn,
@@ -137,7 +136,10 @@ def accuracy_of(model: Path, built: rw.Built) -> float | None:
     step = fixed if isinstance(fixed, int) else 64
     count = len(next(iter(feeds.values())))
     outputs = np.concatenate(
-        [session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0] for i in range(0, count - count % step, step)]
+        [
+            session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0]
+            for i in range(0, count - count % step, step)
+        ]
     )
     if built.targets is not None:
         return rw.sequence_accuracy(outputs, rw.load_targets(built.targets)[: len(outputs)])

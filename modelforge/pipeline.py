@@ -242,7 +242,9 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
     if recipe.cache:
         # The gates steer the accuracy fallback; the latency batch, threads and skip steer the speed search.
         latency = recipe.evaluate.latency
-        steering = f"{recipe.gates.model_dump_json()}|{latency.batch_size}|{latency.threads}|{recipe.evaluate.skip_latency}"
+        steering = (
+            f"{recipe.gates.model_dump_json()}|{latency.batch_size}|{latency.threads}|{recipe.evaluate.skip_latency}"
+        )
         fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + steering
         key = cache.stage_key(current, spec.name, config.model_dump(mode="json"), fingerprint, recipe.seed)
         hit = cache.lookup(key, ctx.workdir)

@@ -22,7 +22,18 @@ def outlier(tmp_path_factory):
 def quantize_cli(model, out, *flags):
     # --no-speed-aware: these tests are about accuracy; at batch 1 the small test models run faster in float.
     return run_cli(
-        "quantize", model, "-c", DIGITS_CALIBRATION, "-e", DIGITS_EVAL, "-o", out, "--threads", "1", "--no-speed-aware", *flags
+        "quantize",
+        model,
+        "-c",
+        DIGITS_CALIBRATION,
+        "-e",
+        DIGITS_EVAL,
+        "-o",
+        out,
+        "--threads",
+        "1",
+        "--no-speed-aware",
+        *flags,
     )
 
 

@@ -53,7 +53,16 @@ def test_constant_weights_are_quantized_on_the_dynamic_path(tmp_path):
     np.savez(tmp_path / "cal.npz", x=rng.standard_normal((64, 16)).astype(np.float32))
     out = tmp_path / "out"
     result = run_cli(
-        "quantize", tmp_path / "mlp.onnx", "-c", tmp_path / "cal.npz", "-o", out, "--preset", "transformer", "-q", "--no-speed-aware"
+        "quantize",
+        tmp_path / "mlp.onnx",
+        "-c",
+        tmp_path / "cal.npz",
+        "-o",
+        out,
+        "--preset",
+        "transformer",
+        "-q",
+        "--no-speed-aware",
     )
     assert result.returncode == 0, result.explain()
     quantized = onnx.load(str(out / "model.onnx"))

@@ -111,9 +111,7 @@ def test_a_node_failing_even_per_tensor_is_kept_in_float_and_found_by_bisection(
         )
 
     quantized, isolated = quantize_isolating(attempt, model, SETTINGS["op_types"], [], per_channel=True)
-    assert [(i["node"], i["action"]) for i in isolated] == [
-        ("gemm2", "kept in float (per-tensor weights failed too)")
-    ]
+    assert [(i["node"], i["action"]) for i in isolated] == [("gemm2", "kept in float (per-tensor weights failed too)")]
     assert any(calls[i] for i in range(len(calls)))  # bisection ran on prefixes of the node list
     gemm2 = next(n for n in quantized.graph.node if n.name == "gemm2")
     assert gemm2.input[1] == "W2"  # its float weight: the node runs in float

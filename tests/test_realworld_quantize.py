@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 import realworld_models as rw
 from conftest import load_report, run_cli
 

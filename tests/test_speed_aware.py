@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, load_report, run_cli
 
 from modelforge.quantization.speed import KEEP_FLOAT_MARGIN, MIN_WORTHWHILE_SPEEDUP, choose_fastest, conv_kind
-from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, load_report, run_cli
 
 
 class ScriptedJudge:

@@ -51,7 +51,8 @@ INTERLEAVE_METHOD = (
 
 def stop_rule(min_runs: int, stable_within: float, max_seconds: float, min_seconds: float = 0.0) -> str:
     return (
-        f"at least {min_runs} runs and {min(min_seconds, max_seconds):g} s, then until the p50 of the last half of the runs is within "
+        f"at least {min_runs} runs and {min(min_seconds, max_seconds):g} s, then until the p50 of the last half "
+        "of the runs is within "
         f"{stable_within:.0%} of the p50 of all runs, or {max_seconds:g} s per batch size"
     )
 

@@ -329,10 +329,11 @@ class QuantizeInt8(Pass):
                 return with_dynamic
             return path
 
-        with ctx.task(f"Measuring INT8 vs float speed ({len(groups)} op groups)"):
+        with ctx.task("Measuring INT8 vs float speed, variants", total=len(groups) + 1) as advance:
             choice = choose_fastest(
-                original, output, groups, build, judge, workdir, log=ctx.progress.log, time_budget=cfg.speed_time_budget
-            )
+                original, output, groups, build, judge, workdir,
+                log=ctx.progress.log, advance=advance, time_budget=cfg.speed_time_budget,
+            )  # fmt: skip
         ctx.record("speed_search", choice.record())
         return choice.model_path
 
@@ -349,7 +350,9 @@ class QuantizeInt8(Pass):
             f"the quantized model was not clearly faster than float on this machine ({speedup:.2f}x, needed "
             f"{MIN_WORTHWHILE_SPEEDUP:.2f}x): the float model ships"
         )
-        ctx.metrics.setdefault("speed_search", {}).update(shipped="float", reason=reason, speedup_vs_float=round(speedup, 3))
+        ctx.metrics.setdefault("speed_search", {}).update(
+            shipped="float", reason=reason, speedup_vs_float=round(speedup, 3)
+        )
         ctx.progress.log(f"quantize: {reason}")
         return original
 

@@ -129,6 +129,7 @@ def choose_fastest(
     workdir: Path,
     *,
     log: Callable[[str], None] = lambda _: None,
+    advance: Callable[[int], None] = lambda _: None,
     time_budget: float = 60.0,
 ) -> SpeedChoice:
     """Greedy search over `groups` (see the module docstring); `build(float_nodes, path)` writes a variant."""
@@ -142,6 +143,7 @@ def choose_fastest(
     if light and len(light) < len(groups):
         candidate = build(frozenset(n for g in light for n in groups[g]), workdir / "speed-compute-only.onnx")
         gain = judge.ratio(current, candidate)
+        advance(1)
         kept = gain >= KEEP_FLOAT_MARGIN
         steps.append({"group": "all but convolutions and dense layers", "nodes": sum(len(groups[g]) for g in light),
                       "speedup_in_float": round(gain, 3), "kept_float": kept})  # fmt: skip
@@ -162,6 +164,7 @@ def choose_fastest(
             float_nodes = frozenset(n for g in (*kept_float, group) for n in groups[g])
             candidate = build(float_nodes, workdir / f"speed-{index:02d}.onnx")
             gain = judge.ratio(current, candidate)
+            advance(1)
             kept = gain >= KEEP_FLOAT_MARGIN
             steps.append({"group": group, "nodes": len(names), "speedup_in_float": round(gain, 3), "kept_float": kept})
             if kept:
