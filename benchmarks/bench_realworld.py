@@ -60,11 +60,12 @@ def baseline_onnx(built: rw.Built, folder: Path) -> Path:
     if built.model.suffix == ".onnx":
         return built.model
     from modelforge.loader import convert_to_onnx, example_inputs, load_model
-    from modelforge.recipe import DataSource
+    from modelforge.recipe import DEFAULT_OPSET, DataSource
 
-    source = load_model(built.model, None)
+    source = load_model(built.model)
     folder.mkdir(exist_ok=True)
-    artifact, _ = convert_to_onnx(source, folder, None, example_inputs(DataSource(path=built.calibration)))
+    example = example_inputs(DataSource(path=built.calibration))
+    artifact, _ = convert_to_onnx(source, folder, DEFAULT_OPSET, example)
     return artifact.path
 
 

@@ -96,3 +96,16 @@ def test_cli_records_the_search_and_never_ships_a_model_it_measured_slower(tmp_p
         assert search["speedup_vs_float"] >= MIN_WORTHWHILE_SPEEDUP
         assert stage["quantized_nodes"] > 0
     assert "speed search" in (out / "report.md").read_text()
+
+
+def test_paired_block_ratio_ignores_load_that_hits_both_sides_of_a_pair():
+    from modelforge.quantization.speed import paired_block_ratio
+
+    per_block = 6
+    first, second = [], []
+    for block in range(10):
+        load = 3.0 if block in (2, 3, 4) else 1.0  # a neighbour takes the cores for three block pairs
+        first += [2.0 * load] * per_block
+        second += [1.0 * load] * per_block
+    second[per_block * 2 : per_block * 5] = [3.0 * 1.5] * (3 * per_block)  # and hits the second side harder
+    assert paired_block_ratio(tuple(first), tuple(second)) == 2.0

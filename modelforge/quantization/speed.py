@@ -27,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from modelforge.evaluate.latency import BLOCK, DROPPED_PER_BLOCK, interleaved_runs
+
 # A group goes back to float when that makes the model at least this much faster (shared machines are noisy).
 KEEP_FLOAT_MARGIN = 1.03
 # The quantized model ships when it is faster than float by more than the noise of a shared machine;
 # otherwise the float model does (what a user sees is then ~1.0x, never a slower model).
-MIN_WORTHWHILE_SPEEDUP = 1.05
+MIN_WORTHWHILE_SPEEDUP = 1.10
 COMPARE_SECONDS = 1.5  # time budget per side-by-side comparison of the search
 FINAL_SECONDS = 3.0  # the ship-or-not comparison with float
 COMPUTE_GROUPS = ("Conv", "MatMul", "Gemm", "LSTM")  # group names starting so carry the MACs
@@ -105,19 +107,33 @@ class LatencyJudge:
         return lambda: session.run(None, feeds)
 
     def ratio(self, slower_candidate: Path, faster_candidate: Path, seconds: float = COMPARE_SECONDS) -> float:
-        """p50(first) / p50(second): above 1 when the second model is faster."""
-        from modelforge.evaluate.latency import interleaved_runs
-
+        """How many times faster the second model is (paired-block ratio, see `paired_block_ratio`)."""
         runs = (self._runner(slower_candidate), self._runner(faster_candidate))
         timings = interleaved_runs(
             runs, warmup=3, min_runs=24, max_seconds=seconds, tolerance=0.02, min_seconds=seconds / 3
         )
         self.comparisons += 1
-        first, second = (float(np.median(t)) for t in timings.seconds)
-        return first / second
+        return paired_block_ratio(*timings.seconds)
 
     def forget(self, path: Path) -> None:
         self._sessions.pop(path, None)
+
+
+def paired_block_ratio(first: tuple[float, ...], second: tuple[float, ...]) -> float:
+    """Median over blocks of median(first's block) / median(second's block run just after it).
+
+    Blocks run back to back, so each pair saw the same machine load; a neighbour process that takes the
+    cores for a while slows both sides of the pairs it hits, and the median of pair ratios ignores it where
+    a ratio of overall medians would not."""
+    per_block = BLOCK - DROPPED_PER_BLOCK
+    blocks = min(len(first), len(second)) // per_block
+    if blocks == 0:
+        return float(np.median(first)) / float(np.median(second))
+    ratios = [
+        np.median(first[i * per_block : (i + 1) * per_block]) / np.median(second[i * per_block : (i + 1) * per_block])
+        for i in range(blocks)
+    ]
+    return float(np.median(ratios))
 
 
 def choose_fastest(
