@@ -1,7 +1,8 @@
 """Open a model file as an artifact: ONNX as is, PyTorch converted to ONNX once (the hub format).
 
-PyTorch models are accepted as `torch.export` programs (.pt2) or TorchScript archives, never by
-unpickling a whole module: a pickle can run arbitrary code.
+PyTorch models are accepted as `torch.export` programs (.pt2), TorchScript archives, or code (`module:function`)
+plus weights (safetensors, or a state dict read weights-only), never by unpickling a whole module: a pickle can
+run arbitrary code.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def detect_format(path: Path) -> str:
         return "onnx"
     if suffix == ".pt2":
         return "torch-export"
+    if suffix == ".safetensors":
+        raise InputError(
+            f"model {path}: weights alone are not a model", hint="pass --model-factory module:function to build it"
+        )
     if suffix in TORCH_SUFFIXES:
         if not zipfile.is_zipfile(path):
             raise InputError(f"model {path}: not a TorchScript archive")
@@ -40,7 +45,11 @@ def detect_format(path: Path) -> str:
     raise InputError(f"model {path}: unknown format; expected .onnx, .pt2 (torch.export) or TorchScript (.pt)")
 
 
-def load_model(path: Path, format: str = "auto") -> ModelArtifact:
+def load_model(path: Path, format: str = "auto", factory: str | None = None) -> ModelArtifact:
+    if factory is not None or format == "torch-module":
+        if not path.is_file():
+            raise InputError(f"weights {path} not found")
+        return ModelArtifact(path=path, format="torch-module", metadata={"factory": factory})
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "onnx":
         from modelforge.onnx_model import onnx_artifact
@@ -136,6 +145,18 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
         program = _load_exported_program(torch, artifact.path)
         torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
         return "torch.onnx (dynamo) from torch.export program"
+    if artifact.format == "torch-module":
+        from modelforge.torch.export import export_program
+        from modelforge.torch.loading import build_from_factory
+
+        module = build_from_factory(artifact.metadata["factory"], artifact.path)
+        example = tuple(torch.from_numpy(v) for v in example_inputs.values())
+        try:
+            program = export_program(module, example, stage="convert")
+        except PassError as exc:  # code that torch.export cannot trace is the user's input to fix
+            raise InputError(f"model factory {artifact.metadata['factory']}: {exc.message.split(': ', 1)[1]}") from None
+        torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
+        return "torch.onnx (dynamo) from the factory's module, via torch.export"
     module = torch.jit.load(str(artifact.path), map_location="cpu")
     names = list(example_inputs)
     torch.onnx.export(
@@ -172,8 +193,9 @@ def convert_to_onnx(
     target = workdir / "model.onnx"
     exported = workdir / "export" / "model.onnx"
     exported.parent.mkdir(parents=True, exist_ok=True)
-    if artifact.format == "torchscript" and not example_inputs:
-        raise InputError(f"model {artifact.path}: TorchScript needs calibration or eval data for its input shapes")
+    if artifact.format in ("torchscript", "torch-module") and not example_inputs:
+        kind = "TorchScript" if artifact.format == "torchscript" else "a model built by a factory"
+        raise InputError(f"model {artifact.path}: {kind} needs calibration or eval data for its input shapes")
     try:
         with _quiet_exporter():
             exporter = _export(torch, artifact, exported, opset, example_inputs)

@@ -37,11 +37,13 @@ class PassContext:
 
     `evaluation` is the data the run's gates are judged on, and `gates` the recipe's gates: a pass that can
     trade speed for accuracy (quantize's accuracy-aware fallback) aims at exactly what the run is judged by.
+    `train` holds the labelled samples of passes that train (pruning's fine-tuning, distillation).
     """
 
     workdir: Path
     seed: int = 0
     calibration: BoundDataset | None = None
+    train: BoundDataset | None = None
     evaluation: BoundDataset | None = None
     gates: GatesConfig | None = None
     progress: Progress = field(default_factory=Progress)
@@ -68,6 +70,7 @@ class Pass:
     accepts: ClassVar[tuple[str, ...]] = ("onnx",)
     produces: ClassVar[str] = "onnx"
     needs_calibration: ClassVar[bool] = False
+    needs_train_data: ClassVar[bool] = False
     Config: ClassVar[type[PassConfig]] = PassConfig
 
     def __init__(self, config: PassConfig):
