@@ -183,6 +183,22 @@ def example_inputs(source) -> dict | None:
     return {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
 
 
+# Side records a pass stores in its .pt2 (torch.export.save extra_files) that the ONNX form keeps as metadata.
+CARRIED_EXTRA_FILES = ("modelforge.sparsity",)
+
+
+def pt2_extra_files(artifact: ModelArtifact) -> dict[str, str]:
+    if artifact.format != "torch-export" or not zipfile.is_zipfile(artifact.path):
+        return {}
+    found = {}
+    with zipfile.ZipFile(artifact.path) as archive:
+        for name in archive.namelist():
+            key = name.rsplit("/", 1)[-1]
+            if "/extra/" in name and key in CARRIED_EXTRA_FILES:
+                found[key] = archive.read(name).decode()
+    return found
+
+
 def convert_to_onnx(
     artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
 ) -> tuple[ModelArtifact, dict]:
@@ -207,6 +223,8 @@ def convert_to_onnx(
     # for: re-save as one file where it fits and record the opset actually produced.
     model = load_onnx(exported)
     produced_opset = opset_version(model)
+    for key, value in pt2_extra_files(artifact).items():  # e.g. the 2:4 sparsity record, for TensorRT's export
+        model.metadata_props.add(key=key, value=value)
     save_onnx(model, target)
     info = {"exporter": exporter, "opset_requested": opset, "opset": produced_opset}
     return onnx_artifact(target, source_format=artifact.format), info

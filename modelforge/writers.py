@@ -30,7 +30,14 @@ def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
     """model.pt2: a torch.export program, usable as the input of another run."""
     target = folder / "model.pt2"
     shutil.copyfile(artifact.path, target)
-    return [target]
+    written = [target]
+    checkpoints = artifact.metadata.get("checkpoints")  # the training state a pass left (best and last epoch)
+    if checkpoints:
+        (folder / "checkpoints").mkdir(exist_ok=True)
+        for file in checkpoints:
+            written.append(folder / "checkpoints" / Path(file).name)
+            shutil.copyfile(file, written[-1])
+    return written
 
 
 WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {

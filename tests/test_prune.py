@@ -176,7 +176,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("prune")
     paths = pm.write_data(folder)
     (xt, yt), _, (xs, ys) = pm.digits_split()
-    model = pm.fit(pm.ResidualNet(16), xt, yt, epochs=8)
+    model = pm.fit(pm.build_residual(), xt, yt, epochs=6)
     assert pm.accuracy(model, xs, ys) > 0.9
     pm.export(model, folder / "model.pt2", xt)
     from safetensors.torch import save_file
@@ -276,3 +276,69 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(trained, tmp_path):
     err = _bad(tmp_path, "--model-factory", "factories:untraceable", "--weights", factory_dir / "untraceable.pt",
                *args, cwd=factory_dir)  # fmt: skip
     assert "trace" in err
+
+
+@pytest.mark.slow
+def test_prune_then_int8_recipe_reports_both_stages(trained, tmp_path):
+    import yaml
+
+    from modelforge.pipeline import run_recipe
+    from modelforge.recipe import recipe_from_dict
+
+    folder, paths = trained
+    raw = yaml.safe_load((pm.Path(__file__).parents[1] / "recipes" / "prune-then-int8.yaml").read_text())
+    raw["model"] = str(folder / "model.pt2")
+    raw["data"] = {"train": str(paths["train"]), "calibration": str(paths["train"]), "eval_data": str(paths["val"])}
+    raw["passes"][0]["config"]["train"]["epochs"] = 1
+    raw["passes"][1]["config"]["calibration_samples"] = 64
+    raw["output"] = {"dir": str(tmp_path / "out")}
+    raw["evaluate"] = {"latency": FAST_LATENCY}
+    raw["cache"] = False
+    result = run_recipe(recipe_from_dict(raw))
+    report = result.report
+    assert [s["name"] for s in report["stages"]] == ["convert", "prune", "convert", "quantize"]
+    assert {p.name for p in result.output_dir.iterdir()} >= {"model.onnx", "model.pt2", "report.html"}
+    assert report["models"]["result"]["compute"]  # the result is the quantized ONNX model
+    assert report["summary"]["size_ratio"] > 3  # pruned (about 1/3 of the parameters) and INT8 (1/4 per weight)
+
+
+def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
+    folder, paths = trained
+    from modelforge.errors import PassError
+    from modelforge.pipeline import check_pass_chain
+    from modelforge.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(
+        {
+            "model": str(folder / "model.pt2"),
+            "data": {"train": str(paths["train"]), "calibration": str(paths["train"])},
+            "passes": ["quantize", "prune"],
+            "output": str(tmp_path / "out"),
+        }
+    )
+    with pytest.raises(PassError, match="accepts torch-export, torch-module models, got onnx"):
+        check_pass_chain(recipe)
+
+
+def test_2_4_is_recorded_in_the_onnx_model(trained, tmp_path):
+    import onnx
+
+    from modelforge.pipeline import run_recipe
+    from modelforge.recipe import recipe_from_dict
+
+    folder, paths = trained
+    raw = {
+        "model": str(folder / "model.pt2"),
+        "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
+        "passes": [{"name": "prune", "config": {"method": "2:4", "train": {"epochs": 1}}}],
+        "output": str(tmp_path / "out"),
+        "evaluate": {"latency": FAST_LATENCY},
+        "cache": False,
+    }
+    result = run_recipe(recipe_from_dict(raw))
+    stage = next(s for s in result.report["stages"] if s["name"] == "prune")["metrics"]
+    assert stage["semi_structured"]["verified"] and "block1.conv1" in stage["semi_structured"]["layers_2_4"]
+    assert "no speed-up" in stage["semi_structured"]["note"]
+    props = {p.key: p.value for p in onnx.load(str(result.output_dir / "model.onnx")).metadata_props}
+    assert json.loads(props["modelforge.sparsity"])["pattern"] == "2:4"
+    assert (result.output_dir / "checkpoints" / "last.pt").is_file()

@@ -98,4 +98,6 @@ class Prune(Pass):
             path, record = run_pruning(module, self.config, ctx, ctx.workdir)
         for key, value in record.items():
             ctx.record(key, value)
-        return ModelArtifact(path=path, format="torch-export", io=artifact.io)
+        final_step = Path(record["checkpoints"]) / f"step-{len(record['steps'])}"
+        kept = [str(final_step / name) for name in ("best.pt", "last.pt") if (final_step / name).is_file()]
+        return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
