@@ -21,9 +21,11 @@ from modelforge.errors import InputError
 from modelforge.passes.base import PassContext
 
 
-def gzip_size(path: Path) -> int:
-    with path.open("rb") as f:
-        return len(gzip.compress(f.read(), compresslevel=6, mtime=0))
+def weights_sizes(module) -> tuple[int, int]:
+    """Raw and gzipped bytes of the module's parameters and buffers (float32 as stored): what pruning changes,
+    without the program's graph, which compresses alike before and after."""
+    raw = b"".join(t.detach().cpu().contiguous().numpy().tobytes() for t in module.state_dict().values())
+    return len(raw), len(gzip.compress(raw, compresslevel=6, mtime=0))
 
 
 def _reload(path: Path):
@@ -94,6 +96,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
     from modelforge.pruning.structured import channel_counts, channel_report, count_macs_params
 
     base_macs, base_params = count_macs_params(module, example)
+    weights_before = weights_sizes(module)
     channels_before = channel_counts(module)
     record: dict[str, Any] = {
         "method": config.method,
@@ -217,8 +220,10 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         accuracy_after_finetune=final["accuracy_after_finetune"],
         program_bytes_before=start.stat().st_size,
         program_bytes_after=result_path.stat().st_size,
-        gzip_bytes_before=gzip_size(start),
-        gzip_bytes_after=gzip_size(result_path),
+        weights_bytes_before=weights_before[0],
+        weights_bytes_after=weights_sizes(module)[0],
+        gzip_bytes_before=weights_before[1],
+        gzip_bytes_after=weights_sizes(module)[1],
     )
     record["gzip_ratio"] = record["gzip_bytes_after"] / record["gzip_bytes_before"]
     if structured:

@@ -49,6 +49,20 @@ def _taylor_gradients(module, batch: tuple, labels) -> None:
     torch.nn.functional.cross_entropy(out, labels).backward()
 
 
+def _prune_once(tp, module, example: tuple, ratio: float, imp, importance: str, ignored, round_to, taylor_batch):
+    pruner = tp.pruner.MetaPruner(
+        module,
+        example[0] if len(example) == 1 else example,
+        importance=imp,
+        pruning_ratio=ratio,
+        ignored_layers=ignored,
+        round_to=round_to,
+    )
+    if importance == "taylor" and taylor_batch is not None:
+        _taylor_gradients(module, *taylor_batch)
+    pruner.step()
+
+
 def prune_channels(
     module,
     example: tuple,
@@ -61,45 +75,35 @@ def prune_channels(
     round_to: int | None,
     taylor_batch: tuple | None = None,
 ) -> None:
-    """Remove `ratio` of the channels of every prunable layer (uniformly), or, with `target_macs`, remove channels
-    in small global steps until MACs <= target_macs * base_macs. Works in place."""
+    """Remove `ratio` of the channels of every prunable layer (uniformly), or, with `target_macs`, the smallest
+    uniform ratio (found by bisection on copies) that brings MACs <= target_macs * base_macs. Works in place."""
+    import copy
+
     tp = import_tp()
-    named = dict(module.named_modules())
-    ignored = [named[name] for name in skipped]
     imp = importance_of(importance)
     was = module.training
     module.eval()
+
+    def prune(target, share: float) -> None:
+        named = dict(target.named_modules())
+        ignored = [named[name] for name in skipped]
+        _prune_once(tp, target, example, share, imp, importance, ignored, round_to, taylor_batch)
+        target.zero_grad(set_to_none=True)
+        target.eval()
+
     try:
-        if target_macs is None:
-            pruner = tp.pruner.MetaPruner(
-                module,
-                example[0] if len(example) == 1 else example,
-                importance=imp,
-                pruning_ratio=ratio,
-                ignored_layers=ignored,
-                round_to=round_to,
-            )
-            if importance == "taylor" and taylor_batch is not None:
-                _taylor_gradients(module, *taylor_batch)
-            pruner.step()
-        else:
-            steps = 200
-            pruner = tp.pruner.MetaPruner(
-                module,
-                example[0] if len(example) == 1 else example,
-                importance=imp,
-                pruning_ratio=0.95,
-                iterative_steps=steps,
-                ignored_layers=ignored,
-                round_to=round_to,
-            )
-            for _ in range(steps):
-                macs, _ = count_macs_params(module, example)
-                if macs <= target_macs * base_macs:
-                    break
-                if importance == "taylor" and taylor_batch is not None:
-                    _taylor_gradients(module, *taylor_batch)
-                pruner.step()
+        if target_macs is not None:
+            low, high = 0.0, 0.95
+            for _ in range(8):  # MACs fall monotonically with the uniform ratio
+                middle = (low + high) / 2
+                trial = copy.deepcopy(module)
+                prune(trial, middle)
+                if count_macs_params(trial, example)[0] <= target_macs * base_macs:
+                    high = middle
+                else:
+                    low = middle
+            ratio = high
+        prune(module, ratio)
     except (AssertionError, RuntimeError, ValueError, IndexError) as exc:  # Torch-Pruning's errors are asserts
         raise PassError("prune", f"structured pruning failed: {type(exc).__name__}: {exc}") from None
     finally:

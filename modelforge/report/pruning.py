@@ -70,7 +70,8 @@ def pruning_section(report: dict[str, Any]) -> str:
             ("Parameters", f"{m.get('params_before')} → {m.get('params_after')}"),
             ("MACs", f"{m.get('macs_before')} → {m.get('macs_after')}"),
             ("Program size (bytes)", f"{m.get('program_bytes_before')} → {m.get('program_bytes_after')}"),
-            ("Gzipped size (bytes)", f"{m.get('gzip_bytes_before')} → {m.get('gzip_bytes_after')}"),
+            ("Weights (bytes)", f"{m.get('weights_bytes_before')} → {m.get('weights_bytes_after')}"),
+            ("Weights gzipped (bytes)", f"{m.get('gzip_bytes_before')} → {m.get('gzip_bytes_after')}"),
         ]
         if m.get("sparsity_measured") is not None:
             rows.append(("Sparsity of the pruned layers", _pct(m["sparsity_measured"])))
