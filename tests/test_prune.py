@@ -360,3 +360,55 @@ def test_other_importances_and_a_macs_target(importance):
     )  # fmt: skip
     assert count_macs_params(module, (x,))[0] <= 0.6 * macs
     assert module(x).shape == (4, 10)
+
+
+@pytest.mark.slow
+def test_an_interrupted_prune_resumes_to_the_same_model(trained, tmp_path):
+    from modelforge.passes.base import Progress
+    from modelforge.pipeline import run_recipe
+    from modelforge.recipe import recipe_from_dict
+
+    folder, paths = trained
+
+    def recipe(name: str, resume: bool, checkpoints: str):
+        config = {
+            "method": "structured",
+            "sparsity": 0.5,
+            "schedule": "gradual",
+            "steps": 2,
+            "step_epochs": 1,
+            "train": {"epochs": 2, "batch_size": 128},
+            "checkpoint_dir": str(tmp_path / checkpoints),
+            "resume": resume,
+        }
+        return recipe_from_dict(
+            {
+                "model": str(folder / "model.pt2"),
+                "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
+                "passes": [{"name": "prune", "config": config}],
+                "evaluate": {"skip_latency": True},
+                "output": str(tmp_path / name),
+                "cache": False,
+            }
+        )
+
+    class Interrupt(Progress):
+        steps = 0
+
+        def advance(self, amount: int = 1) -> None:
+            Interrupt.steps += 1
+            if Interrupt.steps == 24:  # step 2 (after 10 steps of step 1), in its second fine-tuning epoch
+                raise KeyboardInterrupt
+
+    whole = run_recipe(recipe("whole", False, "ck-whole"))
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe("broken", False, "ck"), progress=Interrupt())
+    assert not (tmp_path / "broken").exists()
+    resumed = run_recipe(recipe("resumed", True, "ck"))
+    steps = next(s for s in resumed.report["stages"] if s["name"] == "prune")["metrics"]["steps"]
+    assert steps[0]["resumed_from_epoch"] is None and steps[1]["resumed_from_epoch"] == 1
+    a = torch.export.load(str(whole.output_dir / "model.pt2")).state_dict
+    b = torch.export.load(str(resumed.output_dir / "model.pt2")).state_dict
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
