@@ -219,7 +219,7 @@ def train(
         module.load_state_dict(best_state)
         if after_step is not None:
             after_step()
-    module.eval()
+    module.to("cpu").eval()  # export and evaluation run on CPU tensors
     result.seconds = time.perf_counter() - started
     return result
 
