@@ -202,6 +202,8 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
         eval_data = calibration
         eval_note = f"the calibration sample of {recipe.data.calibration.path} (no eval data given)"
     elif train is not None and train.num_samples >= 2:
+        if Path(recipe.data.train.path).is_dir():  # sorted by class: its last 20% would be the last classes only
+            raise InputError("training images need --eval-data to evaluate on", hint="pass --eval-data FOLDER")
         held = min(max(1, int(train.num_samples * HELD_BACK_SHARE)), HELD_BACK_MAX)
         eval_data = train.window(train.num_samples - held, None)
         train = train.window(0, train.num_samples - held)

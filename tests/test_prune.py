@@ -320,17 +320,35 @@ def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
         check_pass_chain(recipe)
 
 
-def test_2_4_is_recorded_in_the_onnx_model(trained, tmp_path):
+def _pngs(folder, images, labels):
+    """8-bit grayscale PNGs, one sub-folder per class."""
+    from PIL import Image
+
+    for i, image in enumerate(images):
+        target = folder / f"class_{labels[i]}"
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(np.rint(image.reshape(8, 8) * 255), 0, 255).astype(np.uint8)).save(target / f"{i}.png")
+
+
+def test_2_4_from_image_folders_is_recorded_in_the_onnx_model(trained, tmp_path):
     import onnx
 
     from modelforge.pipeline import run_recipe
     from modelforge.recipe import recipe_from_dict
 
-    folder, paths = trained
+    folder, _ = trained
+    (xt, yt), (xv, yv), _ = pm.digits_split()
+    _pngs(tmp_path / "train", xt[:400], yt[:400])
+    _pngs(tmp_path / "val", xv[:100], yv[:100])
+    pre = {"color": "L", "size": [8, 8], "resize": 8}
+    train = {"epochs": 1, "hflip": True, "crop_padding": 1}
     raw = {
         "model": str(folder / "model.pt2"),
-        "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
-        "passes": [{"name": "prune", "config": {"method": "2:4", "train": {"epochs": 1}}}],
+        "data": {
+            "train": {"path": str(tmp_path / "train"), "preprocessing": pre},
+            "eval_data": {"path": str(tmp_path / "val"), "preprocessing": pre},
+        },
+        "passes": [{"name": "prune", "config": {"method": "2:4", "train": train}}],
         "output": str(tmp_path / "out"),
         "evaluate": {"latency": FAST_LATENCY},
         "cache": False,
@@ -342,6 +360,7 @@ def test_2_4_is_recorded_in_the_onnx_model(trained, tmp_path):
     props = {p.key: p.value for p in onnx.load(str(result.output_dir / "model.onnx")).metadata_props}
     assert json.loads(props["modelforge.sparsity"])["pattern"] == "2:4"
     assert (result.output_dir / "checkpoints" / "last.pt").is_file()
+    assert stage["accuracy_after_finetune"] > 0.8  # images and labels from the class folders
 
 
 @pytest.mark.parametrize("importance", ["l2", "taylor", "bn-scale"])

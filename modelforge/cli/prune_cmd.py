@@ -48,6 +48,15 @@ def prune(
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
     optimizer: Annotated[str, typer.Option(help="sgd, adam or adamw.")] = "adamw",
     early_stopping: Annotated[int | None, typer.Option(help="Stop after N epochs without improvement.")] = None,
+    hflip: Annotated[
+        bool, typer.Option("--hflip", help="Augment training images with random horizontal flips.")
+    ] = False,
+    crop_padding: Annotated[int, typer.Option(help="Augment: random crops after zero-padding by N pixels.")] = 0,
+    mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
+    color: Annotated[
+        str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
+    ] = None,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder (default: OUTPUT.checkpoints beside the output).")
     ] = None,
@@ -82,6 +91,21 @@ def prune(
         raise InputError("--weights goes with --model-factory")
     if train_data is None:
         raise InputError("pruning fine-tunes: pass --train-data DATA (with labels)")
+    from modelforge.cli.quantize_cmd import _floats
+
+    preprocessing = {
+        k: v
+        for k, v in (("mean", _floats(mean, "--mean")), ("std", _floats(std, "--std")), ("color", color))
+        if v is not None
+    }
+    if preprocessing and not any(p is not None and p.is_dir() for p in (train_data, eval_data)):
+        raise InputError(f"{', '.join(f'--{k}' for k in preprocessing)} apply to image folders only")
+
+    def source(path: Path | None):
+        if path is None:
+            return None
+        return {"path": str(path), "preprocessing": preprocessing} if preprocessing and path.is_dir() else str(path)
+
     config = {
         "method": method,
         "scope": scope,
@@ -90,7 +114,14 @@ def prune(
         "steps": steps,
         "step_epochs": step_epochs,
         "skip_layers": list(skip_layer or []),
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer},
+        "train": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": optimizer,
+            "hflip": hflip,
+            "crop_padding": crop_padding,
+        },
         "resume": resume,
         "checkpoint_dir": str((checkpoint_dir or output.with_name(output.name + ".checkpoints")).resolve()),
     }
@@ -104,7 +135,7 @@ def prune(
         model=model if model is not None else weights,
         model_factory=model_factory,
         passes=[{"name": "prune", "config": config}],
-        data={"train": str(train_data), "eval_data": str(eval_data) if eval_data else None},
+        data={"train": source(train_data), "eval_data": source(eval_data)},
         output=output,
         force=force,
         threads=threads,
