@@ -102,11 +102,13 @@ def train(
     after_step: Callable[[], None] | None = None,
     extra: dict[str, Any] | None = None,
     description: str = "fine-tune",
+    loss: Callable[[Any, Any, tuple], Any] | None = None,
 ) -> TrainResult:
     """Train `module` in place on (inputs, labels) tensors; returns the per-epoch history.
 
     `after_step` runs after each optimizer step (pruning masks are re-applied there). `extra` is stored in
-    every checkpoint (the caller's own state, e.g. the pruning step)."""
+    every checkpoint (the caller's own state, e.g. the pruning step). `loss(outputs, labels, inputs)` replaces
+    cross-entropy (distillation adds its teacher term there)."""
     import torch
 
     progress = progress or Progress()
@@ -148,7 +150,8 @@ def train(
         best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
         torch.save({"model": best_state, "epoch": -1}, str(checkpoint_dir / BEST))
 
-    loss_fn = torch.nn.CrossEntropyLoss()
+    cross_entropy = torch.nn.CrossEntropyLoss()
+    loss_fn = loss or (lambda out, target, _inputs: cross_entropy(out, target))
     for epoch in range(first_epoch, config.epochs):
         if result.stopped_early:
             break
@@ -165,13 +168,13 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 out = module(*batch)
                 out = out[0] if isinstance(out, tuple | list) else out
-                loss = loss_fn(out, target)
-                loss.backward()
+                value = loss_fn(out, target, batch)
+                value.backward()
                 optimizer.step()
                 scheduler.step()
                 if after_step is not None:
                     after_step()
-                total_loss += float(loss.detach()) * index.shape[0]
+                total_loss += float(value.detach()) * index.shape[0]
                 correct += int((out.argmax(1) == target).sum())
                 progress.advance(1)
         finally:
