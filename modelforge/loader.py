@@ -23,10 +23,14 @@ TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".torchscript", ".jit"}
 def detect_format(path: Path) -> str:
     if not path.exists():
         raise InputError(f"model {path} not found")
+    if path.is_dir():
+        raise InputError(f"model {path} is a directory, expected a model file")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
     if suffix == ".pt2":
+        if not zipfile.is_zipfile(path):  # checked here, before torch is imported and any work starts
+            raise InputError(f"model {path}: not a torch.export archive (.pt2 files are zip archives)")
         return "torch-export"
     if suffix == ".safetensors":
         raise InputError(
@@ -138,12 +142,32 @@ def _load_exported_program(torch, path: Path):
             "refused, since a pickle can run arbitrary code",
             hint="re-save it with torch.export.save from plain tensors, or export it to ONNX yourself",
         ) from None
+    except Exception as exc:  # a corrupt or truncated archive, or one torch cannot read: bad input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model {path}: not a readable torch.export archive ({first})") from exc
+
+
+def _load_torchscript(torch, path: Path):
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # a corrupt or truncated archive: bad input, not a failed conversion
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"model {path}: not a readable TorchScript archive ({first})") from exc
 
 
 def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_inputs: dict | None) -> str:
     if artifact.format == "torch-export":
         program = _load_exported_program(torch, artifact.path)
-        torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
+        # artifacts_dir: where the exporter would put reports and dumps (off by default): never the user's cwd
+        torch.onnx.export(
+            program,
+            (),
+            str(exported),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+            artifacts_dir=str(exported.parent),
+        )
         return "torch.onnx (dynamo) from torch.export program"
     if artifact.format == "torch-module":
         from modelforge.torch.export import export_program
@@ -155,9 +179,17 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
             program = export_program(module, example, stage="convert")
         except PassError as exc:  # code that torch.export cannot trace is the user's input to fix
             raise InputError(f"model factory {artifact.metadata['factory']}: {exc.message.split(': ', 1)[1]}") from None
-        torch.onnx.export(program, (), str(exported), opset_version=opset, dynamo=True, verbose=False)
+        torch.onnx.export(
+            program,
+            (),
+            str(exported),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+            artifacts_dir=str(exported.parent),
+        )
         return "torch.onnx (dynamo) from the factory's module, via torch.export"
-    module = torch.jit.load(str(artifact.path), map_location="cpu")
+    module = _load_torchscript(torch, artifact.path)
     names = list(example_inputs)
     torch.onnx.export(
         module,
@@ -218,7 +250,7 @@ def convert_to_onnx(
     except InputError:
         raise
     except Exception as exc:
-        raise PassError("convert", f"PyTorch to ONNX export failed: {str(exc).splitlines()[0]}") from None
+        raise PassError("convert", f"PyTorch to ONNX export failed: {str(exc).splitlines()[0]}") from exc
     # The dynamo exporter writes weights to a side `.data` file and may raise the opset it was asked
     # for: re-save as one file where it fits and record the opset actually produced.
     model = load_onnx(exported)

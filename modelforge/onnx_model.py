@@ -20,14 +20,20 @@ def load_onnx(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
     import onnx
     from google.protobuf.message import DecodeError
 
+    if path.is_dir():
+        raise InputError(f"model {path} is a directory, expected an ONNX file")
     if not path.is_file():
         raise InputError(f"model {path} not found")
     try:
         return onnx.load(str(path), load_external_data=load_external_data)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable ONNX model ({exc})") from None
+        raise InputError(f"{path}: not a readable ONNX model ({exc})") from exc
+    except onnx.checker.ValidationError as exc:  # e.g. an external data location outside the model's folder
+        raise InputError(f"{path}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})") from exc
     except FileNotFoundError as exc:
-        raise InputError(f"{path}: external data file missing ({exc.filename})") from None
+        raise InputError(f"{path}: external data file missing ({exc.filename})") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def save_onnx(model: onnx.ModelProto, path: Path) -> None:
@@ -108,8 +114,27 @@ def io_spec(model: onnx.ModelProto) -> IOSpec:
     return IOSpec(inputs, outputs)
 
 
+def check_structure(model: onnx.ModelProto, path: Path) -> None:
+    """What every runnable model has; an empty, truncated or random file can parse as a ModelProto without it."""
+    initializers = {t.name for t in model.graph.initializer}
+    problem = None
+    if not model.HasField("graph") or model.ir_version <= 0:
+        problem = "no graph" if not model.HasField("graph") else "no IR version"
+    elif not model.graph.node:
+        problem = "a graph without nodes"
+    elif not [vi for vi in model.graph.input if vi.name not in initializers]:
+        problem = "a graph without inputs"
+    elif not model.graph.output:
+        problem = "a graph without outputs"
+    elif not any(o.domain in ("", "ai.onnx") for o in model.opset_import):
+        problem = "no opset import for the default ONNX domain"
+    if problem:
+        raise InputError(f"{path}: not a valid ONNX model ({problem}; truncated or not an ONNX file?)")
+
+
 def onnx_artifact(path: Path, **metadata: Any) -> ModelArtifact:
     model = load_onnx(path, load_external_data=False)
+    check_structure(model, path)
     missing = [f for f in external_data_files(path, model) if not f.is_file()]
     if missing:
         raise InputError(

@@ -51,6 +51,10 @@ def check_output_dir(recipe: Recipe) -> Path:
         raise OutputExistsError(str(out))
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory")
+    if not out.exists():  # found now, not after the passes have run: a file where a parent folder must go
+        blocking = next((p for p in out.absolute().parents if p.exists() or p.is_symlink()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise InputError(f"output {out}: cannot create it, {blocking} is not a directory")
     if out.exists():  # --force swaps it out and deletes it: never the folder we run in or one holding the inputs
         sources = (recipe.data.calibration, recipe.data.eval_data, recipe.data.train)
         for kept in (Path.cwd(), recipe.model.path, *(s.path for s in sources if s is not None)):
@@ -273,7 +277,12 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
     config = pass_cls.Config.model_validate(spec.config)
     key = None
     if recipe.cache and current.format != "torch-module":  # a factory's code is not in the key: never cached
-        fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + recipe.gates.model_dump_json()
+        # The gates steer the accuracy fallback; the latency batch, threads and skip steer the speed search.
+        latency = recipe.evaluate.latency
+        steering = (
+            f"{recipe.gates.model_dump_json()}|{latency.batch_size}|{latency.threads}|{recipe.evaluate.skip_latency}"
+        )
+        fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + steering
         key = cache.stage_key(current, spec.name, config.model_dump(mode="json"), fingerprint, recipe.seed)
         hit = cache.lookup(key, ctx.workdir)
         if hit is not None:
@@ -334,9 +343,22 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
     np.random.seed(recipe.seed)
     pass_specs = check_pass_chain(recipe)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="modelforge-work-"))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    created = _make_parents(out)
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix="modelforge-work-"))
+    except OSError as exc:
+        _remove_empty(created)
+        raise InputError(
+            f"cannot create a temporary folder in {tempfile.gettempdir()}: {exc.strerror or exc}",
+            hint="set TMPDIR to a writable folder",
+        ) from exc
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        _remove_empty(created)
+        raise InputError(f"output {out}: cannot create a folder in {out.parent}: {exc.strerror or exc}") from exc
+    finished = False
     try:
         inputs = prepare_inputs(recipe, workdir)
         source, baseline, stages = inputs.source, inputs.baseline, inputs.stages
@@ -361,6 +383,9 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
                 evaluation=eval_data,
                 gates=recipe.gates,
                 progress=progress,
+                measure_latency=not recipe.evaluate.skip_latency,
+                latency_batch_size=recipe.evaluate.latency.batch_size,
+                threads=recipe.evaluate.latency.threads,
             )
             started = time.perf_counter()
             result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data, inputs.train))
@@ -442,10 +467,41 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output is a normal folder
         _move_into_place(staging, out)
+        finished = True
         return RunResult(report=report, output_dir=out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
+        if not finished:  # a failed run leaves no trace, not even the parent folders it made for its output
+            _remove_empty(created)
+
+
+def _make_parents(out: Path) -> list[Path]:
+    """Create the output's missing parent folders; returns those created, outermost first."""
+    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()][::-1]
+    created: list[Path] = []
+    for folder in missing:
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not folder.is_dir():
+                _remove_empty(created)
+                raise InputError(f"output {out}: cannot create it, {folder} is not a directory") from None
+        except OSError as exc:
+            _remove_empty(created)
+            raise InputError(f"output {out}: cannot create {folder}: {exc.strerror or exc}") from exc
+        else:
+            created.append(folder)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this run created, innermost first, where they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _umask() -> int:

@@ -2,6 +2,9 @@
 
 - every node's operator must be known to onnxruntime (the runtime of calibration, evaluation and the
   CPU target) at the model's opset; all blockers are listed together, not one per attempt;
+- the model must load in onnxruntime; when it does not, the ONNX checker tells an invalid file (bad input,
+  exit 2: dangling references, short weights, a truncated graph) from a valid one the runtime lacks support
+  for (exit 3);
 - calibration must fit in memory: activations of one calibration batch are estimated from shapes.
 """
 
@@ -52,6 +55,40 @@ def operator_blockers(model) -> list[dict[str, str]]:
                 }
             )
     return blockers
+
+
+def check_loads(path: Path) -> None:
+    """Load the model in onnxruntime once, without optimizations (cheap, quiet): every later stage needs it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4  # fatal only: the reason is in the exception, not on stderr
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's untyped errors (Fail, InvalidGraph, InvalidArgument...)
+        reason = _first_line(exc)
+        invalid = _checker_error(path)
+        if invalid is not None:
+            raise InputError(f"{path}: not a valid ONNX model ({invalid})") from exc
+        raise PassError("preflight", f"onnxruntime cannot load the model: {reason}") from exc
+    del session
+
+
+def _checker_error(path: Path) -> str | None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)  # with strict shape inference: type errors
+    except Exception as exc:  # ValidationError, or a file the checker cannot even parse
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def activation_bytes_per_sample(model, data_shapes: dict[str, tuple[int, ...]]) -> int:
@@ -106,6 +143,7 @@ def run_preflight(artifact, pass_specs, calibration) -> dict[str, Any]:
         listed = "; ".join(f"node '{b['node']}' ({b['op_type']}): {b['why']}" for b in blockers[:20])
         more = f" (and {len(blockers) - 20} more)" if len(blockers) > 20 else ""
         raise PassError("preflight", f"{len(blockers)} node(s) cannot run on onnxruntime: {listed}{more}")
+    check_loads(artifact.path)
     record: dict[str, Any] = {"nodes_checked": len(model.graph.node), "blockers": 0}
     if calibration is not None:
         shapes = {

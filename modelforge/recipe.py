@@ -19,9 +19,10 @@ DEFAULT_OPSET = 17  # ONNX opset for PyTorch conversions: wide runtime support (
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo in a recipe must never be silently ignored."""
+    """Unknown keys are errors: a typo in a recipe must never be silently ignored. NaN and infinity (YAML's
+    `.nan`, `.inf`) are errors too: a NaN threshold or time limit would make every comparison with it false."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Preprocessing(StrictModel):
@@ -111,6 +112,12 @@ class LatencyConfig(StrictModel):
     )
     warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
     min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
+    min_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Measure for at least this long per batch size (all models together): a few dozen runs of a "
+        "sub-millisecond model take milliseconds, and one scheduler hiccup would decide their p50.",
+    )
     max_seconds: float = Field(
         30.0,
         gt=0,
@@ -259,9 +266,28 @@ def _yaml_path(loc: tuple[Any, ...]) -> str:
     return out or "(recipe)"
 
 
+# A validation error lists at most this many problems (a recipe of many unknown keys stays one readable line).
+MAX_ERRORS_LISTED = 10
+
+
+class _Shown:
+    """A value a user wrote, as an error shows it: its repr() cut short (a YAML alias can make it huge)."""
+
+    def __init__(self, value: Any):
+        import reprlib
+
+        shortener = reprlib.Repr()
+        shortener.maxstring = shortener.maxother = 80
+        shortener.maxlevel, shortener.maxlist, shortener.maxdict = 3, 6, 6
+        self.text = shortener.repr(value)
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _error_text(error: dict[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
-    got = error.get("input")
+    got = _Shown(error.get("input"))
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected', '?')}, got {got!r}"
     if kind == "extra_forbidden":
@@ -277,8 +303,11 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem, each naming the YAML path; the first line is what the user sees first."""
     # Pass-config errors are raised inside the `passes` validator: re-attach their location.
     lines = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors[:MAX_ERRORS_LISTED]:
         lines.append(f"{source}: {_yaml_path(tuple(error['loc']))}: {_error_text(error)}")
+    if len(errors) > MAX_ERRORS_LISTED:
+        lines.append(f"and {len(errors) - MAX_ERRORS_LISTED} more")
     return "; ".join(lines)
 
 
@@ -286,7 +315,10 @@ def _nested_pass_errors(data: dict[str, Any], source: str) -> None:
     """Validate each pass config on its own so its errors carry `passes[i].config.<key>`."""
     from modelforge.passes import get_pass, pass_names
 
-    for index, spec in enumerate(data.get("passes") or []):
+    passes = data.get("passes")
+    if not isinstance(passes, list):  # not a list: the Recipe model's own validation says so
+        return
+    for index, spec in enumerate(passes):
         if isinstance(spec, str):
             spec = {"name": spec}
         if not isinstance(spec, dict) or "name" not in spec:
@@ -316,17 +348,64 @@ def recipe_from_dict(data: Any, source: str = "recipe") -> Recipe:
         raise InputError(format_validation_error(exc, source)) from None
 
 
+# Far above any real recipe; a larger file is not one (and YAML of that size is slow to parse).
+MAX_RECIPE_BYTES = 1 << 20
+# Values in a recipe once its YAML aliases are expanded: validation walks them all, so a few lines of
+# nested aliases ("billion laughs") or a self-referencing list would hang it.
+MAX_RECIPE_NODES = 100_000
+
+
+def _expands_beyond(data: Any, limit: int) -> bool:
+    """Whether the loaded YAML, walked as validation walks it (shared aliases once per use), exceeds `limit`
+    values; stops counting at the limit, so the check itself is cheap."""
+    stack, seen = [data], 0
+    while stack:
+        item = stack.pop()
+        seen += 1 + (len(item) // 1024 if isinstance(item, str) else 0)
+        if seen > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set):
+            stack.extend(item)
+    return False
+
+
 def load_recipe(path: Path) -> Recipe:
     """Read a YAML recipe safely; relative paths in it are relative to the recipe's folder."""
     import yaml
 
+    if path.is_dir():
+        raise InputError(f"recipe {path} is a directory, expected a YAML file")
     if not path.is_file():
         raise InputError(f"recipe {path} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"recipe {path}: cannot be read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise InputError(f"recipe {path}: {len(raw)} bytes; a recipe is at most {MAX_RECIPE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is fine
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"recipe {path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})",
+            hint="save the recipe as UTF-8",
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]  # one line
+        raise InputError(f"{path}:{where} is not valid YAML: {problem}") from exc
+    except RecursionError:  # PyYAML composes nested blocks recursively
+        raise InputError(f"{path}: nested too deeply to be a recipe") from None
+    if data is None:
+        raise InputError(f"recipe {path} is empty", hint="see recipes/ for examples")
+    if _expands_beyond(data, MAX_RECIPE_NODES):
+        raise InputError(f"recipe {path}: its aliases expand to more than {MAX_RECIPE_NODES} values")
     recipe = recipe_from_dict(data, str(path))
     return recipe.resolve_paths(path.parent)

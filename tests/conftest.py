@@ -90,7 +90,8 @@ def digits_recipe(out: Path, **overrides: Any) -> dict[str, Any]:
         "version": 1,
         "model": str(DIGITS_MODEL),
         "data": {"calibration": str(DIGITS_CALIBRATION), "eval_data": str(DIGITS_EVAL)},
-        "passes": [{"name": "quantize", "config": {"method": "minmax"}}],
+        # speed_aware off: the tests built on this recipe examine the INT8 model, not whether it pays here.
+        "passes": [{"name": "quantize", "config": {"method": "minmax", "speed_aware": False}}],
         "evaluate": {"latency": dict(FAST_LATENCY)},
         "output": {"dir": str(out)},
         "seed": 0,
@@ -177,6 +178,7 @@ def quickstart(tmp_path_factory) -> tuple[CliResult, Path]:
         "0.5",
         "--threads",
         "1",
+        "--no-speed-aware",  # these tests examine the INT8 model; test_speed_aware.py covers the speed search
         env=fresh_cache_env(out.parent / "stage-cache"),
     )
     return result, out

@@ -61,7 +61,7 @@ def test_constant_node_weights_become_int8(constant_mlp):
     out = folder / "out"
     result = run_cli(
         "quantize", folder / "mlp.onnx", "-c", folder / "calibration.npz", "-e", folder / "eval.npz", "-o", out,
-        "--min-agreement", "0.95", "--threads", "1", "-q",
+        "--min-agreement", "0.95", "--threads", "1", "-q", "--no-speed-aware",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
     report = load_report(out)

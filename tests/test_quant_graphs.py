@@ -53,7 +53,16 @@ def test_constant_weights_are_quantized_on_the_dynamic_path(tmp_path):
     np.savez(tmp_path / "cal.npz", x=rng.standard_normal((64, 16)).astype(np.float32))
     out = tmp_path / "out"
     result = run_cli(
-        "quantize", tmp_path / "mlp.onnx", "-c", tmp_path / "cal.npz", "-o", out, "--preset", "transformer", "-q"
+        "quantize",
+        tmp_path / "mlp.onnx",
+        "-c",
+        tmp_path / "cal.npz",
+        "-o",
+        out,
+        "--preset",
+        "transformer",
+        "-q",
+        "--no-speed-aware",
     )
     assert result.returncode == 0, result.explain()
     quantized = onnx.load(str(out / "model.onnx"))
@@ -97,7 +106,9 @@ def test_quantizer_errors_name_the_node_being_quantized():
 def test_keeping_every_node_in_float_gives_back_the_float_outputs(tmp_path):
     """The fallback's graph edit: folded Relus are restored and float graph outputs leave their Q/DQ."""
     out = tmp_path / "out"
-    result = run_cli("quantize", DIGITS_MODEL, "-c", DIGITS_CALIBRATION, "-o", out, "-q", "--threads", "1")
+    result = run_cli(
+        "quantize", DIGITS_MODEL, "-c", DIGITS_CALIBRATION, "-o", out, "-q", "--threads", "1", "--no-speed-aware"
+    )
     assert result.returncode == 0, result.explain()
     quantized = onnx.load(str(out / "model.onnx"))
     float_model = onnx.load(str(DIGITS_MODEL))

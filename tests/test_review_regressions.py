@@ -35,7 +35,10 @@ REPORT_DIGITS = Path(__file__).parent / "data" / "report_digits.json"
 
 
 def _quantize(model, out, *extra, calibration=DIGITS_CALIBRATION, cwd=None, env=None):
-    return run_cli("quantize", model, "-c", calibration, "-o", out, "--threads", "1", "-q", *extra, cwd=cwd, env=env)
+    return run_cli(
+        "quantize", model, "-c", calibration, "-o", out, "--threads", "1", "-q", "--no-speed-aware", *extra,
+        cwd=cwd, env=env,
+    )  # fmt: skip
 
 
 def _digits_eval() -> tuple[np.ndarray, np.ndarray]:

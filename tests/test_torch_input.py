@@ -75,7 +75,7 @@ def test_pt2_quantizes_through_the_cli(exported):
     out = folder / "out"
     result = run_cli(
         "quantize", folder / "model.pt2", "-c", folder / "calibration.npz", "-e", folder / "eval.npz", "-o", out,
-        "--max-accuracy-drop", "2", "--threads", "1", "-q",
+        "--max-accuracy-drop", "2", "--threads", "1", "-q", "--no-speed-aware",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
 

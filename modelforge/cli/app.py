@@ -81,17 +81,31 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
     return tuple(types)
 
 
+def debug_enabled() -> bool:
+    """MODELFORGE_DEBUG=1: errors also print their full traceback, with the library failure that caused them."""
+    import os
+
+    return os.environ.get("MODELFORGE_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The whole chain: a PassError keeps the library exception it wraps as its cause (`raise ... from exc`)."""
+    import traceback
+
+    sys.stderr.write("".join(traceback.format_exception(exc)))
+    sys.stderr.flush()
+
+
 def _internal_error(exc: Exception) -> None:
     """A bug of ours: one line and exit 3, never exit 1, which CI reads as "a gate failed"."""
-    import os
     import traceback
 
     from rich.markup import escape
 
     from modelforge.cli.console import err_console
 
-    if os.environ.get("MODELFORGE_DEBUG"):
-        traceback.print_exc()
+    if debug_enabled():
+        _print_traceback(exc)
     where = traceback.extract_tb(exc.__traceback__)[-1]
     err_console.print(
         f"[bold red]internal error:[/bold red] {escape(f'{type(exc).__name__}: {exc}')} "
@@ -111,6 +125,8 @@ def main() -> None:
 
         from modelforge.cli.console import err_console
 
+        if debug_enabled():  # the traceback first: the one-line error stays the last line, as without debug
+            _print_traceback(exc)
         # Escaped: messages hold shapes like [batch, 1, 8, 8], which rich would eat as markup tags.
         err_console.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -5,13 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from modelforge.passes.base import Progress as ProgressChannel
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+
+class CountColumn(ProgressColumn):
+    """`done/total` where the total is known; the plain count where it is not (no fake `/?` or total)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bounded = MofNCompleteColumn()
+
+    def render(self, task) -> Text:
+        if task.total is None:
+            return Text(str(int(task.completed)), style="progress.download")
+        return self._bounded.render(task)
 
 
 class RichProgress(ProgressChannel):
@@ -28,7 +42,7 @@ class RichProgress(ProgressChannel):
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            CountColumn(),
             TimeElapsedColumn(),
             console=err_console,
             transient=False,

@@ -40,6 +40,13 @@ def quantize(
     target: Annotated[str, typer.Option(help="Runtime: cpu (onnxruntime) or tensorrt (int8 symmetric QDQ).")] = "cpu",
     precision: Annotated[str, typer.Option(help="int8, or int4-weights (4-bit MatMul weights).")] = "int8",
     percentile: Annotated[float, typer.Option(help="Percentile method: clip |x| at this percentile.")] = 99.99,
+    speed_aware: Annotated[
+        bool,
+        typer.Option(
+            help="Keep in float the op groups INT8 makes slower on this machine; ship the float graph when no INT8 "
+            "configuration is faster (--no-speed-aware: quantize everything, smallest file)."
+        ),
+    ] = True,
     fallback: Annotated[
         bool, typer.Option(help="Keep the most sensitive nodes in float until the accuracy gates are met.")
     ] = True,
@@ -92,7 +99,7 @@ def quantize(
         return {"path": str(path), "preprocessing": preprocessing} if preprocessing and path.is_dir() else str(path)
 
     config = {"method": method, "per_channel": per_channel, "preset": preset, "target": target}
-    config.update(precision=precision, percentile=percentile, fallback=fallback)
+    config.update(precision=precision, percentile=percentile, fallback=fallback, speed_aware=speed_aware)
     if calibration_samples is not None:
         config["calibration_samples"] = calibration_samples
     if time_budget is not None:

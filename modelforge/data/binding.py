@@ -83,7 +83,21 @@ def bind(dataset: Dataset, io: IOSpec, role: str = "data") -> BoundDataset:
         dtypes[name] = np.dtype(inputs[name].dtype)
     if dataset.num_samples == 0:
         raise InputError(f"{role} {source}: holds no samples")
+    for name, key in keys.items():
+        _check_finite(dataset, f"{role} {source}", key, name)
     return BoundDataset(dataset, keys, dtypes)
+
+
+def _check_finite(dataset: Dataset, where: str, key: str, input_name: str) -> None:
+    """NaN or Inf in the data would corrupt calibration ranges and every metric: found before any work."""
+    bad, first, kinds = dataset.nonfinite_samples(key)
+    if bad:
+        feeds = f" (input '{input_name}')" if input_name != key else ""
+        raise InputError(
+            f"{where}: tensor '{key}'{feeds} holds {' and '.join(kinds)} values in {bad} of "
+            f"{dataset.num_samples} samples (first: sample {first})",
+            hint="drop or repair those samples",
+        )
 
 
 def _check_array(where: str, key: str, shape: tuple[int, ...], dtype: np.dtype, spec: TensorSpec) -> None:
@@ -93,6 +107,8 @@ def _check_array(where: str, key: str, shape: tuple[int, ...], dtype: np.dtype, 
     sample_shape = shape[1:]
     model_sample = expected[1:] if expected else ()
     actual_text = "[N, " + ", ".join(map(str, sample_shape)) + "]"
+    if 0 in sample_shape:
+        raise InputError(f"{where}: tensor '{key}' for input '{spec.name}' has empty samples, shape {actual_text}")
     if expected and len(sample_shape) != len(model_sample):
         raise InputError(
             f"{where}: tensor '{key}' for input '{spec.name}' has shape {actual_text}, "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,23 @@ from modelforge.errors import InputError
 from modelforge.recipe import DataSource, Preprocessing
 
 LABELS_KEY = "labels"
+# What reading a corrupt, truncated or unsupported file or zip member raises: bad input, never a crash.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,  # a zip compression method Python lacks
+    RuntimeError,  # an encrypted zip member
+)
+try:
+    import lzma
+
+    READ_ERRORS += (lzma.LZMAError,)
+except ImportError:  # Python built without lzma: zipfile cannot open such members either
+    pass
+# The finite-values check reads arrays in chunks of about this many bytes: memory stays flat.
+FINITE_CHECK_CHUNK_BYTES = 16 << 20
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -46,16 +65,50 @@ class Dataset:
         for begin in range(start, stop, chunk):
             yield self.read(key, begin, min(begin + chunk, stop))
 
+    def nonfinite_samples(self, key: str) -> tuple[int, int | None, list[str]]:
+        """Samples of a float array holding NaN or +-Inf: (how many, the first one's index, which kinds).
+
+        One streaming pass over the array in chunks of about FINITE_CHECK_CHUNK_BYTES."""
+        info = self.arrays[key]
+        if info.dtype.kind != "f":
+            return 0, None, []
+        row_bytes = max(1, math.prod(info.shape[1:]) * info.dtype.itemsize)
+        chunk = max(1, FINITE_CHECK_CHUNK_BYTES // row_bytes)
+        bad, first, kinds = 0, None, set()
+        begin = 0
+        for values in self.iter_chunks(key, chunk):
+            rows = values.reshape(len(values), -1)
+            bad_rows = ~np.isfinite(rows).all(axis=1)
+            if bad_rows.any():
+                bad += int(bad_rows.sum())
+                first = begin + int(np.argmax(bad_rows)) if first is None else first
+                flagged = rows[bad_rows]
+                if np.isnan(flagged).any():
+                    kinds.add("NaN")
+                if np.isinf(flagged).any():
+                    kinds.add("Inf")
+            begin += len(values)
+        return bad, first, sorted(kinds, reverse=True)
+
 
 class _NpyMember:
-    """Streams rows of one .npy file (plain or inside a zip) without loading it whole."""
+    """Streams rows of one .npy file (plain or inside a zip) without loading it whole.
 
-    def __init__(self, opener, label: str):
+    `size`: the file's (or the uncompressed member's) size in bytes, to find a truncated array before any work.
+    """
+
+    def __init__(self, opener, label: str, size: int | None = None):
         self._open = opener
         self._label = label
-        with self._open() as f:
-            self.info, self._offset = self._header(f)
-        self._row_bytes = int(np.prod(self.info.shape[1:], dtype=np.int64)) * self.info.dtype.itemsize
+        try:
+            with self._open() as f:
+                self.info, self._offset = self._header(f)
+        except READ_ERRORS as exc:
+            raise InputError(f"{label}: cannot be read ({exc})") from exc
+        self._row_bytes = math.prod(self.info.shape[1:]) * self.info.dtype.itemsize
+        needed = self._offset + self.info.shape[0] * self._row_bytes
+        if size is not None and size < needed:
+            raise InputError(f"{label}: file is truncated ({size} bytes; its header promises {needed})")
 
     def _header(self, f) -> tuple[ArrayInfo, int]:
         try:
@@ -64,8 +117,10 @@ class _NpyMember:
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        except ValueError as exc:
-            raise InputError(f"{self._label}: not a valid .npy array ({exc})") from None
+        except (ValueError, TypeError, SyntaxError) as exc:
+            raise InputError(f"{self._label}: not a valid .npy array ({exc})") from exc
+        if any(not isinstance(d, int) or d < 0 for d in shape):
+            raise InputError(f"{self._label}: not a valid .npy array (shape {shape})")
         if dtype.hasobject:
             raise InputError(f"{self._label}: object arrays are not accepted (they would need unpickling)")
         if fortran and len(shape) > 1:
@@ -79,14 +134,17 @@ class _NpyMember:
 
     def iter_chunks(self, chunk: int, start: int, stop: int) -> Iterator[np.ndarray]:
         # One open stream read front to back: seeking inside a compressed zip member re-inflates it.
-        with self._open() as f:
-            f.seek(self._offset + start * self._row_bytes)
-            for begin in range(start, stop, chunk):
-                rows = min(chunk, stop - begin)
-                raw = f.read(rows * self._row_bytes)
-                if len(raw) != rows * self._row_bytes:
-                    raise InputError(f"{self._label}: file is truncated")
-                yield np.frombuffer(raw, dtype=self.info.dtype).reshape((rows, *self.info.shape[1:]))
+        try:
+            with self._open() as f:
+                f.seek(self._offset + start * self._row_bytes)
+                for begin in range(start, stop, chunk):
+                    rows = min(chunk, stop - begin)
+                    raw = f.read(rows * self._row_bytes)
+                    if len(raw) != rows * self._row_bytes:
+                        raise InputError(f"{self._label}: file is truncated")
+                    yield np.frombuffer(raw, dtype=self.info.dtype).reshape((rows, *self.info.shape[1:]))
+        except READ_ERRORS as exc:  # a corrupt zip member shows only when it is read (bad CRC, bad deflate data)
+            raise InputError(f"{self._label}: cannot be read ({exc})") from exc
 
 
 class NpzDataset(Dataset):
@@ -96,13 +154,13 @@ class NpzDataset(Dataset):
         self.path = path
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+        except (*READ_ERRORS, ValueError) as exc:
+            raise InputError(f"{path}: not a readable .npz file ({exc})") from exc
         self._members: dict[str, _NpyMember] = {}
-        for name in self._zip.namelist():
-            if name.endswith(".npy"):
-                key = name[: -len(".npy")]
-                self._members[key] = _NpyMember(lambda n=name: self._zip.open(n), f"{path}[{key}]")
+        for info in self._zip.infolist():
+            if info.filename.endswith(".npy") and not info.is_dir():
+                key = info.filename[: -len(".npy")]
+                self._members[key] = _NpyMember(lambda n=info: self._zip.open(n), f"{path}[{key}]", size=info.file_size)
         self._labels = self._members.pop(LABELS_KEY, None)
         if not self._members:
             raise InputError(f"{path}: holds no input arrays (only {LABELS_KEY!r} or nothing)")
@@ -137,7 +195,11 @@ class NpyDataset(Dataset):
 
     def __init__(self, path: Path):
         self.path = path
-        self._member = _NpyMember(lambda: open(path, "rb"), str(path))  # noqa: SIM115 (the reader closes it)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        self._member = _NpyMember(lambda: open(path, "rb"), str(path), size)  # noqa: SIM115 (the reader closes it)
         self.arrays = {path.stem: self._member.info}
 
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
@@ -176,6 +238,8 @@ class ImageFolderDataset(Dataset):
                     f"{path}: preprocessing.{name} has {len(values)} values; {self.preprocessing.color} images have "
                     f"{channels} channel(s): give {'1 value' if channels == 1 else f'1 or {channels} values'}"
                 )
+        if not all(math.isfinite(v) for v in (*self.preprocessing.mean, *self.preprocessing.std)):
+            raise InputError(f"{path}: preprocessing.mean and preprocessing.std must be finite numbers")
         if 0 in self.preprocessing.std:
             raise InputError(f"{path}: preprocessing.std holds 0 (every pixel would divide by zero)")
         h, w = self.size
@@ -190,6 +254,9 @@ class ImageFolderDataset(Dataset):
             if all(isinstance(d, int) for d in hw):
                 return tuple(hw)
         raise InputError(f"{self.path}: preprocessing.size is required: the model input has no fixed height and width")
+
+    def nonfinite_samples(self, key: str) -> tuple[int, int | None, list[str]]:
+        return 0, None, []  # pixels are 0..255 and mean/std finite (checked): never NaN, not worth decoding twice
 
     def labels(self) -> np.ndarray | None:
         if not self.classes:
@@ -216,7 +283,7 @@ class ImageFolderDataset(Dataset):
                 img = img.crop((left, top, left + w, top + h))
                 pixels = np.asarray(img, dtype=np.float32) / 255.0
         except OSError as exc:
-            raise InputError(f"{file}: not a readable image ({exc})") from None
+            raise InputError(f"{file}: not a readable image ({exc})") from exc
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         if spec.color == "BGR":

@@ -26,6 +26,7 @@ class BenchSettings:
     threads: int | None = None
     warmup: int = 10
     min_runs: int = 50
+    min_seconds: float = 1.0  # per batch size, all models together
     max_seconds: float = 10.0  # per batch size
     stable_within: float = 0.02
     data: Path | None = None
@@ -45,6 +46,9 @@ def _load(path: Path):
             f"model {path}: bench measures ONNX models, got {artifact.format}",
             hint="convert it first (e.g. `modelforge run` with no passes writes the ONNX baseline)",
         )
+    from modelforge.preflight import check_loads
+
+    check_loads(artifact.path)  # an invalid file is bad input (exit 2), found before any model is measured
     return artifact
 
 
@@ -62,9 +66,9 @@ def _feeds_source(artifact, settings: BenchSettings):
     def feeds(batch_size: int) -> dict[str, np.ndarray]:
         if batch_size not in cache:
             if bound is not None:
-                from modelforge.evaluate.evaluator import _latency_feeds
+                from modelforge.evaluate.evaluator import latency_feeds
 
-                cache[batch_size] = _latency_feeds(bound, batch_size)
+                cache[batch_size] = latency_feeds(bound, batch_size)
             else:
                 from modelforge.evaluate.profile import random_feeds
 
@@ -129,6 +133,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
         min_runs=settings.min_runs,
         max_seconds=settings.max_seconds,
         stable_within=settings.stable_within,
+        min_seconds=settings.min_seconds,
         progress=progress,
     )
     slo = slo_verdicts(slo_limits, settings.slo_batch, sweep, names) if slo_limits else None
@@ -152,7 +157,9 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
             "threads": threads,
             "inter_op_threads": 1,
             "method": INTERLEAVE_METHOD,
-            "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds),
+            "stop_rule": stop_rule(
+                settings.min_runs, settings.stable_within, settings.max_seconds, settings.min_seconds
+            ),
             "warmup": settings.warmup,
             "batch_sizes": sizes,
             "sweep": sweep,

@@ -68,7 +68,7 @@ def compute_custom_metrics(
         try:
             value = fn(baseline, result, labels)
         except Exception as exc:  # user code: name it, keep the message
-            raise InputError(f"custom metric {spec} raised {type(exc).__name__}: {exc}") from None
+            raise InputError(f"custom metric {spec} raised {type(exc).__name__}: {exc}") from exc
         if isinstance(value, dict):
             values[spec] = {str(k): _number(f"{spec}[{k!r}]", v) for k, v in value.items()}
         else:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from modelforge.artifact import ModelArtifact
-from modelforge.backends.onnxruntime import default_threads, fixed_batch_size
+from modelforge.backends.onnxruntime import SESSION_CONFIG, default_threads, fixed_batch_size
 from modelforge.data import BoundDataset
 from modelforge.errors import InputError
 from modelforge.evaluate.metrics import ComparisonAccumulator
@@ -40,7 +40,7 @@ def evaluate_pair(
 ) -> dict[str, Any]:
     threads = config.latency.threads or default_threads()
     # Each session is opened and run once on a latency batch: its cold start and peak memory.
-    first_feeds = _latency_feeds(data, fixed_batch_size(baseline.io) or config.latency.batch_size)
+    first_feeds = latency_feeds(data, fixed_batch_size(baseline.io) or config.latency.batch_size)
     session_a, load_a = open_measured_session(baseline.path, threads, first_feeds)
     session_b, load_b = open_measured_session(result.path, threads, first_feeds)
     labels = data.labels()
@@ -90,7 +90,7 @@ def evaluate_pair(
     return record
 
 
-def _latency_feeds(data: BoundDataset, batch_size: int) -> dict[str, np.ndarray]:
+def latency_feeds(data: BoundDataset, batch_size: int) -> dict[str, np.ndarray]:
     """A real batch from the data (samples repeated if the set is smaller than the batch)."""
     feeds = next(data.batches(batch_size))
     n = len(next(iter(feeds.values())))
@@ -108,7 +108,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
     sizes = sweep_batch_sizes(batch_size, settings.batch_sizes, slo.batch_size if slo else None, fixed)
 
     def feeds(size: int) -> dict[str, np.ndarray]:
-        return _latency_feeds(data, size)
+        return latency_feeds(data, size)
 
     sweep = batch_sweep(
         [
@@ -120,6 +120,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         min_runs=settings.min_runs,
         max_seconds=settings.max_seconds,
         stable_within=settings.stable_within,
+        min_seconds=settings.min_seconds,
         progress=progress,
     )
     for entry in sweep:
@@ -129,8 +130,9 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         "batch_size": batch_size,
         "threads": threads,
         "inter_op_threads": 1,
+        "session_config": dict(SESSION_CONFIG),
         "method": INTERLEAVE_METHOD,
-        "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds),
+        "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds, settings.min_seconds),
         "warmup": settings.warmup,
         "stopped": main["stopped"],
         "baseline": main["stats"]["baseline"],

@@ -90,12 +90,15 @@ def interleaved_runs(
     min_runs: int,
     max_seconds: float,
     tolerance: float = STABLE_WITHIN,
+    min_seconds: float = 0.0,
     advance: Callable[[int], None] = lambda _: None,
     clock: Callable[[], float] = time.perf_counter,
     max_runs: int = MAX_RUNS,
 ) -> InterleavedTimings:
     """Time each callable in turn, a block at a time, until every one has `min_runs` kept runs and a stable
-    p50, or `max_seconds` have passed (at least one block of each is always kept)."""
+    p50 and `min_seconds` have passed (a few dozen runs of a sub-millisecond model are a few milliseconds: one
+    scheduler hiccup decides their p50), or `max_seconds` have passed (at least one block of each is always
+    kept)."""
     for _ in range(warmup):
         for fn in runs:
             fn()
@@ -111,7 +114,8 @@ def interleaved_runs(
                 if i >= DROPPED_PER_BLOCK:
                     times.append(elapsed)
         advance(BLOCK - DROPPED_PER_BLOCK)
-        if len(kept[0]) >= min_runs and all(p50_is_stable(times, tolerance) for times in kept):
+        enough = len(kept[0]) >= min_runs and clock() - started >= min(min_seconds, max_seconds)
+        if enough and all(p50_is_stable(times, tolerance) for times in kept):
             stopped = "stable"
             break
         if clock() >= deadline:

@@ -44,13 +44,15 @@ MEMORY_METHOD_FALLBACK = (
 )
 INTERLEAVE_METHOD = (
     f"interleaved blocks of {BLOCK} runs (first {DROPPED_PER_BLOCK} of each block dropped), same input, "
-    "same session options"
+    "same session options, intra-op thread-pool spinning off (spinning threads of one session steal the cores of "
+    "the other and of any process beside it, which skews the ratio)"
 )
 
 
-def stop_rule(min_runs: int, stable_within: float, max_seconds: float) -> str:
+def stop_rule(min_runs: int, stable_within: float, max_seconds: float, min_seconds: float = 0.0) -> str:
     return (
-        f"at least {min_runs} runs, then until the p50 of the last half of the runs is within "
+        f"at least {min_runs} runs and {min(min_seconds, max_seconds):g} s, then until the p50 of the last half "
+        "of the runs is within "
         f"{stable_within:.0%} of the p50 of all runs, or {max_seconds:g} s per batch size"
     )
 
@@ -237,6 +239,7 @@ def batch_sweep(
     max_seconds: float,
     stable_within: float,
     progress: Progress,
+    min_seconds: float = 0.0,
 ) -> list[dict[str, Any]]:
     """At each batch size, the models that accept it run interleaved; one entry per batch size with each
     model's statistics and kept samples (ms)."""
@@ -246,7 +249,8 @@ def batch_sweep(
         if not group:
             continue
         runs = [partial(s.session.run, None, s.feeds(batch_size)) for s in group]
-        progress.start(f"Measuring latency, batch {batch_size}", min_runs)
+        # Runs until stable or out of time: no total is known in advance (min_runs is a floor, not a total).
+        progress.start(f"Measuring latency, batch {batch_size}, runs per model", None)
         try:
             timings = interleaved_runs(
                 runs,
@@ -254,6 +258,7 @@ def batch_sweep(
                 min_runs=min_runs,
                 max_seconds=max_seconds,
                 tolerance=stable_within,
+                min_seconds=min_seconds,
                 advance=progress.advance,
             )
         finally:

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 class PassConfig(BaseModel):
-    """Base of every pass Config: typed, documented fields; unknown keys are errors."""
+    """Base of every pass Config: typed, documented fields; unknown keys, NaN and infinity are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Progress:
@@ -37,6 +37,8 @@ class PassContext:
 
     `evaluation` is the data the run's gates are judged on, and `gates` the recipe's gates: a pass that can
     trade speed for accuracy (quantize's accuracy-aware fallback) aims at exactly what the run is judged by.
+    Likewise a pass that measures speed (quantize's speed-aware search) does so at the batch size and thread
+    count the run reports latency at; `measure_latency` is off when the recipe skips latency.
     `train` holds the labelled samples of passes that train (pruning's fine-tuning, distillation).
     """
 
@@ -47,6 +49,9 @@ class PassContext:
     evaluation: BoundDataset | None = None
     gates: GatesConfig | None = None
     progress: Progress = field(default_factory=Progress)
+    measure_latency: bool = True
+    latency_batch_size: int = 1
+    threads: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def record(self, key: str, value: Any) -> None:

@@ -77,6 +77,15 @@ class QuantizeConfig(PassConfig):
         "Same probabilities to float32 precision; avoids onnxruntime's slow path on masked (padding) scores.",
     )
     int4_block_size: int = Field(32, ge=16, description="int4-weights: weights per scale (a power of two).")
+    speed_aware: bool = Field(
+        True,
+        description="Measure on this machine which op groups INT8 makes slower (e.g. depthwise convolutions) and "
+        "keep them in float; ship the float graph when no INT8 configuration beats it (never a slower model). "
+        "false: quantize everything the scheme covers (smallest file, whatever its speed).",
+    )
+    speed_time_budget: float = Field(
+        60.0, gt=0, description="Seconds the speed-aware search may spend measuring variants."
+    )
     fallback: bool = Field(
         True,
         description="When the recipe has accuracy gates (max_accuracy_drop, min_cosine, min_agreement), keep the "
@@ -127,8 +136,9 @@ class QuantizeInt8(Pass):
     Config = QuantizeConfig
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        from modelforge.onnx_model import is_quantized, load_onnx, onnx_artifact
+        from modelforge.onnx_model import is_quantized, load_onnx, onnx_artifact, opset_version
         from modelforge.quantization.families import detect_family
+        from modelforge.quantization.graph_fixes import MIN_QUANTIZATION_OPSET
         from modelforge.quantization.prepare import prepare_for_quantization
         from modelforge.quantization.qdq import quantizable_op_types
         from modelforge.quantization.schemes import nodes_outside_scheme, resolve_scheme
@@ -153,11 +163,19 @@ class QuantizeInt8(Pass):
         for key, value in prep_info.items():
             ctx.record(key, value)
         prepared_model = load_onnx(prepared, load_external_data=False)
+        if scheme.per_channel and opset_version(prepared_model) < MIN_QUANTIZATION_OPSET:
+            from dataclasses import replace
+
+            scheme = replace(scheme, per_channel=False)  # per-channel DequantizeLinear needs opset 13
+            ctx.record("per_channel", "off: the model could not be converted to opset 13")
         exclude = sorted({*cfg.exclude_nodes, *nodes_outside_scheme(prepared_model, scheme)})
 
         output = ctx.workdir / "model.onnx"
         if scheme.mode == "static":
-            self._static(prepared, prepared_model, output, scheme, exclude, ctx)
+            static = ctx.workdir / "model-static.onnx" if scheme.dynamic_op_types else output
+            self._static(prepared, prepared_model, static, scheme, exclude, ctx)
+            if scheme.dynamic_op_types:
+                self._dynamic_extra(static, output, scheme, exclude)
         elif scheme.mode == "dynamic":
             from modelforge.quantization.qdq import write_dynamic_model
 
@@ -170,11 +188,24 @@ class QuantizeInt8(Pass):
             write_int4_model(prepared, output, scheme, exclude, self.name)
         del prepared_model
 
+        judge = self._latency_judge(prepared, ctx) if cfg.speed_aware else None
+        if judge is not None and scheme.mode == "static":
+            output = self._speed_search(artifact.path, prepared, output, scheme, exclude, judge, ctx)
+        if output == artifact.path:
+            return self._ship_float(artifact, ctx)
+
         from modelforge.quantization.fallback import Budget
 
         budget = Budget.from_gates(ctx.gates)
         if cfg.fallback and budget.active and ctx.evaluation is not None:
+            searched = output
             output = self._fallback(prepared, output, scheme, exclude, budget, ctx)
+            if judge is not None and (output != searched or scheme.mode != "static"):
+                output = self._never_slower(artifact.path, output, judge, ctx)
+        elif judge is not None and scheme.mode != "static":
+            output = self._never_slower(artifact.path, output, judge, ctx)
+        if output == artifact.path:
+            return self._ship_float(artifact, ctx)
 
         if cfg.debug_layers:
             from modelforge.quantization.debug import compare_layers
@@ -220,7 +251,7 @@ class QuantizeInt8(Pass):
         ctx.record("calibration_samples", result.samples)
         ctx.record("calibration_batch_size", batch)
         ctx.record("calibrated_tensors", len(result.ranges))
-        write_qdq_model(
+        isolated = write_qdq_model(
             prepared,
             output,
             result.ranges,
@@ -236,6 +267,99 @@ class QuantizeInt8(Pass):
             quantize_bias=scheme.quantize_bias,
             inputs_only=scheme.inputs_only,
         )
+        if isolated:
+            ctx.record("isolated_nodes", isolated)
+            for item in isolated:
+                ctx.progress.log(
+                    f"quantize: onnxruntime's quantizer failed on node '{item['node']}' ({item['op_type']}): "
+                    f"{item['action']}. Error: {item['error']}"
+                )
+
+    def _dynamic_extra(self, static: Path, output: Path, scheme, exclude: list[str]) -> None:
+        """Mixed models: the scheme's dynamic op types (LSTM) quantized dynamically on top of the static model."""
+        from dataclasses import replace
+
+        from modelforge.quantization.qdq import write_dynamic_model
+
+        dynamic = replace(
+            scheme, mode="dynamic", op_types=scheme.dynamic_op_types, constant_weights_only=False, softmax_floor=None
+        )
+        write_dynamic_model(static, output, dynamic, exclude, self.name)
+
+    # ------------------------------------------------------------------------------------- speed-aware
+
+    def _latency_judge(self, prepared: Path, ctx: PassContext):
+        """Measures variants at the batch size and threads the run's latency is reported at."""
+        from modelforge.backends.onnxruntime import fixed_batch_size
+        from modelforge.evaluate.evaluator import latency_feeds
+        from modelforge.onnx_model import io_spec, load_onnx
+        from modelforge.quantization.speed import LatencyJudge
+
+        data = ctx.evaluation or ctx.calibration
+        if data is None or not ctx.measure_latency:
+            return None
+        batch = fixed_batch_size(io_spec(load_onnx(prepared, load_external_data=False))) or ctx.latency_batch_size
+        return LatencyJudge(latency_feeds(data, batch), ctx.threads, self.name)
+
+    def _speed_search(
+        self, original: Path, prepared: Path, output: Path, scheme, exclude: list[str], judge, ctx
+    ) -> Path:
+        """Keeps in float the op groups that are faster so; returns `original` when float wins outright."""
+        from modelforge.onnx_model import load_onnx, save_onnx
+        from modelforge.quantization.qdq import keep_in_float, quantized_nodes
+        from modelforge.quantization.speed import choose_fastest, node_groups
+
+        cfg: QuantizeConfig = self.config
+        static_path = ctx.workdir / "model-static.onnx" if scheme.dynamic_op_types else output
+        quantized = load_onnx(static_path)
+        float_model = load_onnx(prepared)
+        groups = node_groups(quantized_nodes(quantized), float_model)
+        dynamic_nodes = [n.name for n in float_model.graph.node if n.op_type in scheme.dynamic_op_types]
+        dynamic_group = f"{'/'.join(scheme.dynamic_op_types)} dynamic int8"
+        if dynamic_nodes:
+            groups[dynamic_group] = dynamic_nodes
+        workdir = ctx.workdir / "speed"
+        workdir.mkdir(exist_ok=True)
+
+        def build(nodes: frozenset[str], path: Path) -> Path:
+            save_onnx(keep_in_float(quantized, float_model, set(nodes) - set(dynamic_nodes)), path)
+            if dynamic_nodes and not set(dynamic_nodes) <= nodes:
+                with_dynamic = path.with_name(path.stem + "-dynamic.onnx")
+                self._dynamic_extra(path, with_dynamic, scheme, exclude)
+                return with_dynamic
+            return path
+
+        with ctx.task("Measuring INT8 vs float speed, variants", total=len(groups) + 1) as advance:
+            choice = choose_fastest(
+                original, output, groups, build, judge, workdir,
+                log=ctx.progress.log, advance=advance, time_budget=cfg.speed_time_budget,
+            )  # fmt: skip
+        ctx.record("speed_search", choice.record())
+        return choice.model_path
+
+    def _never_slower(self, original: Path, output: Path, judge, ctx: PassContext) -> Path:
+        """The final model against the float model the pass was given, which ships unless INT8 is faster."""
+        from modelforge.quantization.speed import FINAL_SECONDS, MIN_WORTHWHILE_SPEEDUP
+
+        with ctx.task("Measuring the final model against float"):
+            speedup = judge.ratio(original, output, seconds=FINAL_SECONDS)
+        ctx.record("speedup_vs_float", round(speedup, 3))
+        if speedup >= MIN_WORTHWHILE_SPEEDUP:
+            return output
+        reason = (
+            f"the quantized model was not clearly faster than float on this machine ({speedup:.2f}x, needed "
+            f"{MIN_WORTHWHILE_SPEEDUP:.2f}x): the float model ships"
+        )
+        ctx.metrics.setdefault("speed_search", {}).update(
+            shipped="float", reason=reason, speedup_vs_float=round(speedup, 3)
+        )
+        ctx.progress.log(f"quantize: {reason}")
+        return original
+
+    def _ship_float(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        """INT8 did not pay on this machine: the model goes on as it came (onnxruntime optimizes it at load)."""
+        ctx.record("quantized_nodes", 0)
+        return artifact
 
     # ---------------------------------------------------------------------------------------- fallback
 
@@ -278,8 +402,8 @@ class QuantizeInt8(Pass):
                 writer(prepared, path, scheme, sorted({*exclude, *nodes}), self.name)
                 return path
 
-        with ctx.task("Measuring the float model on the eval data"):
-            judge = OutputJudge(prepared, ctx.evaluation, batch, None, self.name)
+        with ctx.task("Measuring the float model on the eval data", total=ctx.evaluation.num_samples) as advance:
+            judge = OutputJudge(prepared, ctx.evaluation, batch, None, self.name, advance=advance)
         result = accuracy_aware_fallback(
             candidates=candidates,
             build=build,

@@ -242,11 +242,11 @@ def calibration_session(model_path: Path, tensors: list[str], threads: int | Non
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: a failed run raises with the reason; no second line on stderr
     try:
         return ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own untyped errors
-        raise PassError(pass_name, f"onnxruntime cannot run the model to calibrate it: {_first_line(exc)}") from None
+        raise PassError(pass_name, f"onnxruntime cannot run the model to calibrate it: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: Exception) -> str:
@@ -286,7 +286,7 @@ def calibrate(
         try:
             outputs = session.run(None, feeds)
         except Exception as exc:
-            raise PassError(pass_name, f"calibration run failed on batch {batches}: {_first_line(exc)}") from None
+            raise PassError(pass_name, f"calibration run failed on batch {batches}: {_first_line(exc)}") from exc
         values = {n: v for n, v in zip(output_names, outputs, strict=True) if n in wanted}
         del outputs
         # Graph inputs are not graph outputs: observe them from the feeds.

@@ -104,7 +104,16 @@ class OutputJudge:
 
     REFERENCE_BYTES = 512 << 20
 
-    def __init__(self, float_path: Path, data: BoundDataset, batch: int, threads: int | None, stage: str):
+    def __init__(
+        self,
+        float_path: Path,
+        data: BoundDataset,
+        batch: int,
+        threads: int | None,
+        stage: str,
+        advance: Callable[[int], None] = lambda _: None,
+    ):
+        """`advance`: called with each batch's sample count as the float model runs (a progress bar)."""
         from modelforge.backends.onnxruntime import create_session
 
         self.data, self.batch, self.threads, self.stage = data, batch, threads, stage
@@ -114,6 +123,7 @@ class OutputJudge:
         size = 0
         for feeds in data.batches(batch):
             outputs = self.float_session.run(None, feeds)
+            advance(len(next(iter(feeds.values()))))
             size += sum(o.nbytes for o in outputs)
             if size > self.REFERENCE_BYTES:
                 kept = None

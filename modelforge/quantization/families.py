@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-Family = Literal["convolutional", "transformer", "recurrent", "mlp", "mixed", "other"]
+Family = Literal["convolutional", "transformer", "recurrent", "conv-recurrent", "mlp", "mixed", "other"]
 
 CONV_OPS = {"Conv", "ConvTranspose"}
 DENSE_OPS = {"MatMul", "Gemm"}
@@ -81,6 +81,10 @@ def detect_family(model) -> ModelFamily:
         "layer_norm": norms,
         "recurrent": recurrent,
     }
+    if recurrent and conv:
+        return ModelFamily(
+            "conv-recurrent", f"{conv} convolution(s) feeding {recurrent} recurrent node(s) (CRNN-like)", counts
+        )
     if recurrent:
         return ModelFamily("recurrent", f"{recurrent} recurrent node(s) (LSTM/GRU/RNN/Scan/Loop)", counts)
     if attention and conv > 2:

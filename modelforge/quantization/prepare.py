@@ -6,18 +6,33 @@ fusing first means one QDQ pair per fused op instead of one per original op (few
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from modelforge.errors import PassError
 from modelforge.onnx_model import constants_to_initializers, load_onnx, save_onnx
 
 
-def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tuple[Path, dict[str, int]]:
+def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tuple[Path, dict[str, Any]]:
     """Returns the prepared model's path and what was done (for the stage record)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from modelforge.quantization.graph_fixes import flatten_row_biases, upgrade_opset
+
     model = load_onnx(source)
     moved = constants_to_initializers(model)
+    fixes: dict[str, Any] = {}
+    try:
+        upgraded = upgrade_opset(model)
+        if upgraded:
+            fixes["opset_upgraded"] = f"{upgraded[0]} -> {upgraded[1]} (per-channel weights need opset 13)"
+    except Exception as exc:  # no conversion for some node: quantized per-tensor at the old opset instead
+        fixes["opset_upgrade_failed"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     named = name_unnamed_nodes(model)
     staged = workdir / "float-staged.onnx"
     save_onnx(model, staged)
@@ -30,23 +45,61 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
         external_data_location=prepared.name + ".data",
     )
     try:
-        quant_pre_process(str(staged), str(prepared), **options)
+        with scratch_cwd(workdir):
+            quant_pre_process(str(staged.resolve()), str(prepared.resolve()), **options)
         symbolic = True
     except Exception:  # symbolic shape inference rejects some graphs; plain ONNX shape inference still works
         try:
-            quant_pre_process(str(staged), str(prepared), skip_symbolic_shape=True, **options)
+            with scratch_cwd(workdir):
+                quant_pre_process(str(staged.resolve()), str(prepared.resolve()), skip_symbolic_shape=True, **options)
             symbolic = False
         except Exception as exc:
-            raise PassError(pass_name, f"graph preparation failed: {str(exc).splitlines()[0]}") from None
-    if any(not n.name for n in load_onnx(prepared, load_external_data=False).graph.node):
-        model = load_onnx(prepared)  # the optimizer may add unnamed nodes
+            raise PassError(pass_name, f"graph preparation failed: {str(exc).splitlines()[0]}") from exc
+    skeleton = load_onnx(prepared, load_external_data=False)
+    if any(not n.name for n in skeleton.graph.node) or _has_row_bias(skeleton):
+        model = load_onnx(prepared)  # the optimizer may add unnamed nodes, and fuse MatMul + Add into Gemm
         named += name_unnamed_nodes(model)
+        flattened = flatten_row_biases(model)
+        if flattened:
+            fixes["row_biases_flattened"] = flattened
         save_onnx(model, prepared)
     return prepared, {
         "constants_to_initializers": moved,
         "nodes_named": named,
         "symbolic_shape_inference": int(symbolic),
+        **fixes,
     }
+
+
+@contextlib.contextmanager
+def scratch_cwd(workdir: Path) -> Iterator[None]:
+    """Run with the current directory set to a private scratch folder inside the stage's workdir.
+
+    When onnxruntime's symbolic shape inference cannot infer every shape, it saves the partial model as
+    `sym_shape_infer_temp.onnx` plus a `<uuid>.data` file into the *current directory* before raising, and
+    has no option to put them elsewhere (onnxruntime/tools/symbolic_shape_infer.py, `infer_shapes`). Here
+    they land in the workdir, which is deleted with the run; the user's folder is never written and may be
+    read-only. Callers pass absolute paths.
+
+    onnxruntime's pre-processing also logs a full traceback at ERROR when its optimizer step fails, then
+    carries on without it: muted here, since passes never print (a real failure still raises).
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="cwd-", dir=workdir.resolve()))
+    ort_logger = logging.getLogger("onnxruntime")
+    level = ort_logger.level
+    ort_logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.chdir(scratch):
+            yield
+    finally:
+        ort_logger.setLevel(level)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _has_row_bias(model) -> bool:
+    """A Gemm whose constant bias has more than one dimension (a [1, N] row: see graph_fixes)."""
+    shapes = {t.name: len(t.dims) for t in model.graph.initializer}
+    return any(n.op_type == "Gemm" and len(n.input) > 2 and shapes.get(n.input[2], 0) > 1 for n in model.graph.node)
 
 
 def name_unnamed_nodes(model) -> int:

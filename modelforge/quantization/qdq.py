@@ -78,15 +78,73 @@ def write_qdq_model(
     pass_name: str,
     quantize_bias: bool = True,
     inputs_only: bool = False,
-) -> None:
-    """`inputs_only`: no Q/DQ on op outputs (TensorRT's placement); `quantize_bias`: int32 bias (CPU)."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-    from onnxruntime.quantization.quant_utils import QuantType, load_model_with_shape_infer
+) -> list[dict[str, str]]:
+    """`inputs_only`: no Q/DQ on op outputs (TensorRT's placement); `quantize_bias`: int32 bias (CPU).
+
+    A failure of onnxruntime's quantizer on some node does not end the run: the node is isolated
+    (`quantization.isolation`), retried with per-tensor weights, else kept in float. Returns one record per
+    isolated node (name, op type, what was done, the quantizer's error) for the report."""
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
     from modelforge.onnx_model import save_onnx
+    from modelforge.quantization.isolation import quantize_isolating
 
     model = load_model_with_shape_infer(prepared)
+    settings = dict(
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        activation_symmetric=activation_symmetric,
+        weight_symmetric=weight_symmetric,
+        op_types=list(op_types),
+        quantize_bias=quantize_bias,
+        inputs_only=inputs_only,
+    )
+
+    def attempt(nodes_to_quantize, exclude, per_tensor_axes):
+        return quantize_qdq_once(
+            model, ranges, nodes_to_quantize=nodes_to_quantize, exclude_nodes=exclude, axes=per_tensor_axes, **settings
+        )
+
+    try:
+        quantized, isolated = quantize_isolating(
+            attempt, model, list(op_types), list(exclude_nodes), per_channel=per_channel
+        )
+    except Exception as exc:  # the quantizer raises bare ValueError/AssertionError on graphs it cannot handle
+        raise _fail(pass_name, "QDQ placement failed", exc) from exc
+    save_onnx(quantized, output)
+    return isolated
+
+
+def quantize_qdq_once(
+    model,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    nodes_to_quantize: list[str] | None,
+    exclude_nodes: list[str],
+    axes: dict[str, int] | None,
+    per_channel: bool,
+    reduce_range: bool,
+    activation_type: str,
+    weight_type: str,
+    activation_symmetric: bool,
+    weight_symmetric: bool,
+    op_types: list[str],
+    quantize_bias: bool,
+    inputs_only: bool,
+):
+    """One run of onnxruntime's QDQ quantizer on a copy of `model`; raises what the quantizer raises.
+
+    `axes`: weights to quantize per-channel on that axis, everything else per-tensor (the global per-channel
+    flag is then off): how one node's weights are retried per-tensor while the rest stay per-channel."""
+    import onnx
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import QuantType
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
     tensors_range = TensorsData(
         CalibrationMethod.MinMax,
         {
@@ -101,27 +159,26 @@ def write_qdq_model(
     }
     if inputs_only:
         extra["OpTypesToExcludeOutputQuantization"] = list(op_types)
+    if axes is not None:
+        extra["TensorQuantOverrides"] = {name: [{"axis": axis}] for name, axis in axes.items()}
     quantizer = QDQQuantizer(
-        model,
-        per_channel,
+        copy,
+        per_channel and axes is None,
         reduce_range,
         getattr(QuantType, QUANT_TYPES[weight_type]),
         getattr(QuantType, QUANT_TYPES[activation_type]),
         tensors_range,
-        [],  # nodes_to_quantize: all
+        list(nodes_to_quantize or []),  # empty: all
         list(exclude_nodes),
         list(op_types),
         extra,
     )
-    try:
-        with quiet_quantizer():
-            quantizer.quantize_model()
-    except Exception as exc:  # the quantizer raises bare ValueError/AssertionError on graphs it cannot handle
-        raise _fail(pass_name, "QDQ placement failed", exc) from None
+    with quiet_quantizer():
+        quantizer.quantize_model()
     # The quantizer appends Q/DQ nodes after the nodes they feed; ONNX requires topological order
     # (onnxruntime's own quantize_static sorts when saving; other runtimes and onnx.checker insist on it).
     quantizer.model.topological_sort()
-    save_onnx(quantizer.model.model, output)
+    return quantizer.model.model
 
 
 def write_dynamic_model(
@@ -150,7 +207,7 @@ def write_dynamic_model(
                 },
             )
     except Exception as exc:
-        raise _fail(pass_name, "dynamic quantization failed", exc) from None
+        raise _fail(pass_name, "dynamic quantization failed", exc) from exc
     return drop_shape_annotations(output, softmax_floor=scheme.softmax_floor)
 
 
@@ -192,7 +249,7 @@ def write_int4_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes
             )
             quantizer.process()
     except Exception as exc:
-        raise _fail(pass_name, "int4 weight quantization failed", exc) from None
+        raise _fail(pass_name, "int4 weight quantization failed", exc) from exc
     save_onnx(quantizer.model.model, output)
 
 
@@ -252,10 +309,20 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
     restored: dict[str, str] = {}  # tensor -> name of its restored activation's output
     inserts: list[tuple[str, onnx.NodeProto]] = []  # (before node, new node)
 
-    def copy_initializer(name: str) -> None:
-        if name in float_inits and name not in present:
-            model.graph.initializer.append(float_inits[name])
-            present.add(name)
+    def float_weight(name: str) -> str:
+        """The float initializer `name` in the edited model, under a new name where a node of the QDQ model
+        already produces that name (the quantizer gives a dequantized int32 bias its float name, also when
+        the bias is shared with a node that stays quantized)."""
+        if name not in float_inits:
+            return name
+        renamed = f"{name}_float" if name in q_producers else name
+        if renamed not in present:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(float_inits[name])
+            tensor.name = renamed
+            model.graph.initializer.append(tensor)
+            present.add(renamed)
+        return renamed
 
     for node in model.graph.node:
         if node.name not in nodes or node.name not in originals:
@@ -265,19 +332,13 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
             if index >= len(node.input):
                 continue
             if node.input[index] == name:
-                # The quantizer may give a dequantized weight its float name (int32 bias): read the float one.
                 producer = q_producers.get(name)
-                if producer is not None and producer.op_type == "DequantizeLinear" and name in float_inits:
-                    renamed = f"{name}_float"
-                    if renamed not in present:
-                        tensor = onnx.TensorProto()
-                        tensor.CopyFrom(float_inits[name])
-                        tensor.name = renamed
-                        model.graph.initializer.append(tensor)
-                        present.add(renamed)
-                    node.input[index] = renamed
+                if producer is not None and producer.op_type == "DequantizeLinear":
+                    node.input[index] = float_weight(name)
                 continue
-            copy_initializer(name)
+            if name in float_inits:
+                node.input[index] = float_weight(name)
+                continue
             wanted = float_producers.get(name)
             actual = q_producers.get(name)
             if wanted is not None and actual is not None and actual.name != wanted.name:
@@ -286,9 +347,7 @@ def keep_in_float(qdq_model, float_model, nodes: set[str]):
                     activation.CopyFrom(wanted)
                     activation.name = f"{wanted.name}_float"
                     del activation.input[:]
-                    activation.input.extend([name, *wanted.input[1:]])
-                    for extra in wanted.input[1:]:
-                        copy_initializer(extra)
+                    activation.input.extend([name, *(float_weight(extra) for extra in wanted.input[1:])])
                     del activation.output[:]
                     activation.output.append(f"{name}_float")
                     restored[name] = activation.output[0]

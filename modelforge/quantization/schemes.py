@@ -10,6 +10,8 @@ measured (docs/quantization.md has the figures and the commands behind them):
   Softmax inputs are floored at row max - 60 (`softmax.py`: same probabilities, no slow path on masked keys).
 - mixed (convolutions and attention): static QDQ on convolutions, pooling and weighted MatMul/Gemm only.
 - recurrent: dynamic INT8 on MatMul/Gemm and LSTM weights.
+- conv-recurrent (CRNN: convolutions feeding LSTMs), target cpu: static QDQ on the convolutional and dense
+  part, dynamic INT8 on the LSTM weights; each region gets the scheme that is fastest for it.
 - target tensorrt: static QDQ, int8 symmetric activations and weights, Q/DQ on op inputs only (TensorRT's
   placement: weighted layers, pooling, residual adds), float bias; transformers: MatMul/Gemm with weights.
 - precision int4-weights: MatMulNBits, 4-bit block-wise symmetric MatMul weights, float activations.
@@ -51,6 +53,8 @@ SAFE_STATIC_OPS = (
 # element-wise addition of residual connections so it can fuse it into the convolution).
 TENSORRT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool", "Add")
 DENSE_OPS = ("MatMul", "Gemm")
+# Recurrent ops onnxruntime quantizes dynamically (DynamicQuantizeLSTM); GRU/RNN have no integer kernel.
+RECURRENT_DYNAMIC_OPS = ("LSTM",)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Scheme:
     constant_weights_only: bool = False  # MatMul/Gemm whose second input is an initializer
     int4_block_size: int = 32
     softmax_floor: float | None = None  # floor attention Softmax inputs at row max - this (softmax.py)
+    dynamic_op_types: tuple[str, ...] = ()  # static scheme plus these ops quantized dynamically (LSTM in CRNNs)
     why: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -89,6 +94,7 @@ class Scheme:
         return (
             f"static QDQ: {act} activations, {weight} {'per-channel' if self.per_channel else 'per-tensor'} "
             f"weights{', Q/DQ on inputs only, float bias' if self.inputs_only else ''}"
+            + (f"; dynamic int8 {', '.join(self.dynamic_op_types)}" if self.dynamic_op_types else "")
         )
 
     def record(self) -> dict:
@@ -109,6 +115,7 @@ PRESET_FOR_FAMILY = {
     "transformer": "transformer",
     "mixed": "mixed",
     "recurrent": "recurrent",
+    "conv-recurrent": "conv-recurrent",
 }
 
 
@@ -122,6 +129,7 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
         else f"preset {config.preset} chosen in the recipe (detected {family.family}: {family.reason})"
     )
     target = config.target
+    dynamic_op_types: tuple[str, ...] = ()
     if config.precision == "int4-weights":
         return Scheme(
             preset=preset,
@@ -138,6 +146,15 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
     elif preset == "recurrent":
         mode, op_types, inputs_only, const_only = "dynamic", (*DENSE_OPS, "LSTM"), False, True
         why += "; recurrent: dynamic int8 on MatMul/Gemm/LSTM weights"
+    elif preset == "conv-recurrent" and target == "cpu":
+        # Measured on a CRNN (VGG convs + 2 BiLSTMs): static convs + dynamic LSTMs 2.01x over FP32, all-dynamic
+        # 1.23x (0.34x on AVX2: dynamic ConvInteger is slow), all-static cannot quantize the LSTM.
+        mode, op_types, inputs_only, const_only = "static", SAFE_STATIC_OPS, False, False
+        dynamic_op_types = RECURRENT_DYNAMIC_OPS
+        why += "; conv + recurrent: static QDQ on convolutions, pooling and dense layers, dynamic int8 LSTM weights"
+    elif preset == "conv-recurrent":
+        mode, op_types, inputs_only, const_only = "static", TENSORRT_OPS, True, False
+        why += "; conv + recurrent for TensorRT: static int8 QDQ on convolutions and dense layers, LSTM float"
     elif preset == "transformer":
         mode, op_types, inputs_only, const_only = "static", DENSE_OPS, True, True
         why += "; transformer for TensorRT: static int8 QDQ on MatMul/Gemm inputs with constant weights"
@@ -155,6 +172,7 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
 
     if config.mode != "auto" and config.mode != mode:
         mode = config.mode
+        dynamic_op_types = ()
         why += f"; mode {config.mode} forced by the recipe"
 
     tensorrt = target == "tensorrt"
@@ -189,6 +207,7 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
         constant_weights_only=const_only,
         int4_block_size=config.int4_block_size,
         softmax_floor=softmax_floor,
+        dynamic_op_types=dynamic_op_types,
         why=why,
     )
 

@@ -1,0 +1,229 @@
+"""Issue 8's classes of real-world graphs, quantized with modelforge's defaults; prints and writes JSON.
+
+For each class (builders in tests/realworld_models.py: an opset-12 CNN with Constant weights, a jax2tf-style
+byte classifier, a MobileNetV3-small-style net, a conv + BiLSTM CTC recogniser given as .pt2):
+
+1. `modelforge quantize MODEL -c calib -e eval` with defaults, as a user runs it: exit code, the report's
+   speed-up, accuracy (sequence accuracy for the CRNN), what the speed-aware search kept in float.
+2. An independent check of the report's speed-up: the baseline and the shipped model each in their own
+   process, alternating blocks (benchmarks/per_process.py), spinning off.
+3. The same two measurements again with a CPU-heavy process running beside them (the report under
+   contention must agree with the per-process figure within 10%).
+4. The anchor a user could build by hand, measured per process against the same baseline: the plain
+   onnxruntime recipe (opset upgrade + quant_pre_process + quantize_static QDQ U8/S8 per-channel) for the
+   CNNs, static convolutions + dynamic LSTM for the CRNN.
+
+    python benchmarks/bench_realworld.py --out bench-results/realworld.json [--only crnn] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import realworld_models as rw  # noqa: E402
+from per_process import batch_from, per_process_speedup  # noqa: E402
+
+BUILDERS = {
+    "opset12_cnn": rw.opset12_constant_cnn,
+    "jax_style": rw.jax_style_classifier,
+    "mobilenetv3_small": rw.mobilenetv3_small_style,
+    "crnn": rw.crnn_pt2,
+}
+
+
+def quantize(built: rw.Built, out: Path, threads: int) -> tuple[int, dict | None, float]:
+    command = [
+        "modelforge", "quantize", str(built.model), "-c", str(built.calibration), "-e", str(built.eval),
+        "-o", str(out), "--force", "--quiet", "--threads", str(threads), "--no-cache",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    code = subprocess.run(command, capture_output=True, text=True).returncode
+    seconds = time.perf_counter() - started
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    return code, report, seconds
+
+
+def baseline_onnx(built: rw.Built, folder: Path) -> Path:
+    """The ONNX form the report compares with (a .pt2 is exported the way the pipeline does)."""
+    if built.model.suffix == ".onnx":
+        return built.model
+    from modelforge.loader import convert_to_onnx, example_inputs, load_model
+    from modelforge.recipe import DataSource
+
+    source = load_model(built.model, None)
+    folder.mkdir(exist_ok=True)
+    artifact, _ = convert_to_onnx(source, folder, None, example_inputs(DataSource(path=built.calibration)))
+    return artifact.path
+
+
+def ort_anchor(built: rw.Built, baseline: Path, folder: Path, dynamic_lstm: bool) -> Path:
+    """What a user builds by hand with onnxruntime: opset 13, pre-processing, QDQ U8/S8 per-channel (+ LSTM
+    dynamic int8 for the CRNN, with the static part on everything but the LSTM)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    folder.mkdir(exist_ok=True)
+    model = onnx.load(str(baseline))
+    if model.opset_import[0].version < 13:
+        model = version_converter.convert_version(model, 13)
+    upgraded, prepared = folder / "upgraded.onnx", folder / "prepared.onnx"
+    onnx.save(model, str(upgraded))
+    quant_pre_process(str(upgraded), str(prepared))
+    with np.load(built.calibration, allow_pickle=False) as npz:
+        samples = {k: npz[k] for k in npz.files if k != "labels"}
+    names = [i.name for i in onnx.load(str(prepared)).graph.input]
+    if len(names) == 1 and names[0] not in samples:
+        samples = {names[0]: next(iter(samples.values()))}
+    count = len(next(iter(samples.values())))
+    fixed = onnx.load(str(prepared)).graph.input[0].type.tensor_type.shape.dim[0].dim_value or 8
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(range(0, count - count % fixed, fixed))
+
+        def get_next(self):
+            start = next(self._it, None)
+            return None if start is None else {k: v[start : start + fixed] for k, v in samples.items()}
+
+    static = folder / "anchor-static.onnx"
+    ops = None
+    if dynamic_lstm:
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+        ops = sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - {"LSTM"})
+    quantize_static(
+        str(prepared), str(static), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
+    )  # fmt: skip
+    if not dynamic_lstm:
+        return static
+    anchor = folder / "anchor.onnx"
+    quantize_dynamic(str(static), str(anchor), op_types_to_quantize=["LSTM"], per_channel=True)
+    return anchor
+
+
+def accuracy_of(model: Path, built: rw.Built) -> float | None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    with np.load(built.eval, allow_pickle=False) as npz:
+        feeds = {k: npz[k] for k in npz.files if k != "labels"}
+        labels = npz["labels"] if "labels" in npz.files else None
+    name = session.get_inputs()[0].name
+    if len(feeds) == 1:
+        feeds = {name: next(iter(feeds.values()))}
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else 64
+    count = len(next(iter(feeds.values())))
+    outputs = np.concatenate(
+        [
+            session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0]
+            for i in range(0, count - count % step, step)
+        ]
+    )
+    if built.targets is not None:
+        return rw.sequence_accuracy(outputs, rw.load_targets(built.targets)[: len(outputs)])
+    if labels is None:
+        return None
+    return float((outputs.argmax(-1) == labels[: len(outputs)]).mean())
+
+
+def hog() -> subprocess.Popen:
+    """A second CPU-heavy process beside the measurement."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def bench_one(name: str, folder: Path, threads: int, seconds: float) -> dict:
+    built = BUILDERS[name](folder / "model")
+    baseline = baseline_onnx(built, folder / "baseline")
+    feeds = batch_from(built.eval, 1)
+    entry: dict = {"model": name, "threads": threads, "batch_size": 1}
+    for condition in ("idle", "contended"):
+        beside = hog() if condition == "contended" else None
+        try:
+            code, report, took = quantize(built, folder / f"out-{condition}", threads)
+            record = {"exit_code": code, "seconds": round(took, 1)}
+            if report is not None:
+                summary = report["summary"]
+                stage = report["stages"][-1]["metrics"]
+                result = folder / f"out-{condition}" / "model.onnx"
+                record |= {
+                    "report_speedup": summary["speedup"],
+                    "report_p50_ms": [summary["latency_p50_ms_baseline"], summary["latency_p50_ms_result"]],
+                    "accuracy_baseline": accuracy_of(baseline, built),
+                    "accuracy_result": accuracy_of(result, built),
+                    "output_cosine": summary.get("output_cosine"),
+                    "size_ratio": summary.get("size_ratio"),
+                    "family": stage.get("family"),
+                    "scheme": stage.get("scheme", {}).get("description"),
+                    "speed_search": stage.get("speed_search"),
+                    "isolated_nodes": stage.get("isolated_nodes"),
+                    "graph_fixes": {k: stage[k] for k in ("opset_upgraded", "row_biases_flattened") if k in stage},
+                }
+                independent = per_process_speedup(baseline, result, feeds, threads, seconds)
+                record["per_process"] = independent
+                record["report_vs_per_process"] = summary["speedup"] / independent["speedup"]
+            entry[condition] = record
+        finally:
+            if beside is not None:
+                beside.kill()
+    if (folder / "out-idle" / "model.onnx").exists():
+        try:
+            anchor = ort_anchor(built, baseline, folder / "anchor", dynamic_lstm=name == "crnn")
+            entry["anchor"] = {
+                "what": "plain onnxruntime: opset 13 + quant_pre_process + quantize_static QDQ U8/S8 per-channel"
+                + (" on all but LSTM, then quantize_dynamic LSTM" if name == "crnn" else ""),
+                "accuracy": accuracy_of(anchor, built),
+                "per_process_vs_baseline": per_process_speedup(baseline, anchor, feeds, threads, seconds),
+                "modelforge_vs_anchor": per_process_speedup(
+                    anchor, folder / "out-idle" / "model.onnx", feeds, threads, seconds
+                ),
+            }
+        except Exception as exc:  # an anchor onnxruntime cannot build is a finding, not a crash
+            entry["anchor"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-results/realworld.json"))
+    parser.add_argument("--only", choices=sorted(BUILDERS), action="append")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per independent measurement")
+    args = parser.parse_args(argv)
+    from modelforge.machine import machine_record
+
+    results = {"machine": machine_record(("torch",)), "models": []}
+    with tempfile.TemporaryDirectory(prefix="bench-realworld-") as tmp:
+        for name in args.only or list(BUILDERS):
+            entry = bench_one(name, Path(tmp) / name, args.threads, args.seconds)
+            results["models"].append(entry)
+            print(json.dumps(entry, indent=1, default=str), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
