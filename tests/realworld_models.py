@@ -17,17 +17,19 @@ accuracy on the eval data.
   The head's bias is `[1, classes]`, as flax writes it (`bias.reshape((1,) * (ndim - 1) + (-1,))`, folded
   by the exporter): onnxruntime's graph optimizer fuses MatMul + Add into a Gemm whose C input keeps that
   2-D shape, and onnxruntime's QDQ quantizer, per-channel, then raises "The truth value of an array with
-  more than one element is ambiguous" in `_adjust_weight_scale_for_int32_bias`.
+  more than one element is ambiguous" in `_adjust_weight_scale_for_int32_bias` (`head_bias_shape="C"`
+  builds the same model with a 1-D bias, which quantizes). The LayerNorm squares with Mul (tf2onnx's
+  Square), not Pow: a family detector that looks for Pow sees a CNN, and picks static QDQ.
 - `mobilenetv3_small_style(folder)`: torchvision's MobileNetV3-small architecture written out here (depthwise
   convolutions, hard-swish, squeeze-excitation with hard-sigmoid, inverted residuals; 2.5M parameters with
   1000 classes), random weights with BatchNorm statistics from a few train-mode passes on smooth random
   images, exported at opset 17 with a fixed 1x3x224x224 input. No labels (the weights are random).
 - `crnn_pt2(folder)`: a CRNN text recogniser as a `torch.export` program (`.pt2`): VGG-style convolutions over
   a 1x32x160 grey strip, height collapsed, two bidirectional LSTM layers, a linear CTC head; output
-  `[N, T, 11]` log-probabilities (10 digits + blank, blank = 10). Trained briefly with CTC loss on strips of
-  3-5 scikit-learn digits. Its eval data has no `labels` (not a classifier): the target digit strings are in
-  `Built.targets` (an `.npz` with `digits` padded with -1 and `lengths`); `sequence_accuracy` scores outputs
-  by greedy CTC decoding.
+  `[N, T, 11]` log-probabilities (10 digits + blank, blank = 10). Trained briefly with CTC loss on 80 px strips
+  of 2-3 scikit-learn digits; evaluated on 160 px strips of 3-5 digits. Its eval data has no `labels` (not a
+  classifier): the target digit strings are in `Built.targets` (an `.npz` with `digits` padded with -1 and
+  `lengths`); `sequence_accuracy` scores outputs by greedy CTC decoding.
 
 `python scripts/make_realworld_models.py OUTDIR` writes all of them.
 """
@@ -128,8 +130,8 @@ def _npz(path: Path, **arrays: np.ndarray) -> Path:
     return path
 
 
-def _ort_outputs(model: Path, feeds: dict[str, np.ndarray], batch: int | None = 64) -> np.ndarray:
-    """First output of an ONNX model on all samples (in batches, or one by one when the batch is fixed)."""
+def _ort_outputs(model: Path, feeds: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    """First output of an ONNX model on all samples, `batch` samples per run."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -137,8 +139,7 @@ def _ort_outputs(model: Path, feeds: dict[str, np.ndarray], batch: int | None = 
     options.log_severity_level = 3
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     count = len(next(iter(feeds.values())))
-    step = batch or 1
-    parts = [session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0] for i in range(0, count, step)]
+    parts = [session.run(None, {k: v[i : i + batch] for k, v in feeds.items()})[0] for i in range(0, count, batch)]
     return np.concatenate(parts)
 
 
@@ -348,10 +349,7 @@ def _file_text(kind: str, rng: np.random.Generator, words: list[str]) -> bytes:
             raw = rng.integers(0, 256, size=int(rng.integers(32, 128)), dtype=np.uint8)
             if rng.random() < 0.3:
                 raw[: int(rng.integers(4, 16))] = 0
-            return_piece = raw.tobytes()
-            out.append(return_piece.decode("latin-1"))
-            size += len(return_piece)
-            continue
+            piece = raw.tobytes().decode("latin-1")
         out.append(piece)
         size += len(piece)
     return "".join(out).encode("latin-1")
@@ -649,11 +647,11 @@ def mobilenetv3_small_style(
     with _torch_session() as torch:
         model = _mobilenet_v3_small(num_classes)
         model.train()
+        for m in model.modules():  # BatchNorm statistics: the cumulative average of 4 batches of 16 images
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
         with torch.no_grad():
-            for step in range(4):  # BatchNorm statistics (momentum 0.01 as torchvision: use cumulative)
-                for m in model.modules():
-                    if isinstance(m, torch.nn.BatchNorm2d):
-                        m.momentum = None
+            for step in range(4):
                 model(torch.from_numpy(natural_ish_images(16, 224, seed=100 + step)))
         model.eval()
         with torch.no_grad():  # a classifier head with realistic logit spread (torchvision's init is tiny)
@@ -682,24 +680,31 @@ GLYPH_WIDTH = 24  # digits upscaled to 32x32, then cropped to their 24 inner col
 
 
 def digit_strips(
-    count: int, seed: int, pool: tuple[np.ndarray, np.ndarray], frames: bool = False
+    count: int,
+    seed: int,
+    pool: tuple[np.ndarray, np.ndarray],
+    frames: bool = False,
+    width: int = CRNN_WIDTH,
+    digits: tuple[int, int] = (3, 5),
 ) -> tuple[np.ndarray, ...]:
-    """Strips of 3-5 digits from `pool` (images [N, 8, 8], labels): float32 [count, 1, 32, 160] in [0, 1]
-    (ink bright, as the digits data is) and int64 targets [count, 5], padded with -1. With `frames`, also
-    the alignment: int64 [count, 40], the digit on the 3 time steps (4 px each) at each glyph's centre,
-    blank elsewhere."""
+    """Strips of 3-5 digits (`digits`, inclusive) from `pool` (images [N, 8, 8], labels): float32
+    [count, 1, 32, width] in [0, 1] (ink bright, as the digits data is) and int64 targets [count, 5], padded
+    with -1. With `frames`, also the alignment: int64 [count, width // 4], the digit on the 3 time steps
+    (4 px each) at each glyph's centre, blank elsewhere."""
     rng = np.random.default_rng(seed)
     glyphs = _upsample(pool[0], CRNN_HEIGHT)[:, :, 4 : 4 + GLYPH_WIDTH]
     labels = pool[1]
-    strips = np.zeros((count, 1, CRNN_HEIGHT, CRNN_WIDTH), dtype=np.float32)
+    strips = np.zeros((count, 1, CRNN_HEIGHT, width), dtype=np.float32)
     targets = np.full((count, 5), -1, dtype=np.int64)
-    alignment = np.full((count, CRNN_WIDTH // 4), CRNN_BLANK, dtype=np.int64)
+    alignment = np.full((count, width // 4), CRNN_BLANK, dtype=np.int64)
     for i in range(count):
-        n = int(rng.integers(3, 6))
+        n = int(rng.integers(digits[0], digits[1] + 1))
         picks = rng.integers(0, len(labels), size=n)
         gaps = rng.integers(0, 7, size=n)
-        width = int(n * GLYPH_WIDTH + gaps.sum())
-        x = int(rng.integers(0, CRNN_WIDTH - width + 1))
+        while n * GLYPH_WIDTH + gaps.sum() > width:
+            gaps //= 2
+        used = int(n * GLYPH_WIDTH + gaps.sum())
+        x = int(rng.integers(0, width - used + 1))
         for pick, gap in zip(picks, gaps, strict=True):
             x += int(gap)
             strips[i, 0, :, x : x + GLYPH_WIDTH] = np.maximum(strips[i, 0, :, x : x + GLYPH_WIDTH], glyphs[pick])
@@ -823,10 +828,11 @@ def _warm_start_recurrent(torch, model, probe, features, hidden: int, seed: int 
 def crnn_pt2(
     folder: Path,
     conv_steps: int = 80,
-    steps: int = 40,
-    channels: tuple[int, int, int, int] = (16, 32, 48, 64),
+    tune_steps: int = 60,
+    channels: tuple[int, int, int, int] = (24, 48, 64, 96),
     hidden: int = 64,
     batch: int = 32,
+    train_width: int = CRNN_WIDTH // 2,
 ) -> Built:
     """CRNN digit-strip recogniser saved with torch.export.save: crnn.pt2, input `image` float32
     [batch (dynamic), 1, 32, 160], output log-probabilities [N, 40, 11] (blank 10). Writes
@@ -834,8 +840,13 @@ def crnn_pt2(
     crnn.targets.npz (`digits` [200, 5] padded with -1, `lengths`).
 
     Training, CTC loss on fresh strips every step: `conv_steps` of the convolutions under a temporary linear
-    CTC head, a warm start of the BiLSTMs and the real head from it (`_warm_start_recurrent`), then `steps`
-    of the whole network."""
+    CTC head, a warm start of the BiLSTMs and the real head from it (`_warm_start_recurrent`), then
+    `tune_steps` of the whole network. Training strips are `train_width` px wide (2-3 digits: half the cost;
+    the network is convolutional and recurrent along the width, and reads the 160 px strips as well).
+
+    The default size puts about two thirds of onnxruntime's CPU time in the convolutions and a fifth in the
+    LSTMs (as in issue 8's CRNN: dynamic INT8 on the LSTMs alone ~1.2x, static convolutions + dynamic LSTMs
+    ~2x on a VNNI CPU); narrower convolutions (16, 32, 48, 64) build faster but their INT8 gain is small."""
     folder.mkdir(parents=True, exist_ok=True)
     name = "crnn"
     x_train, y_train, x_test, y_test = _digits()
@@ -846,11 +857,14 @@ def crnn_pt2(
         ctc = nn.CTCLoss(blank=CRNN_BLANK, zero_infinity=True)
         probe = nn.Linear(channels[-1], CRNN_CLASSES)  # phase 1 only; not part of the model
 
-        def train(forward, parameters: list, count: int, seed: int, lr: float, warmup: float) -> None:
+        def train(forward, parameters: list, count: int, seed: int, lr: float, warmup: float, width: int) -> None:
             optimizer = torch.optim.Adam(parameters, lr=lr)
             schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=count, pct_start=warmup)
+            digits = (3, 5) if width >= CRNN_WIDTH else (2, 3)
             for step in range(count):
-                strips, targets = digit_strips(batch, seed=seed + step, pool=(x_train, y_train))
+                strips, targets = digit_strips(
+                    batch, seed=seed + step, pool=(x_train, y_train), width=width, digits=digits
+                )
                 out = forward(torch.from_numpy(strips))  # [N, T, C] log-probabilities
                 loss = ctc(
                     out.permute(1, 0, 2),
@@ -866,14 +880,14 @@ def crnn_pt2(
 
         model.train()
         conv_params = [*model.features.parameters(), *probe.parameters()]
-        train(lambda x: probe(model.sequence(x)).log_softmax(-1), conv_params, conv_steps, 1000, 5e-3, 0.2)
+        train(lambda x: probe(model.sequence(x)).log_softmax(-1), conv_params, conv_steps, 1000, 5e-3, 0.2, train_width)
         model.eval()
         with torch.no_grad():
             warm, _ = digit_strips(64, seed=999, pool=(x_train, y_train))
             features = model.sequence(torch.from_numpy(warm))
         _warm_start_recurrent(torch, model, probe, features, hidden)
         model.train()
-        train(model, list(model.parameters()), steps, 5000, 1e-3, 0.1)
+        train(model, list(model.parameters()), tune_steps, 5000, 1e-3, 0.1, train_width)
         model.eval()
         eval_strips, eval_targets = digit_strips(200, seed=2, pool=(x_test, y_test))
         cal_strips, _ = digit_strips(64, seed=1, pool=(x_train, y_train))

@@ -41,7 +41,9 @@ def debug(
     from modelforge.recipe import DEFAULT_OPSET, DataSource
 
     progress = RichProgress(quiet=quiet or as_json)
+    # The INT8 model itself is under study: no fallback, and no speed search that might ship float.
     config = {"preset": preset, "target": target, "precision": precision, "method": method, "fallback": False}
+    config["speed_aware"] = False
     if calibration_samples is not None:
         config["calibration_samples"] = calibration_samples
     pass_cls = get_pass("quantize")
