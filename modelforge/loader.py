@@ -1,7 +1,8 @@
 """Open a model file as an artifact: ONNX as is, PyTorch converted to ONNX once (the hub format).
 
-PyTorch models are accepted as `torch.export` programs (.pt2) or TorchScript archives, never by
-unpickling a whole module: a pickle can run arbitrary code.
+PyTorch models are accepted as `torch.export` programs (.pt2), TorchScript archives, or code (`module:function`)
+plus weights (safetensors, or a state dict read weights-only), never by unpickling a whole module: a pickle can
+run arbitrary code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def detect_format(path: Path) -> str:
         if not zipfile.is_zipfile(path):  # checked here, before torch is imported and any work starts
             raise InputError(f"model {path}: not a torch.export archive (.pt2 files are zip archives)")
         return "torch-export"
+    if suffix == ".safetensors":
+        raise InputError(
+            f"model {path}: weights alone are not a model", hint="pass --model-factory module:function to build it"
+        )
     if suffix in TORCH_SUFFIXES:
         if not zipfile.is_zipfile(path):
             raise InputError(f"model {path}: not a TorchScript archive")
@@ -44,7 +49,11 @@ def detect_format(path: Path) -> str:
     raise InputError(f"model {path}: unknown format; expected .onnx, .pt2 (torch.export) or TorchScript (.pt)")
 
 
-def load_model(path: Path, format: str = "auto") -> ModelArtifact:
+def load_model(path: Path, format: str = "auto", factory: str | None = None) -> ModelArtifact:
+    if factory is not None or format == "torch-module":
+        if not path.is_file():
+            raise InputError(f"weights {path} not found")
+        return ModelArtifact(path=path, format="torch-module", metadata={"factory": factory})
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "onnx":
         from modelforge.onnx_model import onnx_artifact
@@ -160,6 +169,26 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
             artifacts_dir=str(exported.parent),
         )
         return "torch.onnx (dynamo) from torch.export program"
+    if artifact.format == "torch-module":
+        from modelforge.torch.export import export_program
+        from modelforge.torch.loading import build_from_factory
+
+        module = build_from_factory(artifact.metadata["factory"], artifact.path)
+        example = tuple(torch.from_numpy(v) for v in example_inputs.values())
+        try:
+            program = export_program(module, example, stage="convert")
+        except PassError as exc:  # code that torch.export cannot trace is the user's input to fix
+            raise InputError(f"model factory {artifact.metadata['factory']}: {exc.message.split(': ', 1)[1]}") from None
+        torch.onnx.export(
+            program,
+            (),
+            str(exported),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+            artifacts_dir=str(exported.parent),
+        )
+        return "torch.onnx (dynamo) from the factory's module, via torch.export"
     module = _load_torchscript(torch, artifact.path)
     names = list(example_inputs)
     torch.onnx.export(
@@ -186,6 +215,22 @@ def example_inputs(source) -> dict | None:
     return {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
 
 
+# Side records a pass stores in its .pt2 (torch.export.save extra_files) that the ONNX form keeps as metadata.
+CARRIED_EXTRA_FILES = ("modelforge.sparsity",)
+
+
+def pt2_extra_files(artifact: ModelArtifact) -> dict[str, str]:
+    if artifact.format != "torch-export" or not zipfile.is_zipfile(artifact.path):
+        return {}
+    found = {}
+    with zipfile.ZipFile(artifact.path) as archive:
+        for name in archive.namelist():
+            key = name.rsplit("/", 1)[-1]
+            if "/extra/" in name and key in CARRIED_EXTRA_FILES:
+                found[key] = archive.read(name).decode()
+    return found
+
+
 def convert_to_onnx(
     artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
 ) -> tuple[ModelArtifact, dict]:
@@ -196,8 +241,9 @@ def convert_to_onnx(
     target = workdir / "model.onnx"
     exported = workdir / "export" / "model.onnx"
     exported.parent.mkdir(parents=True, exist_ok=True)
-    if artifact.format == "torchscript" and not example_inputs:
-        raise InputError(f"model {artifact.path}: TorchScript needs calibration or eval data for its input shapes")
+    if artifact.format in ("torchscript", "torch-module") and not example_inputs:
+        kind = "TorchScript" if artifact.format == "torchscript" else "a model built by a factory"
+        raise InputError(f"model {artifact.path}: {kind} needs calibration or eval data for its input shapes")
     try:
         with _quiet_exporter():
             exporter = _export(torch, artifact, exported, opset, example_inputs)
@@ -209,6 +255,8 @@ def convert_to_onnx(
     # for: re-save as one file where it fits and record the opset actually produced.
     model = load_onnx(exported)
     produced_opset = opset_version(model)
+    for key, value in pt2_extra_files(artifact).items():  # e.g. the 2:4 sparsity record, for TensorRT's export
+        model.metadata_props.add(key=key, value=value)
     save_onnx(model, target)
     info = {"exporter": exporter, "opset_requested": opset, "opset": produced_opset}
     return onnx_artifact(target, source_format=artifact.format), info

@@ -1,4 +1,8 @@
-"""Run a recipe: load, convert once, apply passes in order, evaluate baseline vs result, write outputs.
+"""Run a recipe: load, apply passes in order, evaluate baseline vs result, write outputs.
+
+PyTorch-form passes (prune, distill) run on the loaded PyTorch model; a conversion to ONNX (recorded as a
+`convert` stage) is inserted where the next pass or the evaluation needs ONNX. The baseline is always the
+original model's ONNX form, so baseline and result are measured on the same runtime.
 
 Outputs are written to a hidden temporary folder beside the target and renamed into place at the end,
 so an interrupted or failed run leaves nothing half-written and an existing folder untouched.
@@ -52,7 +56,7 @@ def check_output_dir(recipe: Recipe) -> Path:
         if blocking is not None and not blocking.is_dir():
             raise InputError(f"output {out}: cannot create it, {blocking} is not a directory")
     if out.exists():  # --force swaps it out and deletes it: never the folder we run in or one holding the inputs
-        sources = (recipe.data.calibration, recipe.data.eval_data)
+        sources = (recipe.data.calibration, recipe.data.eval_data, recipe.data.train)
         for kept in (Path.cwd(), recipe.model.path, *(s.path for s in sources if s is not None)):
             kept = kept.resolve()
             if kept == out.resolve() or out.resolve() in kept.parents:
@@ -102,14 +106,8 @@ def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]
     }
 
 
-def _place_model(artifact: ModelArtifact, target: Path) -> None:
-    """Copy the final model into the output as model.onnx (external data renamed with it)."""
-    from modelforge.onnx_model import external_data_files, load_onnx, save_onnx
-
-    if external_data_files(artifact.path):
-        save_onnx(load_onnx(artifact.path), target)
-    else:
-        shutil.copyfile(artifact.path, target)
+# Formats a conversion stage can turn into ONNX.
+CONVERTIBLE = ("torch-export", "torchscript", "torch-module")
 
 
 @dataclass
@@ -122,6 +120,7 @@ class Inputs:
     eval_data: BoundDataset
     eval_note: str
     stages: list[dict[str, Any]]
+    train: BoundDataset | None = None
 
 
 def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
@@ -130,38 +129,69 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
     needs_calibration = [cls.name for _, cls in pass_specs if cls.needs_calibration]
     if needs_calibration and recipe.data.calibration is None:
         raise InputError(f"pass '{needs_calibration[0]}' needs calibration data", hint="pass --calibration DATA")
-    fmt = "onnx"
+    needs_train = [cls.name for _, cls in pass_specs if getattr(cls, "needs_train_data", False)]
+    if needs_train and recipe.data.train is None:
+        raise InputError(f"pass '{needs_train[0]}' needs training data", hint="pass --train-data DATA")
+    fmt = _source_format(recipe)
     for spec, cls in pass_specs:
         if fmt not in cls.accepts:
-            raise PassError(spec.name, f"accepts {', '.join(cls.accepts)} models, got {fmt}")
+            if not ("onnx" in cls.accepts and fmt in CONVERTIBLE):
+                raise PassError(spec.name, f"accepts {', '.join(cls.accepts)} models, got {fmt}")
+            fmt = "onnx"  # a conversion stage is inserted before this pass
         fmt = cls.produces
     return pass_specs
 
 
+def _source_format(recipe: Recipe) -> str:
+    if recipe.model.format != "auto":
+        return recipe.model.format
+    from modelforge.loader import detect_format
+
+    try:
+        return detect_format(recipe.model.path)
+    except InputError:
+        return "onnx"  # prepare_inputs reports what is wrong with the file, as before
+
+
+def _convert(artifact: ModelArtifact, folder: Path, recipe: Recipe) -> tuple[ModelArtifact, dict[str, Any]]:
+    """Export a PyTorch-form artifact to ONNX; returns it with the `convert` stage record."""
+    from modelforge.loader import convert_to_onnx, example_inputs
+
+    started = time.perf_counter()
+    folder.mkdir()
+    example = example_inputs(recipe.data.calibration or recipe.data.eval_data or recipe.data.train)
+    converted, info = convert_to_onnx(artifact, folder, recipe.model.opset, example)
+    stage = {
+        "name": "convert",
+        "pass": "convert",
+        "seconds": time.perf_counter() - started,
+        "input_format": artifact.format,
+        "output_format": "onnx",
+        "metrics": info,
+    }
+    return converted, stage
+
+
 def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
     """Load (and convert once) the model, bind and validate the data, pick the evaluation samples."""
-    from modelforge.loader import convert_to_onnx, example_inputs, load_model
+    from modelforge.loader import load_model
 
     stages: list[dict[str, Any]] = []
-    source = load_model(recipe.model.path, recipe.model.format)
+    source = load_model(recipe.model.path, recipe.model.format, factory=recipe.model.factory)
     baseline = source
     if source.format != "onnx":
-        started = time.perf_counter()
-        convert_dir = workdir / "00-convert"
-        convert_dir.mkdir()
-        example = example_inputs(recipe.data.calibration or recipe.data.eval_data)
-        baseline, info = convert_to_onnx(source, convert_dir, recipe.model.opset, example)
-        stages.append(
-            {
-                "name": "convert",
-                "pass": "convert",
-                "seconds": time.perf_counter() - started,
-                "input_format": source.format,
-                "output_format": "onnx",
-                "metrics": info,
-            }
-        )
+        baseline, stage = _convert(source, workdir / "00-convert", recipe)
+        stages.append(stage)
 
+    train = _open_bound(recipe.data.train, baseline, "training data")
+    if train is not None:
+        if train.labels() is None:
+            raise InputError(
+                f"training data {recipe.data.train.path} has no labels",
+                hint="add a `labels` array of class ids to the .npz, or use an image folder with one sub-folder "
+                "per class",
+            )
+        _check_labels(train, baseline)
     calibration = _open_bound(recipe.data.calibration, baseline, "calibration data")
     eval_data = _open_bound(recipe.data.eval_data, baseline, "eval data")
     _check_gates_measurable(recipe, eval_data)
@@ -175,6 +205,13 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
     elif calibration is not None:
         eval_data = calibration
         eval_note = f"the calibration sample of {recipe.data.calibration.path} (no eval data given)"
+    elif train is not None and train.num_samples >= 2:
+        if Path(recipe.data.train.path).is_dir():  # sorted by class: its last 20% would be the last classes only
+            raise InputError("training images need --eval-data to evaluate on", hint="pass --eval-data FOLDER")
+        held = min(max(1, int(train.num_samples * HELD_BACK_SHARE)), HELD_BACK_MAX)
+        eval_data = train.window(train.num_samples - held, None)
+        train = train.window(0, train.num_samples - held)
+        eval_note = f"{held} held-back training samples of {recipe.data.train.path} (no eval data given)"
     else:
         raise InputError("nothing to evaluate on", hint="pass --eval-data or --calibration")
     if recipe.data.eval_samples:
@@ -189,7 +226,7 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
                 f" (last {eval_data.num_samples - whole.num_samples} dropped: the model's batch is fixed at {fixed})"
             )
         eval_data = whole
-    return Inputs(source, baseline, calibration, eval_data, eval_note, stages)
+    return Inputs(source, baseline, calibration, eval_data, eval_note, stages, train)
 
 
 def whole_batches(data: BoundDataset | None, batch: int, role: str) -> BoundDataset | None:
@@ -239,7 +276,7 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
 
     config = pass_cls.Config.model_validate(spec.config)
     key = None
-    if recipe.cache:
+    if recipe.cache and current.format != "torch-module":  # a factory's code is not in the key: never cached
         # The gates steer the accuracy fallback; the latency batch, threads and skip steer the speed search.
         latency = recipe.evaluate.latency
         steering = (
@@ -284,10 +321,12 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "calibration_samples": inputs.calibration.num_samples if inputs.calibration else 0,
             "evaluation": f"{inputs.eval_data.num_samples} samples: {inputs.eval_note}",
             "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
+            "training": f"{inputs.train.num_samples} samples of {recipe.data.train.path}" if inputs.train else None,
             "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
             "output": str(recipe.output.dir),
             "files": [
                 "model.onnx",
+                *(["model.pt2"] if any(cls.produces == "torch-export" for _, cls in pass_specs) else []),
                 "report.json",
                 "report.md",
                 "report.html",
@@ -326,14 +365,21 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
         calibration, eval_data, eval_note = inputs.calibration, inputs.eval_data, inputs.eval_note
         preflight = run_preflight(baseline, pass_specs, calibration)
 
-        current = baseline
+        # A chain that starts with a PyTorch-form pass works on the loaded model, not on its ONNX export.
+        first_accepts = pass_specs[0][1].accepts if pass_specs else ()
+        current = source if source.format != "onnx" and source.format in first_accepts else baseline
+        framework_form: ModelArtifact | None = None  # the last PyTorch form a pass produced (written as model.pt2)
         for index, (spec, pass_cls) in enumerate(pass_specs, start=1):
+            if current.format not in pass_cls.accepts:  # check_pass_chain made sure ONNX is accepted here
+                current, stage = _convert(current, workdir / f"{index:02d}-convert", recipe)
+                stages.append(stage)
             stage_dir = workdir / f"{index:02d}-{spec.name}"
             stage_dir.mkdir()
             ctx = PassContext(
                 workdir=stage_dir,
                 seed=recipe.seed,
                 calibration=calibration,
+                train=inputs.train,
                 evaluation=eval_data,
                 gates=recipe.gates,
                 progress=progress,
@@ -342,7 +388,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
                 threads=recipe.evaluate.latency.threads,
             )
             started = time.perf_counter()
-            result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data))
+            result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data, inputs.train))
             stages.append(
                 {
                     "name": spec.name,
@@ -354,10 +400,17 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
                 }
             )
             current = result
+            if result.format != "onnx":
+                framework_form = result
+        if current.format != "onnx":  # the evaluation and the deployable output need ONNX
+            current, stage = _convert(current, workdir / f"{len(pass_specs) + 1:02d}-convert", recipe)
+            stages.append(stage)
 
-        model_path = staging / "model.onnx"
-        _place_model(current, model_path)
-        final = ModelArtifact(model_path, "onnx", current.io, current.metadata)
+        # What lands in the output is each artifact's business (modelforge.writers): model.onnx, model.pt2, ...
+        written = current.write_into(staging)
+        if framework_form is not None:
+            framework_form.write_into(staging)
+        final = ModelArtifact(written[0], "onnx", current.io, current.metadata)
 
         from modelforge.evaluate.evaluator import evaluate_pair
         from modelforge.machine import machine_record
@@ -403,7 +456,11 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
         (staging / "recipe.resolved.yaml").write_text(recipe.to_yaml())
         data_hashes = {
             role: data_sha256(src.path)
-            for role, src in (("calibration", recipe.data.calibration), ("eval_data", recipe.data.eval_data))
+            for role, src in (
+                ("calibration", recipe.data.calibration),
+                ("eval_data", recipe.data.eval_data),
+                ("train", recipe.data.train),
+            )
             if src is not None
         }
         manifest = build_manifest(staging, recipe_dict, data_hashes, report["machine"]["versions"])

@@ -54,6 +54,9 @@ class DataSource(StrictModel):
 
 class DataConfig(StrictModel):
     calibration: DataSource | None = Field(None, description="Samples used to calibrate quantization.")
+    train: DataSource | None = Field(
+        None, description="Labelled samples for passes that train (pruning's fine-tuning, distillation)."
+    )
     eval_data: DataSource | None = Field(
         None,
         description="Samples used to compare the original and the result (labels enable accuracy). "
@@ -63,9 +66,18 @@ class DataConfig(StrictModel):
 
 
 class ModelSource(StrictModel):
-    path: Path = Field(description="Model file: .onnx, .pt2 (torch.export) or TorchScript (.pt/.ts).")
-    format: Literal["auto", "onnx", "torch-export", "torchscript"] = Field(
-        "auto", description="Model format; auto detects it from the file."
+    path: Path = Field(
+        description="Model file: .onnx, .pt2 (torch.export) or TorchScript (.pt/.ts); with `factory`, the "
+        "weights (.safetensors, or a state dict read with torch.load(weights_only=True))."
+    )
+    format: Literal["auto", "onnx", "torch-export", "torchscript", "torch-module"] = Field(
+        "auto", description="Model format; auto detects it from the file (torch-module when `factory` is set)."
+    )
+    factory: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:function' that builds the nn.Module (called without arguments); `path` then holds "
+        "its weights. The module is imported from the current folder or the Python path.",
     )
     opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
 
@@ -73,6 +85,14 @@ class ModelSource(StrictModel):
     @classmethod
     def _from_path(cls, value: Any) -> Any:
         return {"path": value} if isinstance(value, str | Path) else value
+
+    @model_validator(mode="after")
+    def _factory_format(self) -> ModelSource:
+        if self.factory is not None and self.format == "auto":
+            self.format = "torch-module"
+        if (self.format == "torch-module") != (self.factory is not None):
+            raise ValueError("format torch-module and a `factory` ('module:function') go together")
+        return self
 
 
 class PassSpec(StrictModel):
@@ -225,7 +245,7 @@ class Recipe(StrictModel):
             return p if p.is_absolute() else (base / p).resolve()
 
         self.model.path = fix(self.model.path)
-        for source in (self.data.calibration, self.data.eval_data):
+        for source in (self.data.calibration, self.data.eval_data, self.data.train):
             if source is not None:
                 source.path = fix(source.path)
         return self

@@ -42,6 +42,7 @@ def _register() -> None:
         doctor_cmd,
         inspect_cmd,
         passes_cmd,
+        prune_cmd,
         quantize_cmd,
         report_cmd,
         run_cmd,
@@ -49,6 +50,7 @@ def _register() -> None:
     )
 
     app.command("quantize")(quantize_cmd.quantize)
+    app.command("prune")(prune_cmd.prune)
     app.command("run")(run_cmd.run)
     app.command("inspect")(inspect_cmd.inspect)
     app.command("passes")(passes_cmd.passes)

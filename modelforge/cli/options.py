@@ -52,9 +52,10 @@ def common_recipe(
     seed: int,
     gates: dict[str, Any],
     cache: bool = True,
+    model_factory: str | None = None,
 ) -> Recipe:
     raw = {
-        "model": str(model),
+        "model": str(model) if model_factory is None else {"path": str(model), "factory": model_factory},
         "data": {k: v for k, v in data.items() if v is not None},
         "passes": passes,
         "gates": {k: v for k, v in gates.items() if v is not None},

@@ -39,11 +39,13 @@ class PassContext:
     trade speed for accuracy (quantize's accuracy-aware fallback) aims at exactly what the run is judged by.
     Likewise a pass that measures speed (quantize's speed-aware search) does so at the batch size and thread
     count the run reports latency at; `measure_latency` is off when the recipe skips latency.
+    `train` holds the labelled samples of passes that train (pruning's fine-tuning, distillation).
     """
 
     workdir: Path
     seed: int = 0
     calibration: BoundDataset | None = None
+    train: BoundDataset | None = None
     evaluation: BoundDataset | None = None
     gates: GatesConfig | None = None
     progress: Progress = field(default_factory=Progress)
@@ -73,6 +75,7 @@ class Pass:
     accepts: ClassVar[tuple[str, ...]] = ("onnx",)
     produces: ClassVar[str] = "onnx"
     needs_calibration: ClassVar[bool] = False
+    needs_train_data: ClassVar[bool] = False
     Config: ClassVar[type[PassConfig]] = PassConfig
 
     def __init__(self, config: PassConfig):

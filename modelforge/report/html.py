@@ -604,6 +604,8 @@ def page(title: str, body: str) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from modelforge.report.pruning import pruning_section
+
     verdict = "PASSED" if report["passed"] else "FAILED"
     evaluation = report.get("evaluation") or {}
     recipe = json.dumps(report.get("recipe", {}), indent=2)
@@ -621,6 +623,7 @@ def render_html(report: dict[str, Any]) -> str:
             _tradeoff(report),
             _outputs(report),
             sessions_section(evaluation.get("sessions")),
+            pruning_section(report),
             _stages(report),
             machine_section(report.get("machine")),
             f'<section id="recipe"><details><summary>Recipe as resolved</summary><pre>{escape(recipe)}</pre>'

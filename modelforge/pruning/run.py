@@ -1,0 +1,248 @@
+"""The pruning procedure behind the `prune` pass: prune in steps, fine-tune after each, checkpoint, measure.
+
+Every step ends as a saved `torch.export` program that the next step (and a resumed run) rebuilds its module
+from, so an interrupted run resumed with `resume` follows exactly the path of an uninterrupted one:
+
+    checkpoints/start.pt2                    the model before pruning (rebuilt into nn layers)
+    checkpoints/step-K/pruned.pt2            after pruning step K, before its fine-tuning
+    checkpoints/step-K/last.pt, best.pt      per-epoch training state (modelforge.training)
+    checkpoints/step-K/model.pt2 + step.json  step K done
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from modelforge.errors import InputError
+from modelforge.passes.base import PassContext
+
+
+def weights_sizes(module) -> tuple[int, int]:
+    """Raw and gzipped bytes of the module's parameters and buffers (float32 as stored): what pruning changes,
+    without the program's graph, which compresses alike before and after."""
+    raw = b"".join(t.detach().cpu().contiguous().numpy().tobytes() for t in module.state_dict().values())
+    return len(raw), len(gzip.compress(raw, compresslevel=6, mtime=0))
+
+
+def _reload(path: Path):
+    from modelforge.torch.loading import load_program
+    from modelforge.torch.rebuild import rebuild_modules
+
+    return rebuild_modules(load_program(path))
+
+
+def _tensors(ctx: PassContext):
+    from modelforge.training import load_tensors
+
+    if ctx.train is None:
+        raise InputError("pruning needs training data", hint="pass --train-data DATA")
+    train = load_tensors(ctx.train)
+    if train[1] is None:
+        raise InputError(f"training data {ctx.train.dataset.path} has no labels")
+    evaluation = load_tensors(ctx.evaluation) if ctx.evaluation is not None else None
+    if evaluation is not None and evaluation[1] is None:
+        evaluation = None  # agreement-only eval data: no accuracy to select on
+    return train, evaluation
+
+
+def _prunable(module, config) -> tuple[dict[str, Any], list[str]]:
+    from modelforge.pruning.layers import default_skipped, prunable_layers, resolve_skip
+
+    skipped = resolve_skip(module, config.skip_layers)
+    skipped += [
+        n
+        for n in default_skipped(module, first_conv=not config.prune_first_conv, classifier=not config.prune_classifier)
+        if n not in skipped
+    ]
+    layers = {n: layer for n, layer in prunable_layers(module).items() if n not in skipped}
+    return layers, skipped
+
+
+def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Prune and fine-tune `module`; returns the result's .pt2 and the stage record."""
+    import torch
+
+    from modelforge.pruning import apply_masks, magnitude_masks, masks_2_4, polynomial_targets, verify_2_4
+    from modelforge.pruning.magnitude import masks_from_zeros, sparsity_report
+    from modelforge.torch.export import save_program
+    from modelforge.training import accuracy, train
+
+    torch.manual_seed(ctx.seed)
+    train_t, eval_t = _tensors(ctx)
+    example = tuple(t[:2] for t in train_t[0])
+    checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else ctx.workdir / "checkpoints"
+    start = checkpoints / "start.pt2"
+    resuming = config.resume and start.is_file()
+    if not resuming:  # bad input is refused before anything is written
+        from modelforge.torch.export import trace_check
+
+        if config.resume:
+            ctx.progress.log(f"nothing to resume in {checkpoints}: starting from the beginning")
+        _prunable(module, config)  # unknown skip-layer names
+        trace_check(module, example, "the model")
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        save_program(module, example, start)
+    module = _reload(start)
+    layers, skipped = _prunable(module, config)
+    if not layers:
+        raise InputError("no layer left to prune once the skipped ones are set aside")
+
+    structured = config.method == "structured"
+    from modelforge.pruning.structured import channel_counts, channel_report, count_macs_params
+
+    base_macs, base_params = count_macs_params(module, example)
+    weights_before = weights_sizes(module)
+    channels_before = channel_counts(module)
+    record: dict[str, Any] = {
+        "method": config.method,
+        "importance": config.importance if structured else "magnitude (|w|)",
+        "scope": config.scope if config.method == "magnitude" else None,
+        "schedule": config.schedule,
+        "skipped_layers": skipped,
+        "params_before": base_params,
+        "macs_before": base_macs,
+        "accuracy_before_prune": accuracy(module, *eval_t) if eval_t else None,
+    }
+    steps = 1 if config.schedule == "one-shot" or config.method == "2:4" else config.steps
+    if config.method == "2:4":
+        targets = [0.5]
+    elif structured and config.target_macs is not None:
+        targets = [1 - t for t in polynomial_targets(1 - config.target_macs, steps)]  # MACs ratios to reach
+    else:
+        targets = polynomial_targets(config.sparsity, steps)
+    history: list[dict[str, Any]] = []
+    step_records = []
+    removed_so_far = 0.0
+    for k, target in enumerate(targets, start=1):
+        step_dir = checkpoints / f"step-{k}"
+        done, pruned = step_dir / "model.pt2", step_dir / "pruned.pt2"
+        if config.resume and done.is_file() and (step_dir / "step.json").is_file():
+            module = _reload(done)
+            step = json.loads((step_dir / "step.json").read_text())
+            step_records.append(step)
+            history += step["history"]
+            removed_so_far = step.get("channel_fraction_removed", removed_so_far)
+            continue
+        resume_training = config.resume and pruned.is_file()
+        if not resume_training:
+            shutil.rmtree(step_dir, ignore_errors=True)
+            step_dir.mkdir(parents=True)
+            layers, _ = _prunable(module, config)
+            if config.method == "magnitude":
+                apply_masks(layers, magnitude_masks(layers, target, config.scope))
+            elif config.method == "2:4":
+                apply_masks(layers, masks_2_4(layers))
+            else:
+                from modelforge.pruning.structured import prune_channels
+
+                ratio = None
+                if config.target_macs is None:  # channels to remove now, as a share of what is left
+                    ratio = 1 - (1 - target) / (1 - removed_so_far)
+                    removed_so_far = target
+                prune_channels(
+                    module,
+                    example,
+                    ratio=ratio,
+                    target_macs=target if config.target_macs is not None else None,
+                    base_macs=base_macs,
+                    importance=config.importance,
+                    skipped=skipped,
+                    round_to=config.round_to,
+                    taylor_batch=(tuple(t[:256] for t in train_t[0]), train_t[1][:256]),
+                )
+            save_program(module, example, pruned)
+        module = _reload(pruned)
+        layers, _ = _prunable(module, config)
+        masks = None if structured else masks_from_zeros(layers)
+        after_prune = accuracy(module, *eval_t) if eval_t else None
+        last = k == len(targets)
+        train_config = config.train.model_copy(update={"epochs": config.train.epochs if last else config.step_epochs})
+        result = train(
+            module,
+            train_t,
+            eval_t,
+            train_config,
+            checkpoint_dir=step_dir,
+            seed=ctx.seed + k,
+            progress=ctx.progress,
+            resume=resume_training,
+            after_step=(lambda lay=layers, m=masks: apply_masks(lay, m)) if masks is not None else None,
+            extra={"step": k},
+            description=f"fine-tune (step {k}/{len(targets)})",
+        )
+        for row in result.history:
+            row["step"] = k
+        history += result.history
+        step = {
+            "step": k,
+            "target": target,
+            "accuracy_after_prune": after_prune,
+            "accuracy_after_finetune": accuracy(module, *eval_t) if eval_t else None,
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "history": result.history,
+            "channel_fraction_removed": removed_so_far,
+        }
+        save_program(module, example, done)
+        (step_dir / "step.json").write_text(json.dumps(step, indent=2))
+        step_records.append(step)
+        ctx.progress.log(f"prune step {k}/{len(targets)}: accuracy after pruning {after_prune}")
+
+    macs, params = count_macs_params(module, example)
+    layers, _ = _prunable(module, config)
+    result_path = out_dir / "model.pt2"
+    extra = {}
+    if config.method == "2:4":
+        verified = verify_2_4(layers)
+        record["semi_structured"] = {
+            "pattern": "2:4",
+            "layers_2_4": sorted(n for n, ok in verified.items() if ok),
+            "layers_dense": sorted(set(layers) - set(verified)),
+            "verified": all(verified.values()),
+            "note": "2:4 runs faster only on sparse tensor cores (NVIDIA Ampere+, TensorRT with sparse weights); "
+            "CPUs and onnxruntime get no speed-up from it.",
+        }
+        extra["modelforge.sparsity"] = json.dumps({"pattern": "2:4", "layers": record["semi_structured"]["layers_2_4"]})
+    save_program(module, example, result_path, extra=extra)
+    first, final = step_records[0], step_records[-1]
+    record.update(
+        params_after=params,
+        macs_after=macs,
+        params_ratio=params / base_params if base_params else None,
+        macs_ratio=macs / base_macs if base_macs else None,
+        accuracy_after_prune=first["accuracy_after_prune"] if len(step_records) == 1 else final["accuracy_after_prune"],
+        accuracy_after_finetune=final["accuracy_after_finetune"],
+        program_bytes_before=start.stat().st_size,
+        program_bytes_after=result_path.stat().st_size,
+        weights_bytes_before=weights_before[0],
+        weights_bytes_after=weights_sizes(module)[0],
+        gzip_bytes_before=weights_before[1],
+        gzip_bytes_after=weights_sizes(module)[1],
+    )
+    record["gzip_ratio"] = record["gzip_bytes_after"] / record["gzip_bytes_before"]
+    if structured:
+        record["channels"] = channel_report(channels_before, module)
+        record["channel_fraction_removed"] = 1 - sum(
+            r["out_channels"][1] for r in record["channels"] if r["layer"] not in skipped
+        ) / max(1, sum(r["out_channels"][0] for r in record["channels"] if r["layer"] not in skipped))
+    else:
+        rows = sparsity_report(layers)
+        record["layers"] = rows
+        total = sum(r["weights"] for r in rows)
+        record["sparsity_measured"] = sum(r["zeros"] for r in rows) / total if total else 0.0
+        record["note"] = (
+            "Zeros inside dense weight tensors: dense CPU kernels (onnxruntime) multiply them like any other value, "
+            "so latency does not improve (see the measured speed-up); the gain is compressed size (gzip)."
+            if config.method == "magnitude"
+            else record["semi_structured"]["note"]
+        )
+    record["steps"] = [{k: v for k, v in s.items() if k != "history"} for s in step_records]
+    record["training_curve"] = history
+    record["checkpoints"] = str(checkpoints)
+    return result_path, record

@@ -1,0 +1,53 @@
+"""What each model format writes into an output folder: one small writer per format.
+
+The pipeline asks the final artifact (and the last PyTorch form a pass produced) to write itself; new targets
+(OpenVINO IR, .tflite, TensorRT engines) add a writer here instead of editing the pipeline.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from modelforge.artifact import ModelArtifact
+from modelforge.errors import PassError
+
+
+def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """model.onnx (external data, when the model has some, renamed with it)."""
+    from modelforge.onnx_model import external_data_files, load_onnx, save_onnx
+
+    target = folder / "model.onnx"
+    if external_data_files(artifact.path):
+        save_onnx(load_onnx(artifact.path), target)
+    else:
+        shutil.copyfile(artifact.path, target)
+    return [target, *external_data_files(target)]
+
+
+def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """model.pt2: a torch.export program, usable as the input of another run."""
+    target = folder / "model.pt2"
+    shutil.copyfile(artifact.path, target)
+    written = [target]
+    checkpoints = artifact.metadata.get("checkpoints")  # the training state a pass left (best and last epoch)
+    if checkpoints:
+        (folder / "checkpoints").mkdir(exist_ok=True)
+        for file in checkpoints:
+            written.append(folder / "checkpoints" / Path(file).name)
+            shutil.copyfile(file, written[-1])
+    return written
+
+
+WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
+    "onnx": write_onnx,
+    "torch-export": write_torch_export,
+}
+
+
+def write_artifact(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    writer = WRITERS.get(artifact.format)
+    if writer is None:
+        raise PassError("output", f"no writer for {artifact.format} models")
+    return writer(artifact, folder)
