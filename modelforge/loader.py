@@ -155,19 +155,16 @@ def _load_torchscript(torch, path: Path):
         raise InputError(f"model {path}: not a readable TorchScript archive ({first})") from exc
 
 
+def _export_program(torch, program, exported: Path, opset: int) -> None:
+    # artifacts_dir: where the exporter would put reports and dumps (off by default): never the user's cwd
+    torch.onnx.export(
+        program, (), str(exported), opset_version=opset, dynamo=True, verbose=False, artifacts_dir=str(exported.parent)
+    )
+
+
 def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_inputs: dict | None) -> str:
     if artifact.format == "torch-export":
-        program = _load_exported_program(torch, artifact.path)
-        # artifacts_dir: where the exporter would put reports and dumps (off by default): never the user's cwd
-        torch.onnx.export(
-            program,
-            (),
-            str(exported),
-            opset_version=opset,
-            dynamo=True,
-            verbose=False,
-            artifacts_dir=str(exported.parent),
-        )
+        _export_program(torch, _load_exported_program(torch, artifact.path), exported, opset)
         return "torch.onnx (dynamo) from torch.export program"
     if artifact.format == "torch-module":
         from modelforge.torch.export import export_program
@@ -179,15 +176,7 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
             program = export_program(module, example, stage="convert")
         except PassError as exc:  # code that torch.export cannot trace is the user's input to fix
             raise InputError(f"model factory {artifact.metadata['factory']}: {exc.message.split(': ', 1)[1]}") from None
-        torch.onnx.export(
-            program,
-            (),
-            str(exported),
-            opset_version=opset,
-            dynamo=True,
-            verbose=False,
-            artifacts_dir=str(exported.parent),
-        )
+        _export_program(torch, program, exported, opset)
         return "torch.onnx (dynamo) from the factory's module, via torch.export"
     module = _load_torchscript(torch, artifact.path)
     names = list(example_inputs)

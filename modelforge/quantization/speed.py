@@ -156,40 +156,34 @@ def choose_fastest(
     # INT8 only where the compute is: an island of float among INT8 ops pays a Q/DQ at each border, so
     # single-group toggles miss "all the cheap ops in float at once" (MobileNetV3: hard-swish, SE multiplies).
     light = [g for g in groups if not g.startswith(COMPUTE_GROUPS)]
-    if light and len(light) < len(groups):
-        candidate = build(frozenset(n for g in light for n in groups[g]), workdir / "speed-compute-only.onnx")
+
+    def try_in_float(new_groups: list[str], label: str, path: Path) -> None:
+        """Measure the current model with `new_groups` also in float; keep that when clearly faster."""
+        nonlocal current
+        candidate = build(frozenset(n for g in (*kept_float, *new_groups) for n in groups[g]), path)
         gain = judge.ratio(current, candidate)
         advance(1)
         kept = gain >= KEEP_FLOAT_MARGIN
-        steps.append({"group": "all but convolutions and dense layers", "nodes": sum(len(groups[g]) for g in light),
-                      "speedup_in_float": round(gain, 3), "kept_float": kept})  # fmt: skip
+        nodes = sum(len(groups[g]) for g in new_groups)
+        steps.append({"group": label, "nodes": nodes, "speedup_in_float": round(gain, 3), "kept_float": kept})
         if kept:
-            kept_float.extend(light)
+            kept_float.extend(new_groups)
             judge.forget(current)
             current = candidate
-            log(f"quantize: INT8 on convolutions and dense layers only is faster on this machine ({gain:.2f}x)")
+            log(f"quantize: {label} ({nodes} nodes) in float is faster on this machine ({gain:.2f}x)")
         else:
             judge.forget(candidate)
+
+    if light and len(light) < len(groups):
+        try_in_float(light, "all but convolutions and dense layers", workdir / "speed-compute-only.onnx")
     if len(groups) > 1:  # with a single group, the comparison with float below decides
-        for index, (group, names) in enumerate(groups.items()):
+        for index, group in enumerate(groups):
             if group in kept_float:
                 continue
             if time.perf_counter() - started > time_budget:
                 steps.append({"group": group, "skipped": "time budget"})
                 continue
-            float_nodes = frozenset(n for g in (*kept_float, group) for n in groups[g])
-            candidate = build(float_nodes, workdir / f"speed-{index:02d}.onnx")
-            gain = judge.ratio(current, candidate)
-            advance(1)
-            kept = gain >= KEEP_FLOAT_MARGIN
-            steps.append({"group": group, "nodes": len(names), "speedup_in_float": round(gain, 3), "kept_float": kept})
-            if kept:
-                kept_float.append(group)
-                judge.forget(current)
-                current = candidate
-                log(f"quantize: {group} ({len(names)} nodes) is faster in float on this machine ({gain:.2f}x)")
-            else:
-                judge.forget(candidate)
+            try_in_float([group], group, workdir / f"speed-{index:02d}.onnx")
     speedup = judge.ratio(float_path, current, seconds=FINAL_SECONDS)
     choice = SpeedChoice(current, kept_float, steps, round(speedup, 3))
     if speedup < MIN_WORTHWHILE_SPEEDUP:
