@@ -186,23 +186,20 @@ class QuantizeInt8(Pass):
             from modelforge.quantization.qdq import write_int4_model
 
             write_int4_model(prepared, output, scheme, exclude, self.name)
+        judge = self._latency_judge(prepared_model, ctx) if cfg.speed_aware else None
         del prepared_model
 
-        judge = self._latency_judge(prepared, ctx) if cfg.speed_aware else None
+        # The static search measures the model it returns; any other model is measured against float at the end.
+        measured = None
         if judge is not None and scheme.mode == "static":
-            output = self._speed_search(artifact.path, prepared, output, scheme, exclude, judge, ctx)
-        if output == artifact.path:
-            return self._ship_float(artifact, ctx)
+            output = measured = self._speed_search(artifact.path, prepared, output, scheme, exclude, judge, ctx)
 
         from modelforge.quantization.fallback import Budget
 
         budget = Budget.from_gates(ctx.gates)
-        if cfg.fallback and budget.active and ctx.evaluation is not None:
-            searched = output
+        if output != artifact.path and cfg.fallback and budget.active and ctx.evaluation is not None:
             output = self._fallback(prepared, output, scheme, exclude, budget, ctx)
-            if judge is not None and (output != searched or scheme.mode != "static"):
-                output = self._never_slower(artifact.path, output, judge, ctx)
-        elif judge is not None and scheme.mode != "static":
+        if judge is not None and output not in (artifact.path, measured):
             output = self._never_slower(artifact.path, output, judge, ctx)
         if output == artifact.path:
             return self._ship_float(artifact, ctx)
@@ -288,17 +285,17 @@ class QuantizeInt8(Pass):
 
     # ------------------------------------------------------------------------------------- speed-aware
 
-    def _latency_judge(self, prepared: Path, ctx: PassContext):
+    def _latency_judge(self, prepared_model, ctx: PassContext):
         """Measures variants at the batch size and threads the run's latency is reported at."""
         from modelforge.backends.onnxruntime import fixed_batch_size
         from modelforge.evaluate.evaluator import latency_feeds
-        from modelforge.onnx_model import io_spec, load_onnx
+        from modelforge.onnx_model import io_spec
         from modelforge.quantization.speed import LatencyJudge
 
         data = ctx.evaluation or ctx.calibration
         if data is None or not ctx.measure_latency:
             return None
-        batch = fixed_batch_size(io_spec(load_onnx(prepared, load_external_data=False))) or ctx.latency_batch_size
+        batch = fixed_batch_size(io_spec(prepared_model)) or ctx.latency_batch_size
         return LatencyJudge(latency_feeds(data, batch), ctx.threads, self.name)
 
     def _speed_search(

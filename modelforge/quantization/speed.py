@@ -94,7 +94,6 @@ class LatencyJudge:
         self.threads = threads
         self.stage = stage
         self._sessions: dict[Path, Any] = {}
-        self.comparisons = 0
 
     def _runner(self, path: Path) -> Callable[[], object]:
         from modelforge.backends.onnxruntime import create_session
@@ -112,7 +111,6 @@ class LatencyJudge:
         timings = interleaved_runs(
             runs, warmup=3, min_runs=24, max_seconds=seconds, tolerance=0.02, min_seconds=seconds / 3
         )
-        self.comparisons += 1
         return paired_block_ratio(*timings.seconds)
 
     def forget(self, path: Path) -> None:
