@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from modelforge.artifact import IOSpec
+from modelforge.backends.base import RuntimeInfo
 from modelforge.errors import PassError
 
 if TYPE_CHECKING:
@@ -42,6 +46,29 @@ def create_session(model: Path | bytes, threads: int | None = None, stage: str =
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, NotImplemented...)
         raise PassError(stage, f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime's CPU provider behind the `Backend` interface (`create_session` settings)."""
+
+    def __init__(self, session: ort.InferenceSession, threads: int, precision: str = "fp32"):
+        import onnxruntime as ort
+
+        self.session = session
+        self.input_names = tuple(i.name for i in session.get_inputs())
+        self.output_names = tuple(o.name for o in session.get_outputs())
+        self.info = RuntimeInfo("onnxruntime", ort.__version__, "CPU", precision, threads, dict(SESSION_CONFIG))
+
+    @classmethod
+    def open(
+        cls, model: Path | bytes, *, precision: str = "fp32", threads: int | None = None, stage: str = "evaluate"
+    ) -> OnnxRuntimeBackend:
+        # The precision is the graph's own (float or QDQ INT8): onnxruntime's CPU provider has no precision hint.
+        threads = threads or default_threads()
+        return cls(create_session(model, threads, stage=stage), threads, precision)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, dict(feeds))
 
 
 def fixed_batch_size(io: IOSpec) -> int | None:
