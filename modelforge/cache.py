@@ -79,7 +79,9 @@ def lookup(key: str, into: Path) -> tuple[ModelArtifact, dict[str, Any]] | None:
         if meta["format"] == "onnx":
             from modelforge.onnx_model import onnx_artifact
 
-            return onnx_artifact(path), dict(meta["metrics"])
+            artifact = onnx_artifact(path)
+            artifact.metadata.update(meta.get("serving", {}))  # runtime/precision a target pass labelled it with
+            return artifact, dict(meta["metrics"])
         return ModelArtifact(path, meta["format"]), dict(meta["metrics"])
     except (OSError, ValueError, KeyError, TypeError, InputError):
         return None
@@ -103,6 +105,7 @@ def store(key: str, artifact: ModelArtifact, metrics: dict[str, Any]) -> None:
             "format": artifact.format,
             "files": [f.name for f in files],
             "metrics": metrics,
+            "serving": {k: artifact.metadata[k] for k in ("runtime", "runtime_precision") if k in artifact.metadata},
         }
         (staging / ENTRY_FILE).write_text(json.dumps(meta, indent=2, default=str))
         staging.rename(root / key)

@@ -76,3 +76,38 @@ def machine_record(frameworks: tuple[str, ...] = ()) -> dict[str, object]:
     """`frameworks`: extra packages this run used (e.g. torch for a PyTorch input)."""
     names = ("modelforge", "onnx", "onnxruntime", "numpy", *frameworks)
     return {"cpu": cpu_info(), "os": platform.platform(), "versions": package_versions(names)}
+
+
+# Instruction sets that let a CPU compute in bf16 natively (OpenVINO's bf16 kernels need one of them; without
+# them bf16 is emulated and slower than fp32).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# Instruction sets that make INT8 dot products fast (VNNI, AMX); without them INT8 gains size more than speed.
+FAST_INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's instruction sets (of those modelforge looks at)."""
+    return frozenset(cpu_info()["instruction_sets"])
+
+
+def precision_support(precision: str, flags: frozenset[str] | None = None) -> tuple[bool, str]:
+    """Whether `precision` is worth offering on a CPU with `flags` (default: this CPU), and why.
+
+    The one place that decides it: doctor, bench, `--target openvino --precision` and `--target auto` ask here.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if precision == "fp32":
+        return True, "every CPU"
+    if precision == "bf16":
+        present = [f for f in BF16_FLAGS if f in flags]
+        if present:
+            return True, f"native bf16 ({', '.join(present)})"
+        return False, f"no native bf16 on this CPU (needs {' or '.join(BF16_FLAGS)})"
+    if precision == "int8":
+        present = [f for f in FAST_INT8_FLAGS if f in flags]
+        if present:
+            return True, f"fast INT8 dot products ({', '.join(present)})"
+        if "avx2" in flags or "avx512f" in flags:
+            return True, "INT8 runs (no VNNI/AMX: expect a small speed-up at best)"
+        return True, "INT8 runs, but without AVX2/VNNI expect size savings, not speed"
+    return False, f"unknown precision '{precision}'"

@@ -26,7 +26,7 @@ from modelforge.backends.onnxruntime import fixed_batch_size
 from modelforge.data import BoundDataset, bind, open_dataset
 from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, OutputExistsError, PassError
 from modelforge.passes import PassContext, get_pass
-from modelforge.passes.base import Progress
+from modelforge.progress import Progress
 from modelforge.preflight import run_preflight
 from modelforge.recipe import DataSource, Recipe
 

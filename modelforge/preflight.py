@@ -59,14 +59,11 @@ def operator_blockers(model) -> list[dict[str, str]]:
 
 def check_loads(path: Path) -> None:
     """Load the model in onnxruntime once, without optimizations (cheap, quiet): every later stage needs it."""
-    import onnxruntime as ort
+    from modelforge.backends.onnxruntime import new_session, session_options
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only: the reason is in the exception, not on stderr
+    options = session_options(1, optimization="none", log_severity=4)  # fatal only: the exception says why
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = new_session(path, options)
     except Exception as exc:  # onnxruntime's untyped errors (Fail, InvalidGraph, InvalidArgument...)
         reason = _first_line(exc)
         invalid = _checker_error(path)

@@ -15,7 +15,8 @@ from modelforge.errors import PassError
 
 
 def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
-    """model.onnx (external data, when the model has some, renamed with it)."""
+    """model.onnx (external data, when the model has some, renamed with it), plus the files of the runtime
+    the artifact is served on (OpenVINO IR for `runtime: openvino`)."""
     from modelforge.onnx_model import external_data_files, load_onnx, save_onnx
 
     target = folder / "model.onnx"
@@ -23,7 +24,20 @@ def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
         save_onnx(load_onnx(artifact.path), target)
     else:
         shutil.copyfile(artifact.path, target)
-    return [target, *external_data_files(target)]
+    written = [target, *external_data_files(target)]
+    runtime_writer = RUNTIME_WRITERS.get(artifact.metadata.get("runtime", ""))
+    if runtime_writer is not None:
+        written += runtime_writer(artifact, target)
+    return written
+
+
+def write_openvino_ir(artifact: ModelArtifact, onnx_file: Path) -> list[Path]:
+    """model.xml + model.bin beside model.onnx (openvino.convert_model + save_model). Weights are stored as
+    fp16 for bf16 serving (half the file; bf16 compute rounds them further anyway), exactly otherwise."""
+    from modelforge.backends.openvino import write_ir
+
+    bf16 = artifact.metadata.get("runtime_precision") == "bf16"
+    return write_ir(onnx_file, onnx_file.with_suffix(".xml"), compress_to_fp16=bf16, stage="openvino")
 
 
 def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
@@ -39,6 +53,11 @@ def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
             shutil.copyfile(file, written[-1])
     return written
 
+
+# runtime -> writer of the files it serves, beside model.onnx (given the ONNX file just written)
+RUNTIME_WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
+    "openvino": write_openvino_ir,
+}
 
 WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
     "onnx": write_onnx,

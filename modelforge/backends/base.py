@@ -92,3 +92,21 @@ def open_backend(
     if runtime is None:
         runtime = "onnxruntime" if isinstance(model, bytes) else runtime_for(Path(model))
     return backend_class(runtime).open(model, precision=precision, threads=threads, stage=stage)
+
+
+def served_file(artifact: Any) -> Path:
+    """The file the artifact's runtime reads: OpenVINO IR written beside model.onnx when there is one (what
+    ships is what is measured), else the artifact's own file."""
+    path = Path(artifact.path)
+    runtime, _ = serving_runtime(artifact)
+    if runtime == "openvino" and path.suffix == ".onnx" and path.with_suffix(".xml").is_file():
+        return path.with_suffix(".xml")
+    return path
+
+
+def serving_runtime(artifact: Any) -> tuple[str, str]:
+    """(runtime, precision) a model artifact is meant to run with: what a target pass recorded in its metadata
+    (`runtime`, `runtime_precision`), else the runtime its file suffix names, in the graph's own precision."""
+    metadata = getattr(artifact, "metadata", None) or {}
+    runtime = metadata.get("runtime") or runtime_for(Path(artifact.path))
+    return runtime, metadata.get("runtime_precision") or "fp32"

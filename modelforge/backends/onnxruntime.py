@@ -28,22 +28,48 @@ def default_threads() -> int:
 SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
-def create_session(model: Path | bytes, threads: int | None = None, stage: str = "evaluate") -> ort.InferenceSession:
-    """A CPU session with all graph optimizations, a fixed intra-op thread count, and no spinning threads."""
+OPTIMIZATION_LEVELS = ("all", "basic", "none")
+
+
+def session_options(
+    threads: int | None, *, optimization: str = "all", log_severity: int = 3
+) -> ort.SessionOptions:
+    """The one place onnxruntime sessions are configured (evaluation, calibration, debugging, preflight).
+
+    `optimization`: "all" to measure speed; "basic" where intermediate tensors must survive (calibration and
+    per-layer debugging read them); "none" for a cheap load check. `log_severity` 4 keeps stderr quiet where
+    the exception already says why.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[optimization]
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
+    options.log_severity_level = log_severity
     for key, value in SESSION_CONFIG.items():
         options.add_session_config_entry(key, value)
+    return options
+
+
+def new_session(model: Path | bytes, options: ort.SessionOptions) -> ort.InferenceSession:
+    """A CPU session; onnxruntime's own (untyped) errors propagate for the caller to word."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def create_session(model: Path | bytes, threads: int | None = None, stage: str = "evaluate") -> ort.InferenceSession:
+    """A CPU session with all graph optimizations, a fixed intra-op thread count, and no spinning threads."""
     try:
-        return ort.InferenceSession(
-            model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
-        )
+        return new_session(model, session_options(threads))
     except Exception as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, NotImplemented...)
         raise PassError(stage, f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
 

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from modelforge.passes.base import Progress as ProgressChannel
+from modelforge.progress import Progress as ProgressChannel
 
 err_console = Console(stderr=True)
 out_console = Console()

@@ -37,8 +37,21 @@ def quantize(
     calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,
     per_channel: Annotated[bool, typer.Option(help="Per-output-channel weight scales.")] = True,
     preset: Annotated[str, typer.Option(help="Scheme: auto (detect the model family), cnn or transformer.")] = "auto",
-    target: Annotated[str, typer.Option(help="Runtime: cpu (onnxruntime) or tensorrt (int8 symmetric QDQ).")] = "cpu",
-    precision: Annotated[str, typer.Option(help="int8, or int4-weights (4-bit MatMul weights).")] = "int8",
+    target: Annotated[
+        str,
+        typer.Option(
+            help="Runtime: cpu (onnxruntime), tensorrt (int8 symmetric QDQ), openvino (IR model.xml/.bin, needs "
+            "modelforge[openvino]) or auto (measure every installed runtime x precision here, keep the fastest "
+            "that meets the gates)."
+        ),
+    ] = "cpu",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="int8, or int4-weights (4-bit MatMul weights); --target openvino also bf16 (CPUs with AMX or "
+            "AVX-512 BF16) or fp32."
+        ),
+    ] = "int8",
     percentile: Annotated[float, typer.Option(help="Percentile method: clip |x| at this percentile.")] = 99.99,
     speed_aware: Annotated[
         bool,

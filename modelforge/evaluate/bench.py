@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelforge.errors import InputError
-from modelforge.passes.base import Progress
+from modelforge.progress import Progress
 
 BENCH_SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
@@ -96,7 +96,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
         Subject,
         batch_sweep,
         memory_method,
-        open_measured_session,
+        open_measured_backend,
         slo_verdicts,
         stop_rule,
     )
@@ -122,7 +122,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
     subjects, sessions = [], {}
     for name, artifact, feed, fixed_batch in zip(names, artifacts, feeds, fixed, strict=True):
         first_batch = fixed_batch or sizes[0]
-        session, load = open_measured_session(artifact.path, threads, feed(first_batch), stage="bench")
+        session, load = open_measured_backend(artifact.path, threads, feed(first_batch), stage="bench")
         sessions[name] = asdict(load)
         subjects.append(Subject(name, session, feed, fixed_batch))
 

@@ -1,4 +1,8 @@
-"""Run the baseline and the result on the same samples and measure them side by side."""
+"""Run the baseline and the result on the same samples and measure them side by side.
+
+Each side runs on its own runtime through the `Backend` interface (the baseline on onnxruntime, the result on
+the runtime its target names: onnxruntime, OpenVINO, ...), and the report records each side's `RuntimeInfo`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from modelforge.artifact import ModelArtifact
-from modelforge.backends.onnxruntime import SESSION_CONFIG, default_threads, fixed_batch_size
+from modelforge.backends.base import served_file, serving_runtime
+from modelforge.backends.onnxruntime import default_threads, fixed_batch_size
 from modelforge.data import BoundDataset
 from modelforge.errors import InputError
 from modelforge.evaluate.metrics import ComparisonAccumulator
@@ -17,14 +22,14 @@ from modelforge.evaluate.profile import (
     Subject,
     batch_sweep,
     memory_method,
-    open_measured_session,
+    open_measured_backend,
     slo_limits,
     slo_verdicts,
     stop_rule,
     sweep_batch_sizes,
     sweep_entry,
 )
-from modelforge.passes.base import Progress
+from modelforge.progress import Progress
 from modelforge.recipe import EvaluateConfig
 
 EVAL_BATCH = 32
@@ -41,8 +46,14 @@ def evaluate_pair(
     threads = config.latency.threads or default_threads()
     # Each session is opened and run once on a latency batch: its cold start and peak memory.
     first_feeds = latency_feeds(data, fixed_batch_size(baseline.io) or config.latency.batch_size)
-    session_a, load_a = open_measured_session(baseline.path, threads, first_feeds)
-    session_b, load_b = open_measured_session(result.path, threads, first_feeds)
+    runtime_a, precision_a = serving_runtime(baseline)
+    runtime_b, precision_b = serving_runtime(result)
+    session_a, load_a = open_measured_backend(
+        served_file(baseline), threads, first_feeds, runtime=runtime_a, precision=precision_a
+    )
+    session_b, load_b = open_measured_backend(
+        served_file(result), threads, first_feeds, runtime=runtime_b, precision=precision_b
+    )
     labels = data.labels()
     kept_outputs: tuple[list, list] | None = ([], []) if config.custom_metrics else None
     batch = fixed_batch_size(baseline.io) or EVAL_BATCH
@@ -53,7 +64,7 @@ def evaluate_pair(
     try:
         for feeds in data.batches(batch):
             n = len(next(iter(feeds.values())))
-            out_a, out_b = session_a.run(None, feeds), session_b.run(None, feeds)
+            out_a, out_b = session_a.run(feeds), session_b.run(feeds)
             batch_labels = labels[seen : seen + n] if labels is not None else None
             if batch_labels is not None and out_a[0].ndim == 2 and batch_labels.max(initial=0) >= out_a[0].shape[1]:
                 raise InputError(
@@ -83,6 +94,7 @@ def evaluate_pair(
             "baseline": asdict(load_a),
             "result": asdict(load_b),
         },
+        "runtimes": {"baseline": session_a.info.to_dict(), "result": session_b.info.to_dict()},
         "latency": None,
     }
     if not config.skip_latency:
@@ -130,7 +142,8 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         "batch_size": batch_size,
         "threads": threads,
         "inter_op_threads": 1,
-        "session_config": dict(SESSION_CONFIG),
+        "session_config": dict(session_a.info.config),
+        "runtimes": {"baseline": session_a.info.to_dict(), "result": session_b.info.to_dict()},
         "method": INTERLEAVE_METHOD,
         "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds, settings.min_seconds),
         "warmup": settings.warmup,

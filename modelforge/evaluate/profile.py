@@ -1,11 +1,12 @@
-"""Latency profile of one or more ONNX models on this machine: session cold start and memory, a batch-size
-sweep of interleaved runs (p50/p90/p99/mean/std, throughput), and latency-SLO verdicts.
+"""Latency profile of one or more models on this machine, each on its runtime (any `Backend`): cold start and
+memory, a batch-size sweep of interleaved runs (p50/p90/p99/mean/std, throughput), and latency-SLO verdicts.
 
-Used by the pipeline (baseline vs result) and by `modelforge bench` (any number of models).
+Used by the pipeline (baseline vs result), by `modelforge bench` (models x runtimes x precisions) and by
+`--target auto` (every candidate side by side).
 
-Cold start: `create_ms` (InferenceSession construction: load, graph optimizations, kernel setup) and
+Cold start: `create_ms` (backend construction: load, graph optimizations or compilation, kernel setup) and
 `first_run_ms` (the first inference, which also sizes the memory arena), timed in this process after a
-"primer" session has paid onnxruntime's one-time start-up (environment, thread pools), which would otherwise
+"primer" model has paid the runtime's one-time start-up (environment, thread pools), which would otherwise
 be billed to whichever model happens to be opened first.
 
 Memory: each model is also opened in a fresh Python process, with the same session options, primed the same
@@ -28,12 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelforge.evaluate.latency import BLOCK, DROPPED_PER_BLOCK, interleaved_runs
-from modelforge.passes.base import Progress
+from modelforge.progress import Progress
+
+if TYPE_CHECKING:
+    from modelforge.backends.base import Backend
 
 MEMORY_METHOD = (
     "in a fresh process per model: growth of its peak RSS (VmHWM, reset before) over its RSS before the session "
@@ -96,17 +100,12 @@ class SessionLoad:
     memory_measured_in: str  # "fresh process" | "this process"
 
 
-_primed = False
+_primed: set[str] = set()
 
 
-def prime_onnxruntime(threads: int) -> None:
-    """Pay onnxruntime's one-time process start-up with a one-node model, outside any measurement."""
-    global _primed
-    if _primed:
-        return
+def primer_model() -> bytes:
+    """A one-node ONNX model (Relu on [1, 4]) every runtime can load."""
     from onnx import TensorProto, helper
-
-    from modelforge.backends.onnxruntime import create_session
 
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])],
@@ -116,9 +115,18 @@ def prime_onnxruntime(threads: int) -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = min(model.ir_version, 8)
-    session = create_session(model.SerializeToString(), threads, stage="primer")
-    session.run(None, {"x": np.zeros((1, 4), dtype=np.float32)})
-    _primed = True
+    return model.SerializeToString()
+
+
+def prime_runtime(runtime: str, threads: int) -> None:
+    """Pay a runtime's one-time process start-up with a one-node model, outside any measurement."""
+    if runtime in _primed:
+        return
+    from modelforge.backends.base import open_backend
+
+    backend = open_backend(primer_model(), runtime=runtime, threads=threads, stage="primer")
+    backend.run({"x": np.zeros((1, 4), dtype=np.float32)})
+    _primed.add(runtime)
 
 
 def memory_method() -> str:
@@ -133,14 +141,21 @@ def _peak_growth(can_reset: bool, before: dict[str, int], before_max: int, after
 
 def measure_in_child(spec: dict[str, Any]) -> dict[str, int | None]:
     """Runs in the fresh process: prime, open the model, run once, report memory."""
-    from modelforge.backends.onnxruntime import create_session
+    from modelforge.backends.base import open_backend
 
-    prime_onnxruntime(spec["threads"])
+    runtime = spec.get("runtime", "onnxruntime")
+    prime_runtime(runtime, spec["threads"])
     feeds = {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in spec["feeds"].items()}
     can_reset = _reset_peak_rss()
     before, before_max = _proc_status(), _max_rss_bytes()
-    session = create_session(Path(spec["model"]), spec["threads"], stage=spec["stage"])
-    session.run(None, feeds)
+    backend = open_backend(
+        Path(spec["model"]),
+        runtime=runtime,
+        precision=spec.get("precision", "fp32"),
+        threads=spec["threads"],
+        stage=spec["stage"],
+    )
+    backend.run(feeds)
     after = _proc_status()
     return {
         "peak_rss_growth_bytes": _peak_growth(can_reset, before, before_max, after),
@@ -156,7 +171,13 @@ CHILD_CODE = (
 
 
 def fresh_process_memory(
-    model: Path, threads: int, feeds: dict[str, np.ndarray], stage: str, timeout: float = 300
+    model: Path,
+    threads: int,
+    feeds: dict[str, np.ndarray],
+    stage: str,
+    timeout: float = 300,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> dict[str, int | None] | None:
     """Memory of one session in a fresh Python process; None when the child could not run."""
     import json
@@ -166,6 +187,8 @@ def fresh_process_memory(
         "model": str(Path(model).resolve()),
         "threads": threads,
         "stage": stage,
+        "runtime": runtime,
+        "precision": precision,
         "feeds": {name: [list(a.shape), a.dtype.str] for name, a in feeds.items()},
     }
     try:
@@ -183,22 +206,34 @@ def fresh_process_memory(
         return None
 
 
-def open_measured_session(
-    model: Path, threads: int, feeds: dict[str, np.ndarray], stage: str = "evaluate", fresh_process: bool = True
-) -> tuple[Any, SessionLoad]:
-    """Create a session and run it once, timing both; its memory is measured in a fresh process."""
-    from modelforge.backends.onnxruntime import create_session
+def open_measured_backend(
+    model: Path,
+    threads: int,
+    feeds: dict[str, np.ndarray],
+    stage: str = "evaluate",
+    fresh_process: bool = True,
+    *,
+    runtime: str | None = None,
+    precision: str = "fp32",
+) -> tuple[Backend, SessionLoad]:
+    """Open `model` on its runtime and run it once, timing both; its memory is measured in a fresh process."""
+    from modelforge.backends.base import open_backend, runtime_for
 
-    prime_onnxruntime(threads)
+    runtime = runtime or runtime_for(Path(model))
+    prime_runtime(runtime, threads)
     can_reset = _reset_peak_rss()
     before, before_max = _proc_status(), _max_rss_bytes()
     started = time.perf_counter()
-    session = create_session(model, threads, stage=stage)
+    backend = open_backend(model, runtime=runtime, precision=precision, threads=threads, stage=stage)
     created = time.perf_counter()
-    session.run(None, feeds)
+    backend.run(feeds)
     first_run = time.perf_counter()
     after = _proc_status()
-    child = fresh_process_memory(model, threads, feeds, stage) if fresh_process else None
+    child = (
+        fresh_process_memory(model, threads, feeds, stage, runtime=runtime, precision=precision)
+        if fresh_process
+        else None
+    )
     load = SessionLoad(
         create_ms=(created - started) * 1e3,
         first_run_ms=(first_run - created) * 1e3,
@@ -208,15 +243,15 @@ def open_measured_session(
         process_peak_rss_bytes=child.get("process_peak_rss_bytes") if child else None,
         memory_measured_in="fresh process" if child else "this process",
     )
-    return session, load
+    return backend, load
 
 
 @dataclass
 class Subject:
-    """One model in a latency profile: a session, the batch it is fixed to (if any), and its inputs."""
+    """One model in a latency profile: a loaded backend, the batch it is fixed to (if any), and its inputs."""
 
     name: str
-    session: Any
+    backend: Backend
     feeds: Callable[[int], dict[str, np.ndarray]]
     fixed_batch: int | None = None
 
@@ -248,7 +283,7 @@ def batch_sweep(
         group = [s for s in subjects if s.fixed_batch in (None, batch_size)]
         if not group:
             continue
-        runs = [partial(s.session.run, None, s.feeds(batch_size)) for s in group]
+        runs = [partial(s.backend.run, s.feeds(batch_size)) for s in group]
         # Runs until stable or out of time: no total is known in advance (min_runs is a floor, not a total).
         progress.start(f"Measuring latency, batch {batch_size}, runs per model", None)
         try:

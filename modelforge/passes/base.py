@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from modelforge.progress import Progress  # re-exported: plugins import it from here
+
 if TYPE_CHECKING:
     from modelforge.artifact import ModelArtifact
     from modelforge.data import BoundDataset
@@ -20,15 +22,6 @@ class PassConfig(BaseModel):
     """Base of every pass Config: typed, documented fields; unknown keys, NaN and infinity are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class Progress:
-    """How passes report progress without printing: the CLI renders it, tests ignore it."""
-
-    def start(self, description: str, total: int | None) -> None: ...
-    def advance(self, amount: int = 1) -> None: ...
-    def stop(self) -> None: ...
-    def log(self, message: str) -> None: ...
 
 
 @dataclass

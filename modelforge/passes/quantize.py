@@ -27,13 +27,17 @@ class QuantizeConfig(PassConfig):
         description="Scheme family: auto detects the model (convolutional, transformer, recurrent, mixed); cnn "
         "quantizes every supported op statically; transformer quantizes only MatMul/Gemm weights.",
     )
-    target: Literal["cpu", "tensorrt"] = Field(
+    target: Literal["cpu", "tensorrt", "openvino", "auto"] = Field(
         "cpu",
         description="Runtime the model is for: cpu = fastest scheme on onnxruntime (uint8/int8 QDQ, dynamic for "
-        "transformers); tensorrt = int8/int8 symmetric QDQ on op inputs, float bias.",
+        "transformers); tensorrt = int8/int8 symmetric QDQ on op inputs, float bias; openvino = OpenVINO IR "
+        "(model.xml/.bin) beside model.onnx, evaluated on OpenVINO ([openvino] extra); auto = measure every "
+        "installed runtime x precision here and keep the fastest that meets the gates.",
     )
-    precision: Literal["int8", "int4-weights"] = Field(
-        "int8", description="int8, or 4-bit block-wise MatMul weights with float activations (MatMulNBits)."
+    precision: Literal["int8", "int4-weights", "bf16", "fp32"] = Field(
+        "int8",
+        description="int8, or 4-bit block-wise MatMul weights with float activations (MatMulNBits); target "
+        "openvino also: bf16 (float model, bf16 compute; CPUs with AMX or AVX-512 BF16) or fp32 (float model).",
     )
     mode: Literal["auto", "static", "dynamic"] = Field(
         "auto", description="static (calibrated activation ranges) or dynamic (ranges at run time); auto: by preset."
@@ -114,6 +118,12 @@ class QuantizeConfig(PassConfig):
             raise ValueError("histogram_bins must be a power of two")
         if self.int4_block_size & (self.int4_block_size - 1):
             raise ValueError("int4_block_size must be a power of two")
+        if self.precision in ("bf16", "fp32") and self.target != "openvino":
+            raise ValueError(f"precision {self.precision} is an OpenVINO execution precision: use target openvino")
+        if self.target == "auto" and self.precision != "int8":
+            raise ValueError("target auto measures every precision itself: leave precision at int8")
+        if self.target in ("openvino", "auto") and (self.precision == "int4-weights" or self.mode == "dynamic"):
+            raise ValueError(f"target {self.target} needs static QDQ: int4-weights and mode dynamic are for target cpu")
         if self.target == "tensorrt":
             if self.precision == "int4-weights":
                 raise ValueError("precision int4-weights produces onnxruntime's MatMulNBits: use target cpu")
@@ -136,6 +146,34 @@ class QuantizeInt8(Pass):
     Config = QuantizeConfig
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        """Quantize for the target; the result is labelled with the runtime and precision it is served with."""
+        from modelforge.targets.serving import check_offered, serve_on
+
+        cfg: QuantizeConfig = self.config
+        if cfg.target == "auto":
+            from modelforge.targets.auto import choose_target
+
+            return choose_target(self, artifact, ctx)
+        runtime = "openvino" if cfg.target == "openvino" else "onnxruntime"
+        if runtime == "openvino":
+            check_offered(runtime, cfg.precision)
+            if cfg.precision in ("bf16", "fp32"):  # the float model, run by OpenVINO in that precision
+                ctx.record("target", {"runtime": runtime, "precision": cfg.precision, "quantized": False})
+                return serve_on(artifact, runtime, cfg.precision)
+        result = self.quantize(artifact, ctx)
+        already_quantized = "skipped" in ctx.metrics  # a QDQ model given as input runs as INT8 too
+        precision = "int8" if result.path != artifact.path or already_quantized else "fp32"
+        ctx.record("target", {"runtime": runtime, "precision": precision, "quantized": precision == "int8"})
+        return serve_on(result, runtime, precision)
+
+    @property
+    def runtime(self) -> tuple[str, str]:
+        """(runtime, precision) quantized variants are measured on: where the target serves them."""
+        return ("openvino", "int8") if self.config.target == "openvino" else ("onnxruntime", "fp32")
+
+    def quantize(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        """The INT8 flow (scheme, calibration, speed-aware search, accuracy fallback) for a cpu, tensorrt or
+        openvino target; returns `artifact` itself when the float model is the one to ship."""
         from modelforge.onnx_model import is_quantized, load_onnx, onnx_artifact, opset_version
         from modelforge.quantization.families import detect_family
         from modelforge.quantization.graph_fixes import MIN_QUANTIZATION_OPSET
@@ -296,7 +334,8 @@ class QuantizeInt8(Pass):
         if data is None or not ctx.measure_latency:
             return None
         batch = fixed_batch_size(io_spec(prepared_model)) or ctx.latency_batch_size
-        return LatencyJudge(latency_feeds(data, batch), ctx.threads, self.name)
+        runtime, precision = self.runtime
+        return LatencyJudge(latency_feeds(data, batch), ctx.threads, self.name, runtime=runtime, precision=precision)
 
     def _speed_search(
         self, original: Path, prepared: Path, output: Path, scheme, exclude: list[str], judge, ctx
@@ -400,7 +439,10 @@ class QuantizeInt8(Pass):
                 return path
 
         with ctx.task("Measuring the float model on the eval data", total=ctx.evaluation.num_samples) as advance:
-            judge = OutputJudge(prepared, ctx.evaluation, batch, None, self.name, advance=advance)
+            runtime, precision = self.runtime
+            judge = OutputJudge(
+                prepared, ctx.evaluation, batch, None, self.name, advance=advance, runtime=runtime, precision=precision
+            )
         result = accuracy_aware_fallback(
             candidates=candidates,
             build=build,
@@ -416,7 +458,9 @@ class QuantizeInt8(Pass):
         record = result.record
         record["tuned_on"] = f"the run's eval data ({ctx.evaluation.num_samples} samples), also used to judge the gates"
         if result.float_nodes and result.model_path != output:
-            record["speed_cost"] = speed_cost(output, result.model_path, ctx.evaluation, None, self.name)
+            record["speed_cost"] = speed_cost(
+                output, result.model_path, ctx.evaluation, None, self.name, runtime=runtime, precision=precision
+            )
         ctx.record("fallback", record)
         ctx.record("float_nodes", [n["name"] for n in record.get("float_nodes", [])])
         if not result.met:

@@ -225,8 +225,6 @@ class CalibrationResult:
 
 def calibration_session(model_path: Path, tensors: list[str], threads: int | None, pass_name: str):
     """A session of the model with every calibrated tensor exposed as an output."""
-    import onnxruntime as ort
-
     from modelforge.errors import PassError
     from modelforge.onnx_model import load_onnx, save_onnx
 
@@ -235,16 +233,13 @@ def calibration_session(model_path: Path, tensors: list[str], threads: int | Non
     augmented = model_path.with_name("calibration-augmented.onnx")
     save_onnx(model, augmented)
     del model
-    from modelforge.backends.onnxruntime import default_threads
+    from modelforge.backends.onnxruntime import new_session, session_options
 
-    options = ort.SessionOptions()
-    # Basic optimizations only: fusions could remove the intermediate tensors being observed.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.intra_op_num_threads = threads or default_threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only: a failed run raises with the reason; no second line on stderr
+    # Basic optimizations only: fusions could remove the intermediate tensors being observed. Fatal-only logs:
+    # a failed run raises with the reason; no second line on stderr.
+    options = session_options(threads, optimization="basic", log_severity=4)
     try:
-        return ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
+        return new_session(augmented, options)
     except Exception as exc:  # onnxruntime's own untyped errors
         raise PassError(pass_name, f"onnxruntime cannot run the model to calibrate it: {_first_line(exc)}") from exc
 

@@ -90,20 +90,14 @@ def _as_consumed(quant_model) -> tuple[dict[str, str], dict[str, object]]:
 
 
 def _session(model, tensors: list[str], workdir: Path, label: str, threads: int | None):
-    import onnxruntime as ort
-
-    from modelforge.backends.onnxruntime import default_threads
+    from modelforge.backends.onnxruntime import new_session, session_options
     from modelforge.onnx_model import save_onnx
     from modelforge.quantization.calibration import add_outputs
 
     add_outputs(model, tensors)
     path = workdir / f"debug-{label}.onnx"
     save_onnx(model, path)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.intra_op_num_threads = threads or default_threads()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = new_session(path, session_options(threads, optimization="basic"))
     return session, [o.name for o in session.get_outputs()]
 
 

@@ -112,11 +112,17 @@ class OutputJudge:
         threads: int | None,
         stage: str,
         advance: Callable[[int], None] = lambda _: None,
+        *,
+        runtime: str = "onnxruntime",
+        precision: str = "fp32",
     ):
-        """`advance`: called with each batch's sample count as the float model runs (a progress bar)."""
+        """`advance`: called with each batch's sample count as the float model runs (a progress bar).
+        `runtime`/`precision`: where candidates run (their target); the float reference runs on onnxruntime,
+        as the run's baseline does."""
         from modelforge.backends.onnxruntime import create_session
 
         self.data, self.batch, self.threads, self.stage = data, batch, threads, stage
+        self.runtime, self.precision = runtime, precision
         self.labels = data.labels()
         self.float_session = create_session(float_path, threads, stage=stage)
         kept: list | None = []
@@ -142,16 +148,18 @@ class OutputJudge:
 
     def measure(self, model_path: Path, limit: int | None = None) -> dict[str, Any]:
         """Gate metrics (as the evaluator computes them) plus the output noise power vs float."""
-        from modelforge.backends.onnxruntime import create_session
+        from modelforge.backends.base import open_backend
         from modelforge.evaluate.metrics import ComparisonAccumulator
 
-        session = create_session(model_path, self.threads, stage=self.stage)
+        backend = open_backend(
+            model_path, runtime=self.runtime, precision=self.precision, threads=self.threads, stage=self.stage
+        )
         acc = ComparisonAccumulator()
         seen = 0
         for feeds, reference in zip(self.data.batches(self.batch), self._references(), strict=False):
             n = len(next(iter(feeds.values())))
             labels = self.labels[seen : seen + n] if self.labels is not None else None
-            acc.update(reference, session.run(None, feeds), labels)
+            acc.update(reference, backend.run(feeds), labels)
             seen += n
             if limit is not None and seen >= limit:
                 break
@@ -330,16 +338,25 @@ def _public(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items() if v is not None}
 
 
-def speed_cost(all_quantized: Path, result: Path, data: BoundDataset, threads: int | None, stage: str) -> dict:
+def speed_cost(
+    all_quantized: Path,
+    result: Path,
+    data: BoundDataset,
+    threads: int | None,
+    stage: str,
+    *,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
+) -> dict:
     """Latency of the all-INT8 model vs the model with its fallback nodes in float (batch 1, interleaved)."""
-    from modelforge.backends.onnxruntime import create_session
+    from modelforge.backends.base import open_backend
     from modelforge.evaluate.latency import interleaved_latency
 
     feeds = {k: v[:1] for k, v in next(data.batches(1)).items()}
-    a = create_session(all_quantized, threads, stage=stage)
-    b = create_session(result, threads, stage=stage)
+    a = open_backend(all_quantized, runtime=runtime, precision=precision, threads=threads, stage=stage)
+    b = open_backend(result, runtime=runtime, precision=precision, threads=threads, stage=stage)
     stats_a, stats_b = interleaved_latency(
-        lambda: a.run(None, feeds), lambda: b.run(None, feeds), batch_size=1, warmup=5, min_runs=30, max_seconds=10
+        lambda: a.run(feeds), lambda: b.run(feeds), batch_size=1, warmup=5, min_runs=30, max_seconds=10
     )
     return {
         "latency_p50_ms_all_quantized": round(stats_a.p50_ms, 4),

@@ -14,6 +14,10 @@ measured (docs/quantization.md has the figures and the commands behind them):
   part, dynamic INT8 on the LSTM weights; each region gets the scheme that is fastest for it.
 - target tensorrt: static QDQ, int8 symmetric activations and weights, Q/DQ on op inputs only (TensorRT's
   placement: weighted layers, pooling, residual adds), float bias; transformers: MatMul/Gemm with weights.
+- target openvino (QDQ that OpenVINO's CPU plugin runs as INT8; chosen by measurement, benchmarks/bench_openvino.py):
+  cnn / mlp: the cpu scheme (uint8 asymmetric activations, Q/DQ on every supported op) ran fastest on OpenVINO
+  too; transformers: static QDQ on the inputs of MatMul/Gemm with constant weights (onnxruntime's dynamic
+  scheme leaves DynamicQuantizeLinear/MatMulInteger, which OpenVINO runs slower than its float graph).
 - precision int4-weights: MatMulNBits, 4-bit block-wise symmetric MatMul weights, float activations.
 """
 
@@ -143,6 +147,9 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
     if preset == "transformer" and target == "cpu":
         mode, op_types, inputs_only, const_only = "dynamic", DENSE_OPS, False, True
         why += "; transformer on CPU: dynamic int8 on MatMul/Gemm weights (per-channel), the rest float"
+    elif preset == "recurrent" and target == "openvino":
+        mode, op_types, inputs_only, const_only = "static", DENSE_OPS, True, True
+        why += "; recurrent for OpenVINO: static QDQ on dense layers with weights, LSTM/GRU float"
     elif preset == "recurrent":
         mode, op_types, inputs_only, const_only = "dynamic", (*DENSE_OPS, "LSTM"), False, True
         why += "; recurrent: dynamic int8 on MatMul/Gemm/LSTM weights"
@@ -155,6 +162,9 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
     elif preset == "conv-recurrent":
         mode, op_types, inputs_only, const_only = "static", TENSORRT_OPS, True, False
         why += "; conv + recurrent for TensorRT: static int8 QDQ on convolutions and dense layers, LSTM float"
+    elif preset == "transformer" and target == "openvino":
+        mode, op_types, inputs_only, const_only = "static", DENSE_OPS, True, True
+        why += "; transformer for OpenVINO: static QDQ on MatMul/Gemm inputs with constant weights, the rest float"
     elif preset == "transformer":
         mode, op_types, inputs_only, const_only = "static", DENSE_OPS, True, True
         why += "; transformer for TensorRT: static int8 QDQ on MatMul/Gemm inputs with constant weights"
@@ -166,6 +176,9 @@ def resolve_scheme(config, family: ModelFamily, supported_ops: set[str]) -> Sche
         if target == "tensorrt":
             op_types, inputs_only = TENSORRT_OPS, True
             why += "; TensorRT: static int8 symmetric QDQ on inputs of weighted layers, pooling and residual adds"
+        elif target == "openvino":
+            op_types, inputs_only = tuple(sorted(supported_ops)), False
+            why += "; OpenVINO: static QDQ uint8/int8 per-channel on every supported op (fastest on OpenVINO too)"
         else:
             op_types, inputs_only = tuple(sorted(supported_ops)), False
             why += "; CPU: static QDQ uint8/int8 per-channel on every supported op (fastest on onnxruntime)"

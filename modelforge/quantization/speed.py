@@ -87,23 +87,37 @@ def node_groups(quantized_nodes: list[tuple[str, str]], float_model) -> dict[str
 
 
 class LatencyJudge:
-    """Side-by-side p50 ratios of model files on one batch of real inputs; sessions kept per file."""
+    """Side-by-side p50 ratios of model files on one batch of real inputs; backends kept per file.
 
-    def __init__(self, feeds: dict[str, np.ndarray], threads: int | None, stage: str):
+    Every file runs on `runtime` with `precision` (the target the pass quantizes for: onnxruntime by default,
+    OpenVINO for `target: openvino`), so variants are judged where they will be served."""
+
+    def __init__(
+        self,
+        feeds: dict[str, np.ndarray],
+        threads: int | None,
+        stage: str,
+        *,
+        runtime: str = "onnxruntime",
+        precision: str = "fp32",
+    ):
         self.feeds = feeds
         self.threads = threads
         self.stage = stage
+        self.runtime = runtime
+        self.precision = precision
         self._sessions: dict[Path, Any] = {}
 
     def _runner(self, path: Path) -> Callable[[], object]:
-        from modelforge.backends.onnxruntime import create_session
+        from modelforge.backends.base import open_backend
 
         if path not in self._sessions:
-            self._sessions[path] = create_session(path, self.threads, stage=self.stage)
-        session = self._sessions[path]
-        names = {i.name for i in session.get_inputs()}
-        feeds = {k: v for k, v in self.feeds.items() if k in names}
-        return lambda: session.run(None, feeds)
+            self._sessions[path] = open_backend(
+                path, runtime=self.runtime, precision=self.precision, threads=self.threads, stage=self.stage
+            )
+        backend = self._sessions[path]
+        feeds = {k: v for k, v in self.feeds.items() if k in set(backend.input_names)}
+        return lambda: backend.run(feeds)
 
     def ratio(self, slower_candidate: Path, faster_candidate: Path, seconds: float = COMPARE_SECONDS) -> float:
         """How many times faster the second model is (paired-block ratio, see `paired_block_ratio`)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelforge.passes.base import Progress
+from modelforge.progress import Progress
 from modelforge.training.config import TrainConfig
 
 LAST, BEST = "last.pt", "best.pt"

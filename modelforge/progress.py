@@ -1,0 +1,16 @@
+"""The channel passes, evaluators and benchmarks report progress through, without printing.
+
+It lives in the core (not in `passes/`) so that evaluate/, training/ and bench depend on nothing above them;
+`modelforge.passes.base` re-exports it for plugins written against the old location.
+"""
+
+from __future__ import annotations
+
+
+class Progress:
+    """How passes report progress without printing: the CLI renders it, tests ignore it."""
+
+    def start(self, description: str, total: int | None) -> None: ...
+    def advance(self, amount: int = 1) -> None: ...
+    def stop(self) -> None: ...
+    def log(self, message: str) -> None: ...

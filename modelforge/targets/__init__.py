@@ -1,0 +1,1 @@
+"""Serving targets a pass can aim a model at (runtime x precision), and `--target auto`, which measures them."""
