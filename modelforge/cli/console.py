@@ -76,3 +76,52 @@ def summary_table(report: dict[str, Any]) -> Table:
         color = "green" if verdict == "PASSED" else "red"
         table.add_row(f"gate {name}", f"threshold {threshold}", value, f"[{color}]{verdict}[/{color}]")
     return table
+
+
+def auto_table(report: dict[str, Any]) -> list[Any]:
+    """The `target: auto` table of a report, and why each candidate lost (nothing when no stage chose a target
+    by measurement). Fits 80 columns; the reasons follow the table as lines."""
+    from rich import box
+    from rich.console import Group
+    from rich.text import Text
+
+    from modelforge.report.format import fmt_bytes
+
+    shown = []
+    for stage in report.get("stages", []):
+        auto = stage.get("metrics", {}).get("auto")
+        if not isinstance(auto, dict):
+            continue
+        chosen = auto["chosen"]
+        table = Table(
+            title=f"target auto: {chosen['runtime']} {chosen['precision']} chosen",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for column in ("Runtime", "Prec.", "p50 ms", "p99 ms", "Speed-up", "Cosine", "Acc. pp", "Size", "Verdict"):
+            left = column in ("Runtime", "Prec.", "Verdict")
+            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+        reasons = [Text(auto["why"])]
+        for row in auto["candidates"]:
+            table.add_row(
+                row["runtime"],
+                row["precision"],
+                _num(row["latency_p50_ms"], "{:.3f}"),
+                _num(row["latency_p99_ms"], "{:.3f}"),
+                _num(row["speedup"], "{:.2f}x"),
+                _num(row["output_cosine"], "{:.5f}"),
+                _num(None if row["accuracy_drop_pp"] is None else -row["accuracy_drop_pp"], "{:+.2f}"),
+                fmt_bytes(row["size_bytes"]),
+                row["verdict"],
+            )
+            if row.get("reason"):
+                reasons.append(Text(f"{row['runtime']} {row['precision']} lost: {row['reason']}"))
+        for row in auto["not_measured"]:
+            reasons.append(Text(f"{row['runtime']} {row['precision']} not measured: {row['why']}"))
+        shown.append(Group(table, *reasons))
+    return shown
+
+
+def _num(value: float | None, form: str) -> str:
+    return "" if value is None else form.format(value)

@@ -46,10 +46,19 @@ def execute(
         )
     elif not quiet:
         out_console.print(summary_table(report))
+        from modelforge.cli.console import auto_table
+
+        for table in auto_table(report):  # --target auto: every runtime x precision measured, and the choice
+            out_console.print(table)
         # markup=False: paths may hold [brackets], which rich would take for style tags and drop.
         out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False, markup=False)
+        written = [
+            name
+            for name in ("model.onnx", "model.xml", "model.bin", "model.pt2")
+            if (result.output_dir / name).is_file()
+        ]
         out_console.print(
-            f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, report.html, manifest.json)",
+            f"Wrote {result.output_dir}/ ({', '.join(written)}, report.json, report.md, report.html, manifest.json)",
             highlight=False,
             markup=False,
         )
