@@ -31,9 +31,7 @@ SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 OPTIMIZATION_LEVELS = ("all", "basic", "none")
 
 
-def session_options(
-    threads: int | None, *, optimization: str = "all", log_severity: int = 3
-) -> ort.SessionOptions:
+def session_options(threads: int | None, *, optimization: str = "all", log_severity: int = 3) -> ort.SessionOptions:
     """The one place onnxruntime sessions are configured (evaluation, calibration, debugging, preflight).
 
     `optimization`: "all" to measure speed; "basic" where intermediate tensors must survive (calibration and

@@ -23,6 +23,15 @@ def _batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+def _names(text: str, flag: str) -> list[str]:
+    from modelforge.errors import InputError
+
+    names = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    if not names:
+        raise InputError(f"{flag} {text!r}: expected comma-separated names, e.g. onnxruntime,openvino")
+    return names
+
+
 def _dims(values: list[str]) -> dict[str, int]:
     from modelforge.errors import InputError
 
@@ -55,14 +64,24 @@ def bench(
     slo_p99_ms: Annotated[float | None, typer.Option(help="SLO: p99 latency limit (ms) at --slo-batch.")] = None,
     slo_p50_ms: Annotated[float | None, typer.Option(help="SLO: p50 latency limit (ms) at --slo-batch.")] = None,
     slo_batch: Annotated[int, typer.Option(min=1, help="Batch size the SLO applies to.")] = 1,
+    runtime: Annotated[
+        str, typer.Option(help="Runtimes to measure each model on, comma-separated: onnxruntime, openvino.")
+    ] = "onnxruntime",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Precisions, comma-separated: fp32, bf16 (OpenVINO, CPUs with native bf16), int8 (quantized "
+            "models). Default: each model's own (int8 if quantized, else fp32)."
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile as JSON here.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with charts here.")] = None,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
     summary_file: GateOptions.summary_file = None,
 ) -> int:
-    """Latency profile of ONNX models: p50/p90/p99/mean/std and throughput per batch size, interleaved runs,
-    session creation time and peak memory. Exit 1 when a model misses the SLO given."""
+    """Latency profile of ONNX models x runtimes x precisions: p50/p90/p99/mean/std and throughput per batch size,
+    interleaved runs, session creation time and peak memory. Exit 1 when a model misses the SLO given."""
     from rich.markup import escape
 
     from modelforge.cli.console import RichProgress, err_console, out_console
@@ -84,6 +103,8 @@ def bench(
         slo_p99_ms=slo_p99_ms,
         slo_p50_ms=slo_p50_ms,
         slo_batch=slo_batch,
+        runtimes=_names(runtime, "--runtime"),
+        precisions=_names(precision, "--precision") if precision is not None else None,
     )
     record = run_bench(models, settings, RichProgress(quiet=quiet or as_json))
     text = json.dumps(record, indent=2) + "\n"
@@ -151,6 +172,7 @@ def bench_tables(record: dict) -> list:
     for column in ("Model", "Size", "Create", "1st run", "Session", "Process"):
         sessions.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
     sizes = {m["name"]: m["size_bytes"] for m in record["models"]}
+    sizes |= {label: sizes.get(r["model"]) for label, r in record.get("runtimes", {}).items()}
     for name, load in record["sessions"].items():
         if isinstance(load, dict):
             sessions.add_row(
@@ -162,6 +184,13 @@ def bench_tables(record: dict) -> list:
                 fmt_bytes(load.get("process_peak_rss_bytes")),
             )
     tables = [latency, sessions]
+    if record.get("skipped"):
+        skipped = Table(title="Not measured", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for column in ("Model", "Runtime", "Precision", "Why"):
+            skipped.add_column(column)
+        for row in record["skipped"]:
+            skipped.add_row(escape(row["model"]), row["runtime"], row["precision"], escape(row["why"]))
+        tables.append(skipped)
     slo = record["latency"]["slo"]
     if slo:
         limits = ", ".join(f"{k.removesuffix('_ms')} <= {v:g} ms" for k, v in slo["limits_ms"].items())

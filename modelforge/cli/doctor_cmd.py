@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 EXTRAS = {"torch": ("torch", "onnxscript"), "tf": ("tensorflow", "tf2onnx"), "tensorrt": ("tensorrt",)}
+EXTRAS["openvino"] = ("openvino",)
 
 
 def _version(name: str) -> str | None:
@@ -58,6 +59,13 @@ def _cuda_devices() -> list[dict[str, Any]]:
         return []
 
 
+def _runtimes() -> list[dict[str, Any]]:
+    """CPU runtimes, installed or not, and the precisions each can use on this CPU (and why)."""
+    from modelforge.targets.serving import precision_matrix
+
+    return precision_matrix()
+
+
 def collect() -> dict[str, Any]:
     from modelforge.machine import cpu_info
 
@@ -80,6 +88,7 @@ def collect() -> dict[str, Any]:
         "onnx": _version("onnx"),
         "onnxruntime": {"version": _version("onnxruntime"), "execution_providers": providers},
         "extras": extras,
+        "runtimes": _runtimes(),
         "cuda_devices": _cuda_devices(),
         "memory": _memory(),
         "disk_free_bytes": disk.free,
@@ -87,7 +96,8 @@ def collect() -> dict[str, Any]:
 
 
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for CI.")] = False) -> None:
-    """What this machine can do for INT8 and what is installed (frameworks, providers, GPUs, memory, disk)."""
+    """What this machine can do for INT8 and bf16, which runtimes and precisions it can use and why, and what is
+    installed (frameworks, providers, GPUs, memory, disk)."""
     info = collect()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -113,6 +123,11 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for 
         hint = "" if state["usable"] else f"  → pip install 'modelforge[{extra}]'"
         verdict = ("usable: " if state["usable"] else "not usable: ") + versions + hint
         table.add_row(escape(f"extra [{extra}]"), escape(verdict))
+    for row in info["runtimes"]:
+        usable = [p for p, v in row["precisions"].items() if v["usable"]]
+        why = "; ".join(f"{p}: {v['why']}" for p, v in row["precisions"].items())
+        state = "installed" if row["installed"] else f"not installed ({row['install']})"
+        table.add_row(escape(f"runtime {row['runtime']}"), escape(f"{state}; usable: {', '.join(usable)} ({why})"))
     gpus = info["cuda_devices"]
     table.add_row("CUDA devices", ", ".join(f"{g['name']} (sm {g['compute_capability']})" for g in gpus) or "none")
     memory = info["memory"]

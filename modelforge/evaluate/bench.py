@@ -1,7 +1,10 @@
-"""`modelforge bench`: the latency profile on its own, for ONNX models produced anywhere.
+"""`modelforge bench`: the latency profile on its own, for ONNX models produced anywhere, on any set of
+runtimes x precisions (`--runtime onnxruntime,openvino --precision fp32,bf16,int8`).
 
-All models run interleaved at each batch size (see evaluate.latency), with the same session options, on
-the same inputs when their inputs match: rows of a data file, or seeded random tensors.
+All subjects (model x runtime x precision) run interleaved at each batch size (see evaluate.latency), through
+the `Backend` interface, on the same inputs when their inputs match: rows of a data file, or seeded random
+tensors. A combination that cannot run is listed under `skipped` with why (bf16 on a CPU without native bf16 or
+on onnxruntime; int8 of a float model, which must be quantized first; a runtime that is not installed).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class BenchSettings:
     slo_p99_ms: float | None = None
     slo_p50_ms: float | None = None
     slo_batch: int = 1
+    runtimes: Sequence[str] = ("onnxruntime",)
+    precisions: Sequence[str] | None = None  # None: each model in its own precision (int8 if quantized, else fp32)
 
 
 def _load(path: Path):
@@ -88,6 +93,57 @@ def model_labels(paths: Sequence[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
+def model_precision(artifact) -> str:
+    """The precision a model file computes in by itself: int8 when it holds quantized ops, else fp32."""
+    from modelforge.onnx_model import is_quantized, load_onnx
+
+    return "int8" if is_quantized(load_onnx(artifact.path, load_external_data=False)) else "fp32"
+
+
+def plan_subjects(
+    names: Sequence[str], artifacts: Sequence[Any], settings: BenchSettings
+) -> tuple[list[tuple[str, int, str, str]], list[dict[str, str]]]:
+    """(label, model index, runtime, precision) to measure, and the combinations skipped with why."""
+    from modelforge.targets.serving import RUNTIME_PRECISIONS, offer, runtime_installed
+
+    for runtime in settings.runtimes:
+        if runtime not in RUNTIME_PRECISIONS:
+            raise InputError(f"--runtime {runtime}: expected one of {', '.join(RUNTIME_PRECISIONS)}")
+    for precision in settings.precisions or ():
+        if precision not in ("fp32", "bf16", "int8"):
+            raise InputError(f"--precision {precision}: expected fp32, bf16 or int8")
+    for runtime in settings.runtimes:
+        if not runtime_installed(runtime):
+            from modelforge.errors import MissingExtraError
+
+            raise MissingExtraError(runtime, runtime, f"--runtime {runtime}")
+    combos = len(settings.runtimes) > 1 or settings.precisions is not None
+    subjects, skipped = [], []
+    for index, (name, artifact) in enumerate(zip(names, artifacts, strict=True)):
+        own = model_precision(artifact)
+        for runtime in settings.runtimes:
+            for precision in settings.precisions or (own,):
+                why = None
+                if own == "int8" and precision != "int8":
+                    why = "an INT8 (quantized) model runs as int8"
+                elif own != "int8" and precision == "int8":
+                    why = "a float model: quantize it first (modelforge quantize), then bench the result"
+                else:
+                    usable, reason = offer(runtime, precision)
+                    why = None if usable else reason
+                if why is not None:
+                    skipped.append({"model": name, "runtime": runtime, "precision": precision, "why": why})
+                    continue
+                label = f"{name} [{runtime} {precision}]" if combos else name
+                subjects.append((label, index, runtime, precision))
+    if not subjects:
+        raise InputError(
+            "no model x runtime x precision combination can run here",
+            hint="; ".join(f"{s['model']} {s['runtime']} {s['precision']}: {s['why']}" for s in skipped[:3]),
+        )
+    return subjects, skipped
+
+
 def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progress | None = None) -> dict[str, Any]:
     from modelforge import __version__
     from modelforge.backends.onnxruntime import default_threads, fixed_batch_size
@@ -119,12 +175,18 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
     if slo_limits:
         sizes = sorted({*sizes, settings.slo_batch})
 
-    subjects, sessions = [], {}
-    for name, artifact, feed, fixed_batch in zip(names, artifacts, feeds, fixed, strict=True):
+    planned, skipped = plan_subjects(names, artifacts, settings)
+    subjects, sessions, runtimes = [], {}, {}
+    for label, index, runtime, precision in planned:
+        feed, fixed_batch = feeds[index], fixed[index]
         first_batch = fixed_batch or sizes[0]
-        session, load = open_measured_backend(artifact.path, threads, feed(first_batch), stage="bench")
-        sessions[name] = asdict(load)
-        subjects.append(Subject(name, session, feed, fixed_batch))
+        backend, load = open_measured_backend(
+            artifacts[index].path, threads, feed(first_batch), stage="bench", runtime=runtime, precision=precision
+        )
+        sessions[label] = asdict(load)
+        runtimes[label] = {"model": names[index], **backend.info.to_dict()}
+        subjects.append(Subject(label, backend, feed, fixed_batch))
+    labels = [label for label, *_ in planned]
 
     sweep = batch_sweep(
         subjects,
@@ -136,7 +198,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
         min_seconds=settings.min_seconds,
         progress=progress,
     )
-    slo = slo_verdicts(slo_limits, settings.slo_batch, sweep, names) if slo_limits else None
+    slo = slo_verdicts(slo_limits, settings.slo_batch, sweep, labels) if slo_limits else None
     return {
         "schema_version": BENCH_SCHEMA_VERSION,
         "kind": "bench",
@@ -151,6 +213,8 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
             }
             for name, a, fb in zip(names, artifacts, fixed, strict=True)
         ],
+        "runtimes": runtimes,
+        "skipped": skipped,
         "inputs": f"rows of {settings.data}" if settings.data else f"random tensors (seed {settings.seed})",
         "sessions": {"threads": threads, "memory_method": memory_method(), **sessions},
         "latency": {
@@ -166,5 +230,5 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
             "slo": slo,
         },
         "passed": slo is None or all(v["met"] for v in slo["models"].values()),
-        "machine": machine_record(),
+        "machine": machine_record(("openvino",) if "openvino" in settings.runtimes else ()),
     }

@@ -77,11 +77,11 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 def plan_candidates(openvino: bool, flags: frozenset[str] | None = None) -> tuple[list[tuple[str, str]], list[dict]]:
     """(runtime, precision) pairs to measure on this machine, and the others with why they are left out."""
-    from modelforge.machine import precision_support
+    from modelforge.targets.serving import offer
 
     usable, skipped = [], []
     for runtime, precision in ALL_CANDIDATES:
-        supported, why = precision_support(precision, flags)
+        supported, why = offer(runtime, precision, flags)
         if runtime == "openvino" and not openvino:
             skipped.append({"runtime": runtime, "precision": precision, "why": "not installed"})
         elif not supported:

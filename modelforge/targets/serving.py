@@ -32,3 +32,48 @@ def check_offered(runtime: str, precision: str) -> None:
             f"precision {precision} is not offered on this CPU: {why}",
             hint="use precision int8 or fp32 (modelforge doctor lists what this CPU can use)",
         )
+
+
+# What each CPU runtime can be asked to execute. onnxruntime's CPU provider runs a graph in its own precision
+# (float, or INT8 where the graph is quantized) and has no bf16 execution mode.
+RUNTIME_PRECISIONS = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
+RUNTIME_EXTRAS = {"onnxruntime": None, "openvino": "openvino"}
+
+
+def runtime_installed(runtime: str) -> bool:
+    if runtime == "openvino":
+        from modelforge.backends.openvino import openvino_installed
+
+        return openvino_installed()
+    return True  # onnxruntime is a core dependency
+
+
+def offer(runtime: str, precision: str, flags: frozenset[str] | None = None) -> tuple[bool, str]:
+    """Whether `runtime` can run `precision` on this CPU (installed or not), and why."""
+    from modelforge.machine import precision_support
+
+    if precision not in RUNTIME_PRECISIONS.get(runtime, ()):
+        if runtime == "onnxruntime" and precision == "bf16":
+            return False, "onnxruntime's CPU provider has no bf16 execution"
+        return False, f"{runtime} does not run {precision} models here"
+    return precision_support(precision, flags)
+
+
+def precision_matrix(flags: frozenset[str] | None = None) -> list[dict]:
+    """Every CPU runtime modelforge drives, whether it is installed, and each precision usable on this CPU."""
+    rows = []
+    for runtime, precisions in RUNTIME_PRECISIONS.items():
+        installed = runtime_installed(runtime)
+        extra = RUNTIME_EXTRAS[runtime]
+        rows.append(
+            {
+                "runtime": runtime,
+                "installed": installed,
+                "install": None if installed or extra is None else f"pip install 'modelforge[{extra}]'",
+                "precisions": {
+                    precision: dict(zip(("usable", "why"), offer(runtime, precision, flags), strict=True))
+                    for precision in precisions
+                },
+            }
+        )
+    return rows
