@@ -26,8 +26,8 @@ from modelforge.backends.onnxruntime import fixed_batch_size
 from modelforge.data import BoundDataset, bind, open_dataset
 from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, OutputExistsError, PassError
 from modelforge.passes import PassContext, get_pass
-from modelforge.progress import Progress
 from modelforge.preflight import run_preflight
+from modelforge.progress import Progress
 from modelforge.recipe import DataSource, Recipe
 
 # Without eval data, this share of the calibration samples is held back to compare the two models.

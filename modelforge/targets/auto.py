@@ -223,10 +223,8 @@ def measure_and_pick(
     base = original.latency["p50_ms"]
     eligible = [c for c in candidates[1:] if not c.misses]
     fastest = min(eligible, key=lambda c: c.latency["p50_ms"], default=None)
-    if fastest is not None and base / fastest.latency["p50_ms"] >= MIN_WORTHWHILE_SPEEDUP:
-        winner = fastest
-    else:
-        winner = original
+    worthwhile = fastest is not None and base / fastest.latency["p50_ms"] >= MIN_WORTHWHILE_SPEEDUP
+    winner = fastest if worthwhile else original
     for candidate in candidates:
         if candidate is winner:
             continue
