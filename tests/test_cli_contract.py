@@ -10,7 +10,7 @@ from conftest import cli_env, run_cli
 
 import modelforge
 
-HEAVY = ("torch", "tensorflow", "onnxruntime", "onnx")
+HEAVY = ("torch", "tensorflow", "onnxruntime", "onnx", "openvino")
 
 
 def test_version_prints_package_version():

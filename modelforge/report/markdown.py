@@ -44,6 +44,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{latency['result']['p90_ms']:.3f} ms, p99 {latency['baseline']['p99_ms']:.3f} / "
             f"{latency['result']['p99_ms']:.3f} ms."
         )
+    runtimes = evaluation.get("runtimes")
+    if runtimes:
+        lines.append(
+            "Runtimes: "
+            + "; ".join(
+                f"{side} on {info['runtime']} {info['version']} ({info['device']}, {info['precision']}, "
+                f"{info['threads']} threads)"
+                for side, info in runtimes.items()
+            )
+            + "."
+        )
     if report["gates"]:
         lines += [
             "",
