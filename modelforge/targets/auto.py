@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelforge.errors import InputError
+from modelforge.errors import InputError, PassError
 
 if TYPE_CHECKING:
     from modelforge.artifact import ModelArtifact
@@ -125,7 +125,11 @@ def choose_target(quantize_pass: Any, artifact: ModelArtifact, ctx: PassContext)
         if precision != "int8":
             candidates.append(Candidate(runtime, precision, artifact.path))
             continue
-        result, metrics = _quantized_for(quantize_pass, runtime, artifact, ctx)
+        try:
+            result, metrics = _quantized_for(quantize_pass, runtime, artifact, ctx)
+        except PassError as exc:  # e.g. a graph this runtime cannot convert: the others still compete
+            candidates.append(Candidate(runtime, precision, artifact.path, lost=f"not built: {exc.message}"))
+            continue
         sub_metrics[runtime] = metrics
         candidate = Candidate(runtime, precision, result.path)
         if result.path == artifact.path and "skipped" not in metrics:
@@ -197,11 +201,18 @@ def measure_and_pick(
     try:
         for candidate in candidates:
             judge.runtime, judge.precision = candidate.runtime, candidate.precision
-            candidate.metrics = judge.measure(candidate.path)
-            candidate.misses = budget.misses(candidate.metrics)
+            try:
+                candidate.metrics = judge.measure(candidate.path)
+            except PassError as exc:  # this runtime cannot load the model (ops it lacks): it drops out
+                if candidate is candidates[0]:
+                    raise
+                candidate.lost = f"cannot run: {exc.message}"
+            candidate.misses = budget.misses(candidate.metrics) if candidate.lost is None else []
             progress.advance(1)
     finally:
         progress.stop()
+    # Those that could not run keep their reason and no latency (auto_record lists them as not measured).
+    candidates = [c for c in candidates if c.lost is None]
 
     size = fixed or batch
     feeds = latency_feeds(data, size)
