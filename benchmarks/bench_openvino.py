@@ -14,6 +14,9 @@ For each model, in ONE process, all timed interleaved (blocks, spinning off, sam
 Each with its output cosine vs ort-fp32 on eval samples. The JSON records the CPU, its instruction sets,
 the runtime versions, threads and precisions.
 
+With `--schemes`, also the evidence for target openvino's QDQ scheme: the quantize pass's QDQ variants (no
+speed search, no fallback) run on OpenVINO INT8 side by side (`openvino_schemes` in the JSON).
+
     python benchmarks/bench_openvino.py --out bench-results/openvino.json [--only resnet18] [--threads 2]
 """
 
@@ -112,6 +115,50 @@ def nncf_int8(model: Path, calibration: Path, out: Path) -> Path | None:
     return path
 
 
+# QDQ variants OpenVINO could be given (quantize pass configs); the first is what target openvino uses.
+CNN_SCHEMES = {
+    "openvino (u8 asym act, Q/DQ on all ops)": {"target": "openvino"},
+    "s8 sym act, Q/DQ on all ops": {"target": "openvino", "activation_type": "int8", "activation_symmetric": True},
+    "s8 sym, Q/DQ on op inputs only, float bias": {"target": "tensorrt"},
+}
+TRANSFORMER_SCHEMES = {
+    "openvino (static u8 asym, MatMul inputs)": {"target": "openvino"},
+    "static s8 sym, MatMul inputs": {"target": "openvino", "activation_type": "int8", "activation_symmetric": True},
+    "onnxruntime dynamic (target cpu)": {"target": "cpu"},
+}
+
+
+def scheme_variants(built: dict, folder: Path, threads: int, seconds: float) -> dict:
+    """Each QDQ variant quantized by the pass, run on OpenVINO (int8), all interleaved with ORT FP32."""
+    from modelforge.data import bind, open_dataset
+    from modelforge.errors import ModelforgeError
+    from modelforge.onnx_model import onnx_artifact
+    from modelforge.passes.base import PassContext
+    from modelforge.passes.quantize import QuantizeConfig, QuantizeInt8
+    from modelforge.recipe import DataSource
+
+    artifact = onnx_artifact(built["model"])
+    first = artifact.io.inputs[0].shape
+    calibration = bind(open_dataset(DataSource(path=built["calibration"]), first), artifact.io, "calibration")
+    transformer = any(t.name == "input_ids" for t in artifact.io.inputs)
+    variants = {"ort-fp32": (built["model"], "onnxruntime", "fp32")}
+    errors = {}
+    for index, (label, config) in enumerate((TRANSFORMER_SCHEMES if transformer else CNN_SCHEMES).items()):
+        workdir = folder / f"scheme-{index}"
+        workdir.mkdir()
+        cfg = QuantizeConfig(speed_aware=False, fallback=False, calibration_samples=32, **config)
+        try:
+            result = QuantizeInt8(cfg).quantize(artifact, PassContext(workdir=workdir, calibration=calibration))
+        except ModelforgeError as exc:
+            errors[label] = exc.one_line()
+            continue
+        variants[label] = (result.path, "openvino", "int8")
+    try:
+        return {"measured": measure(variants, built["eval"], threads, seconds), "errors": errors}
+    except ModelforgeError as exc:
+        return {"errors": {**errors, "measure": exc.one_line()}}
+
+
 def measure(variants: dict[str, tuple[Path, str, str]], eval_file: Path, threads: int, seconds: float) -> dict:
     from modelforge.backends.base import open_backend
     from modelforge.evaluate.profile import Subject, batch_sweep
@@ -156,7 +203,7 @@ def measure(variants: dict[str, tuple[Path, str, str]], eval_file: Path, threads
     } | {"_stopped": sweep["stopped"]}
 
 
-def run_model(name: str, folder: Path, threads: int, seconds: float) -> dict:
+def run_model(name: str, folder: Path, threads: int, seconds: float, schemes: bool) -> dict:
     built = BUILDERS[name](folder)
     variants = {
         "ort-fp32": (built["model"], "onnxruntime", "fp32"),
@@ -180,6 +227,8 @@ def run_model(name: str, folder: Path, threads: int, seconds: float) -> dict:
     if nncf_path is not None:
         variants["nncf-int8"] = (nncf_path, "openvino", "int8")
     record["measured"] = measure(variants, built["eval"], threads, seconds)
+    if schemes:
+        record["openvino_schemes"] = scheme_variants(built, folder, threads, seconds / 2)
     return record
 
 
@@ -189,6 +238,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(BUILDERS), action="append")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0, help="time budget of the interleaved measurement")
+    parser.add_argument("--schemes", action="store_true", help="also measure QDQ scheme variants on OpenVINO")
     args = parser.parse_args()
     from modelforge.machine import machine_record
 
@@ -202,7 +252,7 @@ def main() -> None:
     }
     for name in args.only or list(BUILDERS):
         with tempfile.TemporaryDirectory(prefix=f"bench-openvino-{name}-") as tmp:
-            results["models"][name] = run_model(name, Path(tmp), args.threads, args.seconds)
+            results["models"][name] = run_model(name, Path(tmp), args.threads, args.seconds, args.schemes)
         measured = results["models"][name]["measured"]
         print(f"\n{name}: {results['models'][name]['model']}")
         for variant, row in measured.items():
@@ -215,6 +265,12 @@ def main() -> None:
             )
         if "auto_table" in results["models"][name]:
             print(f"  auto chose {results['models'][name]['auto_table']['chosen']}")
+        schemes = results["models"][name].get("openvino_schemes", {})
+        for variant, row in schemes.get("measured", {}).items():
+            if not variant.startswith("_"):
+                print(f"  scheme {variant:45s} p50 {row['p50_ms']:8.3f} ms  {row['speedup_vs_ort_fp32']:5.2f}x")
+        for variant, error in schemes.get("errors", {}).items():
+            print(f"  scheme {variant}: {error}")
     cpu = results["machine"]["cpu"]
     print(f"\nCPU {cpu['model']}, {cpu['cores']} cores, {', '.join(cpu['instruction_sets'])}; {args.threads} threads")
     args.out.parent.mkdir(parents=True, exist_ok=True)
