@@ -123,7 +123,9 @@ def test_doctor_json_describes_this_machine():
     assert info["cpu"]["cores"] >= 1
     assert isinstance(info["cpu"]["int8_instruction_sets"], list) and info["cpu"]["int8_advice"]
     assert "CPUExecutionProvider" in info["onnxruntime"]["execution_providers"]
-    assert set(info["extras"]) == {"torch", "tf", "tensorrt"}
+    assert {"torch", "tf", "tensorrt", "openvino"} <= set(info["extras"])
+    runtimes = {r["runtime"]: r for r in info["runtimes"]}
+    assert runtimes["onnxruntime"]["installed"] and runtimes["onnxruntime"]["precisions"]["fp32"]["usable"]
     assert info["memory"]["total_bytes"] > 0 and info["disk_free_bytes"] > 0
 
 
