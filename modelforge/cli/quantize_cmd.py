@@ -41,7 +41,7 @@ def quantize(
         str,
         typer.Option(
             help="Runtime: cpu (onnxruntime), tensorrt (int8 symmetric QDQ), openvino (IR model.xml/.bin, needs "
-            "modelforge[openvino]) or auto (measure every installed runtime x precision here, keep the fastest "
+            "the openvino extra) or auto (measure every installed runtime x precision here, keep the fastest "
             "that meets the gates)."
         ),
     ] = "cpu",
