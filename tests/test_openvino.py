@@ -4,6 +4,7 @@ CPU flags are simulated where a test needs a CPU this machine is not."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from modelforge.targets.serving import offer
 NO_BF16 = frozenset({"sse4_2", "avx", "fma", "avx2", "avx512f", "avx512_vnni"})
 WITH_AMX = frozenset({"avx2", "avx512f", "amx_tile", "amx_int8", "amx_bf16"})
 needs_openvino = pytest.mark.skipif(
-    subprocess.run([sys.executable, "-c", "import openvino"], capture_output=True).returncode != 0,
+    importlib.util.find_spec("openvino") is None,
     reason="the [openvino] extra is not installed (pip install 'modelforge[openvino]')",
 )
 
