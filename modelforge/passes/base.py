@@ -53,6 +53,7 @@ class PassContext:
     latency_batch_size: int = 1
     threads: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    output_dir: Path | None = None  # where the run's output goes (export extends an existing Triton repository)
 
     def record(self, key: str, value: Any) -> None:
         """Attach a figure to this pass's stage record in the report."""
@@ -77,6 +78,12 @@ class Pass:
     needs_calibration: ClassVar[bool] = False
     needs_train_data: ClassVar[bool] = False
     Config: ClassVar[type[PassConfig]] = PassConfig
+    cacheable: ClassVar[bool] = True  # False: the stage cache never stores or reuses this pass's result
+
+    @classmethod
+    def extends_output(cls, config: PassConfig, out: Path) -> bool:
+        """True when this pass adds to the existing output folder `out` (no --force needed; nothing is lost)."""
+        return False
 
     def __init__(self, config: PassConfig):
         self.config = config
