@@ -54,9 +54,10 @@ def test_config_round_trips_through_tritons_protobuf(repository):
     preferred = list(config.dynamic_batching.preferred_batch_size)
     assert preferred and set(preferred) <= set(swept)
     assert preferred == triton["dynamic_batching"]["preferred_batch_sizes"]
-    assert config.dynamic_batching.max_queue_delay_microseconds == triton["dynamic_batching"][
-        "max_queue_delay_microseconds"
-    ]
+    assert (
+        config.dynamic_batching.max_queue_delay_microseconds
+        == triton["dynamic_batching"]["max_queue_delay_microseconds"]
+    )
     assert (repository / "digits" / "1" / "model.onnx").read_bytes() == DIGITS_MODEL.read_bytes()
     assert (repository / "digits" / "labels.txt").read_text().splitlines()[3] == "digit 3"
 
@@ -128,3 +129,43 @@ def test_bad_triton_inputs_are_one_line_and_write_nothing(tmp_path):
     )  # fmt: skip
     assert result.returncode == 3 and "memory budget" in one_error_line(result)
     assert not out.exists()
+
+
+def test_openvino_ir_and_tensorrt_plan_configs_name_their_triton_backend():
+    from modelforge.artifact import IOSpec, TensorSpec
+    from modelforge.export.triton import config_text
+
+    io = IOSpec(
+        inputs=(TensorSpec("pixels", "uint8", (None, 224, 224, 3)), TensorSpec("mask", "bool", ("batch", "n"))),
+        outputs=(TensorSpec("scores", "float16", (None, 1000)),),
+    )
+    for suffix, key, value in ((".xml", "backend", "openvino"), (".plan", "platform", "tensorrt_plan")):
+        text = config_text(
+            name="m", model_suffix=suffix, io=io, max_batch_size=8, batching=None, instance_kind="KIND_GPU",
+            instance_count=2, warmup_inputs=None, labels=False, tensorrt_accelerator=None,
+        )  # fmt: skip
+        config = parse_config(text)
+        assert getattr(config, key) == value
+        assert config.default_model_filename == ("model.xml" if suffix == ".xml" else "model.plan")
+        pb2 = model_config_pb2()
+        assert [(t.data_type, list(t.dims)) for t in config.input] == [
+            (pb2.TYPE_UINT8, [224, 224, 3]),
+            (pb2.TYPE_BOOL, [-1]),
+        ]
+        assert config.output[0].data_type == pb2.TYPE_FP16
+        assert config.instance_group[0].count == 2 and config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
+
+
+def test_tensorrt_accelerator_for_onnx_runtime_parses():
+    from modelforge.artifact import IOSpec, TensorSpec
+    from modelforge.export.triton import config_text
+
+    io = IOSpec(inputs=(TensorSpec("x", "float32", (None, 4)),), outputs=(TensorSpec("y", "float32", (None, 2)),))
+    text = config_text(
+        name="m", model_suffix=".onnx", io=io, max_batch_size=0, batching=None, instance_kind="KIND_GPU",
+        instance_count=1, warmup_inputs=None, labels=False, tensorrt_accelerator="fp16",
+    )  # fmt: skip
+    config = parse_config(text)
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+    assert list(config.input[0].dims) == [-1, 4]  # max_batch_size 0: the batch axis stays in dims
