@@ -41,6 +41,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
     # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
     session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
+    # Export: Triton batch sweep (latency, throughput, peak memory per batch; budgeted max_batch_size), drift speed.
+    session.run("python", "benchmarks/bench_export.py", "--out", "bench-results/export.json")
 
 
 @nox.session(python="3.11")

@@ -396,7 +396,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
                 measure_latency=not recipe.evaluate.skip_latency,
                 latency_batch_size=recipe.evaluate.latency.batch_size,
                 threads=recipe.evaluate.latency.threads,
-                output_dir=recipe.output.dir,
+                extending_output=out if out.is_dir() and not recipe.output.force else None,
             )
             started = time.perf_counter()
             result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data, inputs.train))

@@ -98,13 +98,17 @@ def test_re_export_adds_version_2_and_keeps_version_1(repository, tmp_path):
 
     repo = tmp_path / "repo"
     shutil.copytree(repository, repo)
+    shutil.copytree(repo / "digits", repo / "other_model")  # another model served from the same repository
+    (repo / "NOTES.txt").write_text("the user's own file")
     before = snapshot(repo / "digits" / "1")
+    other = snapshot(repo / "other_model")
     result = run_cli(
         "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
         "-o", repo, "--skip-latency", "--no-warmup", "--threads", "1", "-q",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
-    assert snapshot(repo / "digits" / "1") == before
+    assert snapshot(repo / "digits" / "1") == before and snapshot(repo / "other_model") == other
+    assert (repo / "NOTES.txt").read_text() == "the user's own file"
     assert (repo / "digits" / "2" / "model.onnx").is_file()
     assert _stage(repo)["triton"]["version"] == 2
     config = parse_config((repo / "digits" / "config.pbtxt").read_text())

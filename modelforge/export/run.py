@@ -35,6 +35,11 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
     model = load_onnx(model_path, load_external_data=False)
     quantized = is_quantized(model)
     precision = config.precision if config.precision != "auto" else ("int8" if quantized else "fp16")
+    if quantized and precision != "int8" and config.target != "triton":
+        raise InputError(
+            f"precision {precision}: the model has Q/DQ (INT8) nodes, which TensorRT builds only with int8",
+            hint="use --precision int8 (or auto), or export the float model",
+        )
     ctx.record("target", config.target)
     if config.target == "jetson":
         _jetson(model, model_path, artifact.io, config, precision, quantized, bundle, ctx)
@@ -176,8 +181,8 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
         tensorrt_accelerator=(precision if precision != "int8" else "int8") if config.tensorrt_accelerator else None,
     )
     carried = False
-    if ctx.output_dir is not None and is_repository(ctx.output_dir):
-        carry_repository(ctx.output_dir, bundle)
+    if ctx.extending_output is not None and is_repository(ctx.extending_output):
+        carry_repository(ctx.extending_output, bundle)
         carried = True
     version = write_model_folder(
         bundle, name=config.name, model_files=[model_path], config=text, warmup=warmup, labels=labels

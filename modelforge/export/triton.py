@@ -175,11 +175,23 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+# What every run writes at the output's top level: replaced by the new run, never carried over.
+RUN_OUTPUTS = frozenset(
+    {"model.onnx", "report.json", "report.md", "report.html", "manifest.json", "recipe.resolved.yaml"}
+    | {"baseline_stats.json"}
+)
+
+
 def carry_repository(existing: Path, into: Path) -> None:
-    """The model folders of an existing repository, hard-linked (or copied) into the new output."""
+    """Everything of an existing repository but the previous run's own outputs (other models, other versions,
+    the user's files), hard-linked (or copied) into the new output, which replaces it as a whole."""
     for entry in sorted(existing.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
-            shutil.copytree(entry, into / entry.name, copy_function=_link_or_copy)
+        if entry.name in RUN_OUTPUTS or entry.name.startswith("model.onnx") or ".partial-" in entry.name:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, into / entry.name, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(str(entry), str(into / entry.name))
 
 
 def write_model_folder(

@@ -53,7 +53,9 @@ class PassContext:
     latency_batch_size: int = 1
     threads: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    output_dir: Path | None = None  # where the run's output goes (export extends an existing Triton repository)
+    # The existing output folder this run adds to (export's next Triton model version); None when the output
+    # is new or replaced (--force).
+    extending_output: Path | None = None
 
     def record(self, key: str, value: Any) -> None:
         """Attach a figure to this pass's stage record in the report."""
