@@ -78,6 +78,9 @@ def test_every_repository_file_is_in_the_manifest(repository):
     listed = {f["path"] for f in manifest["files"]}
     on_disk = {p.relative_to(repository).as_posix() for p in repository.rglob("*") if p.is_file()}
     assert listed == on_disk - {"manifest.json"}
+    html = (repository / "report.html").read_text()
+    assert 'id="export"' in html and 'data-table="batch-sweep"' in html  # the sweep with its memory column
+    assert [f'data-batch="{b}"' in html for b in (1, 4, 16)] == [True] * 3
     assert {"digits/config.pbtxt", "digits/1/model.onnx", "baseline_stats.json", "report.json"} <= listed
 
 
