@@ -181,3 +181,18 @@ def test_op_check_lists_every_unsupported_node_before_writing_anything(tmp_path)
     assert "relu_ok" not in line
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] != []
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_2_4_pruned_model_builds_with_sparse_weights(tmp_path):
+    import onnx
+
+    model = onnx.load(DIGITS_MODEL)
+    model.metadata_props.add(key="modelforge.sparsity", value=json.dumps({"pattern": "2:4", "layers": []}))
+    onnx.save(model, tmp_path / "pruned.onnx")
+    out = tmp_path / "bundle"
+    result = run_cli(
+        "export", tmp_path / "pruned.onnx", "--target", "jetson", "-c", DIGITS_CALIBRATION, "-o", out,
+        "--skip-latency", "--no-baseline-stats", "--threads", "1", "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    assert "--sparsity=enable" in (out / "build_engine.sh").read_text()

@@ -41,6 +41,9 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
             hint="use --precision int8 (or auto), or export the float model",
         )
     ctx.record("target", config.target)
+    if not config.sparse_weights and _pruned_2_4(model):  # the prune pass enforced 2:4: use sparse tensor cores
+        config = config.model_copy(update={"sparse_weights": True})
+        ctx.record("sparse_weights", "on: the model carries the prune pass's 2:4 sparsity record")
     if config.target == "jetson":
         _jetson(model, model_path, artifact.io, config, precision, quantized, bundle, ctx)
     elif config.target == "triton":
@@ -56,6 +59,14 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
         (bundle / BASELINE_NAME).write_text(json.dumps(baseline, indent=1) + "\n")
         ctx.record("baseline_stats", BASELINE_NAME)
     return ModelArtifact(model_path, "onnx", artifact.io, {**artifact.metadata, "extra_output": str(bundle)})
+
+
+def _pruned_2_4(model) -> bool:
+    record = next((p.value for p in model.metadata_props if p.key == "modelforge.sparsity"), None)
+    try:
+        return record is not None and json.loads(record).get("pattern") == "2:4"
+    except (ValueError, AttributeError):
+        return False
 
 
 def _profiles(io: IOSpec, config: ExportConfig):
