@@ -55,7 +55,16 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
         from modelforge.monitoring.baseline import BASELINE_NAME, build_baseline
 
         with ctx.task("Recording baseline statistics for drift"):
-            baseline = build_baseline(model_path, ctx.calibration, ctx.evaluation, seed=ctx.seed, threads=ctx.threads)
+            from modelforge.backends.onnxruntime import fixed_batch_size
+
+            baseline = build_baseline(
+                model_path,
+                ctx.calibration,
+                ctx.evaluation,
+                seed=ctx.seed,
+                threads=ctx.threads,
+                batch_size=fixed_batch_size(artifact.io) or 64,
+            )
         (bundle / BASELINE_NAME).write_text(json.dumps(baseline, indent=1) + "\n")
         ctx.record("baseline_stats", BASELINE_NAME)
     return ModelArtifact(model_path, "onnx", artifact.io, {**artifact.metadata, "extra_output": str(bundle)})
@@ -177,7 +186,9 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
         max_batch_size = max(config.batch_sizes) if batched else 0
     warmup = None
     if config.warmup and samples is not None:
-        warmup = {name: values[0] if batched else values[:1].reshape(values.shape) for name, values in samples.items()}
+        # Batched: one sample (Triton adds the batch axis); fixed shape: the model's whole first axis.
+        fixed = {t.name: t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1 for t in io.inputs}
+        warmup = {name: values[0] if batched else values[: fixed[name]] for name, values in samples.items()}
     warmup_specs = {n: TensorSpec(n, str(v.dtype), tuple(v.shape)) for n, v in (warmup or {}).items()}
     text = config_text(
         name=config.name,

@@ -51,13 +51,15 @@ class FeatureCollector:
         return [{"index": i, **summarize(row)} for i, row in enumerate(values)]
 
 
-def _samples(data: BoundDataset, limit: int) -> BoundDataset:
-    return data.window(0, min(limit, data.num_samples))
+def whole_batches_of(data: BoundDataset, limit: int, batch_size: int = 1) -> BoundDataset:
+    """The first `limit` samples, in whole batches (a model with a fixed batch axis takes nothing else)."""
+    count = min(limit, data.num_samples)
+    return data.window(0, max(count - count % batch_size, min(count, batch_size)))
 
 
 def collect_inputs(data: BoundDataset, seed: int, batch_size: int = 64) -> list[dict[str, Any]]:
     """Per input, per feature statistics of `data` (its first MAX_BASELINE_SAMPLES samples)."""
-    data = _samples(data, MAX_BASELINE_SAMPLES)
+    data = whole_batches_of(data, MAX_BASELINE_SAMPLES)
     collectors = {name: FeatureCollector(data.num_samples, seed) for name in data.keys}
     for batch in data.batches(batch_size):
         for name, values in batch.items():
@@ -79,7 +81,7 @@ def collect_inputs(data: BoundDataset, seed: int, batch_size: int = 64) -> list[
 
 def collect_confidence(backend: Any, data: BoundDataset, batch_size: int = 64) -> dict[str, Any] | None:
     """Top-1 confidence of the model's first output over `data`; None when it is not a [batch, classes] output."""
-    data = _samples(data, MAX_BASELINE_SAMPLES)
+    data = whole_batches_of(data, MAX_BASELINE_SAMPLES, batch_size)
     values = []
     for feeds in data.batches(batch_size):
         first = backend.run(feeds)[0]
@@ -98,9 +100,10 @@ def build_baseline(
     *,
     seed: int = 0,
     threads: int | None = None,
+    batch_size: int = 64,
 ) -> dict[str, Any]:
     """The baseline of a shipped model: input features from the calibration data (the evaluation data when
-    there is none), top-1 confidence on both."""
+    there is none), top-1 confidence on both. `batch_size`: the model's fixed batch, if it has one."""
     reference = calibration if calibration is not None else evaluation
     if reference is None:
         raise ValueError("a baseline needs calibration or evaluation data")
@@ -113,7 +116,7 @@ def build_baseline(
         output_name = backend.output_names[0]
         for role, data in (("calibration", calibration), ("evaluation", evaluation)):
             if data is not None:
-                summary = collect_confidence(backend, data)
+                summary = collect_confidence(backend, data, batch_size)
                 if summary is not None:
                     confidence[role] = summary
     return {
@@ -121,6 +124,7 @@ def build_baseline(
         "model": model_path.name if model_path is not None else None,
         "data": str(reference.dataset.path),
         "samples": min(reference.num_samples, MAX_BASELINE_SAMPLES),
+        "batch_size": batch_size,
         "inputs": collect_inputs(reference, seed),
         "confidence": {"output": output_name, **confidence} if confidence else None,
     }

@@ -99,6 +99,8 @@ def score_features(baseline: dict[str, Any], data, seed: int = 0) -> list[dict[s
     for batch in data.batches(64):
         for name, values in batch.items():
             collectors[name].add(values)
+    if data.num_samples == 0:
+        raise InputError(f"drift data {data.dataset.path}: no samples")
     scores = []
     for spec in baseline["inputs"]:
         values = np.concatenate(collectors[spec["name"]].parts, axis=1)
@@ -129,8 +131,11 @@ def score_confidence(baseline: dict[str, Any], backend: Any, data) -> dict[str, 
     reference = recorded.get("evaluation") or recorded.get("calibration")
     if reference is None:
         return None
-    data = data.window(0, min(data.num_samples, MAX_BASELINE_SAMPLES))
-    values = np.concatenate([top1_confidence(backend.run(feeds)[0]) for feeds in data.batches(64)])
+    from modelforge.monitoring.baseline import whole_batches_of
+
+    batch_size = int(baseline.get("batch_size") or 64)
+    data = whole_batches_of(data, MAX_BASELINE_SAMPLES, batch_size)
+    values = np.concatenate([top1_confidence(backend.run(feeds)[0]) for feeds in data.batches(batch_size)])
     statistic, p_value = ks(reference["sketch"], reference["count"], values)
     return {
         "mean_baseline": reference["mean"],
