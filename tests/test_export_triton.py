@@ -176,3 +176,38 @@ def test_tensorrt_accelerator_for_onnx_runtime_parses():
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
     assert list(config.input[0].dims) == [-1, 4]  # max_batch_size 0: the batch axis stays in dims
+
+
+def test_fixed_shape_model_has_no_batching_and_warms_up_with_its_whole_shape(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "fixed.onnx")
+    samples = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=samples)
+    out = tmp_path / "repo"
+    result = run_cli(
+        "export", tmp_path / "fixed.onnx", "--target", "triton", "-c", tmp_path / "data.npz", "-o", out,
+        "--skip-latency", "--threads", "1", "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    config = parse_config((out / "model" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert list(config.input[0].dims) == [2, 4]
+    raw = (out / "model" / "warmup" / "x.raw").read_bytes()
+    assert raw == samples[:2].astype("<f4").tobytes()
+    assert json.loads((out / "baseline_stats.json").read_text())["batch_size"] == 2
+
+
+def test_unknown_target_names_the_recipe_field(tmp_path):
+    result = run_cli("export", DIGITS_MODEL, "--target", "coreml", "-o", tmp_path / "out")
+    line = one_error_line(result)
+    assert result.returncode == 2 and "passes[0].config.target" in line and "'triton'" in line
