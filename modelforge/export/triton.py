@@ -9,6 +9,7 @@ version beside the existing ones (Triton serves the latest; the previous stays f
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shutil
@@ -52,6 +53,7 @@ def check_model_name(name: str) -> None:
         raise InputError(f"--name {name!r}: a Triton model name is letters, digits, '_', '.', '-' (a folder name)")
 
 
+@functools.cache
 def model_config_pb2() -> Any:
     """Triton's ModelConfig protobuf module, loaded from the tritonclient wheel without its gRPC client."""
     spec = importlib.util.find_spec("tritonclient")
