@@ -1,9 +1,9 @@
 """Which ONNX operators (and opsets) each TensorRT version's ONNX parser accepts, and a check of a whole graph.
 
-Tables transcribed from onnx-tensorrt's docs/operators.md of each release (conservatively: an operator the
-parser supports only partially is listed when its common form parses). A node outside the table would make
-`trtexec --onnx` fail on the device, after the bundle was copied there: the check lists all of them at once,
-before anything is written.
+Tables transcribed from onnx-tensorrt's docs/operators.md (operators marked supported) of the 8.5-GA,
+8.6-GA and 10.1-GA releases; per-operator restrictions (e.g. 2D/3D pooling only) are not checked. A node
+outside the table would make `trtexec --onnx` fail on the device, after the bundle was copied there: the check
+lists all of them at once, before anything is written.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ JETPACK_TENSORRT = {
 }
 
 _TRT_85 = frozenset(
-    [
+    (
         "Abs",
         "Acos",
         "Acosh",
@@ -60,6 +60,7 @@ _TRT_85 = frozenset(
         "EyeLike",
         "Flatten",
         "Floor",
+        "GRU",
         "Gather",
         "GatherElements",
         "GatherND",
@@ -69,24 +70,21 @@ _TRT_85 = frozenset(
         "GlobalMaxPool",
         "Greater",
         "GreaterOrEqual",
-        "GRU",
+        "GridSample",
         "HardSigmoid",
-        "HardSwish",
-        "Hardmax",
         "Identity",
         "If",
         "ImageScaler",
         "InstanceNormalization",
-        "IsInf",
         "IsNaN",
+        "LRN",
+        "LSTM",
         "LeakyRelu",
         "Less",
         "LessOrEqual",
         "Log",
         "LogSoftmax",
         "Loop",
-        "LRN",
-        "LSTM",
         "LpNormalization",
         "LpPool",
         "MatMul",
@@ -95,19 +93,18 @@ _TRT_85 = frozenset(
         "Mean",
         "MeanVarianceNormalization",
         "Min",
-        "Mod",
         "Mul",
         "Neg",
         "NonMaxSuppression",
         "NonZero",
         "Not",
-        "OneHot",
         "Or",
+        "PRelu",
         "Pad",
         "ParametricSoftplus",
         "Pow",
-        "PRelu",
         "QuantizeLinear",
+        "RNN",
         "RandomNormal",
         "RandomNormalLike",
         "RandomUniform",
@@ -128,7 +125,6 @@ _TRT_85 = frozenset(
         "Reshape",
         "Resize",
         "ReverseSequence",
-        "RNN",
         "RoiAlign",
         "Round",
         "ScaledTanh",
@@ -165,29 +161,18 @@ _TRT_85 = frozenset(
         "Upsample",
         "Where",
         "Xor",
-    ]
+    )
 )
-_TRT_86 = _TRT_85 | {"LayerNormalization", "GroupNormalization", "GridSample"}
-_TRT_10 = _TRT_86 | {
-    "AffineGrid",
-    "BitwiseAnd",
-    "BitwiseNot",
-    "BitwiseOr",
-    "BitwiseXor",
-    "BlackmanWindow",
-    "DeformConv",
-    "Gelu",
-    "HammingWindow",
-    "HannWindow",
-    "Mish",
-}
+_TRT_86 = _TRT_85 | {"GroupNormalization", "HardSwish", "IsInf", "LayerNormalization", "Mod", "OneHot"}
+_TRT_10 = _TRT_86 | {"CastLike", "DeformConv", "Gelu", "Hardmax", "Mish"}
 
 # TensorRT version -> (supported op types of the default ONNX domain, lowest opset, highest opset).
+# 10.3 and 10.13 use the 10.1 table (the newest transcribed): a lower bound of what they parse.
 TENSORRT_OPS: dict[str, tuple[frozenset[str], int, int]] = {
     "8.5": (_TRT_85, 7, 17),
     "8.6": (_TRT_86, 7, 17),
     "10.3": (_TRT_10, 9, 20),
-    "10.13": (_TRT_10, 9, 22),
+    "10.13": (_TRT_10, 9, 20),
 }
 
 
