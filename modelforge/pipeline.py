@@ -47,7 +47,7 @@ class RunResult:
 
 def check_output_dir(recipe: Recipe) -> Path:
     out = recipe.output.dir
-    if out.exists() and not recipe.output.force:
+    if out.exists() and not recipe.output.force and not _extends_output(recipe, out):
         raise OutputExistsError(str(out))
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory")
@@ -64,6 +64,15 @@ def check_output_dir(recipe: Recipe) -> Path:
                     f"output {out} holds {kept}, which --force would delete", hint="write to a folder of its own"
                 )
     return out
+
+
+def _extends_output(recipe: Recipe, out: Path) -> bool:
+    """A pass that adds to the existing output (export's next Triton model version) needs no --force."""
+    for spec in recipe.passes:
+        pass_cls = get_pass(spec.name)
+        if out.is_dir() and pass_cls.extends_output(pass_cls.Config.model_validate(spec.config), out):
+            return True
+    return False
 
 
 def _open_bound(source: DataSource | None, model: ModelArtifact, role: str) -> BoundDataset | None:
@@ -276,7 +285,8 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
 
     config = pass_cls.Config.model_validate(spec.config)
     key = None
-    if recipe.cache and current.format != "torch-module":  # a factory's code is not in the key: never cached
+    cacheable = getattr(pass_cls, "cacheable", True)
+    if recipe.cache and cacheable and current.format != "torch-module":  # a factory's code is not in the key
         # The gates steer the accuracy fallback; the latency batch, threads and skip steer the speed search.
         latency = recipe.evaluate.latency
         steering = (
@@ -386,6 +396,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
                 measure_latency=not recipe.evaluate.skip_latency,
                 latency_batch_size=recipe.evaluate.latency.batch_size,
                 threads=recipe.evaluate.latency.threads,
+                extending_output=out if out.is_dir() and not recipe.output.force else None,
             )
             started = time.perf_counter()
             result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data, inputs.train))

@@ -69,4 +69,8 @@ def write_artifact(artifact: ModelArtifact, folder: Path) -> list[Path]:
     writer = WRITERS.get(artifact.format)
     if writer is None:
         raise PassError("output", f"no writer for {artifact.format} models")
-    return writer(artifact, folder)
+    written = writer(artifact, folder)
+    extra = artifact.metadata.get("extra_output")  # a target's own files (Triton repository, Jetson bundle)
+    if extra:
+        shutil.copytree(extra, folder, dirs_exist_ok=True)
+    return written

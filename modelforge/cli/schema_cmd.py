@@ -79,7 +79,8 @@ def explain(key: Annotated[str, typer.Argument(help="A recipe key (gates.max_acc
                     f"pass {cls.name}: {cls.description}\naccepts: {', '.join(cls.accepts)}; produces: {cls.produces}"
                 )
                 for name, field in cls.Config.model_fields.items():
-                    typer.echo(f"  {name} (default {field.default!r}): {field.description or ''}")
+                    default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+                    typer.echo(f"  {name} (default {default}): {field.description or ''}")
                 return
             name, field = _field_doc(cls.Config, parts[1:], f"passes[].config (pass {cls.name}): ")
         else:

@@ -46,6 +46,9 @@ class PassContext:
     latency_batch_size: int = 1
     threads: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # The existing output folder this run adds to (export's next Triton model version); None when the output
+    # is new or replaced (--force).
+    extending_output: Path | None = None
 
     def record(self, key: str, value: Any) -> None:
         """Attach a figure to this pass's stage record in the report."""
@@ -70,6 +73,12 @@ class Pass:
     needs_calibration: ClassVar[bool] = False
     needs_train_data: ClassVar[bool] = False
     Config: ClassVar[type[PassConfig]] = PassConfig
+    cacheable: ClassVar[bool] = True  # False: the stage cache never stores or reuses this pass's result
+
+    @classmethod
+    def extends_output(cls, config: PassConfig, out: Path) -> bool:
+        """True when this pass adds to the existing output folder `out` (no --force needed; nothing is lost)."""
+        return False
 
     def __init__(self, config: PassConfig):
         self.config = config

@@ -1,0 +1,91 @@
+"""`modelforge drift BASELINE DATA`: input drift (PSI, KS per feature) and confidence shift; exit 1 over a limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelforge.cli.options import GateOptions
+
+
+def drift(
+    baseline: Annotated[Path, typer.Argument(help="baseline_stats.json shipped with an export.")],
+    data: Annotated[Path, typer.Argument(help="New inputs (.npz keyed by input name, or .npy).")],
+    max_psi: Annotated[float, typer.Option(min=0, help="Fail (exit 1) if any feature's PSI is above this.")] = 0.2,
+    max_ks: Annotated[float | None, typer.Option(min=0, max=1, help="Fail if any feature's KS is above this.")] = None,
+    max_confidence_drop: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Fail if mean top-1 confidence fell by more than this.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model for the confidence shift (default: the one beside the baseline).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the JSON report goes.")] = Path("drift.json"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing JSON report.")] = False,
+    top: Annotated[int, typer.Option(min=1, help="Worst features printed.")] = 10,
+    threads: GateOptions.threads = None,
+    quiet: GateOptions.quiet = False,
+) -> int:
+    """Score new data against an export's baseline: PSI and KS per input feature (channel for images), the
+    shift of top-1 confidence; prints the worst features, writes JSON, exits 1 over a threshold."""
+    import json
+
+    from modelforge.cli.console import err_console, out_console
+    from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, OutputExistsError
+    from modelforge.monitoring.report import drift_report
+
+    if output.exists() and not force:
+        raise OutputExistsError(str(output))
+    if model is not None and not model.is_file():
+        raise InputError(f"model {model} not found")
+    report = drift_report(
+        baseline,
+        data,
+        model_path=model,
+        max_psi=max_psi,
+        max_ks=max_ks,
+        max_confidence_drop=max_confidence_drop,
+        threads=threads,
+    )
+    from modelforge.report.ci import write_file
+
+    partial = output.with_name(f".{output.name}.partial")
+    write_file(partial, json.dumps(report, indent=2) + "\n")
+    partial.replace(output)
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title=f"Drift of {data} vs {baseline} ({report['samples']} samples)")
+        for column in ("input", "feature", "PSI", "KS", "KS p", "mean then", "mean now"):
+            table.add_column(column, justify="left" if column == "input" else "right")
+        for f in report["features"][:top]:
+            table.add_row(
+                f["input"],
+                str(f["feature"]),
+                f"{f['psi']:.3f}",
+                f"{f['ks']:.3f}",
+                f"{f['ks_p_value']:.2g}",
+                f"{f['mean_baseline']:.4g}",
+                f"{f['mean_now']:.4g}",
+            )
+        out_console.print(table)
+        if report["confidence"]:
+            c = report["confidence"]
+            out_console.print(
+                f"top-1 confidence: mean {c['mean_baseline']:.3f} -> {c['mean_now']:.3f} "
+                f"(PSI {c['psi']:.3f}, KS {c['ks']:.3f})",
+                highlight=False,
+            )
+        out_console.print(f"Wrote {output}", highlight=False, markup=False)
+    failed = [
+        f"{c['name']} {c['value'] if c['value'] is None else round(c['value'], 4)} > {c['threshold']}"
+        for c in report["checks"]
+        if not c["passed"]
+    ]
+    drifted = len(report["drifted_features"])
+    if failed:
+        err_console.print(f"[bold red]DRIFT[/bold red] ({'; '.join(failed)}; {drifted} feature(s) over PSI {max_psi})")
+        return EXIT_GATE_FAILED
+    err_console.print("[bold green]NO DRIFT[/bold green]", highlight=False)
+    return EXIT_OK

@@ -1,0 +1,137 @@
+"""`modelforge export MODEL --target triton|jetson|tensorrt`: a one-pass recipe (the `export` pass) from flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.report.ci import with_error_outputs
+
+
+def _dims(values: list[str] | None) -> dict[str, int]:
+    from modelforge.errors import InputError
+
+    dims = {}
+    for value in values or []:
+        name, _, size = value.partition("=")
+        if not name or not size.isdigit() or int(size) <= 0:
+            raise InputError(f"--dim {value!r}: expected NAME=SIZE with a positive size")
+        dims[name] = int(size)
+    return dims
+
+
+def _sizes(text: str) -> list[int]:
+    from modelforge.errors import InputError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--batch-sizes {text!r}: expected comma-separated integers, e.g. 1,2,4,8") from None
+
+
+@with_error_outputs
+def export(
+    model: Annotated[Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize).")],
+    target: Annotated[str, typer.Option(help="triton, jetson or tensorrt.")],
+    name: Annotated[str, typer.Option(help="Model name (Triton model folder).")] = "model",
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", "-c", help="Samples for INT8 caches, warm-up, sweep, baseline.")
+    ] = None,
+    eval_data: Annotated[Path | None, typer.Option("--eval-data", "-e", help="Evaluation data.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (Triton: the repository).")] = Path(
+        "modelforge-out"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or int8 (TensorRT).")] = "auto",
+    jetpack: Annotated[str, typer.Option(help="jetson: JetPack release (5.1, 6.0, 6.1, 6.2, 7.0).")] = "6.1",
+    dim: Annotated[list[str] | None, typer.Option("--dim", help="NAME=SIZE for a dynamic axis (repeatable).")] = None,
+    min_batch: Annotated[int, typer.Option(help="TensorRT profile: smallest batch.")] = 1,
+    opt_batch: Annotated[int, typer.Option(help="TensorRT profile: batch to tune for.")] = 8,
+    max_batch: Annotated[int, typer.Option(help="TensorRT profile: largest batch.")] = 32,
+    workspace_mib: Annotated[int, typer.Option(help="TensorRT workspace limit (MiB).")] = 1024,
+    dla_core: Annotated[int | None, typer.Option(help="jetson: build for this DLA core (GPU fallback).")] = None,
+    sparse_weights: Annotated[bool, typer.Option("--sparse-weights", help="TensorRT sparse weights (2:4).")] = False,
+    implicit_int8: Annotated[
+        bool, typer.Option("--implicit-int8", help="tensorrt: INT8 by TensorRT's calibrator (float model).")
+    ] = False,
+    timing_cache: Annotated[Path | None, typer.Option(help="tensorrt: timing cache read and updated.")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="triton: batch sizes swept, e.g. 1,2,4,8,16,32.")] = "1,2,4,8,16,32",
+    memory_budget: Annotated[
+        float | None, typer.Option(help="triton: largest max_batch_size whose measured peak memory fits (MiB).")
+    ] = None,
+    instance_kind: Annotated[str, typer.Option(help="triton: cpu or gpu instances.")] = "cpu",
+    instances: Annotated[int, typer.Option(help="triton: instance count.")] = 1,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="triton: warm-up with a real sample.")] = True,
+    labels: Annotated[Path | None, typer.Option(help="triton: class names file, one a line.")] = None,
+    tensorrt_accelerator: Annotated[
+        bool, typer.Option("--tensorrt-accelerator", help="triton: ONNX Runtime's TensorRT accelerator (GPU).")
+    ] = False,
+    baseline_stats: Annotated[
+        bool, typer.Option("--baseline-stats/--no-baseline-stats", help="Write baseline_stats.json for drift.")
+    ] = True,
+    skip_latency: Annotated[
+        bool, typer.Option("--skip-latency", help="No latency measurement (and no Triton batch sweep).")
+    ] = False,
+    max_accuracy_drop: GateOptions.max_accuracy_drop = None,
+    min_agreement: GateOptions.min_agreement = None,
+    min_cosine: GateOptions.min_cosine = None,
+    threads: GateOptions.threads = None,
+    seed: GateOptions.seed = 0,
+    save_recipe: GateOptions.save_recipe = None,
+    dry_run: GateOptions.dry_run = False,
+    quiet: GateOptions.quiet = False,
+    as_json: GateOptions.as_json = False,
+    summary_file: GateOptions.summary_file = None,
+    junit: GateOptions.junit = None,
+) -> int:
+    """Export a model for serving: a Triton model repository (config from a measured batch sweep), a Jetson
+    bundle (TensorRT-ready ONNX, calibration cache, build_engine.sh, verify.sh), or a TensorRT engine. Every
+    export ships baseline_stats.json for `modelforge drift`. A second Triton export adds version 2."""
+    from functools import partial
+
+    from modelforge.cli.execute import execute
+    from modelforge.cli.options import finish
+
+    config = {
+        "target": target,
+        "name": name,
+        "precision": precision,
+        "jetpack": jetpack,
+        "dims": _dims(dim),
+        "min_batch": min_batch,
+        "opt_batch": opt_batch,
+        "max_batch": max_batch,
+        "workspace_mib": workspace_mib,
+        "dla_core": dla_core,
+        "sparse_weights": sparse_weights,
+        "implicit_int8": implicit_int8,
+        "timing_cache": str(timing_cache.resolve()) if timing_cache else None,
+        "batch_sizes": _sizes(batch_sizes),
+        "memory_budget": memory_budget,
+        "instance_kind": instance_kind,
+        "instances": instances,
+        "warmup": warmup,
+        "labels": str(labels.resolve()) if labels else None,
+        "tensorrt_accelerator": tensorrt_accelerator,
+        "baseline_stats": baseline_stats,
+    }
+    recipe = common_recipe(
+        model=model,
+        passes=[{"name": "export", "config": config}],
+        data={
+            "calibration": str(calibration) if calibration else None,
+            "eval_data": str(eval_data) if eval_data else None,
+        },
+        output=output,
+        force=force,
+        threads=threads,
+        seed=seed,
+        gates={"max_accuracy_drop": max_accuracy_drop, "min_agreement": min_agreement, "min_cosine": min_cosine},
+    )
+    if skip_latency:
+        recipe.evaluate.skip_latency = True
+    ci_execute = partial(execute, summary_file=summary_file, junit=junit)
+    return finish(recipe, save_recipe, dry_run, quiet, as_json, ci_execute)

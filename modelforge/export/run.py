@@ -1,0 +1,268 @@
+"""The export pass's work, one function per target; each writes into a bundle folder the pipeline copies
+beside model.onnx in the output (writers.py), and records what it chose and measured in the stage record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelforge.artifact import IOSpec, ModelArtifact, TensorSpec
+from modelforge.errors import InputError, PassError
+
+if TYPE_CHECKING:
+    from modelforge.passes.base import PassContext
+    from modelforge.passes.export import ExportConfig
+
+# Real samples a sweep's batches are made of (repeated to fill larger batches).
+SWEEP_SAMPLES = 32
+
+
+def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContext) -> ModelArtifact:
+    from modelforge.onnx_model import is_quantized, load_onnx
+
+    if config.target == "tensorrt":  # what is missing is said before any work
+        from modelforge.backends.tensorrt import require_tensorrt
+
+        require_tensorrt("export --target tensorrt")
+    model_dir, bundle = ctx.workdir / "model", ctx.workdir / "bundle"
+    model_dir.mkdir()
+    bundle.mkdir()
+    model_path = artifact.write_into(model_dir)[0]
+    model = load_onnx(model_path, load_external_data=False)
+    quantized = is_quantized(model)
+    precision = config.precision if config.precision != "auto" else ("int8" if quantized else "fp16")
+    if quantized and precision != "int8" and config.target != "triton":
+        raise InputError(
+            f"precision {precision}: the model has Q/DQ (INT8) nodes, which TensorRT builds only with int8",
+            hint="use --precision int8 (or auto), or export the float model",
+        )
+    ctx.record("target", config.target)
+    if not config.sparse_weights and _pruned_2_4(model):  # the prune pass enforced 2:4: use sparse tensor cores
+        config = config.model_copy(update={"sparse_weights": True})
+        ctx.record("sparse_weights", "on: the model carries the prune pass's 2:4 sparsity record")
+    if config.target == "jetson":
+        _jetson(model, model_path, artifact.io, config, precision, quantized, bundle, ctx)
+    elif config.target == "triton":
+        _triton(model_path, artifact.io, config, precision, bundle, ctx)
+    else:
+        _tensorrt(model_path, artifact.io, config, precision, quantized, bundle, ctx)
+    del model
+    if config.baseline_stats:
+        from modelforge.monitoring.baseline import BASELINE_NAME, build_baseline
+
+        with ctx.task("Recording baseline statistics for drift"):
+            from modelforge.backends.onnxruntime import fixed_batch_size
+
+            baseline = build_baseline(
+                model_path,
+                ctx.calibration,
+                ctx.evaluation,
+                seed=ctx.seed,
+                threads=ctx.threads,
+                batch_size=fixed_batch_size(artifact.io) or 64,
+            )
+        (bundle / BASELINE_NAME).write_text(json.dumps(baseline, indent=1) + "\n")
+        ctx.record("baseline_stats", BASELINE_NAME)
+    return ModelArtifact(model_path, "onnx", artifact.io, {**artifact.metadata, "extra_output": str(bundle)})
+
+
+def _pruned_2_4(model) -> bool:
+    record = next((p.value for p in model.metadata_props if p.key == "modelforge.sparsity"), None)
+    try:
+        return record is not None and json.loads(record).get("pattern") == "2:4"
+    except (ValueError, AttributeError):
+        return False
+
+
+def _profiles(io: IOSpec, config: ExportConfig):
+    from modelforge.export.shapes import profile_shapes
+
+    return profile_shapes(io, config.min_batch, config.opt_batch, config.max_batch, config.dims)
+
+
+def _jetson(model, model_path: Path, io: IOSpec, config, precision: str, quantized: bool, bundle: Path, ctx) -> None:
+    from modelforge.export.calibration_cache import calibrated_scales, qdq_scales
+    from modelforge.export.jetson import EngineFlags, write_jetson_bundle
+    from modelforge.export.trt_ops import check_tensorrt_ops, tensorrt_version_for
+
+    trt_version = tensorrt_version_for(config.jetpack)
+    check_tensorrt_ops(model, trt_version)  # every unsupported node at once, before anything is written
+    profiles = _profiles(io, config)
+    scales = None
+    if precision == "int8" and quantized:
+        scales = qdq_scales(model)
+    elif precision == "int8":
+        if ctx.calibration is None:
+            raise InputError("INT8 for a float model needs calibration data", hint="pass --calibration DATA")
+        with ctx.task("Calibrating for TensorRT's INT8 cache", ctx.calibration.num_samples) as advance:
+            scales = calibrated_scales(model_path, ctx.calibration, ctx.threads, advance=advance)
+    flags = EngineFlags(
+        precision=precision,
+        profiles=profiles,
+        workspace_mib=config.workspace_mib,
+        calibration_cache=precision == "int8" and not quantized,
+        dla_core=config.dla_core,
+        sparse_weights=config.sparse_weights,
+    )
+    inputs = ", ".join(f"{t.name} {t.dtype} {t.shape_text()}" for t in io.inputs)
+    files = write_jetson_bundle(
+        bundle,
+        name=config.name,
+        jetpack=config.jetpack,
+        tensorrt_version=trt_version,
+        flags=flags,
+        scales=scales,
+        explicit_int8=quantized,
+        inputs_text=inputs,
+    )
+    ctx.record(
+        "jetson",
+        {
+            "jetpack": config.jetpack,
+            "tensorrt_version": trt_version,
+            "precision": precision,
+            "int8": "explicit (Q/DQ)"
+            if quantized
+            else ("implicit (calibration cache)" if precision == "int8" else None),
+            "calibration_cache_tensors": len(scales or {}),
+            "trtexec": flags.trtexec_args(),
+            "files": files,
+        },
+    )
+
+
+def _sample(ctx) -> dict[str, np.ndarray] | None:
+    data = ctx.calibration if ctx.calibration is not None else ctx.evaluation
+    if data is None:
+        return None
+    return next(data.window(0, min(SWEEP_SAMPLES, data.num_samples)).batches(SWEEP_SAMPLES))
+
+
+def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx) -> None:
+    from modelforge.backends.onnxruntime import default_threads
+    from modelforge.export.batching import choose_batching, measure_batches, tile_samples
+    from modelforge.export.shapes import batch_is_dynamic
+    from modelforge.export.triton import (
+        carry_repository,
+        config_text,
+        is_repository,
+        model_config_pb2,
+        read_labels,
+        write_model_folder,
+    )
+
+    model_config_pb2()  # the [triton] extra is checked before the sweep, not after
+    first_output = io.outputs[0].shape if io.outputs else ()
+    classes = first_output[1] if len(first_output) == 2 and isinstance(first_output[1], int) else None
+    labels = read_labels(config.labels, classes) if config.labels else None
+    batched = batch_is_dynamic(io)
+    samples = _sample(ctx)
+    rows: list[dict[str, Any]] = []
+    threads = ctx.threads or default_threads()
+    budget = int(config.memory_budget * 2**20) if config.memory_budget else None
+    if batched and (ctx.measure_latency or budget is not None):
+        if samples is None:
+            raise InputError("the Triton batch sweep needs data", hint="pass --calibration or --eval-data")
+        with ctx.task("Batch sweep (latency, throughput, peak memory)", len(config.batch_sizes)) as advance:
+            rows = measure_batches(
+                model_path, lambda b: tile_samples(samples, b), config.batch_sizes, threads=threads, advance=advance
+            )
+        batching = choose_batching(rows, budget)
+        if batching["max_batch_size"] is None:
+            smallest = rows[0]
+            raise PassError(
+                "export",
+                f"no batch size fits the memory budget of {config.memory_budget:g} MiB: batch "
+                f"{smallest['batch_size']} needs {(smallest['peak_memory_bytes'] or 0) / 2**20:.1f} MiB",
+                hint="raise --memory-budget",
+            )
+        max_batch_size = batching["max_batch_size"]
+    else:
+        batching = None
+        max_batch_size = max(config.batch_sizes) if batched else 0
+    warmup = None
+    if config.warmup and samples is not None:
+        # Batched: one sample (Triton adds the batch axis); fixed shape: the model's whole first axis.
+        fixed = {t.name: t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1 for t in io.inputs}
+        warmup = {name: values[0] if batched else values[: fixed[name]] for name, values in samples.items()}
+    warmup_specs = {n: TensorSpec(n, str(v.dtype), tuple(v.shape)) for n, v in (warmup or {}).items()}
+    text = config_text(
+        name=config.name,
+        model_suffix=".onnx",
+        io=io,
+        max_batch_size=max_batch_size,
+        batching=batching,
+        instance_kind="KIND_GPU" if config.instance_kind == "gpu" else "KIND_CPU",
+        instance_count=config.instances,
+        warmup_inputs=warmup_specs,
+        labels=bool(labels),
+        tensorrt_accelerator=(precision if precision != "int8" else "int8") if config.tensorrt_accelerator else None,
+    )
+    carried = False
+    if ctx.extending_output is not None and is_repository(ctx.extending_output):
+        carry_repository(ctx.extending_output, bundle)
+        carried = True
+    version = write_model_folder(
+        bundle, name=config.name, model_files=[model_path], config=text, warmup=warmup, labels=labels
+    )
+    ctx.record(
+        "triton",
+        {
+            "name": config.name,
+            "version": version,
+            "added_to_existing_repository": carried,
+            "max_batch_size": max_batch_size,
+            "dynamic_batching": batching,
+            "sweep": rows,
+            "sweep_runtime": {"runtime": "onnxruntime", "device": "CPU", "threads": threads} if rows else None,
+            "config": f"{config.name}/config.pbtxt",
+        },
+    )
+
+
+def _tensorrt(model_path: Path, io: IOSpec, config, precision: str, quantized: bool, bundle: Path, ctx) -> None:
+    from modelforge.export.tensorrt import BuildSettings, build_engine, compare_engine
+
+    implicit = precision == "int8" and not quantized
+    if implicit and not config.implicit_int8:
+        raise InputError(
+            "INT8 for a float model: quantize it first (--target tensorrt) or set implicit_int8 (--implicit-int8)"
+        )
+    batches = None
+    if implicit:
+        if ctx.calibration is None:
+            raise InputError("implicit INT8 needs calibration data", hint="pass --calibration DATA")
+        batches = list(ctx.calibration.batches(config.opt_batch))
+    settings = BuildSettings(
+        precision=precision,
+        profiles=_profiles(io, config),
+        workspace_mib=config.workspace_mib,
+        implicit_int8=implicit,
+        sparse_weights=config.sparse_weights,
+        dla_core=config.dla_core,
+    )
+    timing = bundle / "timing.cache"
+    if config.timing_cache is not None and config.timing_cache.is_file():
+        shutil.copyfile(config.timing_cache, timing)
+    with ctx.task("Building the TensorRT engine"):
+        build = build_engine(
+            model_path,
+            bundle / "model.plan",
+            settings,
+            timing_cache=timing,
+            calibration_batches=batches,
+            calibration_cache=bundle / "calibration.cache" if implicit else None,
+        )
+    if config.timing_cache is not None:
+        shutil.copyfile(timing, config.timing_cache)  # the next build reuses what this one timed
+    ctx.record("tensorrt", build)
+    if ctx.evaluation is not None:
+        with ctx.task("Measuring the engine against the ONNX model"):
+            ctx.record(
+                "engine_vs_onnx",
+                compare_engine(model_path, bundle / "model.plan", ctx.evaluation, precision, ctx.threads),
+            )

@@ -1,0 +1,1 @@
+"""Input drift and confidence monitoring: a baseline shipped with every export, and scoring new data against it."""

@@ -1,0 +1,58 @@
+"""The drift report: thresholds applied to the scores, as JSON a monitor stores and a verdict a job exits on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelforge.monitoring.drift import bind_to_baseline, load_baseline, score_confidence, score_features
+
+
+def drift_report(
+    baseline_path: Path,
+    data_path: Path,
+    *,
+    model_path: Path | None = None,
+    max_psi: float = 0.2,
+    max_ks: float | None = None,
+    max_confidence_drop: float | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Score `data_path` against the baseline; `model_path` (default: the model named beside the baseline)
+    adds the confidence shift."""
+    baseline = load_baseline(baseline_path)
+    data = bind_to_baseline(baseline, data_path)
+    features = score_features(baseline, data)
+    if model_path is None and baseline.get("model"):
+        beside = baseline_path.parent / baseline["model"]
+        model_path = beside if beside.is_file() else None
+    confidence = None
+    if model_path is not None and baseline.get("confidence"):
+        from modelforge.backends.base import open_backend
+
+        confidence = score_confidence(baseline, open_backend(model_path, threads=threads, stage="drift"), data)
+    checks = [
+        _check("max_psi", max_psi, max((f["psi"] for f in features), default=0.0)),
+    ]
+    if max_ks is not None:
+        checks.append(_check("max_ks", max_ks, max((f["ks"] for f in features), default=0.0)))
+    if max_confidence_drop is not None:
+        drop = -confidence["mean_shift"] if confidence else None
+        checks.append(_check("max_confidence_drop", max_confidence_drop, drop))
+    return {
+        "drift_version": 1,
+        "baseline": str(baseline_path),
+        "data": str(data_path),
+        "samples": data.num_samples,
+        "model": str(model_path) if model_path is not None else None,
+        "features": features,
+        "drifted_features": [f for f in features if f["psi"] > max_psi],
+        "confidence": confidence,
+        "checks": checks,
+        "passed": all(c["passed"] for c in checks),
+    }
+
+
+def _check(name: str, threshold: float, value: float | None) -> dict[str, Any]:
+    # An unmeasurable check (no model for the confidence) fails rather than passes silently.
+    return {"name": name, "threshold": threshold, "value": value, "passed": value is not None and value <= threshold}
