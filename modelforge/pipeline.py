@@ -95,10 +95,11 @@ def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]
     from modelforge.graph_stats import int8_compute_share
     from modelforge.onnx_model import load_onnx
 
+    onnx_form = artifact.format == "onnx"
     return {
         "path": str(display_path),
         "format": artifact.format,
-        "compute": int8_compute_share(load_onnx(artifact.path, load_external_data=False)),
+        "compute": int8_compute_share(load_onnx(artifact.path, load_external_data=False)) if onnx_form else None,
         "size_bytes": artifact.size_bytes(),
         "opset": artifact.metadata.get("opset"),
         "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
@@ -106,8 +107,17 @@ def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]
     }
 
 
+def _framework_packages(source: ModelArtifact, final: ModelArtifact) -> tuple[str, ...]:
+    """The framework versions a report records: those that loaded, converted or ran the models."""
+    if source.format in ("keras", "savedmodel") or final.format == "tflite":
+        return ("tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_model_optimization", "ai_edge_litert")
+    return ("torch", "onnxscript") if source.format != "onnx" else ()
+
+
 # Formats a conversion stage can turn into ONNX.
-CONVERTIBLE = ("torch-export", "torchscript", "torch-module")
+CONVERTIBLE = ("torch-export", "torchscript", "torch-module", "keras", "savedmodel")
+# Formats that are deployable results in their own right and have no ONNX form (evaluated on their runtime).
+FINAL_FORMATS = ("tflite",)
 
 
 @dataclass
@@ -159,7 +169,10 @@ def _convert(artifact: ModelArtifact, folder: Path, recipe: Recipe) -> tuple[Mod
 
     started = time.perf_counter()
     folder.mkdir()
-    example = example_inputs(recipe.data.calibration or recipe.data.eval_data or recipe.data.train)
+    from modelforge.tensorflow.convert import CHECK_SAMPLES  # TF conversions are checked on samples
+
+    count = CHECK_SAMPLES if artifact.format in ("keras", "savedmodel") else 1
+    example = example_inputs(recipe.data.calibration or recipe.data.eval_data or recipe.data.train, count)
     converted, info = convert_to_onnx(artifact, folder, recipe.model.opset, example)
     stage = {
         "name": "convert",
@@ -182,6 +195,8 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
     if source.format != "onnx":
         baseline, stage = _convert(source, workdir / "00-convert", recipe)
         stages.append(stage)
+        if source.io is None and source.format in ("keras", "savedmodel"):  # its signature, as the ONNX form has it
+            source.io = baseline.io
 
     train = _open_bound(recipe.data.train, baseline, "training data")
     if train is not None:
@@ -402,7 +417,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             current = result
             if result.format != "onnx":
                 framework_form = result
-        if current.format != "onnx":  # the evaluation and the deployable output need ONNX
+        if current.format not in ("onnx", *FINAL_FORMATS):  # the evaluation and the deployable output need ONNX
             current, stage = _convert(current, workdir / f"{len(pass_specs) + 1:02d}-convert", recipe)
             stages.append(stage)
 
@@ -410,7 +425,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
         written = current.write_into(staging)
         if framework_form is not None:
             framework_form.write_into(staging)
-        final = ModelArtifact(written[0], "onnx", current.io, current.metadata)
+        final = ModelArtifact(written[0], current.format, current.io, current.metadata)
 
         from modelforge.evaluate.evaluator import evaluate_pair
         from modelforge.machine import machine_record
@@ -436,14 +451,14 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             models={
                 "source": str(recipe.model.path),
                 "baseline": _model_record(baseline, recipe.model.path),
-                "result": _model_record(final, out / "model.onnx"),
+                "result": _model_record(final, out / written[0].name),
             },
             stages=stages,
             preflight=preflight,
             evaluation=evaluation,
             summary=summary,
             gates=gates,
-            machine=machine_record(("torch", "onnxscript") if source.format != "onnx" else ()),
+            machine=machine_record(_framework_packages(source, final)),
         )
         report = _json_safe(report)
         (staging / "report.json").write_text(

@@ -82,6 +82,12 @@ def evaluate_pair(
             "memory_method": memory_method(),
             "baseline": asdict(load_a),
             "result": asdict(load_b),
+            # A result on another runtime than the baseline's (a .tflite on LiteRT): what it ran on.
+            "runtimes": {
+                name: session.backend.info.to_dict()
+                for name, session in (("baseline", session_a), ("result", session_b))
+                if hasattr(session, "backend")
+            },
         },
         "latency": None,
     }

@@ -190,10 +190,12 @@ def open_measured_session(
     from modelforge.backends.onnxruntime import create_session
 
     prime_onnxruntime(threads)
+    is_onnx = Path(model).suffix.lower() != ".tflite"  # other runtimes: their Backend, memory in this process
+    fresh_process = fresh_process and is_onnx
     can_reset = _reset_peak_rss()
     before, before_max = _proc_status(), _max_rss_bytes()
     started = time.perf_counter()
-    session = create_session(model, threads, stage=stage)
+    session = create_session(model, threads, stage=stage) if is_onnx else BackendSession.open(model, threads, stage)
     created = time.perf_counter()
     session.run(None, feeds)
     first_run = time.perf_counter()
@@ -209,6 +211,23 @@ def open_measured_session(
         memory_measured_in="fresh process" if child else "this process",
     )
     return session, load
+
+
+class BackendSession:
+    """A non-ONNX model's `Backend` with an onnxruntime-session-shaped `run(None, feeds)`, so the evaluator and
+    the interleaved latency profile measure it the same way (until they speak the Backend interface)."""
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+
+    @classmethod
+    def open(cls, model: Path, threads: int, stage: str) -> BackendSession:
+        from modelforge.backends.base import open_backend
+
+        return cls(open_backend(model, threads=threads, stage=stage))
+
+    def run(self, output_names: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.backend.run(feeds)
 
 
 @dataclass
