@@ -148,7 +148,7 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
             if not ("onnx" in cls.accepts and fmt in CONVERTIBLE):
                 raise PassError(spec.name, f"accepts {', '.join(cls.accepts)} models, got {fmt}")
             fmt = "onnx"  # a conversion stage is inserted before this pass
-        fmt = cls.produces
+        fmt = getattr(cls, "produces_by_input", {}).get(fmt, cls.produces)
     return pass_specs
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from modelforge.artifact import ModelArtifact
 from modelforge.errors import PassError
 from modelforge.tensorflow.loading import TfModel, load_tf_model
-from modelforge.tensorflow.runtime import quiet
+from modelforge.tensorflow.runtime import quiet_native
 
 # A conversion differing by more than this (absolute, scaled by the output's magnitude when above 1) or with
 # a cosine below MIN_COSINE fails. Float32 kernels reorder sums: a faithful conversion stays near 1e-6.
@@ -105,7 +105,7 @@ def tf_to_onnx(
     tf_model = load_tf_model(artifact)
     target = workdir / "model.onnx"
     try:
-        with quiet():
+        with quiet_native():  # grappler logs from C++
             proto, _ = tf2onnx.convert.from_function(
                 tf_model.serve, input_signature=tf_model.input_signature(), opset=opset
             )
@@ -117,7 +117,7 @@ def tf_to_onnx(
     feeds, source = check_samples(tf_model, examples)
     check = check_conversion(tf_model, target, feeds)
     info = {
-        "exporter": f"tf2onnx {tf2onnx.__version__} from {'a SavedModel' if tf_model.kind == 'savedmodel' else 'a Keras model'} ({tf_model.kind})",
+        "exporter": f"tf2onnx {tf2onnx.__version__} from {tf_model.kind}",
         "opset_requested": opset,
         "opset": opset,
         "check": check | {"samples": len(next(iter(feeds.values()))), "samples_from": source},

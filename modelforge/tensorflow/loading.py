@@ -128,7 +128,8 @@ def _savedmodel_tf_model(path: Path) -> TfModel:
     signature = loaded.signatures.get("serving_default")
     if signature is None:
         raise InputError(
-            f"model {path}: SavedModel has no 'serving_default' signature (has: {', '.join(loaded.signatures) or 'none'})",
+            f"model {path}: SavedModel has no 'serving_default' signature "
+            f"(has: {', '.join(loaded.signatures) or 'none'})",
             hint="export it with tf.saved_model.save(model, dir, signatures=...) or keras model.export(dir)",
         )
     _, kwargs = signature.structured_input_signature
