@@ -50,7 +50,8 @@ class TfliteBackend:
         cls, model: Path | bytes, *, precision: str | None = None, threads: int | None = None, stage: str = "evaluate"
     ) -> TfliteBackend:
         try:
-            from ai_edge_litert import interpreter as litert
+            with quiet_native():
+                from ai_edge_litert import interpreter as litert
         except ImportError:
             raise MissingExtraError("ai-edge-litert", "tf", "running a .tflite model") from None
         from importlib.metadata import version

@@ -40,6 +40,7 @@ def _register() -> None:
         compare_cmd,
         debug_cmd,
         doctor_cmd,
+        export_cmd,
         inspect_cmd,
         passes_cmd,
         prune_cmd,
@@ -62,6 +63,7 @@ def _register() -> None:
     app.command("report")(report_cmd.report)
     app.command("bench")(bench_cmd.bench)
     app.command("debug")(debug_cmd.debug)
+    app.command("export")(export_cmd.export)
 
 
 _register()

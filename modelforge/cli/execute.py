@@ -49,7 +49,7 @@ def execute(
         # markup=False: paths may hold [brackets], which rich would take for style tags and drop.
         out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False, markup=False)
         out_console.print(
-            f"Wrote {result.output_dir}/ (model.onnx, report.json, report.md, report.html, manifest.json)",
+            f"Wrote {result.output_dir}/ ({', '.join(sorted(p.name for p in result.output_dir.iterdir()))})",
             highlight=False,
             markup=False,
         )

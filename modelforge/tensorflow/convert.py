@@ -16,7 +16,7 @@ import numpy as np
 from modelforge.artifact import ModelArtifact
 from modelforge.errors import PassError
 from modelforge.tensorflow.loading import TfModel, load_tf_model
-from modelforge.tensorflow.runtime import quiet_native
+from modelforge.tensorflow.runtime import import_tf, quiet_native
 
 # A conversion differing by more than this (absolute, scaled by the output's magnitude when above 1) or with
 # a cosine below MIN_COSINE fails. Float32 kernels reorder sums: a faithful conversion stays near 1e-6.
@@ -96,8 +96,10 @@ def tf_to_onnx(
     """Convert a `keras`/`savedmodel` artifact to `workdir/model.onnx` and check it on samples."""
     from modelforge.errors import MissingExtraError
 
+    import_tf("converting a TensorFlow model to ONNX")  # first, quietly: tf2onnx imports it
     try:
-        import tf2onnx
+        with quiet_native():
+            import tf2onnx
     except ImportError:
         raise MissingExtraError("tf2onnx", "tf", "converting a TensorFlow model to ONNX") from None
     from modelforge.onnx_model import onnx_artifact, save_onnx

@@ -17,7 +17,7 @@ import numpy as np
 from modelforge.artifact import ModelArtifact
 from modelforge.errors import InputError, MissingExtraError
 from modelforge.passes.base import PassContext
-from modelforge.tensorflow.runtime import import_tf, quiet
+from modelforge.tensorflow.runtime import import_tf, quiet, quiet_native
 
 KERAS3_MESSAGE = (
     "TF-MOT pruning needs a Keras 2 (tf_keras) model; {path} was saved by Keras {version}, which TF-MOT cannot wrap"
@@ -46,7 +46,7 @@ def load_prunable(artifact: ModelArtifact) -> Any:
 def _tfmot():
     import_tf("pruning a Keras model")
     try:
-        with quiet():
+        with quiet_native():
             import tensorflow_model_optimization as tfmot
     except ImportError:
         raise MissingExtraError("tensorflow-model-optimization", "tf", "pruning a Keras model") from None

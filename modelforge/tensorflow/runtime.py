@@ -27,7 +27,8 @@ def import_tf(purpose: str) -> Any:
 
 def import_keras3(purpose: str) -> Any:
     import_tf(purpose)
-    import keras
+    with quiet_native():
+        import keras
 
     return keras
 
@@ -36,7 +37,8 @@ def import_tf_keras(purpose: str) -> Any:
     """Keras 2 (`tf_keras`): what TF-MOT works on."""
     import_tf(purpose)
     try:
-        import tf_keras
+        with quiet_native():
+            import tf_keras
     except ImportError:
         raise MissingExtraError("tf-keras", "tf", purpose) from None
     return tf_keras
