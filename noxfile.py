@@ -41,6 +41,9 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
     # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
     session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
+    # TensorFlow / Keras ([tf] extra, in .[test]): tf2onnx max abs diff, TFLite INT8 on LiteRT (accuracy, size vs
+    # float .tflite, latency of each variant), TF-MOT magnitude 50% after fine-tuning.
+    session.run("python", "benchmarks/bench_tf.py", "--out", "bench-results/tf.json")
 
 
 @nox.session(python="3.11")
