@@ -174,3 +174,17 @@ def test_export_without_calibration_is_a_one_line_usage_error(keras_files, tmp_p
     assert result.returncode == 2, result.explain()
     assert "--precision int8 needs --calibration" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_keras_distillation_teaches_a_small_student(keras_files, tmp_path):
+    from modelforge.tensorflow.distill import KerasDistillConfig, distill_keras
+    from modelforge.tensorflow.loading import load_keras_model
+
+    teacher, _ = load_keras_model(keras_files["h5"])
+    student = tf_models.build("tf_keras", width=4)
+    (x, y), _, (x_test, y_test) = tf_models.digits_nhwc()
+    config = KerasDistillConfig(temperature=4.0, alpha=0.7, epochs=4, learning_rate=3e-3, batch_size=64)
+    record = distill_keras(teacher, student, (x, y), config, (x_test, y_test), tmp_path / "student.h5")
+    assert record["student_params"] < record["teacher_params"] / 4
+    assert record["student_accuracy_after"] >= 0.85 > record["student_accuracy_before"]
+    assert (tmp_path / "student.h5").is_file() and len(record["training_curve"]) == 4
