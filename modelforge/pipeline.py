@@ -320,6 +320,18 @@ def _slo_gate_plan(recipe: Recipe) -> dict[str, Any]:
     return {name: f"{limit:g} ms at batch {slo.batch_size}" for name, limit in limits if limit is not None}
 
 
+def _planned_model_files(source_format: str, pass_specs: list[tuple[Any, type]]) -> list[str]:
+    """The model files a run writes: the result's (model.onnx, or model.tflite) and the last framework form's."""
+    fmt, framework = source_format, None
+    for _, cls in pass_specs:
+        fmt = "onnx" if fmt not in cls.accepts else fmt
+        fmt = getattr(cls, "produces_by_input", {}).get(fmt, cls.produces)
+        framework = fmt if fmt != "onnx" else framework
+    if fmt in FINAL_FORMATS:
+        return [f"model.{fmt}"]
+    return ["model.onnx", *({"torch-export": ["model.pt2"], "keras": ["model.h5"]}.get(framework or "", []))]
+
+
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe)
@@ -340,8 +352,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
             "output": str(recipe.output.dir),
             "files": [
-                "model.onnx",
-                *(["model.pt2"] if any(cls.produces == "torch-export" for _, cls in pass_specs) else []),
+                *_planned_model_files(inputs.source.format, pass_specs),
                 "report.json",
                 "report.md",
                 "report.html",

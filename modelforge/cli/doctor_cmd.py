@@ -10,7 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-EXTRAS = {"torch": ("torch", "onnxscript"), "tf": ("tensorflow", "tf2onnx"), "tensorrt": ("tensorrt",)}
+EXTRAS = {
+    "torch": ("torch", "onnxscript"),
+    "tf": ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "ai-edge-litert"),
+    "tensorrt": ("tensorrt",),
+}
 
 
 def _version(name: str) -> str | None:

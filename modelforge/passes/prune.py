@@ -83,7 +83,9 @@ class PruneConfig(PassConfig):
 @register
 class Prune(Pass):
     name = "prune"
-    description = "Prune a PyTorch model (structured channels, magnitude or 2:4) and fine-tune it."
+    description = (
+        "Prune a PyTorch model (structured channels, magnitude or 2:4) or a Keras 2 model (TF-MOT), and fine-tune it."
+    )
     accepts = ("torch-export", "torch-module", "keras")
     produces = "torch-export"
     produces_by_input = {"keras": "keras"}  # Keras models are pruned with TF-MOT and stay Keras (model.h5)
