@@ -188,3 +188,15 @@ def test_keras_distillation_teaches_a_small_student(keras_files, tmp_path):
     assert record["student_params"] < record["teacher_params"] / 4
     assert record["student_accuracy_after"] >= 0.85 > record["student_accuracy_before"]
     assert (tmp_path / "student.h5").is_file() and len(record["training_curve"]) == 4
+
+
+def test_a_python_lambda_in_an_h5_file_is_never_deserialized(tmp_path):
+    """tf_keras ignores safe_mode for .h5 files; the loader turns it on, so marshalled code never runs."""
+    import tf_keras
+
+    from modelforge.tensorflow.loading import load_keras_model
+
+    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Lambda(lambda x: x * 2)])
+    model.save(tmp_path / "lambda.h5")
+    with pytest.raises(InputError, match="Lambda layer with a Python `lambda`"):
+        load_keras_model(tmp_path / "lambda.h5")

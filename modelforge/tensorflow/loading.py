@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.artifact import IOSpec, ModelArtifact, TensorSpec
+from modelforge.artifact import ModelArtifact, TensorSpec
 from modelforge.errors import InputError
 from modelforge.tensorflow.formats import is_keras3
 from modelforge.tensorflow.runtime import import_keras3, import_tf, import_tf_keras, quiet
@@ -42,10 +42,6 @@ class TfModel:
         result = self.serve(*[tf.constant(v, dtype=t.dtype) for v, t in zip(values, self.inputs, strict=True)])
         return [np.asarray(result[name]) for name in self.output_names]
 
-    def io_spec(self) -> IOSpec:
-        outputs = tuple(TensorSpec(name, "float32", ()) for name in self.output_names)
-        return IOSpec(self.inputs, outputs)
-
 
 def _clean(name: str, fallback: str) -> str:
     """A tensor name usable in ONNX and .npz keys: 'serving_default_x:0' style decorations removed."""
@@ -59,17 +55,26 @@ def _distinct(names: list[str], prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}_{i}" for i in range(len(names)))
 
 
+def _safe_mode(kind: str) -> Any:
+    """Refuse Python lambdas (marshalled bytecode: arbitrary code) in every format. Keras 3 applies `safe_mode`
+    to .keras and .h5 files; tf_keras ignores it for .h5, so its flag is set for the whole load."""
+    import contextlib
+
+    if kind == "keras3":
+        return contextlib.nullcontext()
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    return SafeModeScope(True)
+
+
 def load_keras_model(path: Path, kind: str | None = None) -> tuple[Any, str]:
-    """The Keras model in a .keras/.h5 file, with the Keras that saved it (or `kind`); never runs Lambda code
-    from the file (safe_mode on)."""
+    """The Keras model in a .keras/.h5 file, with the Keras that saved it (or `kind`); never deserializes
+    Lambda code from the file (safe mode on)."""
     kind = kind or ("keras3" if is_keras3(path) else "tf_keras")
     library = import_keras3("loading a Keras model") if kind == "keras3" else import_tf_keras("loading a Keras model")
     try:
-        with quiet():
-            if path.suffix.lower() == ".keras":
-                model = library.models.load_model(str(path), compile=False, safe_mode=True)
-            else:
-                model = library.models.load_model(str(path), compile=False)
+        with quiet(), _safe_mode(kind):
+            model = library.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError... for files it cannot read
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
