@@ -65,7 +65,7 @@ def bench_tflite(model_path: Path, data: dict, work: Path, threads: int) -> dict
     ev = np.load(data["eval"])
     variants = {}
     backends = {}
-    for precision in ("float32", "float16", "dynamic"):
+    for precision in ("fp32", "fp16", "dynamic"):
         flatbuffer = convert_tflite(tf_model, model_path, precision)
         backends[precision] = TfliteBackend.open(flatbuffer, threads=threads)
         variants[precision] = {"size_bytes": len(flatbuffer)}
@@ -90,7 +90,7 @@ def bench_tflite(model_path: Path, data: dict, work: Path, threads: int) -> dict
             times[name].append((time.perf_counter() - started) * 1e3)
     for name in backends:
         variants[name]["latency_p50_ms_batch1"] = float(np.median(times[name]))
-    float_size = variants["float32"]["size_bytes"]
+    float_size = variants["fp32"]["size_bytes"]
     for entry in variants.values():
         entry["size_ratio_vs_float_tflite"] = float_size / entry["size_bytes"]
     summary = report["summary"]
@@ -100,7 +100,7 @@ def bench_tflite(model_path: Path, data: dict, work: Path, threads: int) -> dict
         "accuracy_keras_onnx_fp32": summary["accuracy_baseline"],
         "accuracy_int8_litert": variants["int8"]["accuracy"],
         "accuracy_drop_pp_int8_vs_fp32": summary["accuracy_drop_pp"],
-        "accuracy_drop_pp_int8_vs_float_tflite": 100 * (variants["float32"]["accuracy"] - variants["int8"]["accuracy"]),
+        "accuracy_drop_pp_int8_vs_float_tflite": 100 * (variants["fp32"]["accuracy"] - variants["int8"]["accuracy"]),
         "size_ratio_int8_vs_float_tflite": variants["int8"]["size_ratio_vs_float_tflite"],
         "targets": {"accuracy_drop_pp_max": 0.5, "size_ratio_min": 3.5},
         "variants": variants,

@@ -131,7 +131,7 @@ def test_tflite_full_int8_runs_on_litert_through_the_pipeline(keras_files, tmp_p
     assert abs(float((predicted == data["labels"]).mean()) - summary["accuracy_result"]) < 1e-9
 
 
-@pytest.mark.parametrize("precision,expected", [("float16", "fp16"), ("dynamic", "int8")])
+@pytest.mark.parametrize("precision,expected", [("fp16", "fp16"), ("dynamic", "int8")])
 def test_tflite_float16_and_dynamic_range_variants(keras_files, precision, expected):
     from modelforge.backends.tflite import TfliteBackend
     from modelforge.loader import load_model

@@ -30,7 +30,7 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")] = Path("modelforge-out"),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
     precision: Annotated[
-        str, typer.Option(help="tflite: int8 (full integer), float16, dynamic (int8 weights) or float32.")
+        str, typer.Option(help="tflite: int8 (full integer), fp16, dynamic (int8 weights) or fp32.")
     ] = "int8",
     io_type: Annotated[
         str | None, typer.Option(help="tflite int8: input/output type float32, int8 or uint8 (default int8).")

@@ -17,10 +17,10 @@ from modelforge.passes.base import Pass, PassConfig, PassContext
 
 
 class TfliteConfig(PassConfig):
-    precision: Literal["int8", "float16", "dynamic", "float32"] = Field(
+    precision: Literal["int8", "fp16", "dynamic", "fp32"] = Field(
         "int8",
-        description="int8: full-integer (weights and activations, calibrated on the calibration data); float16: "
-        "float16 weights; dynamic: int8 weights, float activations; float32: no quantization.",
+        description="int8: full-integer (weights and activations, calibrated on the calibration data); fp16: "
+        "float16 weights; dynamic: int8 weights, float activations; fp32: no quantization.",
     )
     io_type: Literal["float32", "int8", "uint8"] | None = Field(
         None,
@@ -69,8 +69,8 @@ class Tflite(Pass):
         ctx.record("precision", config.precision)
         ctx.record("io_type", config.io_type)
         ctx.record("size_bytes", len(flatbuffer))
-        if config.compare_float and config.precision != "float32":
-            float_size = len(convert_tflite(tf_model, artifact.path, "float32"))
+        if config.compare_float and config.precision != "fp32":
+            float_size = len(convert_tflite(tf_model, artifact.path, "fp32"))
             ctx.record("size_bytes_float_tflite", float_size)
             ctx.record("size_ratio_vs_float_tflite", float_size / len(flatbuffer))
         return ModelArtifact(path=path, format="tflite", io=artifact.io, metadata={"precision": config.precision})

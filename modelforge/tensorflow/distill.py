@@ -1,9 +1,9 @@
 """Knowledge distillation between Keras models (teacher -> student), for the `distill` pass to dispatch to.
 
 Loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(labels, student),
-Hinton et al.'s form, with the recipe fields of PyTorch distillation (temperature, alpha, epochs, learning_rate,
-batch_size, seed). One GradientTape loop works for Keras 3 and tf_keras models alike (both run on TensorFlow);
-both models must output logits.
+Hinton et al.'s form, with the recipe fields of PyTorch distillation (temperature, alpha, and train.epochs,
+train.lr, train.batch_size, seed: `KerasDistillConfig.from_pass_config`). One GradientTape loop works for
+Keras 3 and tf_keras models alike (both run on TensorFlow); both models must output logits.
 """
 
 from __future__ import annotations
@@ -21,11 +21,17 @@ from modelforge.tensorflow.runtime import import_tf, quiet
 @dataclass(frozen=True)
 class KerasDistillConfig:
     temperature: float = 4.0
-    alpha: float = 0.7
-    epochs: int = 5
-    learning_rate: float = 1e-3
+    alpha: float = 0.9
+    epochs: int = 10
+    learning_rate: float = 3e-3
     batch_size: int = 64
     seed: int = 0
+
+    @classmethod
+    def from_pass_config(cls, config: Any, seed: int) -> KerasDistillConfig:
+        """From the `distill` pass's Config (temperature, alpha, train.epochs / lr / batch_size) and the seed."""
+        train = config.train
+        return cls(config.temperature, config.alpha, train.epochs, train.lr, train.batch_size, seed)
 
 
 def _keras_of(model: Any) -> Any:

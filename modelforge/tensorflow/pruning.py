@@ -103,6 +103,8 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
             "structured (channel) pruning is for PyTorch models; Keras models are pruned with TF-MOT",
             hint="use --method magnitude or --method 2:4",
         )
+    if config.resume:
+        raise InputError("resume applies to PyTorch pruning; a Keras run starts over (it takes seconds to minutes)")
     tfmot = _tfmot()
     import tf_keras
 
@@ -121,7 +123,7 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
     weights_before = _sizes(model)
     accuracy_before = _accuracy(model, x_eval, y_eval)
 
-    epochs = max(1, config.train.epochs)
+    epochs = max(1, config.train.epochs)  # TF-MOT prunes during training steps: at least one epoch
     steps_per_epoch = int(np.ceil(len(x) / config.train.batch_size))
     # Reach the target sparsity after ~2/3 of fine-tuning; the remaining epochs recover accuracy at it.
     end_step = max(1, int(steps_per_epoch * max(1, epochs * 2 // 3)))
@@ -133,8 +135,10 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
         else None
     )
 
+    prunable = set(_kernels(model)) - skip
+
     def wrap(layer):
-        if layer.name in _kernels(model) and layer.name not in skip:
+        if layer.name in prunable:
             if config.method == "2:4":
                 return tfmot.sparsity.keras.prune_low_magnitude(layer, sparsity_m_by_n=(2, 4))
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
@@ -208,8 +212,17 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
         "does not improve (see the measured speed-up); the gain is compressed size (gzip).",
         "training_curve": history,
         "steps": [],
+        "train_settings_used": ["epochs", "batch_size", "optimizer", "lr", "weight_decay (adamw)"],
+        "train_settings_ignored": _ignored_train_settings(config.train),
     }
     return path, record
+
+
+def _ignored_train_settings(train: Any) -> list[str]:
+    """TrainConfig fields the Keras fine-tuning does not apply (set away from their defaults), for the record."""
+    defaults = type(train)()
+    fields = ("schedule", "early_stopping", "keep_best", "hflip", "crop_padding", "device")
+    return [name for name in fields if getattr(train, name) != getattr(defaults, name)]
 
 
 def _copy_weights(source, wrapped) -> None:

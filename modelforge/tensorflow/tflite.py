@@ -1,4 +1,5 @@
-"""TensorFlow / Keras to .tflite (LiteRT flatbuffers): full-integer INT8, float16, dynamic-range, float32.
+"""TensorFlow / Keras to .tflite (LiteRT flatbuffers): full-integer INT8 (int8), float16
+weights (fp16), dynamic-range (dynamic), float32 (fp32).
 
 Full-integer INT8 calibrates activation ranges on a representative dataset drawn from the calibration data,
 one sample at a time, and can make the model's own input and output int8 or uint8 (for integer-only
@@ -18,7 +19,8 @@ from modelforge.errors import InputError, PassError
 from modelforge.tensorflow.loading import TfModel
 from modelforge.tensorflow.runtime import import_tf, quiet_native
 
-PRECISIONS = ("int8", "float16", "dynamic", "float32")
+# Named as RuntimeInfo names precisions (fp32, fp16, int8), plus dynamic: int8 weights, float activations.
+PRECISIONS = ("int8", "fp16", "dynamic", "fp32")
 
 
 def representative_samples(batches: Iterator[dict[str, np.ndarray]], tf_model: TfModel, limit: int) -> list[list]:
@@ -52,9 +54,9 @@ def convert_tflite(
     """The .tflite flatbuffer; `representative` (single samples) is required for `int8`."""
     tf = import_tf("converting to TFLite")
     converter = _converter(tf, tf_model, source)
-    if precision in ("int8", "float16", "dynamic"):
+    if precision in ("int8", "fp16", "dynamic"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if precision == "float16":
+    if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
         if not representative:
