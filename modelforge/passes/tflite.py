@@ -66,6 +66,8 @@ class Tflite(Pass):
             flatbuffer = convert_tflite(tf_model, artifact.path, config.precision, config.io_type, samples)
         path = ctx.workdir / "model.tflite"
         path.write_bytes(flatbuffer)
+        # The report's latency and accuracy of this result are LiteRT's; the baseline's are onnxruntime's.
+        ctx.record("runtime", "LiteRT (ai-edge-litert, XNNPACK); baseline: its ONNX form on onnxruntime")
         ctx.record("precision", config.precision)
         ctx.record("io_type", config.io_type)
         ctx.record("size_bytes", len(flatbuffer))
