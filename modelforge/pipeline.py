@@ -434,7 +434,7 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
 
         # What lands in the output is each artifact's business (modelforge.writers): model.onnx, model.pt2, ...
         written = current.write_into(staging)
-        if framework_form is not None:
+        if framework_form is not None and framework_form is not current:  # a .tflite result is both
             framework_form.write_into(staging)
         final = ModelArtifact(written[0], current.format, current.io, current.metadata)
 
