@@ -100,6 +100,17 @@ def test_a_broken_conversion_is_caught(keras_files, tmp_path):
         check_conversion(load_tf_model(artifact), broken_path, feeds)
 
 
+def test_quantize_a_keras_model_to_onnx_int8(keras_files, tmp_path):
+    """The ONNX route: the Keras model converts (checked), then the ONNX INT8 pass runs on its ONNX form."""
+    out = tmp_path / "q"
+    report = _run(_recipe(keras_files, out, [{"name": "quantize", "config": {"speed_aware": False}}], model="keras3"))
+    assert [s["name"] for s in report.report["stages"]] == ["convert", "quantize"]
+    assert report.report["models"]["result"]["compute"]["int8_node_share"] > 0.3
+    assert report.report["summary"]["accuracy_drop_pp"] <= 1.0
+    assert "model.onnx" in {p.name for p in out.iterdir()}
+    assert report.report["machine"]["versions"]["tensorflow"]
+
+
 def test_tflite_full_int8_runs_on_litert_through_the_pipeline(keras_files, tmp_path):
     out = tmp_path / "out"
     result = _run(_recipe(keras_files, out, [{"name": "tflite", "config": {"io_type": "uint8"}}]))
