@@ -143,6 +143,8 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
     if needs_train and recipe.data.train is None:
         raise InputError(f"pass '{needs_train[0]}' needs training data", hint="pass --train-data DATA")
     fmt = _source_format(recipe)
+    if pass_specs and hasattr(pass_specs[0][1], "check_source"):  # a source the first pass cannot take: now
+        pass_specs[0][1].check_source(recipe.model.path, fmt, pass_specs[0][0].config)
     for spec, cls in pass_specs:
         if fmt not in cls.accepts:
             if not ("onnx" in cls.accepts and fmt in CONVERTIBLE):

@@ -108,6 +108,14 @@ class Prune(Pass):
         kept = [str(final_step / name) for name in ("best.pt", "last.pt") if (final_step / name).is_file()]
         return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
 
+    @classmethod
+    def check_source(cls, path: Path, fmt: str, config: dict) -> None:
+        """Before any work: a Keras source TF-MOT cannot prune (Keras 3, SavedModel, structured) is refused."""
+        if fmt in ("keras", "savedmodel"):
+            from modelforge.tensorflow.pruning import check_keras_source
+
+            check_keras_source(path, fmt, config.get("method", "structured"), bool(config.get("resume")))
+
     def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         from modelforge.tensorflow.pruning import prune_keras
 

@@ -25,20 +25,32 @@ KERAS3_MESSAGE = (
 KERAS3_HINT = "rebuild and save the model with tf_keras (import tf_keras as keras), or export it to ONNX/.pt2"
 
 
-def load_prunable(artifact: ModelArtifact) -> Any:
-    """The tf_keras model to prune; Keras 3 files and SavedModels get one clear line."""
+def check_keras_source(path: Path, fmt: str, method: str, resume: bool = False) -> None:
+    """What TF-MOT cannot prune, refused from the file's bytes before any work (no TensorFlow import)."""
     from modelforge.tensorflow.formats import keras_version
-    from modelforge.tensorflow.loading import load_keras_model
 
-    if artifact.format != "keras":
+    if fmt != "keras":
         raise InputError(
-            f"model {artifact.path}: TF-MOT pruning needs a Keras 2 (tf_keras) model file (.h5 or .keras), "
-            "not a SavedModel",
+            f"model {path}: TF-MOT pruning needs a Keras 2 (tf_keras) model file (.h5 or .keras), not a SavedModel",
             hint=KERAS3_HINT,
         )
-    version = keras_version(artifact.path)
+    version = keras_version(path)
     if version.startswith("3."):
-        raise InputError(KERAS3_MESSAGE.format(path=artifact.path, version=version), hint=KERAS3_HINT)
+        raise InputError(KERAS3_MESSAGE.format(path=path, version=version), hint=KERAS3_HINT)
+    if method == "structured":
+        raise InputError(
+            "structured (channel) pruning is for PyTorch models; Keras models are pruned with TF-MOT",
+            hint="use --method magnitude or --method 2:4",
+        )
+    if resume:
+        raise InputError("resume applies to PyTorch pruning; a Keras run starts over (it takes seconds to minutes)")
+
+
+def load_prunable(artifact: ModelArtifact, config: Any) -> Any:
+    """The tf_keras model to prune; Keras 3 files, SavedModels and PyTorch-only settings get one clear line."""
+    from modelforge.tensorflow.loading import load_keras_model
+
+    check_keras_source(artifact.path, artifact.format, config.method, config.resume)
     model, _ = load_keras_model(artifact.path, "tf_keras")
     return model
 
@@ -97,14 +109,7 @@ def _optimizer(tf_keras, train) -> Any:
 
 def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple[Path, dict[str, Any]]:
     """Prune and fine-tune; returns the stripped model's .h5 path and the stage record."""
-    model = load_prunable(artifact)
-    if config.method == "structured":
-        raise InputError(
-            "structured (channel) pruning is for PyTorch models; Keras models are pruned with TF-MOT",
-            hint="use --method magnitude or --method 2:4",
-        )
-    if config.resume:
-        raise InputError("resume applies to PyTorch pruning; a Keras run starts over (it takes seconds to minutes)")
+    model = load_prunable(artifact, config)
     tfmot = _tfmot()
     import tf_keras
 
