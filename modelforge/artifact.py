@@ -31,7 +31,7 @@ class IOSpec:
 @dataclass
 class ModelArtifact:
     path: Path
-    format: str  # onnx | torch-export | torchscript | torch-module (factory + weights; later: keras, tflite, ...)
+    format: str  # onnx | torch-export | torchscript | torch-module (factory + weights) | keras | savedmodel | tflite
     io: IOSpec | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -41,6 +41,8 @@ class ModelArtifact:
             from modelforge.onnx_model import external_data_files
 
             return [self.path, *external_data_files(self.path)]
+        if self.path.is_dir():  # a SavedModel folder: every file in it
+            return sorted(p for p in self.path.rglob("*") if p.is_file())
         return [self.path]
 
     def size_bytes(self) -> int:

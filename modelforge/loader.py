@@ -23,8 +23,13 @@ TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".torchscript", ".jit"}
 def detect_format(path: Path) -> str:
     if not path.exists():
         raise InputError(f"model {path} not found")
+    from modelforge.tensorflow.formats import tf_format  # reads bytes only: TensorFlow is not imported
+
+    tf_fmt = tf_format(path)
+    if tf_fmt is not None:
+        return tf_fmt
     if path.is_dir():
-        raise InputError(f"model {path} is a directory, expected a model file")
+        raise InputError(f"model {path} is a directory, expected a model file (or a SavedModel folder)")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
@@ -46,7 +51,10 @@ def detect_format(path: Path) -> str:
             f"model {path}: looks like a pickled PyTorch module or state dict, which is never unpickled",
             hint="save it with torch.export.save(torch.export.export(model, args), 'model.pt2')",
         )
-    raise InputError(f"model {path}: unknown format; expected .onnx, .pt2 (torch.export) or TorchScript (.pt)")
+    raise InputError(
+        f"model {path}: unknown format; expected .onnx, .pt2 (torch.export), TorchScript (.pt), "
+        ".keras/.h5 (Keras) or a SavedModel folder"
+    )
 
 
 def load_model(path: Path, format: str = "auto", factory: str | None = None) -> ModelArtifact:
@@ -59,6 +67,10 @@ def load_model(path: Path, format: str = "auto", factory: str | None = None) -> 
         from modelforge.onnx_model import onnx_artifact
 
         return onnx_artifact(path)
+    if fmt in ("keras", "savedmodel"):
+        from modelforge.tensorflow.loading import tf_artifact
+
+        return tf_artifact(path, fmt)
     if not path.is_file():
         raise InputError(f"model {path} not found")
     return ModelArtifact(path=path, format=fmt)
@@ -192,8 +204,9 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
     return "torch.onnx (TorchScript) from TorchScript archive"
 
 
-def example_inputs(source) -> dict | None:
-    """TorchScript has no input shapes of its own: one sample of the data (a DataSource) to trace with."""
+def example_inputs(source, count: int = 1) -> dict | None:
+    """TorchScript has no input shapes of its own: one sample of the data (a DataSource) to trace with;
+    TensorFlow conversions are checked on `count` samples."""
     if source is None:
         return None
     import numpy as np
@@ -201,7 +214,8 @@ def example_inputs(source) -> dict | None:
     from modelforge.data import open_dataset
 
     dataset = open_dataset(source)
-    return {key: np.array(dataset.read(key, 0, 1)) for key in dataset.arrays}
+    count = min(count, dataset.num_samples) if count > 1 else 1
+    return {key: np.array(dataset.read(key, 0, count)) for key in dataset.arrays}
 
 
 # Side records a pass stores in its .pt2 (torch.export.save extra_files) that the ONNX form keeps as metadata.
@@ -223,7 +237,11 @@ def pt2_extra_files(artifact: ModelArtifact) -> dict[str, str]:
 def convert_to_onnx(
     artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
 ) -> tuple[ModelArtifact, dict]:
-    """Export a PyTorch artifact to ONNX; returns the ONNX artifact and what the conversion did."""
+    """Export a PyTorch (or TensorFlow) artifact to ONNX; returns the ONNX artifact and what the conversion did."""
+    if artifact.format in ("keras", "savedmodel"):
+        from modelforge.tensorflow.convert import tf_to_onnx
+
+        return tf_to_onnx(artifact, workdir, opset, example_inputs)
     torch = _import_torch()
     from modelforge.onnx_model import load_onnx, onnx_artifact, opset_version, save_onnx
 

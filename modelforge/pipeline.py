@@ -104,10 +104,11 @@ def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]
     from modelforge.graph_stats import int8_compute_share
     from modelforge.onnx_model import load_onnx
 
+    onnx_form = artifact.format == "onnx"
     return {
         "path": str(display_path),
         "format": artifact.format,
-        "compute": int8_compute_share(load_onnx(artifact.path, load_external_data=False)),
+        "compute": int8_compute_share(load_onnx(artifact.path, load_external_data=False)) if onnx_form else None,
         "size_bytes": artifact.size_bytes(),
         "opset": artifact.metadata.get("opset"),
         "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
@@ -115,8 +116,17 @@ def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]
     }
 
 
+def _framework_packages(source: ModelArtifact, final: ModelArtifact) -> tuple[str, ...]:
+    """The framework versions a report records: those that loaded, converted or ran the models."""
+    if source.format in ("keras", "savedmodel") or final.format == "tflite":
+        return ("tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_model_optimization", "ai_edge_litert")
+    return ("torch", "onnxscript") if source.format != "onnx" else ()
+
+
 # Formats a conversion stage can turn into ONNX.
-CONVERTIBLE = ("torch-export", "torchscript", "torch-module")
+CONVERTIBLE = ("torch-export", "torchscript", "torch-module", "keras", "savedmodel")
+# Formats that are deployable results in their own right and have no ONNX form (evaluated on their runtime).
+FINAL_FORMATS = ("tflite",)
 
 
 @dataclass
@@ -142,12 +152,14 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
     if needs_train and recipe.data.train is None:
         raise InputError(f"pass '{needs_train[0]}' needs training data", hint="pass --train-data DATA")
     fmt = _source_format(recipe)
+    if pass_specs and hasattr(pass_specs[0][1], "check_source"):  # a source the first pass cannot take: now
+        pass_specs[0][1].check_source(recipe.model.path, fmt, pass_specs[0][0].config)
     for spec, cls in pass_specs:
         if fmt not in cls.accepts:
             if not ("onnx" in cls.accepts and fmt in CONVERTIBLE):
                 raise PassError(spec.name, f"accepts {', '.join(cls.accepts)} models, got {fmt}")
             fmt = "onnx"  # a conversion stage is inserted before this pass
-        fmt = cls.produces
+        fmt = getattr(cls, "produces_by_input", {}).get(fmt, cls.produces)
     return pass_specs
 
 
@@ -168,7 +180,10 @@ def _convert(artifact: ModelArtifact, folder: Path, recipe: Recipe) -> tuple[Mod
 
     started = time.perf_counter()
     folder.mkdir()
-    example = example_inputs(recipe.data.calibration or recipe.data.eval_data or recipe.data.train)
+    from modelforge.tensorflow.convert import CHECK_SAMPLES  # TF conversions are checked on samples
+
+    count = CHECK_SAMPLES if artifact.format in ("keras", "savedmodel") else 1
+    example = example_inputs(recipe.data.calibration or recipe.data.eval_data or recipe.data.train, count)
     converted, info = convert_to_onnx(artifact, folder, recipe.model.opset, example)
     stage = {
         "name": "convert",
@@ -191,6 +206,8 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
     if source.format != "onnx":
         baseline, stage = _convert(source, workdir / "00-convert", recipe)
         stages.append(stage)
+        if source.io is None and source.format in ("keras", "savedmodel"):  # its signature, as the ONNX form has it
+            source.io = baseline.io
 
     train = _open_bound(recipe.data.train, baseline, "training data")
     if train is not None:
@@ -315,6 +332,18 @@ def _slo_gate_plan(recipe: Recipe) -> dict[str, Any]:
     return {name: f"{limit:g} ms at batch {slo.batch_size}" for name, limit in limits if limit is not None}
 
 
+def _planned_model_files(source_format: str, pass_specs: list[tuple[Any, type]]) -> list[str]:
+    """The model files a run writes: the result's (model.onnx, or model.tflite) and the last framework form's."""
+    fmt, framework = source_format, None
+    for _, cls in pass_specs:
+        fmt = "onnx" if fmt not in cls.accepts else fmt
+        fmt = getattr(cls, "produces_by_input", {}).get(fmt, cls.produces)
+        framework = fmt if fmt != "onnx" else framework
+    if fmt in FINAL_FORMATS:
+        return [f"model.{fmt}"]
+    return ["model.onnx", *({"torch-export": ["model.pt2"], "keras": ["model.h5"]}.get(framework or "", []))]
+
+
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe)
@@ -335,8 +364,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
             "output": str(recipe.output.dir),
             "files": [
-                "model.onnx",
-                *(["model.pt2"] if any(cls.produces == "torch-export" for _, cls in pass_specs) else []),
+                *_planned_model_files(inputs.source.format, pass_specs),
                 "report.json",
                 "report.md",
                 "report.html",
@@ -413,15 +441,15 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             current = result
             if result.format != "onnx":
                 framework_form = result
-        if current.format != "onnx":  # the evaluation and the deployable output need ONNX
+        if current.format not in ("onnx", *FINAL_FORMATS):  # the evaluation and the deployable output need ONNX
             current, stage = _convert(current, workdir / f"{len(pass_specs) + 1:02d}-convert", recipe)
             stages.append(stage)
 
         # What lands in the output is each artifact's business (modelforge.writers): model.onnx, model.pt2, ...
         written = current.write_into(staging)
-        if framework_form is not None:
+        if framework_form is not None and framework_form is not current:  # a .tflite result is both
             framework_form.write_into(staging)
-        final = ModelArtifact(written[0], "onnx", current.io, current.metadata)
+        final = ModelArtifact(written[0], current.format, current.io, current.metadata)
 
         from modelforge.evaluate.evaluator import evaluate_pair
         from modelforge.machine import machine_record
@@ -447,14 +475,14 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             models={
                 "source": str(recipe.model.path),
                 "baseline": _model_record(baseline, recipe.model.path),
-                "result": _model_record(final, out / "model.onnx"),
+                "result": _model_record(final, out / written[0].name),
             },
             stages=stages,
             preflight=preflight,
             evaluation=evaluation,
             summary=summary,
             gates=gates,
-            machine=machine_record(("torch", "onnxscript") if source.format != "onnx" else ()),
+            machine=machine_record(_framework_packages(source, final)),
         )
         report = _json_safe(report)
         (staging / "report.json").write_text(

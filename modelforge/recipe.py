@@ -67,10 +67,11 @@ class DataConfig(StrictModel):
 
 class ModelSource(StrictModel):
     path: Path = Field(
-        description="Model file: .onnx, .pt2 (torch.export) or TorchScript (.pt/.ts); with `factory`, the "
+        description="Model file: .onnx, .pt2 (torch.export), TorchScript (.pt/.ts), Keras (.keras/.h5) or a "
+        "SavedModel folder; with `factory`, the "
         "weights (.safetensors, or a state dict read with torch.load(weights_only=True))."
     )
-    format: Literal["auto", "onnx", "torch-export", "torchscript", "torch-module"] = Field(
+    format: Literal["auto", "onnx", "torch-export", "torchscript", "torch-module", "keras", "savedmodel"] = Field(
         "auto", description="Model format; auto detects it from the file (torch-module when `factory` is set)."
     )
     factory: str | None = Field(

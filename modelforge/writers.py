@@ -54,6 +54,27 @@ def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
     return written
 
 
+def write_keras(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """model.keras or model.h5 (the suffix it was saved with: .h5 for Keras 2 models after TF-MOT pruning)."""
+    target = folder / f"model{artifact.path.suffix.lower()}"
+    shutil.copyfile(artifact.path, target)
+    return [target]
+
+
+def write_savedmodel(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """saved_model/: the SavedModel folder as is."""
+    target = folder / "saved_model"
+    shutil.copytree(artifact.path, target)
+    return [target]
+
+
+def write_tflite(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """model.tflite: a LiteRT flatbuffer."""
+    target = folder / "model.tflite"
+    shutil.copyfile(artifact.path, target)
+    return [target]
+
+
 # runtime -> writer of the files it serves, beside model.onnx (given the ONNX file just written)
 RUNTIME_WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
     "openvino": write_openvino_ir,
@@ -62,6 +83,9 @@ RUNTIME_WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
 WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
     "onnx": write_onnx,
     "torch-export": write_torch_export,
+    "keras": write_keras,
+    "savedmodel": write_savedmodel,
+    "tflite": write_tflite,
 }
 
 

@@ -316,7 +316,7 @@ def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
             "output": str(tmp_path / "out"),
         }
     )
-    with pytest.raises(PassError, match="accepts torch-export, torch-module models, got onnx"):
+    with pytest.raises(PassError, match="accepts torch-export, torch-module, keras models, got onnx"):
         check_pass_chain(recipe)
 
 

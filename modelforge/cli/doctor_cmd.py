@@ -10,8 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
-EXTRAS = {"torch": ("torch", "onnxscript"), "tf": ("tensorflow", "tf2onnx"), "tensorrt": ("tensorrt",)}
+EXTRAS = {
+    "torch": ("torch", "onnxscript"),
+    "tf": ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "ai-edge-litert"),
+    "tensorrt": ("tensorrt",),
+}
 EXTRAS["openvino"] = ("openvino",)
+EXTRAS["triton"] = ("tritonclient",)
 
 
 def _version(name: str) -> str | None:

@@ -52,13 +52,8 @@ def execute(
             out_console.print(table)
         # markup=False: paths may hold [brackets], which rich would take for style tags and drop.
         out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False, markup=False)
-        written = [
-            name
-            for name in ("model.onnx", "model.xml", "model.bin", "model.pt2")
-            if (result.output_dir / name).is_file()
-        ]
         out_console.print(
-            f"Wrote {result.output_dir}/ ({', '.join(written)}, report.json, report.md, report.html, manifest.json)",
+            f"Wrote {result.output_dir}/ ({', '.join(sorted(p.name for p in result.output_dir.iterdir()))})",
             highlight=False,
             markup=False,
         )

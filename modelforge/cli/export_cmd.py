@@ -1,4 +1,8 @@
-"""`modelforge export MODEL --target triton|jetson|tensorrt`: a one-pass recipe (the `export` pass) from flags."""
+"""`modelforge export MODEL --target triton|jetson|tensorrt|tflite`: a one-pass recipe from flags.
+
+triton, jetson and tensorrt are the `export` pass (ONNX in); tflite is the `tflite` pass (a Keras model in, a
+LiteRT flatbuffer out).
+"""
 
 from __future__ import annotations
 
@@ -34,8 +38,10 @@ def _sizes(text: str) -> list[int]:
 
 @with_error_outputs
 def export(
-    model: Annotated[Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize).")],
-    target: Annotated[str, typer.Option(help="triton, jetson or tensorrt.")],
+    model: Annotated[
+        Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize; tflite: a Keras model).")
+    ],
+    target: Annotated[str, typer.Option(help="triton, jetson, tensorrt or tflite.")],
     name: Annotated[str, typer.Option(help="Model name (Triton model folder).")] = "model",
     calibration: Annotated[
         Path | None, typer.Option("--calibration", "-c", help="Samples for INT8 caches, warm-up, sweep, baseline.")
@@ -45,7 +51,10 @@ def export(
         "modelforge-out"
     ),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
-    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or int8 (TensorRT).")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(help="auto, fp32, fp16 or int8 (TensorRT); tflite: int8 (full integer, the auto), fp16, dynamic."),
+    ] = "auto",
     jetpack: Annotated[str, typer.Option(help="jetson: JetPack release (5.1, 6.0, 6.1, 6.2, 7.0).")] = "6.1",
     dim: Annotated[list[str] | None, typer.Option("--dim", help="NAME=SIZE for a dynamic axis (repeatable).")] = None,
     min_batch: Annotated[int, typer.Option(help="TensorRT profile: smallest batch.")] = 1,
@@ -72,6 +81,13 @@ def export(
     baseline_stats: Annotated[
         bool, typer.Option("--baseline-stats/--no-baseline-stats", help="Write baseline_stats.json for drift.")
     ] = True,
+    io_type: Annotated[
+        str | None, typer.Option(help="tflite int8: input/output type float32, int8 or uint8 (default int8).")
+    ] = None,
+    calibration_samples: Annotated[int, typer.Option(help="tflite int8: representative samples used.")] = 200,
+    compare_float: Annotated[
+        bool, typer.Option(help="tflite: also convert the float32 .tflite to report the size ratio against it.")
+    ] = True,
     skip_latency: Annotated[
         bool, typer.Option("--skip-latency", help="No latency measurement (and no Triton batch sweep).")
     ] = False,
@@ -88,7 +104,8 @@ def export(
     junit: GateOptions.junit = None,
 ) -> int:
     """Export a model for serving: a Triton model repository (config from a measured batch sweep), a Jetson
-    bundle (TensorRT-ready ONNX, calibration cache, build_engine.sh, verify.sh), or a TensorRT engine. Every
+    bundle (TensorRT-ready ONNX, calibration cache, build_engine.sh, verify.sh), a TensorRT engine, or a Keras
+    model as a .tflite run on LiteRT (full-integer INT8 by default, calibrated on --calibration). Every
     export ships baseline_stats.json for `modelforge drift`. A second Triton export adds version 2."""
     from functools import partial
 
@@ -118,9 +135,13 @@ def export(
         "tensorrt_accelerator": tensorrt_accelerator,
         "baseline_stats": baseline_stats,
     }
+    if target == "tflite":
+        step = _tflite_pass(precision, calibration, io_type, calibration_samples, compare_float)
+    else:
+        step = {"name": "export", "config": config}
     recipe = common_recipe(
         model=model,
-        passes=[{"name": "export", "config": config}],
+        passes=[step],
         data={
             "calibration": str(calibration) if calibration else None,
             "eval_data": str(eval_data) if eval_data else None,
@@ -135,3 +156,15 @@ def export(
         recipe.evaluate.skip_latency = True
     ci_execute = partial(execute, summary_file=summary_file, junit=junit)
     return finish(recipe, save_recipe, dry_run, quiet, as_json, ci_execute)
+
+
+def _tflite_pass(precision: str, calibration: Path | None, io_type: str | None, samples: int, compare: bool) -> dict:
+    from modelforge.errors import InputError
+
+    precision = "int8" if precision == "auto" else precision
+    if precision == "int8" and calibration is None:
+        raise InputError("--precision int8 needs --calibration DATA (the representative dataset)")
+    config = {"precision": precision, "calibration_samples": samples, "compare_float": compare}
+    if io_type is not None:
+        config["io_type"] = io_type
+    return {"name": "tflite", "config": config}

@@ -37,7 +37,9 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 or TorchScript.")],
+    model: Annotated[
+        Path, typer.Argument(help="Model file: .onnx, .pt2, TorchScript, Keras (.keras/.h5) or a SavedModel folder.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show a model's inputs and outputs (shapes, dtypes), operator histogram, parameter count and size."""

@@ -14,7 +14,11 @@ from modelforge.report.ci import with_error_outputs
 @with_error_outputs
 def prune(
     model: Annotated[
-        Path | None, typer.Argument(help="A torch.export program (.pt2); or use --model-factory with --weights.")
+        Path | None,
+        typer.Argument(
+            help="A torch.export program (.pt2) or a Keras 2 model (.h5/.keras, pruned with TF-MOT); "
+            "or use --model-factory with --weights."
+        ),
     ] = None,
     train_data: Annotated[
         Path | None, typer.Option("--train-data", "-t", help="Labelled training data: .npz or an image folder.")
@@ -76,7 +80,8 @@ def prune(
     junit: GateOptions.junit = None,
 ) -> int:
     """Prune a PyTorch model (structured channels, magnitude, or 2:4) and fine-tune it; reports accuracy,
-    MACs, size and speed vs the original. Writes model.onnx and model.pt2."""
+    MACs, size and speed vs the original. Writes model.onnx and model.pt2. Keras 2 models are pruned with
+    TF-MOT (magnitude or 2:4) and written as model.h5."""
     from functools import partial
 
     from modelforge.cli.execute import execute

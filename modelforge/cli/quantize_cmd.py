@@ -24,7 +24,10 @@ def _floats(text: str | None, flag: str) -> list[float] | None:
 
 @with_error_outputs
 def quantize(
-    model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 (torch.export) or TorchScript.")],
+    model: Annotated[
+        Path,
+        typer.Argument(help="Model file: .onnx, .pt2 (torch.export), TorchScript, Keras (.keras/.h5) or a SavedModel."),
+    ],
     calibration: Annotated[
         Path, typer.Option("--calibration", "-c", help="Calibration data: .npz, .npy or an image folder.")
     ],

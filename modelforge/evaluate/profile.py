@@ -118,9 +118,12 @@ def primer_model() -> bytes:
     return model.SerializeToString()
 
 
+ONNX_READERS = ("onnxruntime", "openvino")  # runtimes the ONNX primer model can warm up
+
+
 def prime_runtime(runtime: str, threads: int) -> None:
     """Pay a runtime's one-time process start-up with a one-node model, outside any measurement."""
-    if runtime in _primed:
+    if runtime in _primed or runtime not in ONNX_READERS:
         return
     from modelforge.backends.base import open_backend
 

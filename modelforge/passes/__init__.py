@@ -14,7 +14,12 @@ from modelforge.passes.base import Pass, PassContext
 __all__ = ["Pass", "PassContext", "register", "get_pass", "pass_names", "available_passes"]
 
 ENTRY_POINT_GROUP = "modelforge.passes"
-_BUILTIN_MODULES = ("modelforge.passes.quantize", "modelforge.passes.prune", "modelforge.passes.export")
+_BUILTIN_MODULES = (
+    "modelforge.passes.quantize",
+    "modelforge.passes.prune",
+    "modelforge.passes.export",
+    "modelforge.passes.tflite",
+)
 
 _registry: dict[str, type[Pass]] = {}
 _plugins: set[str] = set()  # names registered from entry points (dropped on reload)

@@ -1,4 +1,5 @@
-"""`prune`: magnitude (unstructured), structured channel or 2:4 pruning of a PyTorch model, with fine-tuning.
+"""`prune`: magnitude (unstructured), structured channel or 2:4 pruning of a PyTorch model, with fine-tuning;
+Keras 2 models are pruned with TF-MOT (magnitude, 2:4) in modelforge.tensorflow.pruning.
 
 Accepts a `.pt2` program (rebuilt into real nn layers, modelforge.torch.rebuild) or a factory-built module;
 produces a `.pt2` program. The pipeline converts it to ONNX for the evaluation and for quantization after it.
@@ -82,13 +83,18 @@ class PruneConfig(PassConfig):
 @register
 class Prune(Pass):
     name = "prune"
-    description = "Prune a PyTorch model (structured channels, magnitude or 2:4) and fine-tune it."
-    accepts = ("torch-export", "torch-module")
+    description = (
+        "Prune a PyTorch model (structured channels, magnitude or 2:4) or a Keras 2 model (TF-MOT), and fine-tune it."
+    )
+    accepts = ("torch-export", "torch-module", "keras")
     produces = "torch-export"
+    produces_by_input = {"keras": "keras"}  # Keras models are pruned with TF-MOT and stay Keras (model.h5)
     needs_train_data = True
     Config = PruneConfig
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        if artifact.format == "keras":
+            return self._run_keras(artifact, ctx)
         from modelforge.pruning.run import run_pruning
         from modelforge.torch.loading import load_module
 
@@ -101,3 +107,19 @@ class Prune(Pass):
         final_step = Path(record["checkpoints"]) / f"step-{len(record['steps'])}"
         kept = [str(final_step / name) for name in ("best.pt", "last.pt") if (final_step / name).is_file()]
         return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
+
+    @classmethod
+    def check_source(cls, path: Path, fmt: str, config: dict) -> None:
+        """Before any work: a Keras source TF-MOT cannot prune (Keras 3, SavedModel, structured) is refused."""
+        if fmt in ("keras", "savedmodel"):
+            from modelforge.tensorflow.pruning import check_keras_source
+
+            check_keras_source(path, fmt, config.get("method", "structured"), bool(config.get("resume")))
+
+    def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        from modelforge.tensorflow.pruning import prune_keras
+
+        path, record = prune_keras(artifact, self.config, ctx)
+        for key, value in record.items():
+            ctx.record(key, value)
+        return ModelArtifact(path=path, format="keras", io=artifact.io, metadata={"keras": "tf_keras"})

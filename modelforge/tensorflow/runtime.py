@@ -1,0 +1,93 @@
+"""Importing TensorFlow quietly, with a one-line error naming the extra when it is missing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from modelforge.errors import MissingExtraError
+
+
+def import_tf(purpose: str) -> Any:
+    """TensorFlow with its C++ log chatter off (passes never print)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with quiet_native():  # its first import logs CPU features and CUDA probing from C++
+            import tensorflow as tf
+    except ImportError:
+        raise MissingExtraError("tensorflow", "tf", purpose) from None
+    tf.get_logger().setLevel(logging.ERROR)
+    return tf
+
+
+def import_keras3(purpose: str) -> Any:
+    import_tf(purpose)
+    with quiet_native():
+        import keras
+
+    return keras
+
+
+def import_tf_keras(purpose: str) -> Any:
+    """Keras 2 (`tf_keras`): what TF-MOT works on."""
+    import_tf(purpose)
+    try:
+        with quiet_native():
+            import tf_keras
+    except ImportError:
+        raise MissingExtraError("tf-keras", "tf", purpose) from None
+    return tf_keras
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Converters print progress ("Saved artifact at ...") and warnings to stdout/stderr: swallow them."""
+    muted = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(muted)
+
+
+@contextlib.contextmanager
+def quiet_native() -> Iterator[None]:
+    """The TFLite converter and LiteRT print from C++ straight to file descriptors 1 and 2 ("fully_quantize: ...",
+    "Created TensorFlow Lite XNNPACK delegate"): point both at /dev/null meanwhile, and Python's streams too."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = []
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        null = None
+    try:
+        if null is not None:
+            for fd in (1, 2):
+                try:
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(null, fd)
+                except OSError:
+                    pass
+        with quiet():
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        if null is not None:
+            os.close(null)

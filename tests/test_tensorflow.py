@@ -1,0 +1,213 @@
+"""TensorFlow / Keras: the three loaders, the checked tf2onnx conversion, .tflite on LiteRT, TF-MOT pruning.
+
+One digits CNN is trained here once per module with tf_keras (a few seconds) and saved as Keras 2 .h5,
+Keras 3 .keras (same weights) and a SavedModel; every test reuses it. Nothing is mocked: conversions,
+LiteRT and TF-MOT run for real. Skipped when the [tf] extra is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the [tf] extra (pip install 'modelforge[tf]') is not installed")
+pytest.importorskip("tf_keras", reason="tf-keras ([tf] extra) is not installed")
+pytest.importorskip("tf2onnx", reason="tf2onnx ([tf] extra) is not installed")
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert ([tf] extra) is not installed")
+
+import tf_models  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+from modelforge.errors import InputError, PassError  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("keras")
+    model = tf_models.train_tf_keras(epochs=10)
+    paths = tf_models.write_data(folder)
+    paths["h5"] = folder / "digits.h5"
+    model.save(paths["h5"])
+    keras3 = tf_models.as_keras3(model)
+    paths["keras3"] = folder / "digits.keras"
+    keras3.save(paths["keras3"])
+    paths["savedmodel"] = folder / "saved"
+    keras3.export(str(paths["savedmodel"]), verbose=False)
+    (_, _), _, (x, y) = tf_models.digits_nhwc()
+    paths["accuracy"] = tf_models.accuracy(model, x, y)
+    return paths
+
+
+def _recipe(files, out: Path, passes: list, data: dict | None = None, model: str = "h5") -> dict:
+    return {
+        "model": str(files[model]),
+        "data": data or {"calibration": str(files["calib"]), "eval_data": str(files["eval"])},
+        "passes": passes,
+        "evaluate": {"skip_latency": True},
+        "output": {"dir": str(out)},
+        "cache": False,
+    }
+
+
+def _run(raw: dict):
+    from modelforge.pipeline import run_recipe
+    from modelforge.recipe import recipe_from_dict
+
+    return run_recipe(recipe_from_dict(raw))
+
+
+@pytest.mark.parametrize("kind", ["h5", "keras3", "savedmodel"])
+def test_each_loader_converts_to_an_onnx_model_that_agrees(keras_files, kind, tmp_path):
+    from modelforge.loader import convert_to_onnx, detect_format, load_model
+
+    path = keras_files[kind]
+    fmt = detect_format(path)
+    assert fmt == ("savedmodel" if kind == "savedmodel" else "keras")
+    artifact = load_model(path)
+    x = np.load(keras_files["calib"])["image"][:32]
+    onnx_form, info = convert_to_onnx(artifact, tmp_path, 17, {"image": x})
+    # The signature becomes the IO: NHWC inputs of the saved shape, a dynamic batch.
+    (image,) = onnx_form.io.inputs
+    assert image.dtype == "float32" and tuple(image.shape[1:]) == (8, 8, 1)
+    assert info["check"]["samples"] == 32 and info["check"]["samples_from"] == "data"
+    assert info["check"]["max_abs_diff"] <= 1e-4 and info["check"]["cosine"] > 0.99999
+
+
+def test_a_broken_conversion_is_caught(keras_files, tmp_path):
+    """Scale one weight tensor of a real conversion: the check must refuse it as a failed pass."""
+    import onnx
+    from onnx import numpy_helper
+
+    from modelforge.loader import convert_to_onnx, load_model
+    from modelforge.tensorflow.convert import check_conversion
+    from modelforge.tensorflow.loading import load_tf_model
+
+    artifact = load_model(keras_files["h5"])
+    onnx_form, _ = convert_to_onnx(artifact, tmp_path, 17, None)  # no data: seeded random samples
+    model = onnx.load(str(onnx_form.path))
+    biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    broken = numpy_helper.to_array(biggest) * 1.05
+    biggest.CopyFrom(numpy_helper.from_array(broken.astype(np.float32), biggest.name))
+    broken_path = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken_path))
+    feeds = {"image": np.load(keras_files["calib"])["image"][:16]}
+    with pytest.raises(PassError, match="disagrees with the TensorFlow model"):
+        check_conversion(load_tf_model(artifact), broken_path, feeds)
+
+
+def test_quantize_a_keras_model_to_onnx_int8(keras_files, tmp_path):
+    """The ONNX route: the Keras model converts (checked), then the ONNX INT8 pass runs on its ONNX form."""
+    out = tmp_path / "q"
+    report = _run(_recipe(keras_files, out, [{"name": "quantize", "config": {"speed_aware": False}}], model="keras3"))
+    assert [s["name"] for s in report.report["stages"]] == ["convert", "quantize"]
+    assert report.report["models"]["result"]["compute"]["int8_node_share"] > 0.3
+    assert report.report["summary"]["accuracy_drop_pp"] <= 1.0
+    assert "model.onnx" in {p.name for p in out.iterdir()}
+    assert report.report["machine"]["versions"]["tensorflow"]
+
+
+def test_tflite_full_int8_runs_on_litert_through_the_pipeline(keras_files, tmp_path):
+    out = tmp_path / "out"
+    result = _run(_recipe(keras_files, out, [{"name": "tflite", "config": {"io_type": "uint8"}}]))
+    report = result.report
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.tflite",
+        "recipe.resolved.yaml",
+        "report.html",
+        "report.json",
+        "report.md",
+    ]
+    assert "model.tflite" in [f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]]
+    runtime = report["evaluation"]["runtimes"]["result"]
+    assert runtime["runtime"] == "tflite" and runtime["precision"] == "int8"
+    summary = report["summary"]
+    assert summary["accuracy_drop_pp"] <= 1.0 and summary["top1_agreement"] >= 0.98
+    stage = next(s for s in report["stages"] if s["name"] == "tflite")["metrics"]
+    assert stage["size_ratio_vs_float_tflite"] > 3.0
+    # The file itself: uint8 in and out, and LiteRT's own outputs give the accuracy the report states.
+    from modelforge.backends.base import open_backend
+
+    backend = open_backend(out / "model.tflite", threads=1)
+    assert backend.interpreter.get_input_details()[0]["dtype"] == np.uint8
+    data = np.load(keras_files["eval"])
+    predicted = np.concatenate(
+        [backend.run({"image": data["image"][i : i + 64]})[0] for i in range(0, len(data["labels"]), 64)]
+    ).argmax(axis=1)
+    assert abs(float((predicted == data["labels"]).mean()) - summary["accuracy_result"]) < 1e-9
+
+
+@pytest.mark.parametrize("precision,expected", [("fp16", "fp16"), ("dynamic", "int8")])
+def test_tflite_float16_and_dynamic_range_variants(keras_files, precision, expected):
+    from modelforge.backends.tflite import TfliteBackend
+    from modelforge.loader import load_model
+    from modelforge.tensorflow.loading import load_tf_model
+    from modelforge.tensorflow.tflite import convert_tflite
+
+    tf_model = load_tf_model(load_model(keras_files["keras3"]))
+    flatbuffer = convert_tflite(tf_model, keras_files["keras3"], precision)
+    backend = TfliteBackend.open(flatbuffer, threads=1)
+    assert backend.info.precision == expected
+    x = np.load(keras_files["eval"])["image"][:50]
+    (reference,) = tf_model.predict({"image": x})
+    (outputs,) = backend.run({"image": x})
+    assert (outputs.argmax(1) == reference.argmax(1)).mean() >= 0.98
+
+
+def test_keras_magnitude_pruning_with_tfmot(keras_files, tmp_path):
+    out = tmp_path / "pruned"
+    config = {"method": "magnitude", "sparsity": 0.5, "train": {"epochs": 3, "batch_size": 64, "optimizer": "adam"}}
+    data = {"train": str(keras_files["train"]), "eval_data": str(keras_files["eval"])}
+    report = _run(_recipe(keras_files, out, [{"name": "prune", "config": config}], data)).report
+    metrics = next(s for s in report["stages"] if s["name"] == "prune")["metrics"]
+    assert abs(metrics["sparsity_measured"] - 0.5) < 0.01
+    assert metrics["skipped_layers"] == ["conv1", "logits"]  # first conv and classifier kept dense by default
+    assert {"model.h5", "model.onnx"} <= {p.name for p in out.iterdir()}
+    assert report["summary"]["accuracy_drop_pp"] <= 1.5
+    assert len(metrics["training_curve"]) == 3
+
+
+def test_a_keras3_model_gets_the_clear_pruning_message(keras_files, tmp_path):
+    data = {"train": str(keras_files["train"])}
+    passes = [{"name": "prune", "config": {"method": "magnitude"}}]
+    with pytest.raises(InputError, match=r"needs a Keras 2 \(tf_keras\) model.*saved by Keras 3"):
+        _run(_recipe(keras_files, tmp_path / "out", passes, data, model="keras3"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_without_calibration_is_a_one_line_usage_error(keras_files, tmp_path):
+    result = run_cli("export", keras_files["keras3"], "--target", "tflite", "-o", tmp_path / "out")
+    assert result.returncode == 2, result.explain()
+    assert "--precision int8 needs --calibration" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_keras_distillation_teaches_a_small_student(keras_files, tmp_path):
+    from modelforge.tensorflow.distill import KerasDistillConfig, distill_keras
+    from modelforge.tensorflow.loading import load_keras_model
+
+    teacher, _ = load_keras_model(keras_files["h5"])
+    student = tf_models.build("tf_keras", width=4)
+    (x, y), _, (x_test, y_test) = tf_models.digits_nhwc()
+    config = KerasDistillConfig(temperature=4.0, alpha=0.7, epochs=4, learning_rate=3e-3, batch_size=64)
+    record = distill_keras(teacher, student, (x, y), config, (x_test, y_test), tmp_path / "student.h5")
+    assert record["student_params"] < record["teacher_params"] / 4
+    assert record["student_accuracy_after"] >= 0.85 > record["student_accuracy_before"]
+    assert (tmp_path / "student.h5").is_file() and len(record["training_curve"]) == 4
+
+
+def test_a_python_lambda_in_an_h5_file_is_never_deserialized(tmp_path):
+    """tf_keras ignores safe_mode for .h5 files; the loader turns it on, so marshalled code never runs."""
+    import tf_keras
+
+    from modelforge.tensorflow.loading import load_keras_model
+
+    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Lambda(lambda x: x * 2)])
+    model.save(tmp_path / "lambda.h5")
+    with pytest.raises(InputError, match="Lambda layer with a Python `lambda`"):
+        load_keras_model(tmp_path / "lambda.h5")
