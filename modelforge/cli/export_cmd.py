@@ -105,8 +105,9 @@ def export(
 ) -> int:
     """Export a model for serving: a Triton model repository (config from a measured batch sweep), a Jetson
     bundle (TensorRT-ready ONNX, calibration cache, build_engine.sh, verify.sh), a TensorRT engine, or a Keras
-    model as a .tflite run on LiteRT (full-integer INT8 by default, calibrated on --calibration). Every
-    export ships baseline_stats.json for `modelforge drift`. A second Triton export adds version 2."""
+    model as a .tflite run on LiteRT (full-integer INT8 by default, calibrated on --calibration). Triton,
+    Jetson and TensorRT exports ship baseline_stats.json for `modelforge drift`; a second Triton export adds
+    version 2."""
     from functools import partial
 
     from modelforge.cli.execute import execute
