@@ -211,3 +211,30 @@ def test_unknown_target_names_the_recipe_field(tmp_path):
     result = run_cli("export", DIGITS_MODEL, "--target", "coreml", "-o", tmp_path / "out")
     line = one_error_line(result)
     assert result.returncode == 2 and "passes[0].config.target" in line and "'triton'" in line
+
+
+def test_a_model_quantized_for_openvino_is_served_by_tritons_openvino_backend(tmp_path):
+    """quantize --target openvino -> export triton in one recipe: the repository serves the IR that was measured."""
+    pytest.importorskip("openvino", reason="the [openvino] extra writes the IR")
+    from conftest import FAST_LATENCY, write_recipe
+
+    recipe = {
+        "version": 1,
+        "model": str(DIGITS_MODEL),
+        "data": {"calibration": str(DIGITS_CALIBRATION), "eval_data": str(DIGITS_EVAL)},
+        "passes": [
+            {"name": "quantize", "config": {"target": "openvino", "precision": "int8", "speed_aware": False}},
+            {"name": "export", "config": {"target": "triton", "name": "digits", "batch_sizes": [1, 4]}},
+        ],
+        "evaluate": {"latency": dict(FAST_LATENCY), "skip_latency": True},
+        "output": {"dir": str(tmp_path / "repo")},
+    }
+    result = run_cli("run", write_recipe(tmp_path / "recipe.yaml", recipe), "-q")
+    assert result.returncode == 0, result.explain()
+    config = parse_config((tmp_path / "repo" / "digits" / "config.pbtxt").read_text())
+    assert config.backend == "openvino" and config.default_model_filename == "model.xml"
+    version = tmp_path / "repo" / "digits" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.bin", "model.xml"]
+    # The same weights as the IR written beside model.onnx (the XML differs only in generated layer ids).
+    assert (version / "model.bin").read_bytes() == (tmp_path / "repo" / "model.bin").read_bytes()
+    assert _stage(tmp_path / "repo")["triton"]["served_files"] == ["model.xml", "model.bin"]

@@ -47,7 +47,11 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
     if config.target == "jetson":
         _jetson(model, model_path, artifact.io, config, precision, quantized, bundle, ctx)
     elif config.target == "triton":
-        _triton(model_path, artifact.io, config, precision, bundle, ctx)
+        # A model labelled for OpenVINO (--target openvino/auto) has its IR beside model.onnx: Triton's OpenVINO
+        # backend serves that IR, the files that were measured.
+        ir = [model_dir / "model.xml", model_dir / "model.bin"]
+        served = ir if artifact.metadata.get("runtime") == "openvino" and ir[0].is_file() else [model_path]
+        _triton(model_path, artifact.io, config, precision, bundle, ctx, served)
     else:
         _tensorrt(model_path, artifact.io, config, precision, quantized, bundle, ctx)
     del model
@@ -142,7 +146,10 @@ def _sample(ctx) -> dict[str, np.ndarray] | None:
     return next(data.window(0, min(SWEEP_SAMPLES, data.num_samples)).batches(SWEEP_SAMPLES))
 
 
-def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx) -> None:
+def _triton(
+    model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx, served: list[Path] | None = None
+) -> None:
+    served = served or [model_path]
     from modelforge.backends.onnxruntime import default_threads
     from modelforge.export.batching import choose_batching, measure_batches, tile_samples
     from modelforge.export.shapes import batch_is_dynamic
@@ -192,7 +199,7 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
     warmup_specs = {n: TensorSpec(n, str(v.dtype), tuple(v.shape)) for n, v in (warmup or {}).items()}
     text = config_text(
         name=config.name,
-        model_suffix=".onnx",
+        model_suffix=served[0].suffix.lower(),
         io=io,
         max_batch_size=max_batch_size,
         batching=batching,
@@ -207,7 +214,7 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
         carry_repository(ctx.extending_output, bundle)
         carried = True
     version = write_model_folder(
-        bundle, name=config.name, model_files=[model_path], config=text, warmup=warmup, labels=labels
+        bundle, name=config.name, model_files=served, config=text, warmup=warmup, labels=labels
     )
     ctx.record(
         "triton",
@@ -220,6 +227,7 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
             "sweep": rows,
             "sweep_runtime": {"runtime": "onnxruntime", "device": "CPU", "threads": threads} if rows else None,
             "config": f"{config.name}/config.pbtxt",
+            "served_files": [f.name for f in served],
         },
     )
 
