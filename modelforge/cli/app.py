@@ -63,6 +63,10 @@ def _register() -> None:
     app.command("bench")(bench_cmd.bench)
     app.command("debug")(debug_cmd.debug)
 
+    from modelforge.cli import distill_cmd
+
+    app.command("distill")(distill_cmd.distill)
+
 
 _register()
 

@@ -14,7 +14,7 @@ from modelforge.passes.base import Pass, PassContext
 __all__ = ["Pass", "PassContext", "register", "get_pass", "pass_names", "available_passes"]
 
 ENTRY_POINT_GROUP = "modelforge.passes"
-_BUILTIN_MODULES = ("modelforge.passes.quantize", "modelforge.passes.prune")
+_BUILTIN_MODULES = ("modelforge.passes.quantize", "modelforge.passes.prune", "modelforge.passes.distill")
 
 _registry: dict[str, type[Pass]] = {}
 _plugins: set[str] = set()  # names registered from entry points (dropped on reload)
