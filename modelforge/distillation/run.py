@@ -68,6 +68,14 @@ def _hinted(student, teacher, config, example, seed: int):
     with torch.no_grad():
         teacher.eval()(*example)
         student.eval()(*example)
+    for tap, role in ((teacher_tap, "teacher"), (student_tap, "student")):
+        silent = [n for n in (t if role == "teacher" else s for t, s in pairs) if n not in tap.features]
+        if silent:
+            raise InputError(
+                f"hint layer {silent[0]!r} of the {role} never runs as a module (a .pt2 program keeps only its "
+                "leaf layers: convolutions, BatchNorm, linear)",
+                hint="name a leaf layer, e.g. block2.bn2",
+            )
     shapes_t = {n: tuple(v.shape) for n, v in teacher_tap.features.items()}
     shapes_s = {n: tuple(v.shape) for n, v in student_tap.features.items()}
     student_tap.close()
@@ -90,9 +98,9 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
     train_t, eval_t = _tensors(ctx)
     example = tuple(t[:2] for t in train_t[0])
     teacher.eval()
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
     student = load_student(config, teacher, example)
+    for parameter in teacher.parameters():  # the teacher only runs in inference mode
+        parameter.requires_grad_(False)
     teacher_shape, _ = check_output_shapes(teacher, student, example)
     trace_check(student, example, "the student")
     if config.loss == "kl" and len(teacher_shape) != 2:

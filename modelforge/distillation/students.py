@@ -75,9 +75,10 @@ def check_output_shapes(teacher, student, example: tuple) -> tuple[list[int], li
     teacher_out = first_output(teacher, example)
     t, s = list(teacher_out.shape), list(student_out.shape)
     if t != s:
+        shown = (f"[{', '.join(['N', *map(str, shape[1:])])}]" for shape in (t, s))  # N: the batch
         raise InputError(
-            f"teacher output shape {t} and student output shape {s} differ; the student must produce the "
-            "teacher's output shape"
+            f"teacher output shape {next(shown)} and student output shape {next(shown)} differ; the student must "
+            "produce the teacher's output shape"
         )
     return t, s
 

@@ -604,6 +604,7 @@ def page(title: str, body: str) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from modelforge.report.distillation import distillation_section
     from modelforge.report.pruning import pruning_section
 
     verdict = "PASSED" if report["passed"] else "FAILED"
@@ -624,6 +625,7 @@ def render_html(report: dict[str, Any]) -> str:
             _outputs(report),
             sessions_section(evaluation.get("sessions")),
             pruning_section(report),
+            distillation_section(report),
             _stages(report),
             machine_section(report.get("machine")),
             f'<section id="recipe"><details><summary>Recipe as resolved</summary><pre>{escape(recipe)}</pre>'
