@@ -273,7 +273,6 @@ def _data_fingerprint(data: BoundDataset | None) -> str | None:
 def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext, data) -> ModelArtifact:
     """Run one pass, or reuse its cached result when the model bytes, config, data and versions match."""
     from modelforge import cache
-
     from modelforge.training import distributed
 
     config = pass_cls.Config.model_validate(spec.config)
@@ -353,6 +352,13 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | 
         try:
             distributed.init_from_env()
             return _run_recipe(recipe, progress, out)
+        except RuntimeError as exc:  # a collective broke: another rank died (its own error is printed above)
+            if not distributed.peer_failure(exc):
+                raise
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise PassError(
+                "torchrun", f"rank {distributed.rank()} stopped: another rank failed, see its error ({first})"
+            ) from None
         finally:
             distributed.shutdown()
     return _run_recipe(recipe, progress, out)

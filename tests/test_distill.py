@@ -78,9 +78,9 @@ def test_kd_loss_equals_a_hand_computed_value():
         return [v / sum(e) for v in e]
 
     kl = ce = 0.0
-    for s_row, t_row, label in zip(student, teacher, labels):
+    for s_row, t_row, label in zip(student, teacher, labels, strict=True):
         p_t, p_s = softmax(t_row, t), softmax(s_row, t)
-        kl += sum(a * (math.log(a) - math.log(b)) for a, b in zip(p_t, p_s))
+        kl += sum(a * (math.log(a) - math.log(b)) for a, b in zip(p_t, p_s, strict=True))
         ce += -math.log(softmax(s_row, 1.0)[label])
     expected = alpha * (kl / 2) * t * t + (1 - alpha) * ce / 2
     value = kd_loss(torch.tensor(student), torch.tensor(teacher), torch.tensor(labels), t, alpha)
@@ -114,9 +114,7 @@ def single_run(teacher, tmp_path_factory):
 @pytest.mark.slow
 def test_the_distilled_student_beats_the_label_only_baseline(single_run):
     out = single_run
-    assert {"model.onnx", "model.pt2", "report.json", "report.html", "manifest.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {"model.onnx", "model.pt2", "report.json", "report.html", "manifest.json"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["convert", "distill", "convert"]
     m = _stage(report)

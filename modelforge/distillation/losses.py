@@ -108,7 +108,8 @@ def _student_with_hints_class():
 
         def forward(self, *inputs):
             out = self.student(*inputs)
-            self.projected = [p(self.tap.features[n]) for p, n in zip(self.projections, self.student_layers)]
+            pairs = zip(self.projections, self.student_layers, strict=True)
+            self.projected = [projection(self.tap.features[name]) for projection, name in pairs]
             return out
 
     return StudentWithHints
@@ -165,6 +166,6 @@ class DistillationLoss:
             import torch.nn.functional as F
 
             tap, wrapper, teacher_layers = self.hints
-            for projected, name in zip(wrapper.projected, teacher_layers):
+            for projected, name in zip(wrapper.projected, teacher_layers, strict=True):
                 value = value + self.hint_weight * F.mse_loss(projected, tap.features[name].clone())
         return value

@@ -156,7 +156,9 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
     if cache is not None:
         cache_record = cache.record(len(result.history))
 
-    baseline_on = config.baseline if config.baseline is not None else samples * config.train.epochs <= BASELINE_AUTO_LIMIT
+    baseline_on = (
+        config.baseline if config.baseline is not None else samples * config.train.epochs <= BASELINE_AUTO_LIMIT
+    )
     baseline_result, baseline_seconds = None, None
     if baseline_on:
         started = time.perf_counter()

@@ -71,7 +71,9 @@ def check_output_shapes(teacher, student, example: tuple) -> tuple[list[int], li
         student_out = first_output(student, example)
     except Exception as exc:
         shapes = ", ".join(str(list(t.shape)) for t in example)
-        raise InputError(f"the student cannot run on the training inputs {shapes}: {type(exc).__name__}: {exc}") from None
+        raise InputError(
+            f"the student cannot run on the training inputs {shapes}: {type(exc).__name__}: {exc}"
+        ) from None
     teacher_out = first_output(teacher, example)
     t, s = list(teacher_out.shape), list(student_out.shape)
     if t != s:

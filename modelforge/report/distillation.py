@@ -73,7 +73,10 @@ def distillation_section(report: dict[str, Any]) -> str:
             ("Gain over the label-only baseline", f"{m['gain_over_baseline_pp']:+.2f} pp")
             if m.get("gain_over_baseline_pp") is not None
             else ("Label-only baseline", m.get("baseline")),
-            ("Hint layer pairs", ", ".join(f"{h['teacher']} -> {h['student']}" for h in m.get("hints") or []) or "none"),
+            (
+                "Hint layer pairs",
+                ", ".join(f"{h['teacher']} -> {h['student']}" for h in m.get("hints") or []) or "none",
+            ),
             ("Processes (torchrun world size)", (m.get("distributed") or {}).get("world_size", 1)),
         ]
         cache = m.get("teacher_cache") or {}

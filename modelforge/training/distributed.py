@@ -105,3 +105,12 @@ def sharded_accuracy(module, inputs: tuple, labels, batch_size: int = 256) -> fl
     correct = accuracy(module, *mine, batch_size) * count if count else 0.0
     correct, total = all_reduce_sum([correct, float(count)])
     return round(correct) / max(1.0, total)
+
+
+def peer_failure(exc: BaseException) -> bool:
+    """A collective failed because another rank went away (gloo/nccl report it as a RuntimeError)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    names = {type(e).__name__ for e in (exc, exc.__cause__) if e is not None}
+    return bool(names & {"DistBackendError", "DistNetworkError"}) or any(
+        marker in text for marker in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+    )
