@@ -41,6 +41,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
     # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
     session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
+    # Distillation: student (<= 25% params) vs teacher vs label-only baseline on held-out data, latency, torchrun.
+    session.run("python", "benchmarks/bench_distill.py", "--out", "bench-results/distill.json")
 
 
 @nox.session(python="3.11")

@@ -48,14 +48,16 @@ def ort_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((top1 == y).mean())
 
 
-def prepare(work: Path, epochs: int) -> dict:
-    """Data files, the trained teacher (.pt2) and a fresh student (.pt2)."""
+def prepare(work: Path, epochs: int, reuse: bool = False) -> dict:
+    """Data files, the trained teacher (.pt2) and a fresh student (.pt2); `reuse`: those already in `work`."""
     import distill_task as task
     import torch
 
     from modelforge.torch.export import save_program
     from modelforge.training import TrainConfig, train
 
+    if reuse and (work / "teacher.pt2").is_file() and (work / "task.json").is_file():
+        return json.loads((work / "task.json").read_text())
     (xt, yt), (xv, yv), (xs, ys) = task.distorted_digits()
     for name, (x, y) in {"train": (xt, yt), "val": (xv, yv), "test": (xs, ys)}.items():
         np.savez(work / f"{name}.npz", pixels=x, labels=y)
@@ -67,13 +69,16 @@ def prepare(work: Path, epochs: int) -> dict:
     example = (torch.from_numpy(xt[:4]),)
     save_program(teacher, example, work / "teacher.pt2")
     save_program(task.student_net(), example, work / "student.pt2")
-    return {
+    task_record = {
         "train_samples": len(yt),
         "val_samples": len(yv),
         "test_samples": len(ys),
+        "teacher_epochs": epochs,
         "teacher_training_seconds": round(time.perf_counter() - started, 1),
         "teacher_test_accuracy": torch_accuracy(teacher, xs, ys),
     }
+    (work / "task.json").write_text(json.dumps(task_record))
+    return task_record
 
 
 def recipe(work: Path, out: Path, seed: int, epochs: int, baseline: bool, latency: bool) -> dict:
@@ -206,7 +211,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="Keep the models and data here (default: temp).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--ddp-epochs", type=int, default=4, help="Epochs of the 1- vs 2-process timing runs.")
     parser.add_argument("--skip-ddp", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="Reuse the teacher and data already in --work.")
     args = parser.parse_args()
     import tempfile
 
@@ -216,7 +223,7 @@ def main() -> None:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         record = {"benchmark": "distill", "machine": machine_record(("torch", "torch_pruning"))}
-        record["task"] = prepare(work, args.epochs)
+        record["task"] = prepare(work, args.epochs, args.reuse)
         print("task", json.dumps(record["task"]), flush=True)
         record["runs"] = [distill_once(work, seed, args.epochs) for seed in args.seeds]
         runs = record["runs"]
@@ -226,7 +233,7 @@ def main() -> None:
             "speedup_batch1": float(np.median([r["speedup_batch1"] for r in runs])),
         }
         if not args.skip_ddp:
-            record["ddp"] = ddp_wall_times(work, args.epochs, timeout=1200)
+            record["ddp"] = ddp_wall_times(work, args.ddp_epochs, timeout=1200)
         print("mean", json.dumps(record["mean"]), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2, default=str) + "\n")
