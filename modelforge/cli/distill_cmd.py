@@ -81,6 +81,11 @@ def distill(
     early_stopping: Annotated[int | None, typer.Option(help="Stop after N epochs without improvement.")] = None,
     hflip: Annotated[bool, typer.Option("--hflip", help="Augment: random horizontal flips.")] = False,
     crop_padding: Annotated[int, typer.Option(help="Augment: random crops after zero-padding by N pixels.")] = 0,
+    mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
+    color: Annotated[
+        str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
+    ] = None,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder (default: OUTPUT.checkpoints beside the output).")
     ] = None,
@@ -119,6 +124,21 @@ def distill(
                          "--student-from-teacher W")  # fmt: skip
     if train_data is None:
         raise InputError("distillation trains: pass --train-data DATA (with labels)")
+    from modelforge.cli.quantize_cmd import _floats
+
+    preprocessing = {
+        k: v
+        for k, v in (("mean", _floats(mean, "--mean")), ("std", _floats(std, "--std")), ("color", color))
+        if v is not None
+    }
+    if preprocessing and not any(p is not None and p.is_dir() for p in (train_data, eval_data)):
+        raise InputError(f"{', '.join(f'--{k}' for k in preprocessing)} apply to image folders only")
+
+    def source(path: Path | None):
+        if path is None:
+            return None
+        return {"path": str(path), "preprocessing": preprocessing} if preprocessing and path.is_dir() else str(path)
+
     train = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -154,7 +174,7 @@ def distill(
         model=teacher if teacher is not None else teacher_weights,
         model_factory=teacher_factory,
         passes=[{"name": "distill", "config": config}],
-        data={"train": str(train_data), "eval_data": str(eval_data) if eval_data is not None else None},
+        data={"train": source(train_data), "eval_data": source(eval_data)},
         output=output,
         force=force,
         threads=threads,
