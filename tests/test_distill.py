@@ -248,3 +248,19 @@ def test_two_torchrun_processes_match_one_and_only_rank_0_writes(teacher, single
     assert b > 0.8
     assert "PASSED" in proc.stderr and proc.stderr.count("PASSED") == 1  # one rank reports
     assert os.environ.get("RANK") is None  # the test process itself is not a rank
+
+
+def test_the_distill_then_int8_recipe_is_valid(tmp_path):
+    """The shipped recipe parses, its student path resolves beside the recipe, and the chain converts once."""
+    import yaml
+
+    from modelforge.pipeline import check_pass_chain
+    from modelforge.recipe import recipe_from_dict
+
+    path = pm.Path(__file__).parents[1] / "recipes" / "distill-then-int8.yaml"
+    recipe = recipe_from_dict(yaml.safe_load(path.read_text())).resolve_paths(path.parent)
+    assert [p.name for p in recipe.passes] == ["distill", "quantize"]
+    assert recipe.passes[0].config["student"] == str((path.parent / "../examples/distill/student.pt2").resolve())
+    assert recipe.passes[0].config["baseline"] is True
+    recipe.model.format = "torch-export"  # the teacher is made by scripts/make_distill_example.py
+    assert [cls.name for _, cls in check_pass_chain(recipe)] == ["distill", "quantize"]
