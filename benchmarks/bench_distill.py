@@ -81,6 +81,9 @@ def prepare(work: Path, epochs: int, reuse: bool = False) -> dict:
     return task_record
 
 
+KD = {"temperature": 4.0, "alpha": 0.9}  # Hinton's soft targets; --temperature / --alpha change them
+
+
 def recipe(work: Path, out: Path, seed: int, epochs: int, baseline: bool, latency: bool) -> dict:
     evaluate = {"latency": {"threads": 1, "batch_sizes": [1, 32], "max_seconds": 10}}
     return {
@@ -91,8 +94,8 @@ def recipe(work: Path, out: Path, seed: int, epochs: int, baseline: bool, latenc
                 "name": "distill",
                 "config": {
                     "student": str(work / "student.pt2"),
-                    "temperature": 4.0,
-                    "alpha": 0.9,
+                    "temperature": KD["temperature"],
+                    "alpha": KD["alpha"],
                     "baseline": baseline,
                     "train": {"epochs": epochs, "lr": 3e-3, "batch_size": 64},
                     "checkpoint_dir": str(out) + ".checkpoints",
@@ -143,6 +146,7 @@ def distill_once(work: Path, seed: int, epochs: int) -> dict:
     test = test_accuracies(work, out)
     row = {
         "seed": seed,
+        "kd": dict(KD),
         "test_accuracy": test,
         "student_share_of_teacher": test["student"] / test["teacher"],
         "gain_over_baseline_pp": 100 * (test["student"] - test["baseline"]) if "baseline" in test else None,
@@ -214,7 +218,10 @@ def main() -> None:
     parser.add_argument("--ddp-epochs", type=int, default=4, help="Epochs of the 1- vs 2-process timing runs.")
     parser.add_argument("--skip-ddp", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="Reuse the teacher and data already in --work.")
+    parser.add_argument("--temperature", type=float, default=KD["temperature"])
+    parser.add_argument("--alpha", type=float, default=KD["alpha"])
     args = parser.parse_args()
+    KD.update(temperature=args.temperature, alpha=args.alpha)
     import tempfile
 
     from modelforge.machine import machine_record
