@@ -50,6 +50,8 @@ def bench(session: nox.Session) -> None:
     # TensorFlow / Keras ([tf] extra, in .[test]): tf2onnx max abs diff, TFLite INT8 on LiteRT (accuracy, size vs
     # float .tflite, latency of each variant), TF-MOT magnitude 50% after fine-tuning.
     session.run("python", "benchmarks/bench_tf.py", "--out", "bench-results/tf.json")
+    # Distillation: student (<= 25% params) vs teacher vs label-only baseline on held-out data, latency, torchrun.
+    session.run("python", "benchmarks/bench_distill.py", "--out", "bench-results/distill.json")
 
 
 @nox.session(python="3.11")

@@ -299,17 +299,22 @@ def _data_fingerprint(data: BoundDataset | None) -> str | None:
 def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext, data) -> ModelArtifact:
     """Run one pass, or reuse its cached result when the model bytes, config, data and versions match."""
     from modelforge import cache
+    from modelforge.training import distributed
 
     config = pass_cls.Config.model_validate(spec.config)
     key = None
-    cacheable = getattr(pass_cls, "cacheable", True)
+    own = pass_cls(config)
+    # A pass's own inputs beyond its config (distill: the student's bytes); None: not cacheable.
+    extra = own.cache_fingerprint() if hasattr(own, "cache_fingerprint") else ""
+    # Under torchrun one rank's hit and another's miss would leave the other ranks waiting: never cached.
+    cacheable = getattr(pass_cls, "cacheable", True) and extra is not None and not distributed.is_distributed()
     if recipe.cache and cacheable and current.format != "torch-module":  # a factory's code is not in the key
         # The gates steer the accuracy fallback; the latency batch, threads and skip steer the speed search.
         latency = recipe.evaluate.latency
         steering = (
             f"{recipe.gates.model_dump_json()}|{latency.batch_size}|{latency.threads}|{recipe.evaluate.skip_latency}"
         )
-        fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + steering
+        fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + steering + (f"|{extra}" if extra else "")
         key = cache.stage_key(current, spec.name, config.model_dump(mode="json"), fingerprint, recipe.seed)
         hit = cache.lookup(key, ctx.workdir)
         if hit is not None:
@@ -317,7 +322,7 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
             ctx.metrics.update(metrics)
             ctx.record("cache", "hit")
             return result
-    result = pass_cls(config).run(current, ctx)
+    result = own.run(current, ctx)
     if key is not None:
         cache.store(key, result, dict(ctx.metrics))
         ctx.record("cache", "miss")
@@ -374,14 +379,36 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
         }
 
 
-def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
+def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | None:
+    """Run a recipe; under torchrun, ranks other than 0 only train and return None (rank 0 writes)."""
+    from modelforge.training import distributed
+
     progress = progress or Progress()
     out = check_output_dir(recipe)
+    if distributed.is_distributed():
+        try:
+            distributed.init_from_env()
+            return _run_recipe(recipe, progress, out)
+        except RuntimeError as exc:  # a collective broke: another rank died (its own error is printed above)
+            if not distributed.peer_failure(exc):
+                raise
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise PassError(
+                "torchrun", f"rank {distributed.rank()} stopped: another rank failed, see its error ({first})"
+            ) from None
+        finally:
+            distributed.shutdown()
+    return _run_recipe(recipe, progress, out)
+
+
+def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | None:
+    from modelforge.training import distributed
+
     random.seed(recipe.seed)
     np.random.seed(recipe.seed)
     pass_specs = check_pass_chain(recipe)
 
-    created = _make_parents(out)
+    created = _make_parents(out) if distributed.is_primary() else []
     try:
         workdir = Path(tempfile.mkdtemp(prefix="modelforge-work-"))
     except OSError as exc:
@@ -390,8 +417,9 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             f"cannot create a temporary folder in {tempfile.gettempdir()}: {exc.strerror or exc}",
             hint="set TMPDIR to a writable folder",
         ) from exc
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:  # torchrun's other ranks never write into the output's folder: a private one stands in for staging
+        where = out.parent if distributed.is_primary() else workdir
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=where))
     except OSError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         _remove_empty(created)
@@ -441,6 +469,10 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult:
             current = result
             if result.format != "onnx":
                 framework_form = result
+            if not distributed.is_primary() and not any(c.needs_train_data for _, c in pass_specs[index:]):
+                return None  # this rank's part (data-parallel training) is done; rank 0 evaluates and writes
+        if not distributed.is_primary():
+            return None
         if current.format not in ("onnx", *FINAL_FORMATS):  # the evaluation and the deployable output need ONNX
             current, stage = _convert(current, workdir / f"{len(pass_specs) + 1:02d}-convert", recipe)
             stages.append(stage)

@@ -249,6 +249,14 @@ class Recipe(StrictModel):
         for source in (self.data.calibration, self.data.eval_data, self.data.train):
             if source is not None:
                 source.path = fix(source.path)
+        from modelforge.passes import get_pass
+
+        for spec in self.passes:  # a pass's own file fields (distill's student, prune's checkpoint_dir) too
+            fields = get_pass(spec.name).Config.model_fields
+            for key, value in list(spec.config.items()):
+                kinds = getattr(fields[key].annotation, "__args__", (fields[key].annotation,)) if key in fields else ()
+                if isinstance(value, str) and Path in kinds:
+                    spec.config[key] = str(fix(Path(value)))
         return self
 
     def to_yaml(self) -> str:

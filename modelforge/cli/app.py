@@ -67,6 +67,10 @@ def _register() -> None:
     app.command("export")(export_cmd.export)
     app.command("drift")(drift_cmd.drift)
 
+    from modelforge.cli import distill_cmd
+
+    app.command("distill")(distill_cmd.distill)
+
 
 _register()
 

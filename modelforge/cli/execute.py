@@ -28,8 +28,12 @@ def execute(
     from modelforge.cli.console import RichProgress, err_console, out_console, summary_table
     from modelforge.pipeline import run_recipe
     from modelforge.report.ci import write_report_outputs
+    from modelforge.training import distributed
 
-    result = run_recipe(recipe, RichProgress(quiet=quiet or as_json))
+    primary = distributed.is_primary()  # under torchrun, rank 0 shows progress and the result
+    result = run_recipe(recipe, RichProgress(quiet=quiet or as_json or not primary))
+    if result is None:  # another rank of a torchrun job: it trained, rank 0 writes
+        return 0
     report = result.report
     write_report_outputs(report, summary_file, junit)
     if as_json:

@@ -19,6 +19,7 @@ _BUILTIN_MODULES = (
     "modelforge.passes.prune",
     "modelforge.passes.export",
     "modelforge.passes.tflite",
+    "modelforge.passes.distill",
 )
 
 _registry: dict[str, type[Pass]] = {}

@@ -604,6 +604,7 @@ def page(title: str, body: str) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    from modelforge.report.distillation import distillation_section
     from modelforge.report.export import export_section
     from modelforge.report.pruning import pruning_section
 
@@ -626,6 +627,7 @@ def render_html(report: dict[str, Any]) -> str:
             sessions_section(evaluation.get("sessions")),
             pruning_section(report),
             export_section(report),
+            distillation_section(report),
             _stages(report),
             machine_section(report.get("machine")),
             f'<section id="recipe"><details><summary>Recipe as resolved</summary><pre>{escape(recipe)}</pre>'

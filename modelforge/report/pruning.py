@@ -14,7 +14,9 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def curve_chart(history: list[dict[str, Any]], width: int = 560, height: int = 240) -> str:
+def curve_chart(
+    history: list[dict[str, Any]], width: int = 560, height: int = 240, title: str = "Training curve"
+) -> str:
     """Loss (left axis) and eval accuracy (right axis, 0..1) per epoch, as polylines with data-* marks."""
     if not history:
         return ""
@@ -32,8 +34,8 @@ def curve_chart(history: list[dict[str, Any]], width: int = 560, height: int = 2
 
     parts = [
         f'<svg data-chart="training-curve" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        'role="img" aria-label="Training curve">',
-        f'<text x="{pad_l}" y="16" font-size="13" font-weight="600">Training curve</text>',
+        f'role="img" aria-label="{escape(title)}">',
+        f'<text x="{pad_l}" y="16" font-size="13" font-weight="600">{escape(title)}</text>',
         f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}" stroke="#94a3b8"/>',
         f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#4f46e5">loss</text>',
         f'<text x="{pad_l + w + 4}" y="{pad_t + 10}" font-size="11" fill="#16a34a">eval acc</text>',

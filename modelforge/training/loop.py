@@ -1,5 +1,9 @@
 """The training loop: seeded, deterministic on CPU, checkpointed every epoch, resumable.
 
+Under `torchrun` (modelforge.training.distributed) the module is wrapped in DistributedDataParallel, a
+`DistributedSampler` shards the samples (the batch size stays the global one, split over the ranks), each rank
+is seeded apart, loss and accuracies are all-reduced, and only rank 0 writes checkpoints.
+
 A checkpoint folder holds `last.pt` (everything to continue: weights, optimizer, scheduler, generator state,
 history, early-stopping counters, plus the caller's own `extra` state) and `best.pt` (the best epoch's weights).
 Both are plain tensors and numbers, read back with `torch.load(weights_only=True)`. A resumed run continues
@@ -108,27 +112,41 @@ def train(
 
     `after_step` runs after each optimizer step (pruning masks are re-applied there). `extra` is stored in
     every checkpoint (the caller's own state, e.g. the pruning step). `loss(outputs, labels, inputs)` replaces
-    cross-entropy (distillation adds its teacher term there)."""
+    cross-entropy (distillation adds its teacher term there); a loss with `takes_indices = True` also gets the
+    batch's sample indices (`indices=`), for per-sample caches."""
     import torch
+
+    from modelforge.training import distributed
 
     progress = progress or Progress()
     started = time.perf_counter()
-    torch.manual_seed(seed)
+    parallel = distributed.active()
+    rank, world = (distributed.rank(), distributed.world_size()) if parallel else (0, 1)
+    primary = rank == 0
+    torch.manual_seed(seed + rank)  # seed per rank: augmentation draws differ, initial weights come from rank 0
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = device_for(config)
     module.to(device)
     inputs, labels = train_data
     samples = labels.shape[0]
-    steps_per_epoch = max(1, -(-samples // config.batch_size))
+    batch_size = -(-config.batch_size // world)  # the global batch, split over the ranks
+    sampler = None
+    if parallel:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(range(samples), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    shard = len(sampler) if sampler is not None else samples
+    steps_per_epoch = max(1, -(-shard // batch_size))
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = _optimizer(torch, params, config)
     scheduler = _scheduler(torch, optimizer, config, steps_per_epoch)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed + rank)
     result = TrainResult()
     best_state = None
     bad_epochs = 0
     first_epoch = 0
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if primary:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last = checkpoint_dir / LAST
     if resume and last.is_file():
         state = torch.load(str(last), map_location="cpu", weights_only=True)
@@ -146,29 +164,41 @@ def train(
             best_state = torch.load(str(checkpoint_dir / BEST), map_location="cpu", weights_only=True)["model"]
         module.to(device)
     elif result.best_accuracy is None and eval_data is not None and config.keep_best:
-        result.best_accuracy, result.best_epoch = accuracy(module, *eval_data), -1  # not fine-tuning is a candidate
+        # not fine-tuning is a candidate
+        result.best_accuracy, result.best_epoch = distributed.sharded_accuracy(module, *eval_data), -1
         best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
-        torch.save({"model": best_state, "epoch": -1}, str(checkpoint_dir / BEST))
+        if primary:
+            torch.save({"model": best_state, "epoch": -1}, str(checkpoint_dir / BEST))
 
     cross_entropy = torch.nn.CrossEntropyLoss()
     loss_fn = loss or (lambda out, target, _inputs: cross_entropy(out, target))
+    with_indices = getattr(loss, "takes_indices", False)
+    model = module
+    if parallel:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(first_epoch, config.epochs):
         if result.stopped_early:
             break
-        module.train()
-        order = torch.randperm(samples, generator=generator)
-        total_loss, correct = 0.0, 0
+        model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler), dtype=torch.int64)
+        else:
+            order = torch.randperm(samples, generator=generator)
+        total_loss, correct, seen = 0.0, 0, 0
         progress.start(f"{description} epoch {epoch + 1}/{config.epochs}", steps_per_epoch)
         try:
             for step in range(steps_per_epoch):
-                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                index = order[step * batch_size : (step + 1) * batch_size]
                 batch = _augment(torch, tuple(t[index] for t in inputs), config, generator)
                 batch = tuple(t.to(device) for t in batch)
                 target = labels[index].to(device)
                 optimizer.zero_grad(set_to_none=True)
-                out = module(*batch)
+                out = model(*batch)
                 out = out[0] if isinstance(out, tuple | list) else out
-                value = loss_fn(out, target, batch)
+                value = loss_fn(out, target, batch, indices=index) if with_indices else loss_fn(out, target, batch)
                 value.backward()
                 optimizer.step()
                 scheduler.step()
@@ -176,22 +206,25 @@ def train(
                     after_step()
                 total_loss += float(value.detach()) * index.shape[0]
                 correct += int((out.argmax(1) == target).sum())
+                seen += index.shape[0]
                 progress.advance(1)
         finally:
             progress.stop()
+        total_loss, correct, seen = distributed.all_reduce_sum([total_loss, float(correct), float(seen)])
         record = {
             "epoch": epoch + 1,
-            "loss": total_loss / samples,
-            "train_accuracy": correct / samples,
+            "loss": total_loss / seen,
+            "train_accuracy": correct / seen,
             "lr": optimizer.param_groups[0]["lr"],
         }
         if eval_data is not None:
-            record["eval_accuracy"] = accuracy(module, *eval_data)
+            record["eval_accuracy"] = distributed.sharded_accuracy(module, *eval_data)
             better = result.best_accuracy is None or record["eval_accuracy"] > result.best_accuracy
             if better:
                 result.best_accuracy, result.best_epoch, bad_epochs = record["eval_accuracy"], epoch, 0
                 best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
-                torch.save({"model": best_state, "epoch": epoch}, str(checkpoint_dir / BEST))
+                if primary:
+                    torch.save({"model": best_state, "epoch": epoch}, str(checkpoint_dir / BEST))
             else:
                 bad_epochs += 1
                 if config.early_stopping is not None and bad_epochs >= config.early_stopping:
@@ -215,9 +248,10 @@ def train(
             "epoch": epoch,
             "extra": extra or {},
         }
-        tmp = last.with_suffix(".tmp")
-        torch.save(checkpoint, str(tmp))
-        tmp.replace(last)  # a crash mid-write never leaves a damaged checkpoint to resume from
+        if primary:
+            tmp = last.with_suffix(".tmp")
+            torch.save(checkpoint, str(tmp))
+            tmp.replace(last)  # a crash mid-write never leaves a damaged checkpoint to resume from
     if config.keep_best and best_state is not None and result.best_epoch is not None:
         module.load_state_dict(best_state)
         if after_step is not None:

@@ -1,0 +1,124 @@
+"""`distill`: train a small student to imitate the pipeline's model (the teacher); the student ships.
+
+Accepts the teacher as a `.pt2` program (rebuilt into real nn layers) or a factory-built module; produces the
+student as a `.pt2` program, which the pipeline converts to ONNX for the evaluation (teacher vs student, same
+runtime, interleaved) and for quantization after it. The machinery lives in modelforge.distillation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modelforge.artifact import ModelArtifact
+from modelforge.passes import register
+from modelforge.passes.base import Pass, PassConfig, PassContext
+from modelforge.training.config import TrainConfig
+
+
+class HintPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: str = Field(description="Teacher layer name (as in the model, e.g. block2).")
+    student: str = Field(description="Student layer name whose output is projected (1x1) onto the teacher's.")
+
+
+class DistillConfig(PassConfig):
+    student: Path | None = Field(None, description="The student as a torch.export program (.pt2).")
+    student_factory: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:function' building the student nn.Module (fresh weights unless student_weights).",
+    )
+    student_weights: Path | None = Field(None, description="student_factory: .safetensors or a state dict.")
+    student_from_teacher: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Derive the student from the teacher: keep this share of the channels of every layer "
+        "(structured pruning; 0.5 gives about a quarter of the parameters).",
+    )
+    loss: Literal["kl", "mse", "cosine"] = Field(
+        "kl",
+        description="kl: soft targets at `temperature` (x T^2) against the labels, weighted by alpha; mse or "
+        "cosine: match the teacher's outputs (regression or embedding teachers).",
+    )
+    temperature: float = Field(4.0, gt=0, description="kl: softmax temperature of the soft targets.")
+    alpha: float = Field(
+        0.9, ge=0, le=1, description="Weight of the teacher term; 1 - alpha goes to cross-entropy on the labels."
+    )
+    hints: list[HintPair] = Field(
+        default_factory=list,
+        description="Intermediate-feature pairs: an MSE term between each teacher layer's output and the "
+        "student layer's output through a learned 1x1 projection.",
+    )
+    hint_weight: float = Field(1.0, ge=0, description="Weight of each hint term.")
+    cache_teacher: bool = Field(
+        True,
+        description="Run the teacher once per training sample and reuse its outputs every epoch (only without "
+        "augmentation and hints, where they would not change).",
+    )
+    baseline: bool | None = Field(
+        None,
+        description="Also train the same student on labels alone with the same budget, for the report "
+        "(default: on when training samples x epochs <= 500,000).",
+    )
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=10, lr=3e-3), description="Training settings."
+    )
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="Where epochs are checkpointed (default: the run's work folder, deleted after it); set it to "
+        "be able to resume.",
+    )
+    resume: bool = Field(False, description="Continue from the checkpoints in checkpoint_dir.")
+
+    @model_validator(mode="after")
+    def _one_student(self) -> DistillConfig:
+        given = [self.student is not None, self.student_factory is not None, self.student_from_teacher is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one student: student (.pt2), student_factory, or student_from_teacher")
+        if self.student_weights is not None and self.student_factory is None:
+            raise ValueError("student_weights goes with student_factory")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume needs checkpoint_dir (where the interrupted run checkpointed)")
+        return self
+
+
+@register
+class Distill(Pass):
+    name = "distill"
+    description = "Distil the model (teacher) into a smaller student trained to imitate it."
+    accepts = ("torch-export", "torch-module")
+    produces = "torch-export"
+    needs_train_data = True
+    Config = DistillConfig
+
+    def cache_fingerprint(self) -> str | None:
+        """The student's bytes are part of what the stage depends on; a factory's code is not hashable (None:
+        never cached)."""
+        from modelforge.manifest import file_sha256
+
+        config = self.config
+        if config.student_factory is not None:
+            return None
+        if config.student is not None:
+            return file_sha256(Path(config.student)) if Path(config.student).is_file() else None
+        return ""
+
+    def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        from modelforge.distillation.run import run_distillation
+        from modelforge.torch.loading import load_module
+
+        with warnings.catch_warnings():  # torch's deprecation chatter: a pass never prints
+            warnings.simplefilter("ignore")
+            teacher = load_module(artifact)
+            path, record = run_distillation(teacher, self.config, ctx, ctx.workdir)
+        for key, value in record.items():
+            ctx.record(key, value)
+        best = Path(record["checkpoints"]) / "student"
+        kept = [str(best / name) for name in ("best.pt", "last.pt") if (best / name).is_file()]
+        return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
