@@ -8,14 +8,13 @@ run arbitrary code.
 from __future__ import annotations
 
 import contextlib
-import io
-import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from modelforge.artifact import ModelArtifact
 from modelforge.errors import InputError, MissingExtraError, PassError
+from modelforge.quiet import quiet
 
 TORCH_SUFFIXES = {".pt", ".pth", ".ts", ".torchscript", ".jit"}
 
@@ -82,27 +81,6 @@ def _import_torch():
     except ImportError:
         raise MissingExtraError("torch", "torch", "loading a PyTorch model") from None
     return torch
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """The exporters print progress and warnings; a pass reports through its context, never prints.
-
-    torch also logs (with tracebacks) through handlers bound to the real stderr, so logging is muted too."""
-    import logging
-
-    muted = logging.root.manager.disable
-    logging.disable(logging.CRITICAL)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(muted)
 
 
 class UnsafePickleError(Exception):
@@ -252,7 +230,7 @@ def convert_to_onnx(
         kind = "TorchScript" if artifact.format == "torchscript" else "a model built by a factory"
         raise InputError(f"model {artifact.path}: {kind} needs calibration or eval data for its input shapes")
     try:
-        with _quiet_exporter():
+        with quiet():
             exporter = _export(torch, artifact, exported, opset, example_inputs)
     except InputError:
         raise

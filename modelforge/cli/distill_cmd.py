@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrainOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
@@ -76,20 +76,16 @@ def distill(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Training batch size (global: split over torchrun ranks).")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    optimizer: Annotated[str, typer.Option(help="sgd, adam or adamw.")] = "adamw",
+    optimizer: TrainOptions.optimizer = "adamw",
     schedule: Annotated[str, typer.Option(help="constant, cosine or step.")] = "cosine",
-    early_stopping: Annotated[int | None, typer.Option(help="Stop after N epochs without improvement.")] = None,
-    hflip: Annotated[bool, typer.Option("--hflip", help="Augment: random horizontal flips.")] = False,
-    crop_padding: Annotated[int, typer.Option(help="Augment: random crops after zero-padding by N pixels.")] = 0,
-    mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
-    std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
-    color: Annotated[
-        str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
-    ] = None,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoint folder (default: OUTPUT.checkpoints beside the output).")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints.")] = False,
+    early_stopping: TrainOptions.early_stopping = None,
+    hflip: TrainOptions.hflip = False,
+    crop_padding: TrainOptions.crop_padding = 0,
+    mean: TrainOptions.mean = None,
+    std: TrainOptions.std = None,
+    color: TrainOptions.color = None,
+    checkpoint_dir: TrainOptions.checkpoint_dir = None,
+    resume: TrainOptions.resume = False,
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
     min_speedup: GateOptions.min_speedup = None,
     min_agreement: GateOptions.min_agreement = None,

@@ -41,6 +41,24 @@ class GateOptions:
     ]
 
 
+class TrainOptions:
+    """Training flags shared by the commands that train (prune's fine-tuning, distill); defaults stay per command."""
+
+    optimizer = Annotated[str, typer.Option(help="sgd, adam or adamw.")]
+    early_stopping = Annotated[int | None, typer.Option(help="Stop after N epochs without improvement.")]
+    hflip = Annotated[bool, typer.Option("--hflip", help="Augment: random horizontal flips.")]
+    crop_padding = Annotated[int, typer.Option(help="Augment: random crops after zero-padding by N pixels.")]
+    mean = Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")]
+    std = Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")]
+    color = Annotated[
+        str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
+    ]
+    checkpoint_dir = Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: OUTPUT.checkpoints beside the output).")
+    ]
+    resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints.")]
+
+
 def common_recipe(
     *,
     model: Path,

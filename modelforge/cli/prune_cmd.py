@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrainOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
@@ -50,21 +50,15 @@ def prune(
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after the last pruning step.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
-    optimizer: Annotated[str, typer.Option(help="sgd, adam or adamw.")] = "adamw",
-    early_stopping: Annotated[int | None, typer.Option(help="Stop after N epochs without improvement.")] = None,
-    hflip: Annotated[
-        bool, typer.Option("--hflip", help="Augment training images with random horizontal flips.")
-    ] = False,
-    crop_padding: Annotated[int, typer.Option(help="Augment: random crops after zero-padding by N pixels.")] = 0,
-    mean: Annotated[str | None, typer.Option(help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
-    std: Annotated[str | None, typer.Option(help="Image folders: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
-    color: Annotated[
-        str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
-    ] = None,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoint folder (default: OUTPUT.checkpoints beside the output).")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints.")] = False,
+    optimizer: TrainOptions.optimizer = "adamw",
+    early_stopping: TrainOptions.early_stopping = None,
+    hflip: TrainOptions.hflip = False,
+    crop_padding: TrainOptions.crop_padding = 0,
+    mean: TrainOptions.mean = None,
+    std: TrainOptions.std = None,
+    color: TrainOptions.color = None,
+    checkpoint_dir: TrainOptions.checkpoint_dir = None,
+    resume: TrainOptions.resume = False,
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
     min_speedup: GateOptions.min_speedup = None,
     min_agreement: GateOptions.min_agreement = None,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from modelforge.errors import MissingExtraError
+from modelforge.quiet import quiet
+
+__all__ = ["import_keras3", "import_tf", "import_tf_keras", "quiet", "quiet_native"]
 
 
 def import_tf(purpose: str) -> Any:
@@ -42,23 +43,6 @@ def import_tf_keras(purpose: str) -> Any:
     except ImportError:
         raise MissingExtraError("tf-keras", "tf", purpose) from None
     return tf_keras
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Converters print progress ("Saved artifact at ...") and warnings to stdout/stderr: swallow them."""
-    muted = logging.root.manager.disable
-    logging.disable(logging.CRITICAL)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(muted)
 
 
 @contextlib.contextmanager
