@@ -19,7 +19,7 @@ pytest.importorskip("tf2onnx", reason="tf2onnx ([tf] extra) is not installed")
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert ([tf] extra) is not installed")
 
 import tf_models  # noqa: E402
-from conftest import run_cli  # noqa: E402
+from conftest import one_error_line, run_cli  # noqa: E402
 
 from modelforge.errors import InputError, PassError  # noqa: E402
 
@@ -199,6 +199,71 @@ def test_keras_distillation_teaches_a_small_student(keras_files, tmp_path):
     assert record["student_params"] < record["teacher_params"] / 4
     assert record["student_accuracy_after"] >= 0.85 > record["student_accuracy_before"]
     assert (tmp_path / "student.h5").is_file() and len(record["training_curve"]) == 4
+
+
+@pytest.fixture(scope="module")
+def keras_student(keras_files) -> Path:
+    """An untrained width-4 tf_keras digits CNN (about 1/14 of the teacher's parameters), seeded."""
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(1)
+    path = keras_files["h5"].parent / "student.h5"
+    tf_models.build("tf_keras", width=4).save(path)
+    return path
+
+
+def test_cli_distills_a_keras_teacher_into_a_keras_student(keras_files, keras_student, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "distill", "--teacher", keras_files["h5"], "--student", keras_student, "--train-data", keras_files["train"],
+        "--eval-data", keras_files["eval"], "--epochs", "6", "--temperature", "4", "--alpha", "0.7", "--baseline",
+        "-o", out, "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    assert {"model.onnx", "model.h5", "report.html"} <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["convert", "distill", "convert"]  # teacher, student to ONNX
+    m = next(s for s in report["stages"] if s["name"] == "distill")["metrics"]
+    assert (m["loss"], m["temperature"], m["alpha"], m["baseline"]) == (
+        "kl",
+        4.0,
+        0.7,
+        "label-only student, same budget",
+    )
+    assert m["params_ratio"] < 0.25 and len(m["training_curve"]) == 6 and len(m["baseline_training_curve"]) == 6
+    assert set(m["models"]) == {"teacher", "student", "baseline"}, m
+    assert m["models"]["student"]["accuracy"] >= 0.85 and m["models"]["teacher"]["accuracy"] > 0.95
+    assert "gain_over_baseline_pp" in m and "note" in m["teacher_cache"]
+    # The shipped ONNX student is what was measured: its accuracy in the summary is the stage's.
+    assert abs(report["summary"]["accuracy_result"] - m["models"]["student"]["accuracy"]) < 0.01
+    assert 'id="distillation"' in (out / "report.html").read_text()
+
+
+def test_a_pytorch_only_option_on_a_keras_teacher_exits_2(keras_files, keras_student, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "distill", "--teacher", keras_files["h5"], "--student", keras_student, "--train-data", keras_files["train"],
+        "--hint", "conv2:conv2", "-o", out, "-q",
+    )  # fmt: skip
+    assert result.returncode == 2, result.explain()
+    assert "hints is for PyTorch distillation" in one_error_line(result)
+    assert not out.exists()
+
+
+def test_a_keras_student_with_other_output_shape_exits_2_naming_both(keras_files, tmp_path):
+    import tf_keras
+
+    seven = tf_keras.Sequential([tf_keras.Input((8, 8, 1)), tf_keras.layers.Flatten(), tf_keras.layers.Dense(7)])
+    seven.save(tmp_path / "seven.h5")
+    out = tmp_path / "out"
+    result = run_cli(
+        "distill", "--teacher", keras_files["h5"], "--student", tmp_path / "seven.h5", "--train-data",
+        keras_files["train"], "-o", out, "-q",
+    )  # fmt: skip
+    assert result.returncode == 2, result.explain()
+    line = one_error_line(result)
+    assert "[N, 10]" in line and "[N, 7]" in line
+    assert not out.exists()
 
 
 def test_a_python_lambda_in_an_h5_file_is_never_deserialized(tmp_path):

@@ -29,7 +29,10 @@ def _hint_pairs(hints: list[str]) -> list[dict[str, str]]:
 @with_error_outputs
 def distill(
     teacher: Annotated[
-        Path | None, typer.Option(help="The teacher as a torch.export program (.pt2); or --teacher-factory.")
+        Path | None,
+        typer.Option(
+            help="The teacher: a torch.export program (.pt2) or a Keras file (.keras/.h5); or --teacher-factory."
+        ),
     ] = None,
     teacher_factory: Annotated[
         str | None, typer.Option(help="'module:function' building the teacher nn.Module (with --teacher-weights).")
@@ -37,7 +40,9 @@ def distill(
     teacher_weights: Annotated[
         Path | None, typer.Option(help="Weights for --teacher-factory: .safetensors or a state dict.")
     ] = None,
-    student: Annotated[Path | None, typer.Option(help="The student as a torch.export program (.pt2).")] = None,
+    student: Annotated[
+        Path | None, typer.Option(help="The student: a .pt2 program, or a Keras file (.keras/.h5) for a Keras teacher.")
+    ] = None,
     student_factory: Annotated[
         str | None, typer.Option(help="'module:function' building the student (fresh weights, or --student-weights).")
     ] = None,
@@ -102,7 +107,8 @@ def distill(
 ) -> int:
     """Distil a teacher into a smaller student (KD at temperature T, hints, or MSE/cosine); reports teacher,
     student and a label-only baseline side by side (accuracy, agreement, params, MACs, size, latency).
-    Writes model.onnx and model.pt2 (the student). Data-parallel under torchrun."""
+    Writes model.onnx and model.pt2 (the student); a Keras teacher and student give model.onnx and the Keras
+    student (model.keras or model.h5). Data-parallel under torchrun."""
     from functools import partial
 
     from modelforge.cli.execute import execute

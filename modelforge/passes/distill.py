@@ -2,7 +2,9 @@
 
 Accepts the teacher as a `.pt2` program (rebuilt into real nn layers) or a factory-built module; produces the
 student as a `.pt2` program, which the pipeline converts to ONNX for the evaluation (teacher vs student, same
-runtime, interleaved) and for quantization after it. The machinery lives in modelforge.distillation.
+runtime, interleaved) and for quantization after it. The machinery lives in modelforge.distillation. A Keras
+teacher (`.keras`/`.h5`) is distilled into a Keras student file instead (modelforge.tensorflow.distill); the
+student stays Keras and is converted to ONNX the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class HintPair(BaseModel):
 
 
 class DistillConfig(PassConfig):
-    student: Path | None = Field(None, description="The student as a torch.export program (.pt2).")
+    student: Path | None = Field(
+        None, description="The student as a torch.export program (.pt2), or a Keras file for a Keras teacher."
+    )
     student_factory: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
@@ -92,8 +96,9 @@ class DistillConfig(PassConfig):
 class Distill(Pass):
     name = "distill"
     description = "Distil the model (teacher) into a smaller student trained to imitate it."
-    accepts = ("torch-export", "torch-module")
+    accepts = ("torch-export", "torch-module", "keras")
     produces = "torch-export"
+    produces_by_input = {"keras": "keras"}  # a Keras teacher is distilled into a Keras student (model.keras/.h5)
     needs_train_data = True
     Config = DistillConfig
 
@@ -109,7 +114,20 @@ class Distill(Pass):
             return file_sha256(Path(config.student)) if Path(config.student).is_file() else None
         return ""
 
+    @classmethod
+    def check_source(cls, path: Path, fmt: str, config: dict) -> None:
+        """Before any work: teacher and student in different frameworks, or PyTorch-only options for a Keras
+        teacher, are refused."""
+        student = config.get("student")
+        keras_student = student is not None and Path(student).suffix.lower() in (".keras", ".h5", ".hdf5")
+        if fmt in ("keras", "savedmodel") or keras_student:
+            from modelforge.tensorflow.distill import check_keras_distill
+
+            check_keras_distill(path, fmt, config)
+
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        if artifact.format == "keras":
+            return self._run_keras(artifact, ctx)
         from modelforge.distillation.run import run_distillation
         from modelforge.torch.loading import load_module
 
@@ -122,3 +140,11 @@ class Distill(Pass):
         best = Path(record["checkpoints"]) / "student"
         kept = [str(best / name) for name in ("best.pt", "last.pt") if (best / name).is_file()]
         return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
+
+    def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        from modelforge.tensorflow.distill import run_keras_distillation
+
+        path, record, kind = run_keras_distillation(artifact, self.config, ctx)
+        for key, value in record.items():
+            ctx.record(key, value)
+        return ModelArtifact(path=path, format="keras", io=artifact.io, metadata={"keras": kind})
