@@ -224,7 +224,11 @@ def test_a_model_quantized_for_openvino_is_served_by_tritons_openvino_backend(tm
         "data": {"calibration": str(DIGITS_CALIBRATION), "eval_data": str(DIGITS_EVAL)},
         "passes": [
             {"name": "quantize", "config": {"target": "openvino", "precision": "int8", "speed_aware": False}},
-            {"name": "export", "config": {"target": "triton", "name": "digits", "batch_sizes": [1, 4]}},
+            # A memory budget makes the batch sweep run even with latency skipped.
+            {
+                "name": "export",
+                "config": {"target": "triton", "name": "digits", "batch_sizes": [1, 4], "memory_budget": 4096},
+            },
         ],
         "evaluate": {"latency": dict(FAST_LATENCY), "skip_latency": True},
         "output": {"dir": str(tmp_path / "repo")},
@@ -237,4 +241,6 @@ def test_a_model_quantized_for_openvino_is_served_by_tritons_openvino_backend(tm
     assert sorted(p.name for p in version.iterdir()) == ["model.bin", "model.xml"]
     # The same weights as the IR written beside model.onnx (the XML differs only in generated layer ids).
     assert (version / "model.bin").read_bytes() == (tmp_path / "repo" / "model.bin").read_bytes()
-    assert _stage(tmp_path / "repo")["triton"]["served_files"] == ["model.xml", "model.bin"]
+    triton = _stage(tmp_path / "repo")["triton"]
+    assert triton["served_files"] == ["model.xml", "model.bin"]
+    assert triton["sweep_runtime"]["runtime"] == "openvino"  # the batch sweep measured what Triton serves

@@ -132,11 +132,6 @@ def prime_runtime(runtime: str, threads: int) -> None:
     _primed.add(runtime)
 
 
-def prime_onnxruntime(threads: int) -> None:
-    """`prime_runtime` for onnxruntime (kept for callers written before the backend interface)."""
-    prime_runtime("onnxruntime", threads)
-
-
 def memory_method() -> str:
     return MEMORY_METHOD if _reset_peak_rss() else MEMORY_METHOD_FALLBACK
 

@@ -30,26 +30,34 @@ def measure_batches(
     max_seconds: float = 2.0,
     measure_memory: bool = True,
     advance: Callable[[int], None] = lambda _: None,
+    runtime: str | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
-    """One row per batch size: p50/p99 latency (ms), samples per second, peak memory growth (bytes)."""
-    from modelforge.backends.onnxruntime import create_session
+    """One row per batch size: p50/p99 latency (ms), samples per second, peak memory growth (bytes), measured on
+    the runtime that serves the model (by default the one its file suffix names)."""
+    from modelforge.backends.base import open_backend, runtime_for
     from modelforge.evaluate.latency import interleaved_runs
-    from modelforge.evaluate.profile import fresh_process_memory, prime_onnxruntime
+    from modelforge.evaluate.profile import fresh_process_memory, prime_runtime
 
-    prime_onnxruntime(threads)
-    session = create_session(model, threads, stage="export")
+    runtime = runtime or runtime_for(model)
+    prime_runtime(runtime, threads)
+    backend = open_backend(model, runtime=runtime, precision=precision, threads=threads, stage="export")
     rows = []
     for batch_size in batch_sizes:
         feeds = feeds_for(batch_size)
         timings = interleaved_runs(
-            [lambda feeds=feeds: session.run(None, feeds)],
+            [lambda feeds=feeds: backend.run(feeds)],
             warmup=3,
             min_runs=12,
             max_seconds=max_seconds,
             min_seconds=min(0.3, max_seconds),
         )
         stats = timings.stats(batch_size)[0]
-        memory = fresh_process_memory(model, threads, feeds, "export") if measure_memory else None
+        memory = (
+            fresh_process_memory(model, threads, feeds, "export", runtime=runtime, precision=precision)
+            if measure_memory
+            else None
+        )
         rows.append(
             {
                 "batch_size": batch_size,

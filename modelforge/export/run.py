@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -50,7 +50,10 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
         # A model labelled for OpenVINO (--target openvino/auto) has its IR beside model.onnx: Triton's OpenVINO
         # backend serves that IR, the files that were measured.
         ir = [model_dir / "model.xml", model_dir / "model.bin"]
-        served = ir if artifact.metadata.get("runtime") == "openvino" and ir[0].is_file() else [model_path]
+        if artifact.metadata.get("runtime") == "openvino" and ir[0].is_file():
+            served = Served(ir, "openvino", artifact.metadata.get("runtime_precision") or "fp32")
+        else:
+            served = Served([model_path], "onnxruntime", "fp32")
         _triton(model_path, artifact.io, config, precision, bundle, ctx, served)
     else:
         _tensorrt(model_path, artifact.io, config, precision, quantized, bundle, ctx)
@@ -146,10 +149,15 @@ def _sample(ctx) -> dict[str, np.ndarray] | None:
     return next(data.window(0, min(SWEEP_SAMPLES, data.num_samples)).batches(SWEEP_SAMPLES))
 
 
-def _triton(
-    model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx, served: list[Path] | None = None
-) -> None:
-    served = served or [model_path]
+class Served(NamedTuple):
+    """What a Triton model serves: its files (the first is the model file), the runtime and its precision."""
+
+    files: list[Path]
+    runtime: str
+    precision: str
+
+
+def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx, served: Served) -> None:
     from modelforge.backends.onnxruntime import default_threads
     from modelforge.export.batching import choose_batching, measure_batches, tile_samples
     from modelforge.export.shapes import batch_is_dynamic
@@ -176,7 +184,13 @@ def _triton(
             raise InputError("the Triton batch sweep needs data", hint="pass --calibration or --eval-data")
         with ctx.task("Batch sweep (latency, throughput, peak memory)", len(config.batch_sizes)) as advance:
             rows = measure_batches(
-                model_path, lambda b: tile_samples(samples, b), config.batch_sizes, threads=threads, advance=advance
+                served.files[0],
+                lambda b: tile_samples(samples, b),
+                config.batch_sizes,
+                threads=threads,
+                advance=advance,
+                runtime=served.runtime,
+                precision=served.precision,
             )
         batching = choose_batching(rows, budget)
         if batching["max_batch_size"] is None:
@@ -199,7 +213,7 @@ def _triton(
     warmup_specs = {n: TensorSpec(n, str(v.dtype), tuple(v.shape)) for n, v in (warmup or {}).items()}
     text = config_text(
         name=config.name,
-        model_suffix=served[0].suffix.lower(),
+        model_suffix=served.files[0].suffix.lower(),
         io=io,
         max_batch_size=max_batch_size,
         batching=batching,
@@ -214,7 +228,7 @@ def _triton(
         carry_repository(ctx.extending_output, bundle)
         carried = True
     version = write_model_folder(
-        bundle, name=config.name, model_files=served, config=text, warmup=warmup, labels=labels
+        bundle, name=config.name, model_files=served.files, config=text, warmup=warmup, labels=labels
     )
     ctx.record(
         "triton",
@@ -225,9 +239,13 @@ def _triton(
             "max_batch_size": max_batch_size,
             "dynamic_batching": batching,
             "sweep": rows,
-            "sweep_runtime": {"runtime": "onnxruntime", "device": "CPU", "threads": threads} if rows else None,
+            "sweep_runtime": (
+                {"runtime": served.runtime, "precision": served.precision, "device": "CPU", "threads": threads}
+                if rows
+                else None
+            ),
             "config": f"{config.name}/config.pbtxt",
-            "served_files": [f.name for f in served],
+            "served_files": [f.name for f in served.files],
         },
     )
 
