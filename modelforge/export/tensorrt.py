@@ -122,35 +122,33 @@ def compare_engine(onnx_path: Path, engine_path: Path, data: Any, precision: str
     """The engine against the ONNX original on the same samples: top-1 agreement, accuracy, cosine, p50."""
     from modelforge.backends.base import open_backend
     from modelforge.evaluate.latency import interleaved_runs
+    from modelforge.evaluate.metrics import ComparisonAccumulator
 
     reference = open_backend(onnx_path, threads=threads, stage="export")
     engine = open_backend(engine_path, runtime="tensorrt", precision=precision, stage="export")
-    agree = total = correct_ref = correct_engine = 0
-    cosines = []
+    # The evaluator's own comparison (agreement, cosine, accuracy, SQNR), so engine figures read like any other.
+    accumulator = ComparisonAccumulator()
     labels = data.labels()
-    for index, feeds in enumerate(data.batches(32)):
-        a, b = reference.run(feeds)[0], engine.run(feeds)[0].astype(np.float32)
-        flat_a, flat_b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-        cosines += list(
-            (flat_a * flat_b).sum(1) / (np.linalg.norm(flat_a, axis=1) * np.linalg.norm(flat_b, axis=1) + 1e-12)
-        )
-        agree += int((flat_a.argmax(1) == flat_b.argmax(1)).sum())
-        if labels is not None:
-            batch_labels = labels[index * 32 : index * 32 + len(a)]
-            correct_ref += int((flat_a.argmax(1) == batch_labels).sum())
-            correct_engine += int((flat_b.argmax(1) == batch_labels).sum())
-        total += len(a)
+    seen = 0
+    for feeds in data.batches(32):
+        out_a = reference.run(feeds)
+        out_b = [np.asarray(o, dtype=np.float32) for o in engine.run(feeds)]
+        n = len(out_a[0])
+        accumulator.update(out_a, out_b, labels[seen : seen + n] if labels is not None else None)
+        seen += n
+    metrics = accumulator.summary(has_labels=labels is not None)
     feeds = next(data.batches(1))
     timings = interleaved_runs(
         [lambda: reference.run(feeds), lambda: engine.run(feeds)], warmup=10, min_runs=50, max_seconds=10
     )
     onnx_stats, engine_stats = timings.stats(1)
     return {
-        "samples": total,
-        "top1_agreement": agree / max(total, 1),
-        "output_cosine": float(np.mean(cosines)) if cosines else None,
-        "accuracy_onnx": correct_ref / total if labels is not None and total else None,
-        "accuracy_engine": correct_engine / total if labels is not None and total else None,
+        "samples": metrics["samples"],
+        "top1_agreement": metrics["top1_agreement"],
+        "output_cosine": metrics["output_cosine"],
+        "sqnr_db": metrics["sqnr_db"],
+        "accuracy_onnx": metrics["accuracy_baseline"],
+        "accuracy_engine": metrics["accuracy_result"],
         "latency_p50_ms_onnx": onnx_stats.p50_ms,
         "latency_p50_ms_engine": engine_stats.p50_ms,
         "onnx_runtime": reference.info.to_dict(),
