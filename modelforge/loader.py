@@ -30,6 +30,9 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         raise InputError(f"model {path} is a directory, expected a model file (or a SavedModel folder)")
     suffix = path.suffix.lower()
+    from modelforge.model_format import check_bytes, unknown_suffix_error
+
+    check_bytes(path, suffix)  # empty, or bytes of another format than the suffix says: named before any loading
     if suffix == ".onnx":
         return "onnx"
     if suffix == ".pt2":
@@ -50,10 +53,7 @@ def detect_format(path: Path) -> str:
             f"model {path}: looks like a pickled PyTorch module or state dict, which is never unpickled",
             hint="save it with torch.export.save(torch.export.export(model, args), 'model.pt2')",
         )
-    raise InputError(
-        f"model {path}: unknown format; expected .onnx, .pt2 (torch.export), TorchScript (.pt), "
-        ".keras/.h5 (Keras) or a SavedModel folder"
-    )
+    raise unknown_suffix_error(path)  # says what the bytes are (an ONNX model named .bin: rename it)
 
 
 def load_model(path: Path, format: str = "auto", factory: str | None = None) -> ModelArtifact:
@@ -123,8 +123,11 @@ def _weights_only_unpickling(torch) -> Iterator[None]:
 def _load_exported_program(torch, path: Path):
     import pickle
 
+    from modelforge.model_format import check_bytes
+
+    check_bytes(path, ".pt2")  # torch logs a long traceback for a file that is no zip archive: refused first
     try:
-        with _weights_only_unpickling(torch):
+        with _weights_only_unpickling(torch), quiet():
             return torch.export.load(str(path))
     except (UnsafePickleError, pickle.UnpicklingError):
         raise InputError(

@@ -154,13 +154,32 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
     fmt = _source_format(recipe)
     if pass_specs and hasattr(pass_specs[0][1], "check_source"):  # a source the first pass cannot take: now
         pass_specs[0][1].check_source(recipe.model.path, fmt, pass_specs[0][0].config)
-    for spec, cls in pass_specs:
+    for index, (spec, cls) in enumerate(pass_specs):
         if fmt not in cls.accepts:
             if not ("onnx" in cls.accepts and fmt in CONVERTIBLE):
-                raise PassError(spec.name, f"accepts {', '.join(cls.accepts)} models, got {fmt}")
+                # A model or a pass order the pass cannot take: bad usage (exit 2), found before any work.
+                named = FORMAT_INPUTS.get(fmt, fmt)
+                got = f"model {recipe.model.path} is {named}" if index == 0 else f"the pass before it produces {named}"
+                raise InputError(f"pass '{spec.name}' takes {_accepted_inputs(cls.accepts)}; {got}")
             fmt = "onnx"  # a conversion stage is inserted before this pass
         fmt = getattr(cls, "produces_by_input", {}).get(fmt, cls.produces)
     return pass_specs
+
+
+# How each format is handed over, for errors that say which inputs a pass takes.
+FORMAT_INPUTS = {
+    "onnx": "ONNX (.onnx)",
+    "torch-export": "torch.export (.pt2)",
+    "torchscript": "TorchScript (.pt)",
+    "torch-module": "PyTorch factory (--model-factory)",
+    "keras": "Keras (.keras/.h5)",
+    "savedmodel": "SavedModel (folder)",
+}
+
+
+def _accepted_inputs(accepts: tuple[str, ...]) -> str:
+    names = [FORMAT_INPUTS.get(fmt, fmt) for fmt in accepts]
+    return (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]) + " models"
 
 
 def _source_format(recipe: Recipe) -> str:
@@ -168,10 +187,7 @@ def _source_format(recipe: Recipe) -> str:
         return recipe.model.format
     from modelforge.loader import detect_format
 
-    try:
-        return detect_format(recipe.model.path)
-    except InputError:
-        return "onnx"  # prepare_inputs reports what is wrong with the file, as before
+    return detect_format(recipe.model.path)  # a missing or unknown file is exit 2 here, never taken for ONNX
 
 
 def _convert(artifact: ModelArtifact, folder: Path, recipe: Recipe) -> tuple[ModelArtifact, dict[str, Any]]:

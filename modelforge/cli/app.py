@@ -145,7 +145,13 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors carry their own exit code
         if isinstance(exc, _usage_error_types()) and hasattr(exc, "show"):
-            exc.show()
+            if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
+                exc.show()  # `modelforge` or `modelforge cache` alone: the help, as asked
+            else:
+                from modelforge.cli.console import err_console
+                from modelforge.cli.usage import usage_error_line
+
+                err_console.print(usage_error_line(exc, sys.argv[1:]), highlight=False, soft_wrap=True, markup=False)
             sys.exit(EXIT_BAD_INPUT)
         _internal_error(exc)
     if code == 130:  # typer turns Ctrl-C into Exit(130); the run's finally-blocks have already cleaned up

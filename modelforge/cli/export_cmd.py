@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.export.targets import one_of, target_names
 from modelforge.report.ci import with_error_outputs
 
 
@@ -41,7 +42,7 @@ def export(
     model: Annotated[
         Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize; tflite: a Keras model).")
     ],
-    target: Annotated[str, typer.Option(help="triton, jetson, tensorrt or tflite.")],
+    target: Annotated[str, typer.Option(help=f"{one_of(target_names())}.")],
     name: Annotated[str, typer.Option(help="Model name (Triton model folder).")] = "model",
     calibration: Annotated[
         Path | None, typer.Option("--calibration", "-c", help="Samples for INT8 caches, warm-up, sweep, baseline.")
@@ -112,7 +113,10 @@ def export(
 
     from modelforge.cli.execute import execute
     from modelforge.cli.options import finish
+    from modelforge.errors import InputError
 
+    if target not in target_names():
+        raise InputError(f"--target {target!r}: expected one of {one_of(target_names())}")
     config = {
         "target": target,
         "name": name,

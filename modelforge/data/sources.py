@@ -133,6 +133,10 @@ class _NpyMember:
         return next(self.iter_chunks(stop - start, start, stop))
 
     def iter_chunks(self, chunk: int, start: int, stop: int) -> Iterator[np.ndarray]:
+        count = self.info.shape[0]
+        if stop > count:  # samples the header does not promise: not a truncated file, too few samples
+            held = "zero samples" if count == 0 else f"{count} samples, fewer than the {stop} needed"
+            raise InputError(f"{self._label}: holds {held}")
         # One open stream read front to back: seeking inside a compressed zip member re-inflates it.
         try:
             with self._open() as f:

@@ -20,6 +20,9 @@ def load_student(config, teacher, example: tuple):
 
         if not Path(config.student).is_file():
             raise InputError(f"student {config.student} not found")
+        from modelforge.model_format import check_bytes
+
+        check_bytes(Path(config.student), ".pt2", role="student")
         try:
             return rebuild_modules(load_program(Path(config.student)))
         except InputError:

@@ -14,15 +14,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from modelforge.artifact import ModelArtifact
+from modelforge.export.targets import describe_targets
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 
 
 class ExportConfig(PassConfig):
-    target: Literal["triton", "jetson", "tensorrt"] = Field(
-        description="triton: a model repository; jetson: a bundle to build a TensorRT engine on the device; "
-        "tensorrt: build the engine here (NVIDIA GPU and the [tensorrt] extra)."
-    )
+    target: Literal["triton", "jetson", "tensorrt"] = Field(description=describe_targets())
     name: str = Field("model", description="Model name (the Triton model folder; the bundle's title).")
     precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
         "auto",
