@@ -6,17 +6,46 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from modelforge import __version__
 from modelforge.errors import EXIT_BAD_INPUT, EXIT_PASS_FAILED, ModelforgeError
 
+# Below this width typer's rich help panels cut long option names ("--tensorrt-acce…"): plain help there,
+# which wraps. 100 leaves a margin over the widest panel (fits from 95 columns).
+RICH_HELP_MIN_WIDTH = 100
+
+
+def _help_markup_mode() -> str | None:
+    """'rich' panels on a wide terminal; None (click's plain, wrapping help) at 80 columns, CI logs, pipes."""
+    import shutil
+
+    return "rich" if shutil.get_terminal_size(fallback=(80, 24)).columns >= RICH_HELP_MIN_WIDTH else None
+
+
+class _Group(TyperGroup):
+    """The plain help lists each command's whole first paragraph, wrapped; click cuts it to one line ("...")."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                first = (command.short_help or command.help or "").strip().split("\n\n")[0]
+                rows.append((name, " ".join(first.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="modelforge",
     help="Turn a trained model into a serving-ready artifact: smaller, faster, with its accuracy kept and proven.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=_help_markup_mode(),
 )
 
 

@@ -137,12 +137,18 @@ def bench(
     return EXIT_OK
 
 
-def bench_tables(record: dict) -> list:
+def bench_tables(record: dict, width: int | None = None) -> list:
+    """The tables `bench` prints, fitted to `width` columns (the terminal's): names wrap, numbers stay whole,
+    and the latency columns that matter least (runs, mean, p90) are left out when even that is too wide."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
 
+    from modelforge.cli.console import out_console
+    from modelforge.cli.tables import fit, left_out_note
     from modelforge.report.format import fmt_bytes
+
+    width = width or out_console.width
 
     stopped = ", ".join(f"batch {e['batch_size']}: {e['stopped']}" for e in record["latency"]["sweep"])
     latency = Table(
@@ -153,9 +159,9 @@ def bench_tables(record: dict) -> list:
         pad_edge=False,
         collapse_padding=True,
     )
-    # Fits 80 columns (CI logs): std is in the JSON and the HTML page.
+    # std is in the JSON and the HTML page.
     for column in ("Batch", "Model", "p50", "p90", "p99", "mean", "samples/s", "runs"):
-        latency.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
+        latency.add_column(column, justify="left" if column == "Model" else "right")
     for entry in record["latency"]["sweep"]:
         for index, (name, st) in enumerate(entry["stats"].items()):
             latency.add_row(
@@ -170,7 +176,7 @@ def bench_tables(record: dict) -> list:
         title="Sessions: cold start (ms) and peak memory", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
     )
     for column in ("Model", "Size", "Create", "1st run", "Session", "Process"):
-        sessions.add_column(column, justify="left" if column == "Model" else "right", no_wrap=True)
+        sessions.add_column(column, justify="left" if column == "Model" else "right")
     sizes = {m["name"]: m["size_bytes"] for m in record["models"]}
     sizes |= {label: sizes.get(r["model"]) for label, r in record.get("runtimes", {}).items()}
     for name, load in record["sessions"].items():
@@ -183,14 +189,15 @@ def bench_tables(record: dict) -> list:
                 fmt_bytes(load["peak_rss_growth_bytes"]),
                 fmt_bytes(load.get("process_peak_rss_bytes")),
             )
-    tables = [latency, sessions]
+    latency, dropped = fit(latency, width, ("runs", "mean", "p90"))
+    tables = [latency, *filter(None, [left_out_note(dropped, "see --json or --html")]), fit(sessions, width)[0]]
     if record.get("skipped"):
         skipped = Table(title="Not measured", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         for column in ("Model", "Runtime", "Precision", "Why"):
             skipped.add_column(column)
         for row in record["skipped"]:
             skipped.add_row(escape(row["model"]), row["runtime"], row["precision"], escape(row["why"]))
-        tables.append(skipped)
+        tables.append(fit(skipped, width)[0])
     slo = record["latency"]["slo"]
     if slo:
         limits = ", ".join(f"{k.removesuffix('_ms')} <= {v:g} ms" for k, v in slo["limits_ms"].items())
@@ -207,5 +214,5 @@ def bench_tables(record: dict) -> list:
             met = {True: "[green]meets[/green]", False: "[red]misses[/red]", None: "not measured"}[verdict["met"]]
             largest = verdict["largest_batch_meeting"]
             table.add_row(escape(name), values, met, "none" if largest is None else str(largest))
-        tables.append(table)
+        tables.append(fit(table, width)[0])
     return tables

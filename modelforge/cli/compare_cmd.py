@@ -99,7 +99,9 @@ def compare(
             value = "n/a" if check["value"] is None else f"{check['value']:.4g}"
             verdict = "[green]PASSED[/green]" if check["passed"] else "[red]FAILED[/red]"
             table.add_row(f"tolerance {check['name']}", f"max {check['threshold']:g}", value, check["metric"], verdict)
-        out_console.print(table)
+        from modelforge.cli.tables import fit
+
+        out_console.print(fit(table, out_console.width)[0])  # 80 columns: names wrap, numbers stay whole
     for note in result["notes"]:
         err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if summary_file is not None:

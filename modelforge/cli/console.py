@@ -65,6 +65,7 @@ class RichProgress(ProgressChannel):
 
 
 def summary_table(report: dict[str, Any]) -> Table:
+    from modelforge.cli.tables import whole_numbers
     from modelforge.report.format import gate_rows, summary_rows
 
     table = Table(title="modelforge summary", show_lines=False)
@@ -75,17 +76,21 @@ def summary_table(report: dict[str, Any]) -> Table:
     for name, threshold, value, verdict in gate_rows(report["gates"]):
         color = "green" if verdict == "PASSED" else "red"
         table.add_row(f"gate {name}", f"threshold {threshold}", value, f"[{color}]{verdict}[/{color}]")
-    return table
+    return whole_numbers(table)  # at 80 columns (CI logs) long gate names wrap, numbers stay whole
 
 
-def auto_table(report: dict[str, Any]) -> list[Any]:
+def auto_table(report: dict[str, Any], width: int | None = None) -> list[Any]:
     """The `target: auto` table of a report, and why each candidate lost (nothing when no stage chose a target
-    by measurement). Fits 80 columns; the reasons follow the table as lines."""
+    by measurement). Fitted to `width` columns (the terminal's; numbers whole, p99, size and cosine left out
+    when too narrow); the reasons follow the table as lines."""
     from rich import box
     from rich.console import Group
     from rich.text import Text
 
+    from modelforge.cli.tables import fit, left_out_note
     from modelforge.report.format import fmt_bytes
+
+    width = width or out_console.width
 
     shown = []
     for stage in report.get("stages", []):
@@ -101,7 +106,7 @@ def auto_table(report: dict[str, Any]) -> list[Any]:
         )
         for column in ("Runtime", "Prec.", "p50 ms", "p99 ms", "Speed-up", "Cosine", "Acc. pp", "Size", "Verdict"):
             left = column in ("Runtime", "Prec.", "Verdict")
-            table.add_column(column, justify="left" if left else "right", no_wrap=True)
+            table.add_column(column, justify="left" if left else "right")
         reasons = [Text(auto["why"])]
         for row in auto["candidates"]:
             table.add_row(
@@ -119,7 +124,9 @@ def auto_table(report: dict[str, Any]) -> list[Any]:
                 reasons.append(Text(f"{row['runtime']} {row['precision']} lost: {row['reason']}"))
         for row in auto["not_measured"]:
             reasons.append(Text(f"{row['runtime']} {row['precision']} not measured: {row['why']}"))
-        shown.append(Group(table, *reasons))
+        table, dropped = fit(table, width, ("p99 ms", "Size", "Cosine"))
+        note = left_out_note(dropped, "see report.json or report.html")
+        shown.append(Group(table, *filter(None, [note]), *reasons))
     return shown
 
 

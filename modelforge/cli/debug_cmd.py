@@ -100,24 +100,15 @@ def debug(
     def db(value: float | None) -> str:
         return "exact" if value is None else f"{value:.1f}"
 
-    # Compact (as bench's tables): with boxed cells and long headers, an 80-column terminal (CI logs) left the
-    # Node and Op columns zero characters wide.
+    # Compact (as bench's tables), and fitted to the terminal below: node names wrap, numbers stay whole.
     table = Table(
         title=f"Per-layer quantization error, worst first ({count} samples)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    for column in ("#", "Node", "Op", "Quantized", "Local SQNR dB", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
-        left = column in ("Node", "Op")
-        # Headers of numbers may wrap (at spaces) so that the Node column keeps room for the names.
-        table.add_column(
-            column,
-            justify="left" if left else "right",
-            overflow="fold",
-            no_wrap=column in ("#", "Quantized", "Cosine"),
-            ratio=4 if column == "Node" else None,
-        )
+    for column in ("#", "Node", "Op", "INT8", "Local SQNR dB", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
+        table.add_column(column, justify="left" if column in ("Node", "Op") else "right")
     for index, row in enumerate(rows[:top], start=1):
         table.add_row(
             str(index),
@@ -130,8 +121,13 @@ def debug(
             f"{row.cosine:.5f}",
             f"{row.max_abs_error:.4g}",
         )
+    from modelforge.cli.tables import fit, left_out_note
+
+    table, dropped = fit(table, out_console.width, ("Max |err|", "Local SQNR dB", "Added SQNR dB"))
     err_console.print(f"Scheme: {scheme.get('description', '?')} ({scheme.get('why', '')})", highlight=False)
     out_console.print(table)
+    if dropped:
+        out_console.print(left_out_note(dropped, "see --json"))
     out_console.print(
         "Local SQNR: the layer alone on float inputs; added SQNR: the noise it adds to what it receives; "
         "SQNR: the error accumulated up to it. Lower is worse.",

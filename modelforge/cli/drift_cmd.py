@@ -69,7 +69,9 @@ def drift(
                 f"{f['mean_baseline']:.4g}",
                 f"{f['mean_now']:.4g}",
             )
-        out_console.print(table)
+        from modelforge.cli.tables import fit
+
+        out_console.print(fit(table, out_console.width)[0])  # 80 columns: names wrap, numbers stay whole
         if report["confidence"]:
             c = report["confidence"]
             out_console.print(

@@ -66,7 +66,9 @@ def inspect(
         for t in info[kind]:
             shape = "[" + ", ".join("?" if d is None else str(d) for d in t["shape"]) + "]"
             io.add_row(kind[:-1], t["name"], t["dtype"], escape(shape))
-    out_console.print(io)
+    from modelforge.cli.tables import fit
+
+    out_console.print(fit(io, out_console.width)[0])  # 80 columns: long names wrap, shapes stay whole
     ops = Table(title="Operators")
     ops.add_column("Op type")
     ops.add_column("Count", justify="right")
