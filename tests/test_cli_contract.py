@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from conftest import cli_env, run_cli
+import pytest
+from conftest import DIGITS_MODEL, cli_env, one_error_line, run_cli
 
 import modelforge
 
@@ -87,13 +88,45 @@ def test_passes_lists_quantize_with_formats():
 def test_usage_errors_exit_2_without_traceback():
     missing_option = run_cli("quantize", "model.onnx")
     assert missing_option.returncode == 2, missing_option.explain()
-    assert "Traceback" not in missing_option.stderr
-    assert "--calibration" in missing_option.stderr
+    assert one_error_line(missing_option) == (
+        "error: missing option '--calibration' / '-c' (hint: modelforge quantize --help)"
+    )
 
     unknown_command = run_cli("no-such-command")
     assert unknown_command.returncode == 2, unknown_command.explain()
-    assert "Traceback" not in unknown_command.stderr
-    assert "no-such-command" in unknown_command.stderr
+    assert one_error_line(unknown_command) == "error: no such command 'no-such-command' (hint: modelforge --help)"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("export", DIGITS_MODEL, "--target", "triton", "--memory-budget", "abc"),
+            "error: --memory-budget 'abc': expected a number (hint: modelforge export --help)",
+        ),
+        (("drift", "stats.json", "new.npz", "--max-psi", "abc"), "error: --max-psi 'abc': expected a number"),
+        (("drift", "stats.json", "new.npz", "--max-psi=-1"), "error: --max-psi '-1': should be greater than"),
+        (("bench", DIGITS_MODEL, "--threads", "two"), "error: --threads 'two': expected an integer"),
+        (("quantize", DIGITS_MODEL, "--bogus"), "error: no such option: --bogus (hint: modelforge quantize --help)"),
+        (("quantize", DIGITS_MODEL, "--calibrat", "x"), "error: no such option: --calibrat; did you mean --calib"),
+        (("cache", "bogus"), "error: no such command 'bogus' (hint: modelforge cache --help)"),
+    ],
+)
+def test_option_parsing_errors_are_one_error_line_naming_the_option(args, expected):
+    """Bad option values and unknown options came out as click's 4-line usage block."""
+    result = run_cli(*args)
+    assert result.returncode == 2, result.explain()
+    line = one_error_line(result)
+    assert line.startswith(expected), line
+    assert result.stdout == ""
+
+
+def test_help_still_works_and_no_arguments_show_it():
+    helped = run_cli("export", "--help")
+    assert helped.returncode == 0, helped.explain()
+    assert "--memory-budget" in helped.stdout and "error" not in helped.stderr
+    bare = run_cli()
+    assert "quantize" in bare.stdout + bare.stderr and "error:" not in bare.stderr
 
 
 def test_missing_model_file_is_one_line_exit_2(tmp_path):

@@ -304,7 +304,7 @@ def test_prune_then_int8_recipe_reports_both_stages(trained, tmp_path):
 
 def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
     folder, paths = trained
-    from modelforge.errors import PassError
+    from modelforge.errors import InputError
     from modelforge.pipeline import check_pass_chain
     from modelforge.recipe import recipe_from_dict
 
@@ -316,7 +316,7 @@ def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
             "output": str(tmp_path / "out"),
         }
     )
-    with pytest.raises(PassError, match="accepts torch-export, torch-module, keras models, got onnx"):
+    with pytest.raises(InputError, match=r"pass 'prune' takes torch.export \(.pt2\).*the pass before it produces ONNX"):
         check_pass_chain(recipe)
 
 

@@ -93,14 +93,30 @@ def debug(
             )
         )
         return
+    err_console.print(f"Scheme: {scheme.get('description', '?')} ({scheme.get('why', '')})", highlight=False)
+    from dataclasses import asdict
+
+    for renderable in layer_table([asdict(r) for r in rows[:top]], count, out_console.width):
+        out_console.print(renderable)
+    out_console.print(
+        "Local SQNR: the layer alone on float inputs; added SQNR: the noise it adds to what it receives; "
+        "SQNR: the error accumulated up to it. Lower is worse.",
+        highlight=False,
+    )
+
+
+def layer_table(layers: list[dict], count: int, width: int) -> list:
+    """The per-layer table (the --json records of the layers shown) fitted to `width` columns: node names
+    wrap, numbers stay whole, and Max |err|, then the local and added SQNR are left out when too narrow."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
 
+    from modelforge.cli.tables import fit, left_out_note
+
     def db(value: float | None) -> str:
         return "exact" if value is None else f"{value:.1f}"
 
-    # Compact (as bench's tables), and fitted to the terminal below: node names wrap, numbers stay whole.
     table = Table(
         title=f"Per-layer quantization error, worst first ({count} samples)",
         box=box.SIMPLE_HEAD,
@@ -109,27 +125,17 @@ def debug(
     )
     for column in ("#", "Node", "Op", "INT8", "Local SQNR dB", "Added SQNR dB", "SQNR dB", "Cosine", "Max |err|"):
         table.add_column(column, justify="left" if column in ("Node", "Op") else "right")
-    for index, row in enumerate(rows[:top], start=1):
+    for index, row in enumerate(layers, start=1):
         table.add_row(
             str(index),
-            escape(row.node),
-            row.op_type,
-            "yes" if row.quantized else "no",
-            "-" if row.local_sqnr_db is None else f"{row.local_sqnr_db:.1f}",
-            db(row.added_sqnr_db),
-            db(row.sqnr_db),
-            f"{row.cosine:.5f}",
-            f"{row.max_abs_error:.4g}",
+            escape(row["node"]),
+            row["op_type"],
+            "yes" if row["quantized"] else "no",
+            "-" if row["local_sqnr_db"] is None else f"{row['local_sqnr_db']:.1f}",
+            db(row["added_sqnr_db"]),
+            db(row["sqnr_db"]),
+            f"{row['cosine']:.5f}",
+            f"{row['max_abs_error']:.4g}",
         )
-    from modelforge.cli.tables import fit, left_out_note
-
-    table, dropped = fit(table, out_console.width, ("Max |err|", "Local SQNR dB", "Added SQNR dB"))
-    err_console.print(f"Scheme: {scheme.get('description', '?')} ({scheme.get('why', '')})", highlight=False)
-    out_console.print(table)
-    if dropped:
-        out_console.print(left_out_note(dropped, "see --json"))
-    out_console.print(
-        "Local SQNR: the layer alone on float inputs; added SQNR: the noise it adds to what it receives; "
-        "SQNR: the error accumulated up to it. Lower is worse.",
-        highlight=False,
-    )
+    table, dropped = fit(table, width, ("Max |err|", "Local SQNR dB", "Added SQNR dB"))
+    return [table, *filter(None, [left_out_note(dropped, "see --json")])]
