@@ -16,7 +16,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelforge.artifact import ModelArtifact
-from modelforge.errors import InputError
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 from modelforge.training.config import TrainConfig
@@ -125,11 +124,9 @@ class Distill(Pass):
             from modelforge.tensorflow.distill import check_keras_distill
 
             check_keras_distill(path, fmt, config)
-        elif student is not None:  # a missing or non-.pt2 student: exit 2 now, not after the teacher is loaded
+        elif student is not None and Path(student).is_file():  # not a .pt2 archive: exit 2 before any work
             from modelforge.model_format import check_bytes
 
-            if not Path(student).is_file():
-                raise InputError(f"student {student} not found")
             check_bytes(Path(student), ".pt2", role="student")
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
