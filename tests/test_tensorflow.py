@@ -68,7 +68,7 @@ def test_each_loader_converts_to_an_onnx_model_that_agrees(keras_files, kind, tm
     path = keras_files[kind]
     fmt = detect_format(path)
     assert fmt == ("savedmodel" if kind == "savedmodel" else "keras")
-    artifact = load_model(path)
+    artifact = load_model(path, trust_code=kind == "savedmodel")  # a SavedModel's graph is code: trusted here
     x = np.load(keras_files["calib"])["image"][:32]
     onnx_form, info = convert_to_onnx(artifact, tmp_path, 17, {"image": x})
     # The signature becomes the IO: NHWC inputs of the saved shape, a dynamic batch.
