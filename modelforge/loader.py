@@ -85,9 +85,7 @@ def refuse_code_format(path: Path, fmt: str, trust_code: bool) -> None:
         )
 
 
-def load_model(
-    path: Path, format: str = "auto", factory: str | None = None, trust_code: bool = False
-) -> ModelArtifact:
+def load_model(path: Path, format: str = "auto", factory: str | None = None, trust_code: bool = False) -> ModelArtifact:
     """`trust_code`: the command line said --trust-model-code (TorchScript and SavedModels load only then)."""
     if factory is not None or format == "torch-module":
         if not path.is_file():

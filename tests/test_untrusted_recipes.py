@@ -13,9 +13,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, FAST_LATENCY, load_report, one_error_line
-from conftest import run_cli as _run_cli
-from conftest import write_recipe
+from conftest import (
+    DIGITS_CALIBRATION,
+    DIGITS_EVAL,
+    DIGITS_MODEL,
+    FAST_LATENCY,
+    REPO,
+    load_report,
+    one_error_line,
+    run_cli,
+    write_recipe,
+)
 
 
 @pytest.fixture
@@ -27,10 +35,6 @@ def project(tmp_path) -> Path:
         shutil.copy(source, work / source.name)
     (tmp_path / "secret").mkdir()
     return work
-
-
-def run_cli(*args, cwd: Path):
-    return _run_cli(*args, cwd=cwd)
 
 
 def pr_recipe(work: Path, **sections) -> dict:
@@ -58,7 +62,9 @@ def refused(result, *named: str) -> str:
 # ------------------------------------------------------------------------------------------------ code
 
 
-EVIL_METRIC = "from pathlib import Path\nPath({marker!r}).write_text('imported')\ndef f(b, r, labels):\n    return 1.0\n"
+EVIL_METRIC = (
+    "from pathlib import Path\nPath({marker!r}).write_text('imported')\ndef f(b, r, labels):\n    return 1.0\n"
+)
 
 
 @pytest.fixture
@@ -169,7 +175,5 @@ def test_data_and_model_outside_are_refused_and_allow_paths_allows_them(project)
 def test_the_bundled_recipes_run_from_the_repository_root():
     """They name ../calibration/... and ../examples/...: inside the cwd tree when run from the repository root,
     as CI and the README do."""
-    from conftest import REPO
-
-    result = _run_cli("run", REPO / "recipes" / "quickstart.yaml", "--dry-run", "-o", "never-written", cwd=REPO)
+    result = run_cli("run", REPO / "recipes" / "quickstart.yaml", "--dry-run", "-o", "never-written", cwd=REPO)
     assert result.returncode == 0, result.explain()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, TrustOptions, TrainOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrainOptions, TrustOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
