@@ -117,6 +117,24 @@ def test_factories_in_a_recipe_need_allow_recipe_code(project):
     refused(run_cli("run", recipe, "--dry-run", cwd=project), "passes[0].config.student_factory", "nets:small")
 
 
+def test_a_dry_run_never_imports_a_factory_even_when_allowed(project):
+    """--dry-run checks the weights and data files but does not import the factory's module (which writes the
+    marker on import); the plan says so."""
+    marker = project.parent / "secret" / "imported"
+    code = project.parent / "code"
+    code.mkdir()
+    (code / "nets.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('x')\ndef build():\n    pass\n"
+    )
+    (project / "weights.safetensors").write_bytes(b"")
+    model = {"path": "../weights.safetensors", "factory": "nets:build"}
+    recipe = write_recipe(project / "pr" / "recipe.yaml", pr_recipe(project, model=model))
+    result = run_cli("run", recipe, "--dry-run", "--allow-recipe-code", "--code-path", code, cwd=project)
+    assert result.returncode == 0, result.explain()
+    assert "not imported in a dry run" in result.stderr
+    assert not marker.exists()
+
+
 # ------------------------------------------------------------------------------------------------ force
 
 
