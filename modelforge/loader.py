@@ -3,6 +3,11 @@
 PyTorch models are accepted as `torch.export` programs (.pt2), TorchScript archives, or code (`module:function`)
 plus weights (safetensors, or a state dict read weights-only), never by unpickling a whole module: a pickle can
 run arbitrary code.
+
+TorchScript archives and TensorFlow SavedModels are programs: their code runs when they are loaded or traced
+(a scripted `forward` or a SavedModel signature can read and write any file). They load only when the person at
+the command line said `--trust-model-code` (`trust_code=True` here); `.pt2`, ONNX, Keras files (safe mode) do not
+need it.
 """
 
 from __future__ import annotations
@@ -56,12 +61,38 @@ def detect_format(path: Path) -> str:
     raise unknown_suffix_error(path)  # says what the bytes are (an ONNX model named .bin: rename it)
 
 
-def load_model(path: Path, format: str = "auto", factory: str | None = None) -> ModelArtifact:
+# Formats whose files hold code that runs when the model is loaded or traced: (what, the safe alternative).
+CODE_FORMATS = {
+    "torchscript": (
+        "a TorchScript archive holds code that runs when it is loaded",
+        "save it as a .pt2 with torch.export.save(torch.export.export(model, args), 'model.pt2'), which holds no code",
+    ),
+    "savedmodel": (
+        "a SavedModel's graph runs when it is loaded and can read and write files",
+        "save the Keras model as model.keras (loaded in Keras safe mode), or export it to .pt2 or ONNX",
+    ),
+}
+
+
+def refuse_code_format(path: Path, fmt: str, trust_code: bool) -> None:
+    """Exit 2 before anything loads a model that is a program, unless the user trusted it on the command line."""
+    if path.is_dir() and (path / "saved_model.pb").is_file():  # whatever format a recipe claims for it
+        fmt = "savedmodel"
+    if fmt in CODE_FORMATS and not trust_code:
+        why, alternative = CODE_FORMATS[fmt]
+        raise InputError(
+            f"model {path}: {why}; refused unless you pass --trust-model-code", hint=f"safer: {alternative}"
+        )
+
+
+def load_model(path: Path, format: str = "auto", factory: str | None = None, trust_code: bool = False) -> ModelArtifact:
+    """`trust_code`: the command line said --trust-model-code (TorchScript and SavedModels load only then)."""
     if factory is not None or format == "torch-module":
         if not path.is_file():
             raise InputError(f"weights {path} not found")
         return ModelArtifact(path=path, format="torch-module", metadata={"factory": factory})
     fmt = detect_format(path) if format == "auto" else format
+    refuse_code_format(path, fmt, trust_code)
     if fmt == "onnx":
         from modelforge.onnx_model import onnx_artifact
 

@@ -82,7 +82,7 @@ def _open_bound(source: DataSource | None, model: ModelArtifact, role: str) -> B
     return bind(open_dataset(source, first), model.io, role)
 
 
-def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None) -> None:
+def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, import_code: bool = True) -> None:
     gates = recipe.gates
     if gates.max_accuracy_drop is not None and (eval_data is None or eval_data.labels() is None):
         raise InputError(
@@ -93,7 +93,7 @@ def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None) -> N
         raise InputError("gate min_speedup needs latency: evaluate.skip_latency is set")
     if recipe.evaluate.slo is not None and recipe.evaluate.skip_latency:
         raise InputError("evaluate.slo needs latency: evaluate.skip_latency is set")
-    if recipe.evaluate.custom_metrics:
+    if recipe.evaluate.custom_metrics and import_code:  # a dry run never imports user code
         from modelforge.evaluate.custom import load_metric
 
         for spec in recipe.evaluate.custom_metrics:  # fail before any pass runs, not after
@@ -212,12 +212,15 @@ def _convert(artifact: ModelArtifact, folder: Path, recipe: Recipe) -> tuple[Mod
     return converted, stage
 
 
-def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
-    """Load (and convert once) the model, bind and validate the data, pick the evaluation samples."""
+def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> Inputs:
+    """Load (and convert once) the model, bind and validate the data, pick the evaluation samples.
+    `import_code=False` (a dry run): custom metrics are not imported."""
     from modelforge.loader import load_model
 
     stages: list[dict[str, Any]] = []
-    source = load_model(recipe.model.path, recipe.model.format, factory=recipe.model.factory)
+    source = load_model(
+        recipe.model.path, recipe.model.format, factory=recipe.model.factory, trust_code=recipe.model.trust_model_code
+    )
     baseline = source
     if source.format != "onnx":
         baseline, stage = _convert(source, workdir / "00-convert", recipe)
@@ -236,7 +239,7 @@ def prepare_inputs(recipe: Recipe, workdir: Path) -> Inputs:
         _check_labels(train, baseline)
     calibration = _open_bound(recipe.data.calibration, baseline, "calibration data")
     eval_data = _open_bound(recipe.data.eval_data, baseline, "eval data")
-    _check_gates_measurable(recipe, eval_data)
+    _check_gates_measurable(recipe, eval_data, import_code)
     if eval_data is not None:
         eval_note = f"eval data {recipe.data.eval_data.path}"
     elif calibration is not None and calibration.num_samples >= 2:
@@ -369,8 +372,10 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe)
     pass_specs = check_pass_chain(recipe)
+    if recipe.model.factory is not None:  # a dry run never imports user code: without it, no model to check
+        return _factory_plan(recipe, pass_specs)
     with tempfile.TemporaryDirectory(prefix="modelforge-plan-") as tmp:
-        inputs = prepare_inputs(recipe, Path(tmp))
+        inputs = prepare_inputs(recipe, Path(tmp), import_code=False)
         preflight = run_preflight(inputs.baseline, pass_specs, inputs.calibration)
         return {
             "preflight": preflight,
@@ -393,6 +398,25 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
                 "manifest.json",
             ],
         }
+
+
+def _factory_plan(recipe: Recipe, pass_specs: list[tuple[Any, type]]) -> dict[str, Any]:
+    """The plan of a model built by a factory: what can be checked without importing the factory's code."""
+    from modelforge.loader import load_model
+
+    load_model(recipe.model.path, recipe.model.format, factory=recipe.model.factory)  # the weights file exists
+    for source in (recipe.data.calibration, recipe.data.eval_data, recipe.data.train):
+        if source is not None:
+            open_dataset(source)  # readable, shapes consistent; binding to the model's inputs needs the model
+    return {
+        "model": str(recipe.model.path),
+        "format": "torch-module",
+        "factory": f"{recipe.model.factory} (not imported in a dry run; the model and data binding are checked "
+        "when it runs)",
+        "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
+        "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
+        "output": str(recipe.output.dir),
+    }
 
 
 def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | None:

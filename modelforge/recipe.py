@@ -78,7 +78,13 @@ class ModelSource(StrictModel):
         None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="'module:function' that builds the nn.Module (called without arguments); `path` then holds "
-        "its weights. The module is imported from the current folder or the Python path.",
+        "its weights. Imported from the Python path or a folder named with --code-path (never implicitly from the "
+        "current folder); a recipe file's factory needs --allow-recipe-code.",
+    )
+    trust_model_code: bool = Field(
+        False,
+        description="The model is a TorchScript archive or a SavedModel, whose code runs when it loads. Takes "
+        "effect only with --trust-model-code on the command line.",
     )
     opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
 
@@ -174,7 +180,8 @@ class EvaluateConfig(StrictModel):
         default_factory=list,
         description="Extra metrics as 'module:function'; each is called once as fn(baseline_outputs, "
         "result_outputs, labels) with lists of arrays over the whole eval set (labels may be None) and returns "
-        "a number or a mapping of names to numbers.",
+        "a number or a mapping of names to numbers. A recipe file's metrics (other than modelforge's own) need "
+        "--allow-recipe-code; never imported in a dry run.",
     )
 
     @field_validator("custom_metrics")
@@ -206,7 +213,9 @@ class GatesConfig(StrictModel):
 
 class OutputConfig(StrictModel):
     dir: Path = Field(Path("modelforge-out"), description="Output directory (written atomically).")
-    force: bool = Field(False, description="Replace an existing output directory.")
+    force: bool = Field(
+        False, description="Replace an existing output directory (in a recipe file: only with --force as well)."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -147,7 +147,7 @@ def test_mismatched_output_shapes_exit_2_naming_both(teacher, tmp_path):
     result = run_cli(
         "distill", "--teacher-factory", "prune_models:build_residual", "--teacher-weights",
         teacher / "teacher.safetensors", "--student", wrong, "--train-data", teacher / "train.npz", "-o", out, "-q",
-        cwd=pm.Path(pm.__file__).parent,
+        "--code-path", pm.Path(pm.__file__).parent, cwd=pm.Path(pm.__file__).parent,
     )  # fmt: skip
     # a teacher built by a factory (prune_models.build_residual: the width-16 net) with its weights
     assert result.returncode == 2, result.explain()

@@ -226,7 +226,7 @@ def test_prune_magnitude_from_a_factory(trained, tmp_path):
     result = run_cli(
         "prune", "--model-factory", "prune_models:build_residual", "--weights", folder / "weights.safetensors",
         "--method", "magnitude", "--sparsity", "0.8", "--train-data", paths["train"], "--eval-data", paths["val"],
-        "--epochs", "2", "-o", out, "--threads", "1", "-q",
+        "--epochs", "2", "-o", out, "--threads", "1", "-q", "--code-path", pm.Path(pm.__file__).parent,
         cwd=pm.Path(pm.__file__).parent,
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
@@ -269,7 +269,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(trained, tmp_path):
     torch.save(torch.nn.Linear(64, 10).state_dict(), factory_dir / "fc.pt")
     sd = {"fc." + k: v for k, v in torch.load(factory_dir / "fc.pt", weights_only=True).items()}
     torch.save(sd, factory_dir / "untraceable.pt")
-    args = ("--train-data", paths["train"])
+    args = ("--train-data", paths["train"], "--code-path", factory_dir)  # never imported from the cwd implicitly
     err = _bad(tmp_path, "--model-factory", "factories:not_a_module", "--weights", factory_dir / "fc.pt", *args,
                cwd=factory_dir)  # fmt: skip
     assert "nn.Module" in err

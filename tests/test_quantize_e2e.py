@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import (
+    DIGITS,
     DIGITS_CALIBRATION,
     DIGITS_EVAL,
     DIGITS_MODEL,
@@ -134,7 +135,7 @@ def test_resolved_recipe_replays_to_the_same_model(quickstart, tmp_path):
     """recipe.resolved.yaml is the recipe the flags made: replayed from another folder, it rebuilds the model."""
     _, out = quickstart
     replay = run_cli(
-        "run", out / "recipe.resolved.yaml", "-o", tmp_path / "replay", "-q", cwd=tmp_path,
+        "run", out / "recipe.resolved.yaml", "-o", tmp_path / "replay", "-q", "--allow-paths", DIGITS, cwd=tmp_path,
         env=fresh_cache_env(tmp_path / "cache"),
     )  # fmt: skip
     assert replay.returncode == 0, replay.explain()

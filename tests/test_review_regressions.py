@@ -166,7 +166,8 @@ def test_recipe_from_flags_replays_from_another_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     for replayed in (saved, work / "out" / "recipe.resolved.yaml"):
-        dry = run_cli("run", replayed, "-o", "replay", "--dry-run", cwd=elsewhere)
+        # its paths lie in work/, outside the recipe's folder and the cwd: the user allows them explicitly
+        dry = run_cli("run", replayed, "-o", "replay", "--dry-run", "--allow-paths", work, cwd=elsewhere)
         assert dry.returncode == 0, dry.explain()
 
 

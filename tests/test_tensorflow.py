@@ -68,7 +68,7 @@ def test_each_loader_converts_to_an_onnx_model_that_agrees(keras_files, kind, tm
     path = keras_files[kind]
     fmt = detect_format(path)
     assert fmt == ("savedmodel" if kind == "savedmodel" else "keras")
-    artifact = load_model(path)
+    artifact = load_model(path, trust_code=kind == "savedmodel")  # a SavedModel's graph is code: trusted here
     x = np.load(keras_files["calib"])["image"][:32]
     onnx_form, info = convert_to_onnx(artifact, tmp_path, 17, {"image": x})
     # The signature becomes the IO: NHWC inputs of the saved shape, a dynamic batch.
@@ -276,3 +276,22 @@ def test_a_python_lambda_in_an_h5_file_is_never_deserialized(tmp_path):
     model.save(tmp_path / "lambda.h5")
     with pytest.raises(InputError, match="Lambda layer with a Python `lambda`"):
         load_keras_model(tmp_path / "lambda.h5")
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_python_lambda_in_a_keras3_file_is_never_deserialized(tmp_path, suffix):
+    """Keras 3 files load in safe mode too: the lambda (which would write a marker) is refused, never run."""
+    import keras
+
+    from modelforge.tensorflow.formats import is_keras3
+    from modelforge.tensorflow.loading import load_keras_model
+
+    marker = tmp_path / "ran"
+    code = keras.layers.Lambda(lambda x, path=str(marker): (open(path, "w").close(), x * 2)[1])
+    path = tmp_path / f"lambda{suffix}"
+    keras.Sequential([keras.Input((4,)), code]).save(path)
+    marker.unlink()  # building the model ran the lambda once, here
+    assert is_keras3(path)
+    with pytest.raises(InputError, match="Lambda"):
+        load_keras_model(path)
+    assert not marker.exists()

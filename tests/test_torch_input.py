@@ -132,6 +132,7 @@ def test_state_dict_is_refused(tmp_path):
 
 
 def test_torchscript_archive_quantizes_with_shapes_from_the_data(exported, tmp_path):
+    """A TorchScript archive is code: it loads with --trust-model-code (tests/test_code_formats.py: refused without)."""
     folder, x, y, _ = exported
     program = torch.export.load(str(folder / "model.pt2"))
     scripted = torch.jit.trace(program.module(), (torch.from_numpy(x[:2].reshape(-1, 1, 8, 8)),))
@@ -140,7 +141,7 @@ def test_torchscript_archive_quantizes_with_shapes_from_the_data(exported, tmp_p
     np.savez(tmp_path / "eval.npz", pixels=x[1200:].reshape(-1, 1, 8, 8), labels=y[1200:])
     result = run_cli(
         "quantize", tmp_path / "model.pt", "-c", tmp_path / "calibration.npz", "-e", tmp_path / "eval.npz",
-        "-o", tmp_path / "out", "--threads", "1", "-q",
+        "-o", tmp_path / "out", "--threads", "1", "-q", "--trust-model-code",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
     report = load_report(tmp_path / "out")

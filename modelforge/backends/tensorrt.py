@@ -60,6 +60,8 @@ class TensorRtBackend:
         trt, torch = require_tensorrt("running a TensorRT engine")
         data = model if isinstance(model, bytes) else Path(model).read_bytes()
         runtime = trt.Runtime(trt_logger(trt))
+        if hasattr(runtime, "engine_host_code_allowed"):  # TensorRT 8.6+: plugin libraries serialized into an
+            runtime.engine_host_code_allowed = False  # engine are code; never loaded (TensorRT's default, made sure)
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise PassError(stage, "TensorRT cannot deserialize the engine (built for another GPU or TensorRT?)")

@@ -153,8 +153,20 @@ def _internal_error(exc: Exception) -> None:
     sys.exit(EXIT_PASS_FAILED)
 
 
+def forget_current_folder(entry: str | None = None) -> None:
+    """Drop the implicit current-folder entries ('' and, given as `entry`, the one `python -m` added) from the
+    import path, so user code is imported only from places the user named (PYTHONPATH, --code-path)."""
+    import os
+
+    if entry is not None and entry in sys.path and Path(entry or ".").resolve() == Path(os.getcwd()).resolve():
+        sys.path.remove(entry)
+    while "" in sys.path:  # `python -c`, an embedding interpreter: '' is whatever folder is current at import time
+        sys.path.remove("")
+
+
 def main() -> None:
     """Run the app; a ModelforgeError becomes one line on stderr and its exit code, never a traceback."""
+    forget_current_folder()
     try:
         code = app(standalone_mode=False)
     except ModelforgeError as exc:

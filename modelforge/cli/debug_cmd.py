@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from modelforge.cli.options import TrustOptions
+
 
 def debug(
     model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 (torch.export) or TorchScript.")],
@@ -28,6 +30,7 @@ def debug(
     top: Annotated[int, typer.Option(help="Show this many layers (all with --json).")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print every layer as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    trust_model_code: TrustOptions.trust_model_code = False,
 ) -> None:
     """Quantize as `quantize` would, then compare every layer's output with the float model's: SQNR, the noise
     each layer adds, cosine. Worst layers first, so you see where accuracy goes (exclude them with
@@ -56,7 +59,7 @@ def debug(
 
     with tempfile.TemporaryDirectory(prefix="modelforge-debug-") as tmp:
         workdir = Path(tmp)
-        artifact = load_model(model)
+        artifact = load_model(model, trust_code=trust_model_code)
         if artifact.format != "onnx":
             example = example_inputs(DataSource(path=calibration))
             artifact, _ = convert_to_onnx(artifact, workdir, DEFAULT_OPSET, example)

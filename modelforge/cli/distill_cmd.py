@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, TrainOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrainOptions, TrustOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
@@ -100,6 +100,7 @@ def distill(
     cache: GateOptions.cache = True,
     save_recipe: GateOptions.save_recipe = None,
     dry_run: GateOptions.dry_run = False,
+    code_path: TrustOptions.code_path = None,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
     summary_file: GateOptions.summary_file = None,
@@ -172,6 +173,9 @@ def distill(
         config["student_weights"] = str(student_weights.resolve())
     if student_from_teacher is not None:
         config["student_from_teacher"] = student_from_teacher
+    from modelforge.grants import add_code_paths
+
+    add_code_paths(code_path)  # where --model-factory / --*-factory modules are imported from
     recipe = common_recipe(
         model=teacher if teacher is not None else teacher_weights,
         model_factory=teacher_factory,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrustOptions, common_recipe
 from modelforge.export.targets import one_of, target_names
 from modelforge.report.ci import with_error_outputs
 
@@ -99,6 +99,7 @@ def export(
     seed: GateOptions.seed = 0,
     save_recipe: GateOptions.save_recipe = None,
     dry_run: GateOptions.dry_run = False,
+    trust_model_code: TrustOptions.trust_model_code = False,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
     summary_file: GateOptions.summary_file = None,
@@ -155,6 +156,7 @@ def export(
         force=force,
         threads=threads,
         seed=seed,
+        trust_model_code=trust_model_code,
         gates={"max_accuracy_drop": max_accuracy_drop, "min_agreement": min_agreement, "min_cosine": min_cosine},
     )
     if skip_latency:

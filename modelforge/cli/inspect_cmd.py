@@ -9,13 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
+from modelforge.cli.options import TrustOptions
 
-def describe(path: Path) -> dict[str, Any]:
+
+def describe(path: Path, trust_model_code: bool = False) -> dict[str, Any]:
     from modelforge.loader import convert_to_onnx, load_model
     from modelforge.onnx_model import is_quantized, load_onnx, op_histogram, opset_version, parameter_count
     from modelforge.recipe import DEFAULT_OPSET
 
-    artifact = load_model(path)
+    artifact = load_model(path, trust_code=trust_model_code)
     info: dict[str, Any] = {"path": str(path), "format": artifact.format, "size_bytes": artifact.size_bytes()}
     with tempfile.TemporaryDirectory(prefix="modelforge-inspect-") as tmp:
         if artifact.format != "onnx":
@@ -41,9 +43,10 @@ def inspect(
         Path, typer.Argument(help="Model file: .onnx, .pt2, TorchScript, Keras (.keras/.h5) or a SavedModel folder.")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    trust_model_code: TrustOptions.trust_model_code = False,
 ) -> None:
     """Show a model's inputs and outputs (shapes, dtypes), operator histogram, parameter count and size."""
-    info = describe(model)
+    info = describe(model, trust_model_code)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

@@ -41,6 +41,44 @@ class GateOptions:
     ]
 
 
+class TrustOptions:
+    """What only the command line can allow (README "Security"); declared once, used by every command."""
+
+    trust_model_code = Annotated[
+        bool,
+        typer.Option(
+            "--trust-model-code",
+            help="Load TorchScript archives and SavedModels, whose code runs when they load (refused by default; "
+            "safer: a torch.export .pt2, or a Keras .keras file).",
+        ),
+    ]
+    allow_recipe_code = Annotated[
+        bool,
+        typer.Option(
+            "--allow-recipe-code",
+            help="Let the recipe import code it names (model.factory, evaluate.custom_metrics, *_factory).",
+        ),
+    ]
+    allow_paths = Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-paths",
+            metavar="DIR",
+            help="Let the recipe name files under DIR too (default: only its own folder and the current one). "
+            "Repeatable.",
+        ),
+    ]
+    code_path = Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--code-path",
+            metavar="DIR",
+            help="Import factories and custom metrics from DIR too (the current folder is never searched "
+            "implicitly). Repeatable.",
+        ),
+    ]
+
+
 class TrainOptions:
     """Training flags shared by the commands that train (prune's fine-tuning, distill); defaults stay per command."""
 
@@ -71,9 +109,15 @@ def common_recipe(
     gates: dict[str, Any],
     cache: bool = True,
     model_factory: str | None = None,
+    trust_model_code: bool = False,
 ) -> Recipe:
+    source: dict[str, Any] = {"path": str(model)}
+    if model_factory is not None:
+        source["factory"] = model_factory
+    if trust_model_code:
+        source["trust_model_code"] = True
     raw = {
-        "model": str(model) if model_factory is None else {"path": str(model), "factory": model_factory},
+        "model": source,
         "data": {k: v for k, v in data.items() if v is not None},
         "passes": passes,
         "gates": {k: v for k, v in gates.items() if v is not None},

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, TrainOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrainOptions, TrustOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
@@ -68,6 +68,7 @@ def prune(
     cache: GateOptions.cache = True,
     save_recipe: GateOptions.save_recipe = None,
     dry_run: GateOptions.dry_run = False,
+    code_path: TrustOptions.code_path = None,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
     summary_file: GateOptions.summary_file = None,
@@ -130,6 +131,9 @@ def prune(
         config["sparsity"] = sparsity
     if target_macs is not None:
         config["target_macs"] = target_macs
+    from modelforge.grants import add_code_paths
+
+    add_code_paths(code_path)  # where --model-factory / --*-factory modules are imported from
     recipe = common_recipe(
         model=model if model is not None else weights,
         model_factory=model_factory,

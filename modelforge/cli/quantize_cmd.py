@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, common_recipe
+from modelforge.cli.options import GateOptions, TrustOptions, common_recipe
 from modelforge.report.ci import with_error_outputs
 
 
@@ -84,6 +84,7 @@ def quantize(
     cache: GateOptions.cache = True,
     save_recipe: GateOptions.save_recipe = None,
     dry_run: GateOptions.dry_run = False,
+    trust_model_code: TrustOptions.trust_model_code = False,
     quiet: GateOptions.quiet = False,
     as_json: GateOptions.as_json = False,
     summary_file: GateOptions.summary_file = None,
@@ -128,6 +129,7 @@ def quantize(
         force=force,
         threads=threads,
         seed=seed,
+        trust_model_code=trust_model_code,
         cache=cache,
         gates={
             "max_accuracy_drop": max_accuracy_drop,

@@ -43,14 +43,15 @@ class BenchSettings:
 
 
 def _load(path: Path):
-    from modelforge.loader import load_model
+    from modelforge.loader import detect_format, load_model
 
-    artifact = load_model(path)
-    if artifact.format != "onnx":
+    fmt = detect_format(path)  # before loading: a model that is a program is never loaded here
+    if fmt != "onnx":
         raise InputError(
-            f"model {path}: bench measures ONNX models, got {artifact.format}",
+            f"model {path}: bench measures ONNX models, got {fmt}",
             hint="convert it first (e.g. `modelforge run` with no passes writes the ONNX baseline)",
         )
+    artifact = load_model(path, "onnx")
     from modelforge.preflight import check_loads
 
     check_loads(artifact.path)  # an invalid file is bad input (exit 2), found before any model is measured

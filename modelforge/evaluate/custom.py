@@ -10,9 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import numbers
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,22 +19,16 @@ from modelforge.errors import InputError
 
 
 def load_metric(spec: str) -> Callable[..., Any]:
-    """Import `module:function`; the working directory is searched too (a metrics.py next to the recipe)."""
+    """Import `module:function` from the Python path or a folder named with --code-path; never implicitly from
+    the current folder, where a checked-out pull request could plant a module."""
     module_name, _, function_name = spec.partition(":")
-    cwd = str(Path.cwd())
-    added = cwd not in sys.path
-    if added:
-        sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(
             f"custom metric {spec}: cannot import module '{module_name}': {exc}",
-            hint="make the module importable (installed, or on PYTHONPATH)",
+            hint="name the folder that holds it with --code-path DIR (or install it, or set PYTHONPATH)",
         ) from None
-    finally:
-        if added:
-            sys.path.remove(cwd)
     fn = getattr(module, function_name, None)
     if not callable(fn):
         raise InputError(f"custom metric {spec}: module '{module_name}' has no function '{function_name}'")

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,17 @@ def import_torch():
 
 
 def call_factory(spec: str) -> Any:
-    """Import `module:function` (from the current folder too, as `python -m` would) and call it."""
+    """Import `module:function` and call it. Only from the Python path and the folders named with --code-path:
+    never implicitly from the current folder, where a checked-out pull request could plant a module."""
     torch = import_torch()
     module_name, _, function_name = spec.partition(":")
-    added = str(Path.cwd())
-    sys.path.insert(0, added)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise InputError(f"model factory {spec}: cannot import {module_name} ({type(exc).__name__}: {exc})") from None
-    finally:
-        if sys.path and sys.path[0] == added:
-            sys.path.pop(0)
+        raise InputError(
+            f"model factory {spec}: cannot import {module_name} ({type(exc).__name__}: {exc})",
+            hint="name the folder that holds it with --code-path DIR",
+        ) from None
     factory = getattr(module, function_name, None)
     if not callable(factory):
         raise InputError(f"model factory {spec}: {module_name} has no function {function_name}")
