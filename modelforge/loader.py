@@ -90,7 +90,7 @@ def load_model(path: Path, format: str = "auto", factory: str | None = None, tru
     if factory is not None or format == "torch-module":
         if not path.is_file():
             raise InputError(f"weights {path} not found")
-        return ModelArtifact(path=path, format="torch-module", metadata={"factory": factory})
+        return ModelArtifact(path=path, format="torch-module", factory=factory)
     fmt = detect_format(path) if format == "auto" else format
     refuse_code_format(path, fmt, trust_code)
     if fmt == "onnx":
@@ -194,12 +194,12 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
         from modelforge.torch.export import export_program
         from modelforge.torch.loading import build_from_factory
 
-        module = build_from_factory(artifact.metadata["factory"], artifact.path)
+        module = build_from_factory(artifact.factory, artifact.path)
         example = tuple(torch.from_numpy(v) for v in example_inputs.values())
         try:
             program = export_program(module, example, stage="convert")
         except PassError as exc:  # code that torch.export cannot trace is the user's input to fix
-            raise InputError(f"model factory {artifact.metadata['factory']}: {exc.message.split(': ', 1)[1]}") from None
+            raise InputError(f"model factory {artifact.factory}: {exc.message.split(': ', 1)[1]}") from None
         _export_program(torch, program, exported, opset)
         return "torch.onnx (dynamo) from the factory's module, via torch.export"
     module = _load_torchscript(torch, artifact.path)
@@ -278,4 +278,4 @@ def convert_to_onnx(
         model.metadata_props.add(key=key, value=value)
     save_onnx(model, target)
     info = {"exporter": exporter, "opset_requested": opset, "opset": produced_opset}
-    return onnx_artifact(target, source_format=artifact.format), info
+    return onnx_artifact(target), info

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from modelforge.artifact import IOSpec, ModelArtifact, TensorSpec
@@ -70,7 +70,11 @@ def _has_external_data(model: onnx.ModelProto) -> bool:
 
 
 def external_data_files(path: Path, model: onnx.ModelProto | None = None) -> list[Path]:
-    """Files referenced by the model's external-data tensors (without loading the weights)."""
+    """Files referenced by the model's external-data tensors (without loading the weights).
+
+    A location is the model file's say, so it must stay inside the model's folder: an absolute path, a `..`, a
+    link, or a folder link leading out is refused (exit 2) before anything is opened, measured or hashed, else
+    sizes, hashes and copies would probe or read any file the model names."""
     import onnx
 
     if model is None:
@@ -81,7 +85,28 @@ def external_data_files(path: Path, model: onnx.ModelProto | None = None) -> lis
             for entry in tensor.external_data:
                 if entry.key == "location":
                     locations.add(entry.value)
-    return [path.parent / loc for loc in sorted(locations)]
+    return [_inside_model_folder(path, loc) for loc in sorted(locations)]
+
+
+def _inside_model_folder(path: Path, location: str) -> Path:
+    posix, windows = PurePosixPath(location), PureWindowsPath(location)
+    problem = None
+    if not location or posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
+        problem = "is absolute"
+    elif ".." in posix.parts or ".." in windows.parts:
+        problem = "contains '..'"
+    else:
+        target = path.parent / location
+        if target.is_symlink():
+            problem = "is a symbolic link"
+        elif not target.resolve().is_relative_to(path.parent.resolve()):
+            problem = "resolves outside the model's folder"
+    if problem:
+        raise InputError(
+            f"{path}: external data location {location!r} {problem}; expected a file inside {path.parent}",
+            hint="keep the weight files the model references beside it",
+        )
+    return path.parent / location
 
 
 def _numpy_dtype_name(elem_type: int) -> str:
@@ -132,7 +157,8 @@ def check_structure(model: onnx.ModelProto, path: Path) -> None:
         raise InputError(f"{path}: not a valid ONNX model ({problem}; truncated or not an ONNX file?)")
 
 
-def onnx_artifact(path: Path, **metadata: Any) -> ModelArtifact:
+def onnx_artifact(path: Path) -> ModelArtifact:
+    """The artifact of an ONNX file; its metadata_props are kept as the model's own metadata, never as control."""
     model = load_onnx(path, load_external_data=False)
     check_structure(model, path)
     missing = [f for f in external_data_files(path, model) if not f.is_file()]
@@ -141,13 +167,8 @@ def onnx_artifact(path: Path, **metadata: Any) -> ModelArtifact:
             f"{path}: external data file missing ({missing[0]})",
             hint="keep the weight files the model references beside it",
         )
-    meta = {
-        "opset": opset_version(model),
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        **{p.key: p.value for p in model.metadata_props},
-        **metadata,
-    }
-    return ModelArtifact(path=path, format="onnx", io=io_spec(model), metadata=meta)
+    own = {p.key: p.value for p in model.metadata_props}
+    return ModelArtifact(path=path, format="onnx", io=io_spec(model), model_metadata=own)
 
 
 def opset_version(model: onnx.ModelProto) -> int:

@@ -15,7 +15,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,15 +102,15 @@ def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, impo
 
 def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]:
     from modelforge.graph_stats import int8_compute_share
-    from modelforge.onnx_model import load_onnx
+    from modelforge.onnx_model import load_onnx, opset_version
 
-    onnx_form = artifact.format == "onnx"
+    model = load_onnx(artifact.path, load_external_data=False) if artifact.format == "onnx" else None
     return {
         "path": str(display_path),
         "format": artifact.format,
-        "compute": int8_compute_share(load_onnx(artifact.path, load_external_data=False)) if onnx_form else None,
+        "compute": int8_compute_share(model) if model is not None else None,
         "size_bytes": artifact.size_bytes(),
-        "opset": artifact.metadata.get("opset"),
+        "opset": opset_version(model) if model is not None else None,
         "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
         "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.outputs],
     }
@@ -335,7 +335,7 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
         )
         fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + steering + (f"|{extra}" if extra else "")
         key = cache.stage_key(current, spec.name, config.model_dump(mode="json"), fingerprint, recipe.seed)
-        hit = cache.lookup(key, ctx.workdir)
+        hit = cache.lookup(key, ctx.workdir, warn=ctx.progress.log)
         if hit is not None:
             result, metrics = hit
             ctx.metrics.update(metrics)
@@ -521,7 +521,7 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
         written = current.write_into(staging)
         if framework_form is not None and framework_form is not current:  # a .tflite result is both
             framework_form.write_into(staging)
-        final = ModelArtifact(written[0], current.format, current.io, current.metadata)
+        final = replace(current, path=written[0])
 
         from modelforge.evaluate.evaluator import evaluate_pair
         from modelforge.machine import machine_record

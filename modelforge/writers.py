@@ -25,7 +25,8 @@ def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
     else:
         shutil.copyfile(artifact.path, target)
     written = [target, *external_data_files(target)]
-    runtime_writer = RUNTIME_WRITERS.get(artifact.metadata.get("runtime", ""))
+    served_on = artifact.served_on  # set by a target pass, never read from the model file
+    runtime_writer = RUNTIME_WRITERS.get(served_on.runtime) if served_on is not None else None
     if runtime_writer is not None:
         written += runtime_writer(artifact, target)
     return written
@@ -36,7 +37,7 @@ def write_openvino_ir(artifact: ModelArtifact, onnx_file: Path) -> list[Path]:
     fp16 for bf16 serving (half the file; bf16 compute rounds them further anyway), exactly otherwise."""
     from modelforge.backends.openvino import write_ir
 
-    bf16 = artifact.metadata.get("runtime_precision") == "bf16"
+    bf16 = artifact.served_on is not None and artifact.served_on.precision == "bf16"
     return write_ir(onnx_file, onnx_file.with_suffix(".xml"), compress_to_fp16=bf16, stage="openvino")
 
 
@@ -45,11 +46,10 @@ def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
     target = folder / "model.pt2"
     shutil.copyfile(artifact.path, target)
     written = [target]
-    checkpoints = artifact.metadata.get("checkpoints")  # the training state a pass left (best and last epoch)
-    if checkpoints:
+    if artifact.checkpoints:  # the training state a pass left in its work folder (best and last epoch)
         (folder / "checkpoints").mkdir(exist_ok=True)
-        for file in checkpoints:
-            written.append(folder / "checkpoints" / Path(file).name)
+        for file in artifact.checkpoints:
+            written.append(folder / "checkpoints" / file.name)
             shutil.copyfile(file, written[-1])
     return written
 
@@ -94,7 +94,6 @@ def write_artifact(artifact: ModelArtifact, folder: Path) -> list[Path]:
     if writer is None:
         raise PassError("output", f"no writer for {artifact.format} models")
     written = writer(artifact, folder)
-    extra = artifact.metadata.get("extra_output")  # a target's own files (Triton repository, Jetson bundle)
-    if extra:
-        shutil.copytree(extra, folder, dirs_exist_ok=True)
+    for side_output in artifact.side_outputs:  # a target's own files (Triton repository, Jetson bundle)
+        shutil.copytree(side_output, folder, dirs_exist_ok=True)
     return written

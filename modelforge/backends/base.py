@@ -105,8 +105,10 @@ def served_file(artifact: Any) -> Path:
 
 
 def serving_runtime(artifact: Any) -> tuple[str, str]:
-    """(runtime, precision) a model artifact is meant to run with: what a target pass recorded in its metadata
-    (`runtime`, `runtime_precision`), else the runtime its file suffix names, in the graph's own precision."""
-    metadata = getattr(artifact, "metadata", None) or {}
-    runtime = metadata.get("runtime") or runtime_for(Path(artifact.path))
-    return runtime, metadata.get("runtime_precision") or "fp32"
+    """(runtime, precision) a model artifact is meant to run with: what a target pass recorded (its typed
+    `served_on`, never the model file's metadata), else the runtime its file suffix names, in the graph's own
+    precision."""
+    served_on = getattr(artifact, "served_on", None)
+    if served_on is not None:
+        return served_on.runtime, served_on.precision
+    return runtime_for(Path(artifact.path)), "fp32"

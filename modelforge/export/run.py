@@ -3,6 +3,7 @@ beside model.onnx in the output (writers.py), and records what it chose and meas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -50,8 +51,9 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
         # A model labelled for OpenVINO (--target openvino/auto) has its IR beside model.onnx: Triton's OpenVINO
         # backend serves that IR, the files that were measured.
         ir = [model_dir / "model.xml", model_dir / "model.bin"]
-        if artifact.metadata.get("runtime") == "openvino" and ir[0].is_file():
-            served = Served(ir, "openvino", artifact.metadata.get("runtime_precision") or "fp32")
+        served_on = artifact.served_on
+        if served_on is not None and served_on.runtime == "openvino" and ir[0].is_file():
+            served = Served(ir, "openvino", served_on.precision)
         else:
             served = Served([model_path], "onnxruntime", "fp32")
         _triton(model_path, artifact.io, config, precision, bundle, ctx, served)
@@ -74,7 +76,7 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
             )
         (bundle / BASELINE_NAME).write_text(json.dumps(baseline, indent=1) + "\n")
         ctx.record("baseline_stats", BASELINE_NAME)
-    return ModelArtifact(model_path, "onnx", artifact.io, {**artifact.metadata, "extra_output": str(bundle)})
+    return dataclasses.replace(artifact, path=model_path, format="onnx", side_outputs=(bundle,))
 
 
 def _pruned_2_4(model) -> bool:

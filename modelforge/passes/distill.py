@@ -142,8 +142,8 @@ class Distill(Pass):
         for key, value in record.items():
             ctx.record(key, value)
         best = Path(record["checkpoints"]) / "student"
-        kept = [str(best / name) for name in ("best.pt", "last.pt") if (best / name).is_file()]
-        return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
+        kept = tuple(best / name for name in ("best.pt", "last.pt") if (best / name).is_file())
+        return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=kept)
 
     def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         from modelforge.tensorflow.distill import run_keras_distillation
@@ -151,4 +151,4 @@ class Distill(Pass):
         path, record, kind = run_keras_distillation(artifact, self.config, ctx)
         for key, value in record.items():
             ctx.record(key, value)
-        return ModelArtifact(path=path, format="keras", io=artifact.io, metadata={"keras": kind})
+        return ModelArtifact(path=path, format="keras", io=artifact.io, keras_flavor=kind)

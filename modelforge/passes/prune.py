@@ -105,8 +105,8 @@ class Prune(Pass):
         for key, value in record.items():
             ctx.record(key, value)
         final_step = Path(record["checkpoints"]) / f"step-{len(record['steps'])}"
-        kept = [str(final_step / name) for name in ("best.pt", "last.pt") if (final_step / name).is_file()]
-        return ModelArtifact(path=path, format="torch-export", io=artifact.io, metadata={"checkpoints": kept})
+        kept = tuple(final_step / name for name in ("best.pt", "last.pt") if (final_step / name).is_file())
+        return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=kept)
 
     @classmethod
     def check_source(cls, path: Path, fmt: str, config: dict) -> None:
@@ -122,4 +122,4 @@ class Prune(Pass):
         path, record = prune_keras(artifact, self.config, ctx)
         for key, value in record.items():
             ctx.record(key, value)
-        return ModelArtifact(path=path, format="keras", io=artifact.io, metadata={"keras": "tf_keras"})
+        return ModelArtifact(path=path, format="keras", io=artifact.io, keras_flavor="tf_keras")

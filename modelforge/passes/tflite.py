@@ -75,4 +75,4 @@ class Tflite(Pass):
             float_size = len(convert_tflite(tf_model, artifact.path, "fp32"))
             ctx.record("size_bytes_float_tflite", float_size)
             ctx.record("size_ratio_vs_float_tflite", float_size / len(flatbuffer))
-        return ModelArtifact(path=path, format="tflite", io=artifact.io, metadata={"precision": config.precision})
+        return ModelArtifact(path=path, format="tflite", io=artifact.io)

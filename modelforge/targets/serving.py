@@ -1,21 +1,20 @@
 """What runtime and precision a model artifact is served with, and whether this machine can offer it.
 
-A target pass labels its result (`runtime`, `runtime_precision` in the artifact's metadata); the evaluator opens
+A target pass labels its result (the artifact's typed `served_on` field); the evaluator opens
 the result there, the writers write that runtime's files (OpenVINO IR beside model.onnx), the report says so.
 """
 
 from __future__ import annotations
 
-from modelforge.artifact import ModelArtifact
-from modelforge.errors import InputError
+import dataclasses
 
-RUNTIME_KEYS = ("runtime", "runtime_precision")
+from modelforge.artifact import ModelArtifact, ServedOn
+from modelforge.errors import InputError
 
 
 def serve_on(artifact: ModelArtifact, runtime: str, precision: str) -> ModelArtifact:
     """A copy of `artifact` labelled to be served on `runtime` in `precision` (the original is left alone)."""
-    metadata = {**artifact.metadata, "runtime": runtime, "runtime_precision": precision}
-    return ModelArtifact(artifact.path, artifact.format, artifact.io, metadata)
+    return dataclasses.replace(artifact, served_on=ServedOn(runtime, precision))
 
 
 def check_offered(runtime: str, precision: str) -> None:

@@ -124,6 +124,4 @@ def tf_to_onnx(
         "opset": opset,
         "check": check | {"samples": len(next(iter(feeds.values()))), "samples_from": source},
     }
-    converted = onnx_artifact(target, source_format=artifact.format)
-    converted.metadata["tf_source"] = {"kind": tf_model.kind, "inputs": [t.name for t in tf_model.inputs]}
-    return converted, info
+    return onnx_artifact(target), info

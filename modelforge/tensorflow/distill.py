@@ -211,7 +211,7 @@ def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, 
     from modelforge.tensorflow.loading import load_keras_model
 
     check_keras_distill(artifact.path, artifact.format, config.model_dump())
-    teacher, _ = load_keras_model(artifact.path, artifact.metadata.get("keras"))
+    teacher, _ = load_keras_model(artifact.path, artifact.keras_flavor)
     student_path = Path(config.student)
     student, kind = load_keras_model(student_path)
     t_out, s_out = teacher.outputs[0], student.outputs[0]

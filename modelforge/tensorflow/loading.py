@@ -161,7 +161,7 @@ def load_tf_model(artifact: ModelArtifact) -> TfModel:
     """Load a `keras` or `savedmodel` artifact (Keras 3 or tf_keras, as the file says)."""
     if artifact.format == "savedmodel":
         return _savedmodel_tf_model(artifact.path)
-    model, kind = load_keras_model(artifact.path, artifact.metadata.get("keras"))
+    model, kind = load_keras_model(artifact.path, artifact.keras_flavor)
     return _keras_tf_model(model, kind, artifact.path)
 
 
@@ -169,7 +169,5 @@ def tf_artifact(path: Path, fmt: str) -> ModelArtifact:
     """The artifact for a Keras file or SavedModel folder; IO comes from the ONNX form once converted."""
     if not path.exists():
         raise InputError(f"model {path} not found")
-    metadata: dict[str, Any] = {}
-    if fmt == "keras":
-        metadata["keras"] = "keras3" if is_keras3(path) else "tf_keras"
-    return ModelArtifact(path=path, format=fmt, metadata=metadata)
+    flavor = ("keras3" if is_keras3(path) else "tf_keras") if fmt == "keras" else None
+    return ModelArtifact(path=path, format=fmt, keras_flavor=flavor)

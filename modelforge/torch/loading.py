@@ -94,7 +94,7 @@ def load_program(path: Path):
 def load_module(artifact: ModelArtifact):
     """A trainable nn.Module for a PyTorch-form artifact."""
     if artifact.format == "torch-module":
-        return build_from_factory(artifact.metadata["factory"], artifact.path)
+        return build_from_factory(artifact.factory, artifact.path)
     if artifact.format == "torch-export":
         from modelforge.torch.rebuild import rebuild_modules
 
