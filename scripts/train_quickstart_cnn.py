@@ -22,7 +22,7 @@ Writes, under calibration/quickstart/ (or --out):
 The run is seeded and deterministic (deterministic algorithms, fixed thread count), so a re-run with the same
 torch/onnx/numpy versions and --threads reproduces the same files (it prints their sha256).
 
-    python scripts/train_quickstart_cnn.py            # ~5 min on one idle CPU core
+    python scripts/train_quickstart_cnn.py            # ~10 min on one CPU core; prints every epoch
 """
 
 from __future__ import annotations
