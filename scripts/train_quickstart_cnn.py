@@ -7,11 +7,12 @@ This one is ResNet-shaped: a stride-2 3x3 stem, three basic blocks (48 channels 
 layer: ~93 M multiply-adds, 98% of them in 3x3 convolutions, and 0.44 M parameters (1.8 MB in float32).
 
 Data: the real handwritten digits of `sklearn.datasets.load_digits()` (same stratified 70/30 split as
-calibration/digits), each 8x8 image drawn onto a 64x64 canvas by a random affine map (side 28-60 px, rotation
-+-15 deg, shear, anywhere on the canvas) with bilinear sampling. Training draws a fresh placement every epoch;
-the calibration and eval sets are drawn once from a fixed seed. So the network must find a digit of any size
-anywhere in the frame, and its accuracy is measured on writers' digits it never saw. Pixels are multiples of
-1/64 (the source digits have 17 grey levels), exact in float32, so the bundled .npz files compress well.
+calibration/digits), each 8x8 image drawn onto a 64x64 canvas by a random affine map (side 28-60 px, rotation +-15
+deg, shear, anywhere on the canvas) with bilinear sampling. Training draws a fresh placement every epoch; the
+calibration and eval sets are drawn once from a fixed seed. So the network must find a digit of any size anywhere
+in the frame, and its accuracy is measured on digits it never saw (a random split: the same people wrote both).
+Pixels are multiples of 1/64 (the source digits have 17 grey levels), exact in float32, so the bundled .npz files
+compress well.
 
 Writes, under calibration/quickstart/ (or --out):
   model.onnx       opset 17, input `image` [batch,1,64,64] float32 in [0,1], output `logits` [batch,10];
