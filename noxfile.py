@@ -56,7 +56,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
-    """The README's quickstart: quantize the bundled digits CNN and gate on its accuracy."""
+    """The README's quickstart: INT8-quantize the bundled residual CNN and gate on its accuracy."""
     session.install("-e", ".")
     session.run("modelforge", "run", "recipes/quickstart.yaml", "-o", "out/quickstart", "--force")
 

@@ -5,7 +5,8 @@
    the best hand-tuned `quantize_static` configuration (pre-processed graph, QDQ, uint8 activations,
    int8 per-channel weights) and `quantize_static` with its defaults. Speed-up = FP32 p50 / model p50,
    all models timed in rotating blocks so a noisy shared machine hits them alike.
-2. The bundled quickstart: top-1 accuracy drop of the INT8 model on the held-out digits.
+2. The bundled quickstart (residual CNN, 64x64 digits): accuracy drop, agreement, speed-up and size ratio of
+   the INT8 model it ships, as its report measures them.
 
     python benchmarks/bench_quantize.py --out bench-results/quantize.json
 """
@@ -143,8 +144,9 @@ def bench_quickstart() -> dict:
         "accuracy_result": summary["accuracy_result"],
         "accuracy_drop_pp": summary["accuracy_drop_pp"],
         "top1_agreement": summary["top1_agreement"],
+        "speedup": summary["speedup"],
         "size_ratio": summary["size_ratio"],
-        "target_accuracy_drop_pp": 0.5,
+        "targets": {"accuracy_drop_pp": 0.5, "top1_agreement": 0.99, "speedup": 1.5, "size_ratio": 3},
     }
 
 

@@ -163,7 +163,10 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def quickstart(tmp_path_factory) -> tuple[CliResult, Path]:
-    """The README's quickstart through the CLI, run once and shared by the tests that read its output."""
+    """INT8 quantization of the digits CNN through the CLI, run once and shared by the tests that read its output.
+
+    (The README's quickstart recipe itself runs on calibration/quickstart: see test_quickstart.py.)
+    """
     out = tmp_path_factory.mktemp("quickstart") / "out"
     result = run_cli(
         "quantize",

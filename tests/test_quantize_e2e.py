@@ -1,4 +1,4 @@
-"""The quickstart end to end through the CLI: outputs, report schema, accuracy, manifest, determinism, gates."""
+"""Digits INT8 end to end through the CLI: outputs, report schema, accuracy, manifest, determinism, gates."""
 
 from __future__ import annotations
 
