@@ -93,7 +93,9 @@ def _check_replaceable(out: Path) -> None:
 
     if out.is_symlink():
         raise InputError(f"output {out} is a symbolic link: --force never replaces a link", hint="name the folder")
-    if any(out.iterdir()) and not is_modelforge_output(out):
+    if not any(out.iterdir()):  # an empty folder is simply replaced
+        return
+    if not is_modelforge_output(out):
         raise InputError(
             f"output {out} was not written by modelforge (no modelforge {MANIFEST_NAME} in it): --force never "
             "moves or deletes such a folder",
