@@ -465,7 +465,7 @@ def _planned_checkpoints(recipe: Recipe) -> dict[str, str]:
     for spec in recipe.passes:
         if spec.name in ("prune", "distill"):
             named = spec.config.get("checkpoint_dir")
-            where = checkpoint_dir(Path(named) if named else None, recipe.output.dir)
+            where = checkpoint_dir(Path(named) if named else None, recipe.output.dir, create=False)
             kept = "kept there" if named else "removed once the pass is done"
             kept += f"; {recipe.output.dir / 'checkpoints'}/ gets best.pt and last.pt" if not named else ""
             plan[f"checkpoints ({spec.name})"] = f"{where} ({kept})"

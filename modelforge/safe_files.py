@@ -13,7 +13,9 @@ write outside the folder, and a plain copy would read what it points at into an 
 - copies refuse links instead of keeping them: a link kept in an output folder would still point outside it
   for whoever serves or unpacks the folder next, and a link copied as its target would read outside it.
 
-Every refusal is an InputError (exit 2) naming the link.
+Every refusal is an InputError (exit 2) naming the link. Libraries that only write by path (onnx.save with
+external data, openvino.save_model) write only into folders this run created with mkdtemp (private, empty), where
+no one else can plant a link; what they write reaches a shared folder through copy_tree / copy_file.
 """
 
 from __future__ import annotations

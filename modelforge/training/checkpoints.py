@@ -26,13 +26,21 @@ def default_checkpoint_dir(output: Path) -> Path:
     return cache_root() / "checkpoints" / f"{Path(output).name or 'output'}-{key}"
 
 
-def checkpoint_dir(named: Path | None, output: Path | None, workdir: Path | None = None) -> Path:
+def checkpoint_dir(named: Path | None, output: Path | None, workdir: Path | None = None, create: bool = True) -> Path:
     """The folder a training pass checkpoints into: the one named, else the cache's for this output, else (a
-    pass run on its own, without an output) its private work folder."""
+    pass run on its own, or a cache folder that cannot be created) its private work folder. `create=False`:
+    only say where (a dry run writes nothing)."""
     if named is not None:
         return Path(named)
     if output is not None:
-        return default_checkpoint_dir(output)
+        folder = default_checkpoint_dir(output)
+        if not create:
+            return folder
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            return folder
+        except OSError:  # an unusable cache never fails a run; only --resume is then unavailable
+            pass
     return Path(workdir) / "checkpoints"
 
 
