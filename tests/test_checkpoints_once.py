@@ -84,3 +84,28 @@ def test_a_named_checkpoint_folder_keeps_them_and_resume_says_what_it_reuses(mod
     before = json.loads((out / "report.json").read_text())["summary"]["accuracy_result"]
     after = json.loads((tmp_path / "again" / "report.json").read_text())["summary"]["accuracy_result"]
     assert after == before  # the reused step is the same model
+
+
+def test_distill_keeps_the_students_checkpoints_inside_the_output_once(model, tmp_path):
+    pt2, paths = model
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    work.mkdir()
+    out = work / "out"
+    config = {"student_from_teacher": 0.5, "baseline": False, "train": {"epochs": 1, "batch_size": 128}}
+    recipe = write_recipe(
+        tmp_path / "distill.yaml",
+        {
+            "version": 1,
+            "model": str(pt2),
+            "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
+            "passes": [{"name": "distill", "config": config}],
+            "evaluate": {"skip_latency": True},
+            "output": str(out),
+            "cache": False,
+        },
+    )
+    result = run_cli("run", recipe, "-q", env=cli_env(MODELFORGE_CACHE_DIR=str(cache)))
+    assert result.returncode in (0, 1), result.explain()  # a one-epoch student may miss a default gate
+    assert sorted(p.name for p in work.iterdir()) == ["out"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert list((cache / "checkpoints").iterdir()) == []
