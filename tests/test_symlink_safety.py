@@ -240,3 +240,22 @@ def test_the_training_loop_refuses_a_link_where_it_checkpoints(tmp_path, outside
         train(module, data, None, TrainConfig(epochs=1, batch_size=8), checkpoint_dir=folder, seed=0)
     assert tree(outside) == markers
     assert np.array_equal(sorted(p.name for p in folder.iterdir()), ["last.pt"])
+
+
+def test_a_repository_modelforge_did_not_write_is_kept_whole_when_extended(repository, tmp_path):
+    """The next version goes into a copy; the user's own repository (no manifest of ours) is never deleted: it
+    stays, byte for byte, as repo.previous, and a line says so."""
+    repo = tmp_path / "repo"
+    shutil.copytree(repository, repo)
+    for name in ("manifest.json", "report.json", "report.md", "report.html", "recipe.resolved.yaml"):
+        (repo / name).unlink()
+    (repo / "model.onnx").write_bytes(b"the user's own file with a name a run writes")
+    before = tree(repo)
+    result = run_cli(
+        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
+        "-o", repo, "--skip-latency", "--threads", "1", "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    assert tree(tmp_path / "repo.previous") == before
+    assert (repo / "digits" / "2" / "model.onnx").is_file()
+    assert any("moved the previous output" in line for line in result.stderr.splitlines())
