@@ -39,15 +39,18 @@ HELD_BACK_MAX = 256
 class RunResult:
     report: dict[str, Any]
     output_dir: Path
+    previous_output: Path | None = None  # where --force moved the output this run replaced
 
     @property
     def exit_code(self) -> int:
         return EXIT_OK if self.report["passed"] else EXIT_GATE_FAILED
 
 
-def check_output_dir(recipe: Recipe) -> Path:
+def check_output_dir(recipe: Recipe, dry_run: bool = False) -> Path:
+    """Refuse, before any work, an output the run may not write or replace. A dry run writes nothing: an
+    existing folder is no reason to refuse it (plan_recipe says what a real run would need)."""
     out = recipe.output.dir
-    if out.exists() and not recipe.output.force and not _extends_output(recipe, out):
+    if out.exists() and not recipe.output.force and not dry_run and not _extends_output(recipe, out):
         raise OutputExistsError(str(out))
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a directory")
@@ -55,15 +58,63 @@ def check_output_dir(recipe: Recipe) -> Path:
         blocking = next((p for p in out.absolute().parents if p.exists() or p.is_symlink()), None)
         if blocking is not None and not blocking.is_dir():
             raise InputError(f"output {out}: cannot create it, {blocking} is not a directory")
-    if out.exists():  # --force swaps it out and deletes it: never the folder we run in or one holding the inputs
+    if out.exists():  # --force moves it aside: never the folder we run in or one holding the inputs
         sources = (recipe.data.calibration, recipe.data.eval_data, recipe.data.train)
         for kept in (Path.cwd(), recipe.model.path, *(s.path for s in sources if s is not None)):
             kept = kept.resolve()
             if kept == out.resolve() or out.resolve() in kept.parents:
                 raise InputError(
-                    f"output {out} holds {kept}, which --force would delete", hint="write to a folder of its own"
+                    f"output {out} holds {kept}, which --force would move aside", hint="write to a folder of its own"
                 )
+        if recipe.output.force:
+            _check_replaceable(out)
+        elif not dry_run and _moved_aside(out):
+            _check_previous_slot(out)
     return out
+
+
+def previous_output(out: Path) -> Path:
+    """Where --force moves the output it replaces: one sibling slot, so a mistaken --force can be undone
+    (`mv OUT.previous OUT`) and repeated CI runs keep one old copy, not one per run."""
+    return out.with_name(out.name + ".previous")
+
+
+def _moved_aside(out: Path) -> bool:
+    """An extended folder (next Triton version) that modelforge did not write is moved aside, not deleted."""
+    from modelforge.manifest import is_modelforge_output
+
+    return out.is_dir() and any(out.iterdir()) and not is_modelforge_output(out)
+
+
+def _check_replaceable(out: Path) -> None:
+    """--force only ever moves aside a folder modelforge wrote (or an empty one), and only over a previous slot
+    that is ours too: a folder someone else made is never moved or deleted."""
+    from modelforge.manifest import MANIFEST_NAME, is_modelforge_output
+
+    if out.is_symlink():
+        raise InputError(f"output {out} is a symbolic link: --force never replaces a link", hint="name the folder")
+    if not any(out.iterdir()):  # an empty folder is simply replaced
+        return
+    if not is_modelforge_output(out):
+        raise InputError(
+            f"output {out} was not written by modelforge (no modelforge {MANIFEST_NAME} in it): --force never "
+            "moves or deletes such a folder",
+            hint=f"write to a new folder, e.g. {out / 'run'}, or remove it yourself",
+        )
+    _check_previous_slot(out)
+
+
+def _check_previous_slot(out: Path) -> None:
+    from modelforge.manifest import is_modelforge_output
+
+    previous = previous_output(out)
+    if previous.is_symlink() or (previous.exists() and not previous.is_dir()):
+        raise InputError(f"{previous} is in the way (not a folder): --force moves the old output there")
+    if previous.is_dir() and any(previous.iterdir()) and not is_modelforge_output(previous):
+        raise InputError(
+            f"{previous} was not written by modelforge: --force moves the old output there and would replace it",
+            hint="move or remove it yourself",
+        )
 
 
 def _extends_output(recipe: Recipe, out: Path) -> bool:
@@ -151,6 +202,7 @@ def check_pass_chain(recipe: Recipe) -> list[tuple[Any, type]]:
     needs_train = [cls.name for _, cls in pass_specs if getattr(cls, "needs_train_data", False)]
     if needs_train and recipe.data.train is None:
         raise InputError(f"pass '{needs_train[0]}' needs training data", hint="pass --train-data DATA")
+    _check_checkpoint_dirs(recipe)
     fmt = _source_format(recipe)
     if pass_specs and hasattr(pass_specs[0][1], "check_source"):  # a source the first pass cannot take: now
         pass_specs[0][1].check_source(recipe.model.path, fmt, pass_specs[0][0].config)
@@ -180,6 +232,17 @@ FORMAT_INPUTS = {
 def _accepted_inputs(accepts: tuple[str, ...]) -> str:
     names = [FORMAT_INPUTS.get(fmt, fmt) for fmt in accepts]
     return (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]) + " models"
+
+
+def _check_checkpoint_dirs(recipe: Recipe) -> None:
+    """A checkpoint folder the recipe names that holds a link is refused now, before any work (the passes
+    check again before they read or write there)."""
+    from modelforge.training.checkpoints import check_checkpoint_dir
+
+    for spec in recipe.passes:
+        named = spec.config.get("checkpoint_dir") if isinstance(spec.config, dict) else None
+        if named:
+            check_checkpoint_dir(Path(named))
 
 
 def _source_format(recipe: Recipe) -> str:
@@ -370,7 +433,7 @@ def _planned_model_files(source_format: str, pass_specs: list[tuple[Any, type]])
 
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
-    check_output_dir(recipe)
+    check_output_dir(recipe, dry_run=True)
     pass_specs = check_pass_chain(recipe)
     if recipe.model.factory is not None:  # a dry run never imports user code: without it, no model to check
         return _factory_plan(recipe, pass_specs)
@@ -388,7 +451,8 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
             "training": f"{inputs.train.num_samples} samples of {recipe.data.train.path}" if inputs.train else None,
             "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
-            "output": str(recipe.output.dir),
+            "output": _planned_output(recipe),
+            **_planned_checkpoints(recipe),
             "files": [
                 *_planned_model_files(inputs.source.format, pass_specs),
                 "report.json",
@@ -415,8 +479,37 @@ def _factory_plan(recipe: Recipe, pass_specs: list[tuple[Any, type]]) -> dict[st
         "when it runs)",
         "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
         "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
-        "output": str(recipe.output.dir),
+        "output": _planned_output(recipe),
     }
+
+
+def _planned_output(recipe: Recipe) -> str:
+    """The output folder, and what a real run would do with the one that exists."""
+    out = recipe.output.dir
+    if not out.exists():
+        return str(out)
+    if not any(out.iterdir()):
+        return f"{out} (exists, empty: replaced)"
+    if recipe.output.force:
+        return f"{out} (exists: --force moves it to {previous_output(out)})"
+    if _extends_output(recipe, out):
+        return f"{out} (exists: the run adds to it)"
+    return f"{out} (exists: a real run needs --force, which moves it to {previous_output(out)})"
+
+
+def _planned_checkpoints(recipe: Recipe) -> dict[str, str]:
+    """Where the training passes checkpoint (the dry run lists it, as the run's files)."""
+    from modelforge.training.checkpoints import checkpoint_dir
+
+    plan = {}
+    for spec in recipe.passes:
+        if spec.name in ("prune", "distill"):
+            named = spec.config.get("checkpoint_dir")
+            where = checkpoint_dir(Path(named) if named else None, recipe.output.dir, create=False)
+            kept = "kept there" if named else "removed once the pass is done"
+            kept += f"; {recipe.output.dir / 'checkpoints'}/ gets best.pt and last.pt" if not named else ""
+            plan[f"checkpoints ({spec.name})"] = f"{where} ({kept})"
+    return plan
 
 
 def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | None:
@@ -493,6 +586,7 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
                 latency_batch_size=recipe.evaluate.latency.batch_size,
                 threads=recipe.evaluate.latency.threads,
                 extending_output=out if out.is_dir() and not recipe.output.force else None,
+                output_dir=out,
             )
             started = time.perf_counter()
             result = _run_stage(recipe, spec, pass_cls, current, ctx, (calibration, eval_data, inputs.train))
@@ -557,14 +651,14 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
             machine=machine_record(_framework_packages(source, final)),
         )
         report = _json_safe(report)
-        (staging / "report.json").write_text(
-            json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n"
-        )
-        (staging / "report.md").write_text(render_markdown(report))
+        from modelforge.safe_files import write_text
+
+        write_text(staging / "report.json", json.dumps(report, indent=2, allow_nan=False, default=_json_default) + "\n")
+        write_text(staging / "report.md", render_markdown(report))
         from modelforge.report.html import render_html
 
-        (staging / "report.html").write_text(render_html(report))
-        (staging / "recipe.resolved.yaml").write_text(recipe.to_yaml())
+        write_text(staging / "report.html", render_html(report))
+        write_text(staging / "recipe.resolved.yaml", recipe.to_yaml())
         data_hashes = {
             role: data_sha256(src.path)
             for role, src in (
@@ -575,11 +669,12 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
             if src is not None
         }
         manifest = build_manifest(staging, recipe_dict, data_hashes, report["machine"]["versions"])
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        write_text(staging / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output is a normal folder
-        _move_into_place(staging, out)
+        extending = out.is_dir() and not recipe.output.force
+        moved = _move_into_place(staging, out, extending)
         finished = True
-        return RunResult(report=report, output_dir=out)
+        return RunResult(report=report, output_dir=out, previous_output=moved)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
@@ -643,12 +738,34 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished folder into place; an existing one (--force) is swapped out, then removed."""
-    if out.exists():
+def _move_into_place(staging: Path, out: Path, extending: bool) -> Path | None:
+    """Rename the finished folder into place. An existing output is renamed to OUT.previous first (--force,
+    or an extended folder modelforge did not write), or removed after its content was carried over (an
+    extended modelforge folder); returns where the old one went, if it was kept."""
+    from modelforge.manifest import is_modelforge_output
+
+    if not out.exists():
+        staging.rename(out)
+        return None
+    if not any(out.iterdir()):  # an empty folder: nothing to keep
+        out.rmdir()
+        staging.rename(out)
+        return None
+    if extending and is_modelforge_output(out):  # its other models and versions were carried into staging
         old = out.with_name(f".{out.name}.old-{time.time_ns()}")
         out.rename(old)
         staging.rename(out)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out)
+        return None
+    if extending:  # a folder someone else made, extended: kept whole as OUT.previous
+        _check_previous_slot(out)
+    else:  # --force; checked again right before: the folder may have changed while the run worked
+        _check_replaceable(out)
+    previous = previous_output(out)
+    if previous.is_dir():  # the slot holds an older output of ours (checked above): the new one replaces it
+        gone = previous.with_name(f".{previous.name}.old-{time.time_ns()}")
+        previous.rename(gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    out.rename(previous)
+    staging.rename(out)
+    return previous

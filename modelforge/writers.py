@@ -6,12 +6,12 @@ The pipeline asks the final artifact (and the last PyTorch form a pass produced)
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from modelforge.artifact import ModelArtifact
 from modelforge.errors import PassError
+from modelforge.safe_files import copy_file, copy_tree
 
 
 def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
@@ -23,7 +23,7 @@ def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
     if external_data_files(artifact.path):
         save_onnx(load_onnx(artifact.path), target)
     else:
-        shutil.copyfile(artifact.path, target)
+        copy_file(artifact.path, target, folder)
     written = [target, *external_data_files(target)]
     served_on = artifact.served_on  # set by a target pass, never read from the model file
     runtime_writer = RUNTIME_WRITERS.get(served_on.runtime) if served_on is not None else None
@@ -44,34 +44,31 @@ def write_openvino_ir(artifact: ModelArtifact, onnx_file: Path) -> list[Path]:
 def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
     """model.pt2: a torch.export program, usable as the input of another run."""
     target = folder / "model.pt2"
-    shutil.copyfile(artifact.path, target)
+    copy_file(artifact.path, target, folder)
     written = [target]
-    if artifact.checkpoints:  # the training state a pass left in its work folder (best and last epoch)
-        (folder / "checkpoints").mkdir(exist_ok=True)
-        for file in artifact.checkpoints:
-            written.append(folder / "checkpoints" / file.name)
-            shutil.copyfile(file, written[-1])
+    for file in artifact.checkpoints:  # the training state a pass left (best and last epoch)
+        written.append(copy_file(file, folder / "checkpoints" / Path(file).name, folder))
     return written
 
 
 def write_keras(artifact: ModelArtifact, folder: Path) -> list[Path]:
     """model.keras or model.h5 (the suffix it was saved with: .h5 for Keras 2 models after TF-MOT pruning)."""
     target = folder / f"model{artifact.path.suffix.lower()}"
-    shutil.copyfile(artifact.path, target)
+    copy_file(artifact.path, target, folder)
     return [target]
 
 
 def write_savedmodel(artifact: ModelArtifact, folder: Path) -> list[Path]:
     """saved_model/: the SavedModel folder as is."""
     target = folder / "saved_model"
-    shutil.copytree(artifact.path, target)
+    copy_tree(artifact.path, target, folder)
     return [target]
 
 
 def write_tflite(artifact: ModelArtifact, folder: Path) -> list[Path]:
     """model.tflite: a LiteRT flatbuffer."""
     target = folder / "model.tflite"
-    shutil.copyfile(artifact.path, target)
+    copy_file(artifact.path, target, folder)
     return [target]
 
 
@@ -95,5 +92,5 @@ def write_artifact(artifact: ModelArtifact, folder: Path) -> list[Path]:
         raise PassError("output", f"no writer for {artifact.format} models")
     written = writer(artifact, folder)
     for side_output in artifact.side_outputs:  # a target's own files (Triton repository, Jetson bundle)
-        shutil.copytree(side_output, folder, dirs_exist_ok=True)
+        copy_tree(side_output, folder, folder)  # links in it are refused, never followed nor kept
     return written

@@ -329,7 +329,7 @@ def test_force_never_replaces_a_folder_holding_the_inputs_or_the_working_directo
     before = sorted(p.name for p in data.iterdir())
     result = _quantize(data / "model.onnx", data, "--force", calibration=data / "calibration.npz")
     assert result.returncode == 2, result.explain()
-    assert "--force would delete" in one_error_line(result)
+    assert "--force would move aside" in one_error_line(result)
     assert sorted(p.name for p in data.iterdir()) == before
 
     here = _quantize(DIGITS_MODEL, ".", "--force", cwd=data)

@@ -163,7 +163,7 @@ def distill(
         "baseline": baseline,
         "train": train,
         "resume": resume,
-        "checkpoint_dir": str((checkpoint_dir or output.with_name(output.name + ".checkpoints")).resolve()),
+        "checkpoint_dir": str(checkpoint_dir.resolve()) if checkpoint_dir is not None else None,
     }
     if student is not None:
         config["student"] = str(student.resolve())

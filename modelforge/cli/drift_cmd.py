@@ -48,11 +48,12 @@ def drift(
         max_confidence_drop=max_confidence_drop,
         threads=threads,
     )
-    from modelforge.report.ci import write_file
+    from modelforge.safe_files import write_text
 
-    partial = output.with_name(f".{output.name}.partial")
-    write_file(partial, json.dumps(report, indent=2) + "\n")
-    partial.replace(output)
+    try:  # a fresh temporary name renamed into place: never a predictable name a link could sit on
+        write_text(output, json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
     if not quiet:
         from rich.table import Table
 

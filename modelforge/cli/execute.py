@@ -44,6 +44,7 @@ def execute(
                     "summary": report["summary"],
                     "gates": report["gates"],
                     "output": str(result.output_dir),
+                    "previous_output": str(result.previous_output) if result.previous_output else None,
                 },
                 indent=2,
             )
@@ -60,6 +61,14 @@ def execute(
             f"Wrote {result.output_dir}/ ({', '.join(sorted(p.name for p in result.output_dir.iterdir()))})",
             highlight=False,
             markup=False,
+        )
+    if result.previous_output is not None:  # even with -q: where the replaced output went is never silent
+        err_console.print(
+            f"moved the previous output {result.output_dir} to {result.previous_output} "
+            f"(to undo: rm -r {result.output_dir} && mv {result.previous_output} {result.output_dir})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # one line, as a CI log greps it
         )
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
     verdict = "[bold green]PASSED[/bold green]" if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"

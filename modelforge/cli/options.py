@@ -92,9 +92,15 @@ class TrainOptions:
         str | None, typer.Option(help="Image folders: channel order RGB, BGR, or L (one grayscale channel).")
     ]
     checkpoint_dir = Annotated[
-        Path | None, typer.Option(help="Checkpoint folder (default: OUTPUT.checkpoints beside the output).")
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder, kept (default: in the cache until the pass is done; OUTPUT/checkpoints/ keeps "
+            "the final best.pt and last.pt)."
+        ),
     ]
-    resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints.")]
+    resume = Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints (same -o, same flags).")
+    ]
 
 
 def common_recipe(

@@ -123,7 +123,7 @@ def prune(
             "crop_padding": crop_padding,
         },
         "resume": resume,
-        "checkpoint_dir": str((checkpoint_dir or output.with_name(output.name + ".checkpoints")).resolve()),
+        "checkpoint_dir": str(checkpoint_dir.resolve()) if checkpoint_dir is not None else None,
     }
     if early_stopping is not None:
         config["train"]["early_stopping"] = early_stopping

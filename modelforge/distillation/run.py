@@ -11,6 +11,7 @@ Checkpoints (resumable with `resume`, as pruning's):
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,12 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
             hint="use loss mse or cosine for regression or embedding teachers",
         )
     initial = copy.deepcopy(student)  # the baseline starts where the distilled student starts
-    checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else ctx.workdir / "checkpoints"
+    from modelforge.training.checkpoints import check_checkpoint_dir, checkpoint_dir
+
+    checkpoints = checkpoint_dir(config.checkpoint_dir, ctx.output_dir, ctx.workdir)
+    check_checkpoint_dir(checkpoints)  # a link in it is refused before anything there is read or written
+    if not config.resume and config.checkpoint_dir is None and distributed.is_primary():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the cache's folder: a fresh run starts clean
     samples = int(train_t[1].shape[0])
     augmenting = config.train.hflip or config.train.crop_padding > 0
 

@@ -29,7 +29,9 @@ def scale_hex(scale: float) -> str:
 def write_calibration_cache(path: Path, scales: dict[str, float], tensorrt_version: str) -> None:
     lines = [f"TRT-{tensorrt_version_number(tensorrt_version)}-{CALIBRATOR}"]
     lines += [f"{name}: {scale_hex(scale)}" for name, scale in sorted(scales.items())]
-    path.write_text("\n".join(lines) + "\n")
+    from modelforge.safe_files import write_text
+
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def read_calibration_cache(path: Path) -> tuple[str, dict[str, float]]:

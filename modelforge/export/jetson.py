@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelforge.export.calibration_cache import write_calibration_cache
 from modelforge.export.shapes import Shape, trtexec_shapes
+from modelforge.safe_files import write_text
 
 CACHE_NAME = "calibration.cache"
 
@@ -123,10 +124,9 @@ def write_jetson_bundle(
         write_calibration_cache(folder / CACHE_NAME, scales, tensorrt_version)
         written.append(CACHE_NAME)
     args = " ".join(shlex.quote(a) for a in flags.trtexec_args())
-    (folder / "verify.sh").write_text(VERIFY_SH)
-    (folder / "build_engine.sh").write_text(BUILD_SH.format(jetpack=jetpack, trt=tensorrt_version, args=args))
-    for script in ("verify.sh", "build_engine.sh"):
-        (folder / script).chmod(0o755)
+    write_text(folder / "verify.sh", VERIFY_SH, mode=0o755)
+    build = BUILD_SH.format(jetpack=jetpack, trt=tensorrt_version, args=args)
+    write_text(folder / "build_engine.sh", build, mode=0o755)
     opt_shapes = [a for a in flags.trtexec_args() if a.startswith("--optShapes")]
     cache_line = (
         f"- `{CACHE_NAME}`: TensorRT INT8 calibration cache (`--calib`), scales from modelforge's calibration.\n"
@@ -135,7 +135,8 @@ def write_jetson_bundle(
         if scales
         else ""
     )
-    (folder / "README.md").write_text(
+    write_text(
+        folder / "README.md",
         README.format(
             name=name,
             jetpack=jetpack,
@@ -147,6 +148,6 @@ def write_jetson_bundle(
             qdq=" (symmetric INT8 Q/DQ: explicit quantization)" if explicit_int8 else "",
             cache=cache_line,
             inputs=inputs_text,
-        )
+        ),
     )
     return [*written, "verify.sh", "build_engine.sh", "README.md"]

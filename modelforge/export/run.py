@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -74,7 +73,9 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
                 threads=ctx.threads,
                 batch_size=fixed_batch_size(artifact.io) or 64,
             )
-        (bundle / BASELINE_NAME).write_text(json.dumps(baseline, indent=1) + "\n")
+        from modelforge.safe_files import write_text
+
+        write_text(bundle / BASELINE_NAME, json.dumps(baseline, indent=1) + "\n")
         ctx.record("baseline_stats", BASELINE_NAME)
     return dataclasses.replace(artifact, path=model_path, format="onnx", side_outputs=(bundle,))
 
@@ -274,8 +275,10 @@ def _tensorrt(model_path: Path, io: IOSpec, config, precision: str, quantized: b
         dla_core=config.dla_core,
     )
     timing = bundle / "timing.cache"
+    from modelforge.safe_files import copy_file
+
     if config.timing_cache is not None and config.timing_cache.is_file():
-        shutil.copyfile(config.timing_cache, timing)
+        copy_file(config.timing_cache, timing)
     with ctx.task("Building the TensorRT engine"):
         build = build_engine(
             model_path,
@@ -286,7 +289,7 @@ def _tensorrt(model_path: Path, io: IOSpec, config, precision: str, quantized: b
             calibration_cache=bundle / "calibration.cache" if implicit else None,
         )
     if config.timing_cache is not None:
-        shutil.copyfile(timing, config.timing_cache)  # the next build reuses what this one timed
+        copy_file(timing, config.timing_cache)  # the next build reuses what this one timed (a link is refused)
     ctx.record("tensorrt", build)
     if ctx.evaluation is not None:
         with ctx.task("Measuring the engine against the ONNX model"):

@@ -53,7 +53,9 @@ def _entropy_calibrator(trt: Any, torch: Any, batches: list[dict[str, np.ndarray
             return cache.read_bytes() if cache.is_file() else None
 
         def write_calibration_cache(self, data: Any) -> None:
-            cache.write_bytes(bytes(data))
+            from modelforge.safe_files import write_bytes
+
+            write_bytes(cache, bytes(data))
 
     return EntropyCalibrator()
 
@@ -106,8 +108,10 @@ def build_engine(
     seconds = time.perf_counter() - started
     if serialized is None:
         raise PassError("export", "TensorRT could not build an engine (see its log above)")
-    engine_path.write_bytes(bytes(serialized))
-    timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    from modelforge.safe_files import write_bytes
+
+    write_bytes(engine_path, bytes(serialized))
+    write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return {
         "tensorrt_version": trt.__version__,
         "build_seconds": seconds,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -170,13 +169,6 @@ def read_labels(path: Path, classes: int | None) -> list[str]:
     return labels
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        Path(dst).hardlink_to(src)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 # What every run writes at the output's top level: replaced by the new run, never carried over.
 RUN_OUTPUTS = frozenset(
     {"model.onnx", "report.json", "report.md", "report.html", "manifest.json", "recipe.resolved.yaml"}
@@ -186,14 +178,20 @@ RUN_OUTPUTS = frozenset(
 
 def carry_repository(existing: Path, into: Path) -> None:
     """Everything of an existing repository but the previous run's own outputs (other models, other versions,
-    the user's files), hard-linked (or copied) into the new output, which replaces it as a whole."""
+    the user's files), hard-linked (or copied) into the new output, which replaces it as a whole.
+
+    The repository may come from someone else: a link anywhere in it is refused (exit 2), never followed nor
+    copied, so nothing outside it is read into the new output or written through later."""
+    from modelforge.safe_files import check_not_link, copy_tree, link_or_copy
+
     for entry in sorted(existing.iterdir()):
         if entry.name in RUN_OUTPUTS or entry.name.startswith("model.onnx") or ".partial-" in entry.name:
             continue
+        check_not_link(entry)
         if entry.is_dir():
-            shutil.copytree(entry, into / entry.name, copy_function=_link_or_copy, symlinks=True)
+            copy_tree(entry, into / entry.name, root=into, hard_link=True)
         else:
-            _link_or_copy(str(entry), str(into / entry.name))
+            link_or_copy(entry, into / entry.name, into)
 
 
 def write_model_folder(
@@ -206,24 +204,27 @@ def write_model_folder(
     labels: list[str] | None,
 ) -> int:
     """Add the next version of `name` to `repository` (config, model files, warm-up data, labels); returns it."""
+    from modelforge.safe_files import check_not_link, copy_file, make_dirs, write_bytes, write_text
+
     parse_config(config)
     model_dir = repository / name
+    check_not_link(model_dir)  # before next_version lists what a link would point at
     version = next_version(model_dir)
     target = model_dir / str(version)
-    target.mkdir(parents=True)
+    if target.exists() or target.is_symlink():
+        raise PassError("export", f"version folder {target} already exists")
+    make_dirs(target, repository)
     _, _, names = PLATFORMS[model_files[0].suffix.lower()]
     for source, file_name in zip(model_files, names, strict=False):
-        shutil.copyfile(source, target / file_name)
-    (model_dir / "config.pbtxt").write_text(config)
+        copy_file(source, target / file_name, repository)
+    write_text(model_dir / "config.pbtxt", config, repository)
     if warmup:
-        (model_dir / "warmup").mkdir(exist_ok=True)
         for input_name, sample in warmup.items():
             # Triton reads the raw bytes of one sample, row-major, in the tensor's dtype (little-endian).
-            (model_dir / "warmup" / warmup_file_name(input_name)).write_bytes(
-                np.ascontiguousarray(sample, dtype=sample.dtype.newbyteorder("<")).tobytes()
-            )
+            raw = np.ascontiguousarray(sample, dtype=sample.dtype.newbyteorder("<")).tobytes()
+            write_bytes(model_dir / "warmup" / warmup_file_name(input_name), raw, repository)
     if labels:
-        (model_dir / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        write_text(model_dir / "labels.txt", "\n".join(labels) + "\n", repository)
     return version
 
 

@@ -49,6 +49,8 @@ class PassContext:
     # The existing output folder this run adds to (export's next Triton model version); None when the output
     # is new or replaced (--force).
     extending_output: Path | None = None
+    # The output folder the run writes (None for a pass run on its own): keys where training passes checkpoint.
+    output_dir: Path | None = None
 
     def record(self, key: str, value: Any) -> None:
         """Attach a figure to this pass's stage record in the report."""

@@ -75,10 +75,10 @@ class DistillConfig(PassConfig):
     )
     checkpoint_dir: Path | None = Field(
         None,
-        description="Where epochs are checkpointed (default: the run's work folder, deleted after it); set it to "
-        "be able to resume.",
+        description="Where epochs are checkpointed, and kept (default: the cache, keyed by the output folder, "
+        "removed once the pass is done; the output's checkpoints/ keeps the student's best.pt and last.pt).",
     )
-    resume: bool = Field(False, description="Continue from the checkpoints in checkpoint_dir.")
+    resume: bool = Field(False, description="Continue from the checkpoints an interrupted run left.")
 
     @model_validator(mode="after")
     def _one_student(self) -> DistillConfig:
@@ -87,8 +87,6 @@ class DistillConfig(PassConfig):
             raise ValueError("give exactly one student: student (.pt2), student_factory, or student_from_teacher")
         if self.student_weights is not None and self.student_factory is None:
             raise ValueError("student_weights goes with student_factory")
-        if self.resume and self.checkpoint_dir is None:
-            raise ValueError("resume needs checkpoint_dir (where the interrupted run checkpointed)")
         return self
 
 
@@ -139,11 +137,16 @@ class Distill(Pass):
             warnings.simplefilter("ignore")
             teacher = load_module(artifact)
             path, record = run_distillation(teacher, self.config, ctx, ctx.workdir)
+        from modelforge.training.checkpoints import keep_final, remove_default
+
+        folder, named = Path(record["checkpoints"]), self.config.checkpoint_dir is not None
+        kept = keep_final(folder / "student", ("best.pt", "last.pt"), ctx.workdir / "kept", named=named)
+        remove_default(folder, named)
+        if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
+            record["checkpoints"] = "checkpoints/ in the output" if kept else None
         for key, value in record.items():
             ctx.record(key, value)
-        best = Path(record["checkpoints"]) / "student"
-        kept = tuple(best / name for name in ("best.pt", "last.pt") if (best / name).is_file())
-        return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=kept)
+        return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=tuple(Path(k) for k in kept))
 
     def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         from modelforge.tensorflow.distill import run_keras_distillation

@@ -59,10 +59,10 @@ class PruneConfig(PassConfig):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Fine-tuning settings.")
     checkpoint_dir: Path | None = Field(
         None,
-        description="Where steps and epochs are checkpointed (default: the run's work folder, deleted after it); "
-        "set it to be able to resume.",
+        description="Where steps and epochs are checkpointed, and kept (default: the cache, keyed by the output "
+        "folder, removed once the pass is done; the output's checkpoints/ keeps the final best.pt and last.pt).",
     )
-    resume: bool = Field(False, description="Continue from the checkpoints in checkpoint_dir.")
+    resume: bool = Field(False, description="Continue from the checkpoints an interrupted run left.")
 
     @model_validator(mode="after")
     def _amount(self) -> PruneConfig:
@@ -75,8 +75,6 @@ class PruneConfig(PassConfig):
             raise ValueError("target_macs applies to structured pruning only")
         elif self.method == "magnitude" and self.sparsity is None:
             self.sparsity = 0.5
-        if self.resume and self.checkpoint_dir is None:
-            raise ValueError("resume needs checkpoint_dir (where the interrupted run checkpointed)")
         return self
 
 
@@ -102,11 +100,17 @@ class Prune(Pass):
             warnings.simplefilter("ignore")
             module = load_module(artifact)
             path, record = run_pruning(module, self.config, ctx, ctx.workdir)
+        from modelforge.training.checkpoints import keep_final, remove_default
+
+        folder, named = Path(record["checkpoints"]), self.config.checkpoint_dir is not None
+        final_step = folder / f"step-{len(record['steps'])}"
+        kept = keep_final(final_step, ("best.pt", "last.pt"), ctx.workdir / "kept", named=named)
+        remove_default(folder, named)
+        if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
+            record["checkpoints"] = "checkpoints/ in the output" if kept else None
         for key, value in record.items():
             ctx.record(key, value)
-        final_step = Path(record["checkpoints"]) / f"step-{len(record['steps'])}"
-        kept = tuple(final_step / name for name in ("best.pt", "last.pt") if (final_step / name).is_file())
-        return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=kept)
+        return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=tuple(Path(k) for k in kept))
 
     @classmethod
     def check_source(cls, path: Path, fmt: str, config: dict) -> None:

@@ -74,7 +74,14 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
     torch.manual_seed(ctx.seed)
     train_t, eval_t = _tensors(ctx)
     example = tuple(t[:2] for t in train_t[0])
-    checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else ctx.workdir / "checkpoints"
+    from modelforge.safe_files import make_dirs, write_text
+    from modelforge.training import distributed
+    from modelforge.training.checkpoints import check_checkpoint_dir, checkpoint_dir
+
+    checkpoints = checkpoint_dir(config.checkpoint_dir, ctx.output_dir, ctx.workdir)
+    check_checkpoint_dir(checkpoints)  # a link in it is refused before anything there is read or written
+    if not config.resume and config.checkpoint_dir is None and distributed.is_primary():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the cache's folder: a fresh run starts clean
     start = checkpoints / "start.pt2"
     resuming = config.resume and start.is_file()
     if not resuming:  # bad input is refused before anything is written
@@ -86,7 +93,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         trace_check(module, example, "the model")
     checkpoints.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        save_program(module, example, start)
+        save_program(module, example, start, root=checkpoints)
     module = _reload(start)
     layers, skipped = _prunable(module, config)
     if not layers:
@@ -127,11 +134,12 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
             step_records.append(step)
             history += step["history"]
             removed_so_far = step.get("channel_fraction_removed", removed_so_far)
+            ctx.progress.log(f"prune step {k}/{len(targets)}: finished in an earlier run, reused from {step_dir}")
             continue
         resume_training = config.resume and pruned.is_file()
         if not resume_training:
             shutil.rmtree(step_dir, ignore_errors=True)
-            step_dir.mkdir(parents=True)
+            make_dirs(step_dir, checkpoints)
             layers, _ = _prunable(module, config)
             if config.method == "magnitude":
                 apply_masks(layers, magnitude_masks(layers, target, config.scope))
@@ -155,7 +163,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
                     round_to=config.round_to,
                     taylor_batch=(tuple(t[:256] for t in train_t[0]), train_t[1][:256]),
                 )
-            save_program(module, example, pruned)
+            save_program(module, example, pruned, root=checkpoints)
         module = _reload(pruned)
         layers, _ = _prunable(module, config)
         masks = None if structured else masks_from_zeros(layers)
@@ -189,8 +197,8 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
             "history": result.history,
             "channel_fraction_removed": removed_so_far,
         }
-        save_program(module, example, done)
-        (step_dir / "step.json").write_text(json.dumps(step, indent=2))
+        save_program(module, example, done, root=checkpoints)
+        write_text(step_dir / "step.json", json.dumps(step, indent=2), checkpoints)
         step_records.append(step)
         ctx.progress.log(f"prune step {k}/{len(targets)}: accuracy after pruning {after_prune}")
 

@@ -25,11 +25,18 @@ def export_program(module, example: tuple, stage: str = "export") -> Any:
         raise PassError(stage, f"torch.export failed: {first}") from None
 
 
-def save_program(module, example: tuple, path: Path, extra: dict[str, str] | None = None) -> Path:
+def save_program(
+    module, example: tuple, path: Path, extra: dict[str, str] | None = None, root: Path | None = None
+) -> Path:
+    """Save as a .pt2 through a file object: a link at `path` (or between `root` and it) is refused, not
+    followed (modelforge.safe_files)."""
     import torch
 
+    from modelforge.safe_files import open_for_write
+
     program = export_program(module, example)
-    torch.export.save(program, str(path), extra_files=extra or None)
+    with open_for_write(path, root) as file:
+        torch.export.save(program, file, extra_files=extra or None)
     return path
 
 

@@ -160,6 +160,8 @@ def train(
         bad_epochs, result.stopped_early = state["bad_epochs"], state["stopped_early"]
         first_epoch = state["epoch"] + 1
         result.resumed_from_epoch = first_epoch
+        if first_epoch >= config.epochs or result.stopped_early:
+            progress.log(f"{description}: finished in an earlier run, reused from {last}")
         if (checkpoint_dir / BEST).is_file():
             best_state = torch.load(str(checkpoint_dir / BEST), map_location="cpu", weights_only=True)["model"]
         module.to(device)
@@ -168,7 +170,7 @@ def train(
         result.best_accuracy, result.best_epoch = distributed.sharded_accuracy(module, *eval_data), -1
         best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
         if primary:
-            torch.save({"model": best_state, "epoch": -1}, str(checkpoint_dir / BEST))
+            _save(torch, {"model": best_state, "epoch": -1}, checkpoint_dir / BEST)
 
     cross_entropy = torch.nn.CrossEntropyLoss()
     loss_fn = loss or (lambda out, target, _inputs: cross_entropy(out, target))
@@ -224,7 +226,7 @@ def train(
                 result.best_accuracy, result.best_epoch, bad_epochs = record["eval_accuracy"], epoch, 0
                 best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
                 if primary:
-                    torch.save({"model": best_state, "epoch": epoch}, str(checkpoint_dir / BEST))
+                    _save(torch, {"model": best_state, "epoch": epoch}, checkpoint_dir / BEST)
             else:
                 bad_epochs += 1
                 if config.early_stopping is not None and bad_epochs >= config.early_stopping:
@@ -248,10 +250,8 @@ def train(
             "epoch": epoch,
             "extra": extra or {},
         }
-        if primary:
-            tmp = last.with_suffix(".tmp")
-            torch.save(checkpoint, str(tmp))
-            tmp.replace(last)  # a crash mid-write never leaves a damaged checkpoint to resume from
+        if primary:  # replaced atomically: a crash mid-write never leaves a damaged checkpoint to resume from
+            _save(torch, checkpoint, last)
     if config.keep_best and best_state is not None and result.best_epoch is not None:
         module.load_state_dict(best_state)
         if after_step is not None:
@@ -259,6 +259,14 @@ def train(
     module.to("cpu").eval()  # export and evaluation run on CPU tensors
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _save(torch, state: dict, path: Path) -> None:
+    """torch.save through a file object: a link at `path` is refused, never written through."""
+    from modelforge.safe_files import open_for_write
+
+    with open_for_write(path) as file:
+        torch.save(state, file)
 
 
 def load_tensors(data, limit: int | None = None) -> tuple[tuple, Any]:
