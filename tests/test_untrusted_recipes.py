@@ -148,9 +148,11 @@ def test_output_force_in_a_recipe_needs_force_on_the_command_line(project):
     for flags in (["--dry-run"], []):
         refused(run_cli("run", recipe, *flags, "-q", cwd=project), "output.force", "--force")
         assert (victim / "marker").read_text() == "keep me"
-    result = run_cli("run", recipe, "--force", "-q", cwd=project)  # the user said so
-    assert result.returncode == 0, result.explain()
-    assert not (victim / "marker").exists() and (victim / "report.json").is_file()
+    # Even with --force on the command line, a folder modelforge did not write is never moved or deleted.
+    result = run_cli("run", recipe, "--force", "-q", cwd=project)
+    assert result.returncode == 2, result.explain()
+    assert "not written by modelforge" in result.stderr
+    assert (victim / "marker").read_text() == "keep me"
 
 
 # ------------------------------------------------------------------------------------------------ paths
