@@ -49,6 +49,17 @@ class ServedOn:
             raise ValueError(f"unknown serving runtime/precision {self.runtime!r}/{self.precision!r}")
 
 
+@dataclass(frozen=True)
+class Publication:
+    """A model folder a pass built in its work folder for a long-lived place outside the run's output (a
+    Triton repository named with --repository): added by the pipeline once the run's output is in place and
+    its gates passed (modelforge.export.triton.publish_model)."""
+
+    staged: Path
+    destination: Path
+    version: int
+
+
 @dataclass
 class ModelArtifact:
     """A model on disk. Every field but `model_metadata` is set by modelforge's own code (loaders, passes)."""
@@ -64,6 +75,8 @@ class ModelArtifact:
     # Folders a pass built in its work folder (a Triton repository, a Jetson bundle) that the writer copies into
     # the output beside the model.
     side_outputs: tuple[Path, ...] = ()
+    # Model folders to add to a repository outside the output after the run (export --repository).
+    publications: tuple[Publication, ...] = ()
     # Training state a pass left in its work folder (best and last epoch), written to checkpoints/.
     checkpoints: tuple[Path, ...] = ()
     # `module:function` the user named on the command line or in the recipe (format torch-module).

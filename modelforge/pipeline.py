@@ -33,6 +33,8 @@ from modelforge.recipe import DataSource, Recipe
 # Without eval data, this share of the calibration samples is held back to compare the two models.
 HELD_BACK_SHARE = 0.2
 HELD_BACK_MAX = 256
+# Said once on the terminal and kept in the report when a run that needs no data (an export) was given none.
+NO_DATA_NOTE = "no data given: evaluation skipped (pass --eval-data to compare the result with the original)"
 
 
 @dataclass
@@ -40,6 +42,10 @@ class RunResult:
     report: dict[str, Any]
     output_dir: Path
     previous_output: Path | None = None  # where --force moved the output this run replaced
+    # Model folders added to a repository outside the output (export --repository), and those held back
+    # because a gate failed: "<repository>/<name>/<version>".
+    published: list[str] | None = None
+    held_back: list[str] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -320,6 +326,9 @@ def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> I
         eval_data = train.window(train.num_samples - held, None)
         train = train.window(0, train.num_samples - held)
         eval_note = f"{held} held-back training samples of {recipe.data.train.path} (no eval data given)"
+    elif recipe.passes and all(get_pass(spec.name).runs_without_data for spec in recipe.passes):
+        eval_note = NO_DATA_NOTE  # an export of a model as it is: nothing to compare it with
+        return Inputs(source, baseline, calibration, None, eval_note, stages, train)
     else:
         raise InputError("nothing to evaluate on", hint="pass --eval-data or --calibration")
     if recipe.data.eval_samples:
@@ -447,7 +456,9 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "conversion": inputs.stages[0]["metrics"] if inputs.stages else None,
             "inputs": [f"{t.name} {t.dtype} {t.shape_text()}" for t in inputs.baseline.io.inputs],
             "calibration_samples": inputs.calibration.num_samples if inputs.calibration else 0,
-            "evaluation": f"{inputs.eval_data.num_samples} samples: {inputs.eval_note}",
+            "evaluation": (
+                f"{inputs.eval_data.num_samples} samples: {inputs.eval_note}" if inputs.eval_data else inputs.eval_note
+            ),
             "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
             "training": f"{inputs.train.num_samples} samples of {recipe.data.train.path}" if inputs.train else None,
             "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
@@ -624,7 +635,11 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
         from modelforge.report.build import build_summary
         from modelforge.report.markdown import render_markdown
 
-        evaluation = evaluate_pair(baseline, final, eval_data, eval_note, recipe.evaluate, progress)
+        if eval_data is not None:
+            evaluation = evaluate_pair(baseline, final, eval_data, eval_note, recipe.evaluate, progress)
+        else:
+            progress.log(eval_note)
+            evaluation = _skipped_evaluation(eval_note)
         summary = build_summary(
             evaluation,
             source.size_bytes() if source.format == "onnx" else baseline.size_bytes(),
@@ -674,12 +689,38 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
         extending = out.is_dir() and not recipe.output.force
         moved = _move_into_place(staging, out, extending)
         finished = True
-        return RunResult(report=report, output_dir=out, previous_output=moved)
+        published, held_back = _publish(final, report["passed"])
+        return RunResult(report, out, moved, published, held_back)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         if not finished:  # a failed run leaves no trace, not even the parent folders it made for its output
             _remove_empty(created)
+
+
+def _skipped_evaluation(note: str) -> dict[str, Any]:
+    """The evaluation record of a run without data: every figure unmeasured (None), so a gate on one fails."""
+    metrics = {
+        "samples": 0,
+        "accuracy_baseline": None,
+        "accuracy_result": None,
+        "top1_agreement": None,
+        "output_cosine": None,
+    }
+    return {"data": note, "skipped": True, "metrics": metrics, "latency": None}
+
+
+def _publish(final: ModelArtifact, passed: bool) -> tuple[list[str], list[str]]:
+    """Add what the run built for a long-lived repository outside its output, once the output is in place:
+    only a run whose gates passed, so a shared repository never serves a model its gates refused."""
+    places = [str(p.destination / str(p.version)) for p in final.publications]
+    if not passed:
+        return [], places
+    from modelforge.export.triton import publish_model
+
+    for publication in final.publications:
+        publish_model(publication.staged, publication.destination, publication.version)
+    return places, []
 
 
 def _make_parents(out: Path) -> list[Path]:

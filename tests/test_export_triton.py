@@ -1,6 +1,7 @@
 """Triton export: config.pbtxt parsed by Triton's own ModelConfig protobuf (dims, dtypes, batching from the
-measured sweep, warm-up files with a real sample, labels), version 2 on re-export, the memory budget, and
-bad inputs (exit 2 or 3, one line, nothing written)."""
+measured sweep, warm-up files with a real sample, labels), a shared repository that stays servable (two
+models, three versions, signatures checked, reports outside it), an export without data, the memory budget,
+and bad inputs (exit 2 or 3, one line, nothing written)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ def repository(tmp_path_factory):
     folder = tmp_path_factory.mktemp("triton")
     labels = folder / "labels.txt"
     labels.write_text("\n".join(f"digit {i}" for i in range(10)) + "\n")
-    out = folder / "model_repository"
+    out = folder / "run"
     result = run_cli(
         "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
         "-e", DIGITS_EVAL, "-o", out, "--batch-sizes", SWEEP, "--labels", labels, "--threads", "1", "-q",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
-    return out
+    return out / "model_repository"
 
 
 def _stage(out):
+    if out.name == "model_repository":  # the default repository lives in the run's output
+        out = out.parent
     report = json.loads((out / "report.json").read_text())
     return next(s for s in report["stages"] if s["pass"] == "export")["metrics"]
 
@@ -74,14 +77,17 @@ def test_warmup_is_a_real_calibration_sample_in_tritons_raw_format(repository):
 
 
 def test_every_repository_file_is_in_the_manifest(repository):
-    manifest = json.loads((repository / "manifest.json").read_text())
+    out = repository.parent
+    manifest = json.loads((out / "manifest.json").read_text())
     listed = {f["path"] for f in manifest["files"]}
-    on_disk = {p.relative_to(repository).as_posix() for p in repository.rglob("*") if p.is_file()}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert listed == on_disk - {"manifest.json"}
-    html = (repository / "report.html").read_text()
+    assert [p.name for p in repository.iterdir()] == ["digits"]  # the repository root holds model folders only
+    html = (out / "report.html").read_text()
     assert 'id="export"' in html and 'data-table="batch-sweep"' in html  # the sweep with its memory column
     assert [f'data-batch="{b}"' in html for b in (1, 4, 16)] == [True] * 3
-    assert {"digits/config.pbtxt", "digits/1/model.onnx", "baseline_stats.json", "report.json"} <= listed
+    inside = {f"model_repository/digits/{f}" for f in ("config.pbtxt", "1/model.onnx", "baseline_stats.json")}
+    assert inside | {"report.json", "model.onnx"} <= listed
 
 
 def test_memory_budget_picks_the_largest_batch_that_fits(repository):
@@ -96,27 +102,168 @@ def test_memory_budget_picks_the_largest_batch_that_fits(repository):
     assert choose_batching(rows, budget - 1)["max_batch_size"] is None
 
 
-def test_re_export_adds_version_2_and_keeps_version_1(repository, tmp_path):
+def _renamed(source, folder, inputs, outputs):
+    """The digits model with other input/output names (another model's signature)."""
+    import onnx
+
+    model = onnx.load(source)
+    renames = {**inputs, **outputs}
+    for node in model.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    for value in [*model.graph.input, *model.graph.output]:
+        value.name = renames.get(value.name, value.name)
+    path = folder / f"{'-'.join(renames.values())}.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _export(model, repo, out, *extra):
+    return run_cli(
+        "export", model, "--target", "triton", "-c", DIGITS_CALIBRATION, "--repository", repo, "-o", out,
+        "--skip-latency", "--threads", "1", "-q", *extra,
+    )  # fmt: skip
+
+
+def test_two_models_and_three_versions_share_one_repository(tmp_path):
+    """Model a (digits: image -> logits), model b (pixels -> scores), a's version 2; a version 3 of a with b's
+    signature is refused unless --replace-config. Every config parses, each model keeps its own baseline,
+    the root holds only model folders, and nothing of another model or version changes."""
+    repo = tmp_path / "repo"
+    other = _renamed(DIGITS_MODEL, tmp_path, {"image": "pixels"}, {"logits": "scores"})
+    assert _export(DIGITS_MODEL, repo, tmp_path / "run-a1", "--name", "a").returncode == 0
+    result = _export(other, repo, tmp_path / "run-b1", "--name", "b", "--no-warmup")
+    assert result.returncode == 0, result.explain()
+    a1, b1 = snapshot(repo / "a"), snapshot(repo / "b")
+    result = _export(DIGITS_MODEL, repo, tmp_path / "run-a2", "--name", "a")
+    assert result.returncode == 0, result.explain()
+    assert f"added {repo / 'a' / '2'}" in result.stderr
+    assert snapshot(repo / "b") == b1 and snapshot(repo / "a" / "1") == {
+        k.removeprefix("1/"): v for k, v in a1.items() if k.startswith("1/")
+    }
+    assert _stage(tmp_path / "run-a2")["triton"]["version"] == 2
+    # The shared files version 2 replaced stay in its run's output.
+    assert (tmp_path / "run-a2" / "replaced" / "a" / "baseline_stats.json").read_bytes() == a1["baseline_stats.json"]
+
+    before = snapshot(repo)
+    refused = _export(other, repo, tmp_path / "run-a3", "--name", "a")
+    assert refused.returncode == 2, refused.explain()
+    line = one_error_line(refused)
+    assert "image FP32 [1, 8, 8]" in line and "pixels FP32 [1, 8, 8]" in line and "logits" in line and "scores" in line
+    assert "--replace-config" in refused.stderr
+    assert snapshot(repo) == before and not (tmp_path / "run-a3").exists()
+
+    result = _export(other, repo, tmp_path / "run-a3", "--name", "a", "--replace-config")
+    assert result.returncode == 0, result.explain()
+    assert sorted(p.name for p in repo.iterdir()) == ["a", "b"]  # reports never land at the root
+    assert sorted(p.name for p in (repo / "a").iterdir() if p.name.isdigit()) == ["1", "2", "3"]
+    assert not [p for p in repo.rglob(".*")]  # no staging folder or temporary file left
+    names = {}
+    for name in ("a", "b"):
+        config = parse_config((repo / name / "config.pbtxt").read_text())
+        names[name] = ([t.name for t in config.input], [t.name for t in config.output])
+        baseline = json.loads((repo / name / "baseline_stats.json").read_text())
+        assert (repo / name / baseline["model"]).is_file()  # the baseline names its own model's version
+        assert [i["name"] for i in baseline["inputs"]] == names[name][0]
+    assert names == {"a": (["pixels"], ["scores"]), "b": (["pixels"], ["scores"])}
+    assert json.loads((repo / "a" / "baseline_stats.json").read_text())["model"] == "3/model.onnx"
+    for version in ("1", "2", "3"):
+        assert (repo / "a" / version / "model.onnx").is_file()
+    assert (tmp_path / "run-a3" / "replaced" / "a" / "config.pbtxt").read_text().count('"image"') == 2
+    for run in ("run-a1", "run-b1", "run-a2", "run-a3"):  # each run's reports in its own folder
+        assert {"report.json", "manifest.json", "model.onnx"} <= {p.name for p in (tmp_path / run).iterdir()}
+    # drift finds a model's baseline from its folder
+    drift = run_cli("drift", repo / "b", DIGITS_EVAL, "-o", tmp_path / "drift.json", "-q")
+    assert drift.returncode in (0, 1), drift.explain()
+    assert json.loads((tmp_path / "drift.json").read_text())["model"] == str(repo / "b" / "1" / "model.onnx")
+
+
+def test_a_repository_is_never_the_runs_output(repository, tmp_path):
+    """Not even one an earlier modelforge wrote with its reports at the root (so --force would move it aside)."""
     import shutil
 
     repo = tmp_path / "repo"
-    shutil.copytree(repository, repo)
-    shutil.copytree(repo / "digits", repo / "other_model")  # another model served from the same repository
-    (repo / "NOTES.txt").write_text("the user's own file")
-    before = snapshot(repo / "digits" / "1")
-    other = snapshot(repo / "other_model")
+    shutil.copytree(repository.parent, repo)
+    (repo / "model_repository" / "digits").rename(repo / "digits")
+    (repo / "model_repository").rmdir()
+    before = snapshot(repo)
+    for extra in ((), ("--force",)):
+        result = run_cli(
+            "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-o", repo, "--skip-latency",
+            "-q", *extra,
+        )  # fmt: skip
+        assert result.returncode == 2, result.explain()
+        assert "Triton model repository" in one_error_line(result) and "--repository" in result.stderr
+    result = _export(DIGITS_MODEL, repo, repo / "reports", "--name", "digits")
+    assert result.returncode == 2 and "inside the Triton repository" in one_error_line(result)
+    assert snapshot(repo) == before and not (tmp_path / "repo.previous").exists()
+
+
+def test_a_gate_failure_leaves_a_shared_repository_alone(tmp_path):
+    repo = tmp_path / "repo"
+    result = run_cli(  # no data: agreement is not measured, so its gate fails
+        "export", DIGITS_MODEL, "--target", "triton", "--repository", repo, "-o", tmp_path / "run",
+        "--skip-latency", "--threads", "1", "-q", "--min-agreement", "0.5",
+    )  # fmt: skip
+    assert result.returncode == 1, result.explain()
+    assert (tmp_path / "run" / "report.json").is_file() and not repo.exists()
+    assert f"not added {repo / 'model' / '1'}: a gate failed" in result.stderr
+
+
+def test_export_without_data_gives_a_servable_layout(tmp_path):
+    """No --calibration, no --eval-data: the sweep runs on generated inputs, warm-up uses Triton's own
+    random_data, and the baseline and the evaluation are skipped, each with a line saying so."""
+    out = tmp_path / "run"
     result = run_cli(
-        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
-        "-o", repo, "--skip-latency", "--no-warmup", "--threads", "1", "-q",
+        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-o", out, "--batch-sizes", "1,4",
+        "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
-    assert snapshot(repo / "digits" / "1") == before and snapshot(repo / "other_model") == other
-    assert (repo / "NOTES.txt").read_text() == "the user's own file"
-    assert (repo / "digits" / "2" / "model.onnx").is_file()
-    assert _stage(repo)["triton"]["version"] == 2
-    config = parse_config((repo / "digits" / "config.pbtxt").read_text())
-    assert not config.model_warmup and config.max_batch_size == 32  # --skip-latency: no sweep, default max
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert "no drift baseline: no data" in result.stderr and "evaluation skipped" in result.stderr
+    model_dir = out / "model_repository" / "digits"
+    config = parse_config((model_dir / "config.pbtxt").read_text())
+    (warmup,) = config.model_warmup
+    assert warmup.inputs["image"].random_data and not warmup.inputs["image"].input_data_file
+    assert not (model_dir / "warmup").exists() and not (model_dir / "baseline_stats.json").exists()
+    triton = _stage(out)["triton"]
+    assert [row["batch_size"] for row in triton["sweep"]] == [1, 4] and config.max_batch_size == 4
+    assert "generated" in triton["sweep_inputs"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["evaluation"]["skipped"] and report["summary"]["top1_agreement"] is None
+    assert (model_dir / "1" / "model.onnx").read_bytes() == DIGITS_MODEL.read_bytes()
+
+
+def test_generated_inputs_are_dtype_correct_and_ids_stay_small():
+    from modelforge.artifact import IOSpec, TensorSpec
+    from modelforge.export.run import _generated_samples
+    from modelforge.export.triton import config_text
+
+    io = IOSpec(
+        inputs=(TensorSpec("ids", "int64", (None, "seq")), TensorSpec("mask", "bool", (None, "seq")),
+                TensorSpec("x", "float16", (None, 3))),
+        outputs=(TensorSpec("y", "float32", (None, 2)),),
+    )  # fmt: skip
+    samples = _generated_samples(io, {"seq": 5})
+    assert samples["ids"].dtype == np.int64 and samples["ids"].shape[1:] == (5,) and samples["ids"].min() >= 0
+    assert samples["ids"].max() <= 1 and samples["mask"].dtype == bool and samples["x"].dtype == np.float16
+    specs = {n: TensorSpec(n, str(v.dtype), v.shape[1:]) for n, v in samples.items()}
+    config = parse_config(
+        config_text(
+            name="m",
+            model_suffix=".onnx",
+            io=io,
+            max_batch_size=4,
+            batching=None,
+            instance_kind="KIND_CPU",
+            instance_count=1,
+            warmup_inputs=specs,
+            labels=False,
+            tensorrt_accelerator=None,
+            warmup_generated=True,
+        )  # fmt: skip
+    )
+    inputs = config.model_warmup[0].inputs
+    assert inputs["ids"].zero_data and inputs["mask"].zero_data and inputs["x"].random_data
 
 
 def test_bad_triton_inputs_are_one_line_and_write_nothing(tmp_path):
@@ -193,18 +340,19 @@ def test_fixed_shape_model_has_no_batching_and_warms_up_with_its_whole_shape(tmp
     onnx.save(model, tmp_path / "fixed.onnx")
     samples = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
     np.savez(tmp_path / "data.npz", x=samples)
-    out = tmp_path / "repo"
+    out = tmp_path / "run"
     result = run_cli(
         "export", tmp_path / "fixed.onnx", "--target", "triton", "-c", tmp_path / "data.npz", "-o", out,
         "--skip-latency", "--threads", "1", "-q",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
-    config = parse_config((out / "model" / "config.pbtxt").read_text())
+    model_dir = out / "model_repository" / "model"
+    config = parse_config((model_dir / "config.pbtxt").read_text())
     assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
     assert list(config.input[0].dims) == [2, 4]
-    raw = (out / "model" / "warmup" / "x.raw").read_bytes()
+    raw = (model_dir / "warmup" / "x.raw").read_bytes()
     assert raw == samples[:2].astype("<f4").tobytes()
-    assert json.loads((out / "baseline_stats.json").read_text())["batch_size"] == 2
+    assert json.loads((model_dir / "baseline_stats.json").read_text())["batch_size"] == 2
 
 
 def test_unknown_target_names_the_recipe_field(tmp_path):
@@ -231,16 +379,16 @@ def test_a_model_quantized_for_openvino_is_served_by_tritons_openvino_backend(tm
             },
         ],
         "evaluate": {"latency": dict(FAST_LATENCY), "skip_latency": True},
-        "output": {"dir": str(tmp_path / "repo")},
+        "output": {"dir": str(tmp_path / "run")},
     }
     result = run_cli("run", write_recipe(tmp_path / "recipe.yaml", recipe), "-q")
     assert result.returncode == 0, result.explain()
-    config = parse_config((tmp_path / "repo" / "digits" / "config.pbtxt").read_text())
+    config = parse_config((tmp_path / "run" / "model_repository" / "digits" / "config.pbtxt").read_text())
     assert config.backend == "openvino" and config.default_model_filename == "model.xml"
-    version = tmp_path / "repo" / "digits" / "1"
+    version = tmp_path / "run" / "model_repository" / "digits" / "1"
     assert sorted(p.name for p in version.iterdir()) == ["model.bin", "model.xml"]
     # The same weights as the IR written beside model.onnx (the XML differs only in generated layer ids).
-    assert (version / "model.bin").read_bytes() == (tmp_path / "repo" / "model.bin").read_bytes()
-    triton = _stage(tmp_path / "repo")["triton"]
+    assert (version / "model.bin").read_bytes() == (tmp_path / "run" / "model.bin").read_bytes()
+    triton = _stage(tmp_path / "run")["triton"]
     assert triton["served_files"] == ["model.xml", "model.bin"]
     assert triton["sweep_runtime"]["runtime"] == "openvino"  # the batch sweep measured what Triton serves

@@ -11,7 +11,10 @@ from modelforge.cli.options import GateOptions
 
 
 def drift(
-    baseline: Annotated[Path, typer.Argument(help="baseline_stats.json shipped with an export.")],
+    baseline: Annotated[
+        Path,
+        typer.Argument(help="baseline_stats.json shipped with an export, or its folder (a Triton model's folder)."),
+    ],
     data: Annotated[Path, typer.Argument(help="New inputs (.npz keyed by input name, or .npy).")],
     max_psi: Annotated[float, typer.Option(min=0, help="Fail (exit 1) if any feature's PSI is above this.")] = 0.2,
     max_ks: Annotated[float | None, typer.Option(min=0, max=1, help="Fail if any feature's KS is above this.")] = None,
@@ -37,6 +40,9 @@ def drift(
 
     if output.exists() and not force:
         raise OutputExistsError(str(output))
+    from modelforge.monitoring.baseline import find_baseline
+
+    baseline = find_baseline(baseline)
     if model is not None and not model.is_file():
         raise InputError(f"model {model} not found")
     report = drift_report(

@@ -45,6 +45,8 @@ def execute(
                     "gates": report["gates"],
                     "output": str(result.output_dir),
                     "previous_output": str(result.previous_output) if result.previous_output else None,
+                    "published": result.published or [],
+                    "held_back": result.held_back or [],
                 },
                 indent=2,
             )
@@ -69,6 +71,15 @@ def execute(
             highlight=False,
             markup=False,
             soft_wrap=True,  # one line, as a CI log greps it
+        )
+    for place in result.published or []:  # a shared repository changed: said even with -q
+        err_console.print(f"added {place}", highlight=False, markup=False, soft_wrap=True)
+    for place in result.held_back or []:
+        err_console.print(
+            f"not added {place}: a gate failed (the report is in {result.output_dir})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
     verdict = "[bold green]PASSED[/bold green]" if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"

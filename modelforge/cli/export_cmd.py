@@ -48,9 +48,16 @@ def export(
         Path | None, typer.Option("--calibration", "-c", help="Samples for INT8 caches, warm-up, sweep, baseline.")
     ] = None,
     eval_data: Annotated[Path | None, typer.Option("--eval-data", "-e", help="Evaluation data.")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (Triton: the repository).")] = Path(
-        "modelforge-out"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The run's own folder: report, manifest (never a repository).")
+    ] = Path("modelforge-out"),
+    repository: Annotated[
+        Path | None,
+        typer.Option(help="triton: model repository to add the model to (default: OUT/model_repository, new)."),
+    ] = None,
+    replace_config: Annotated[
+        bool, typer.Option("--replace-config", help="triton: accept a version whose inputs/outputs differ.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
     precision: Annotated[
         str,
@@ -74,7 +81,9 @@ def export(
     ] = None,
     instance_kind: Annotated[str, typer.Option(help="triton: cpu or gpu instances.")] = "cpu",
     instances: Annotated[int, typer.Option(help="triton: instance count.")] = 1,
-    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="triton: warm-up with a real sample.")] = True,
+    warmup: Annotated[
+        bool, typer.Option("--warmup/--no-warmup", help="triton: warm-up (a data sample, else Triton-made).")
+    ] = True,
     labels: Annotated[Path | None, typer.Option(help="triton: class names file, one a line.")] = None,
     tensorrt_accelerator: Annotated[
         bool, typer.Option("--tensorrt-accelerator", help="triton: ONNX Runtime's TensorRT accelerator (GPU).")
@@ -108,8 +117,10 @@ def export(
     """Export a model for serving: a Triton model repository (config from a measured batch sweep), a Jetson
     bundle (TensorRT-ready ONNX, calibration cache, build_engine.sh, verify.sh), a TensorRT engine, or a Keras
     model as a .tflite run on LiteRT (full-integer INT8 by default, calibrated on --calibration). Triton,
-    Jetson and TensorRT exports ship baseline_stats.json for `modelforge drift`; a second Triton export adds
-    version 2."""
+    Jetson and TensorRT exports ship baseline_stats.json for `modelforge drift` (Triton: in the model's
+    folder). `--repository REPO` adds the model to a repository that outlives the run (the next version of
+    --name; the run's reports stay in -o). Without data, the export still runs: generated inputs for the
+    sweep, Triton-made warm-up, no baseline and no evaluation."""
     from functools import partial
 
     from modelforge.cli.execute import execute
@@ -140,6 +151,8 @@ def export(
         "labels": str(labels.resolve()) if labels else None,
         "tensorrt_accelerator": tensorrt_accelerator,
         "baseline_stats": baseline_stats,
+        "repository": str(repository.absolute()) if repository else None,
+        "replace_config": replace_config,
     }
     if target == "tflite":
         step = _tflite_pass(precision, calibration, io_type, calibration_samples, compare_float)

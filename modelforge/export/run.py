@@ -34,7 +34,10 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
     model_path = artifact.write_into(model_dir)[0]
     model = load_onnx(model_path, load_external_data=False)
     quantized = is_quantized(model)
-    precision = config.precision if config.precision != "auto" else ("int8" if quantized else "fp16")
+    precision, why = _precision(config, quantized, ctx.calibration is not None)
+    if config.target == "jetson":  # the engine's precision decides speed and accuracy on the device: said
+        ctx.progress.log(f"jetson: building {precision.upper()}: {why}")
+        ctx.record("precision_choice", f"{precision}: {why}")
     if quantized and precision != "int8" and config.target != "triton":
         raise InputError(
             f"precision {precision}: the model has Q/DQ (INT8) nodes, which TensorRT builds only with int8",
@@ -55,29 +58,57 @@ def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContex
             served = Served(ir, "openvino", served_on.precision)
         else:
             served = Served([model_path], "onnxruntime", "fp32")
-        _triton(model_path, artifact.io, config, precision, bundle, ctx, served)
     else:
         _tensorrt(model_path, artifact.io, config, precision, quantized, bundle, ctx)
     del model
-    if config.baseline_stats:
-        from modelforge.monitoring.baseline import BASELINE_NAME, build_baseline
+    publications: tuple = ()
+    if config.target == "triton":
+        publications = _triton(model_path, artifact.io, config, precision, bundle, ctx, served)
+    elif config.baseline_stats:
+        baseline = _baseline(model_path, artifact.io, ctx)
+        if baseline is not None:
+            from modelforge.monitoring.baseline import BASELINE_NAME
+            from modelforge.safe_files import write_text
 
-        with ctx.task("Recording baseline statistics for drift"):
-            from modelforge.backends.onnxruntime import fixed_batch_size
+            write_text(bundle / BASELINE_NAME, json.dumps(baseline, indent=1) + "\n")
+            ctx.record("baseline_stats", BASELINE_NAME)
+    return dataclasses.replace(
+        artifact, path=model_path, format="onnx", side_outputs=(bundle,), publications=publications
+    )
 
-            baseline = build_baseline(
-                model_path,
-                ctx.calibration,
-                ctx.evaluation,
-                seed=ctx.seed,
-                threads=ctx.threads,
-                batch_size=fixed_batch_size(artifact.io) or 64,
-            )
-        from modelforge.safe_files import write_text
 
-        write_text(bundle / BASELINE_NAME, json.dumps(baseline, indent=1) + "\n")
-        ctx.record("baseline_stats", BASELINE_NAME)
-    return dataclasses.replace(artifact, path=model_path, format="onnx", side_outputs=(bundle,))
+def _baseline(model_path: Path, io: IOSpec, ctx) -> dict[str, Any] | None:
+    """The drift baseline (None, said in one line, when the run has no data to take it from)."""
+    if ctx.calibration is None and ctx.evaluation is None:
+        ctx.record("baseline_stats", None)
+        ctx.progress.log("no drift baseline: no data (pass --calibration or --eval-data to record one)")
+        return None
+    from modelforge.backends.onnxruntime import fixed_batch_size
+    from modelforge.monitoring.baseline import build_baseline
+
+    with ctx.task("Recording baseline statistics for drift"):
+        return build_baseline(
+            model_path,
+            ctx.calibration,
+            ctx.evaluation,
+            seed=ctx.seed,
+            threads=ctx.threads,
+            batch_size=fixed_batch_size(io) or 64,
+        )
+
+
+def _precision(config, quantized: bool, calibrated: bool) -> tuple[str, str]:
+    """The engine precision and why. auto: int8 for a Q/DQ model; for a Jetson bundle of a float model, int8
+    when calibration data is given (it would be ignored otherwise), fp16 without."""
+    if config.precision != "auto":
+        return config.precision, "--precision " + config.precision
+    if quantized:
+        return "int8", "the model has Q/DQ (INT8) nodes"
+    if config.target == "jetson" and calibrated:
+        return "int8", "calibration data given, calibrated here into calibration.cache (--precision fp16 for FP16)"
+    if config.target == "jetson":
+        return "fp16", "a float model and no calibration data (--calibration DATA for INT8)"
+    return "fp16", "a float model"
 
 
 def _pruned_2_4(model) -> bool:
@@ -160,32 +191,59 @@ class Served(NamedTuple):
     precision: str
 
 
-def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx, served: Served) -> None:
+def _repository(config, ctx) -> tuple[Path | None, Path]:
+    """(the repository outside the run's output that the model is added to, or None; the folder inside the
+    run's work folder where the model folder is built: a path inside the output's copy when the repository
+    lives in the output, so it is written and hashed with it)."""
+    out = ctx.output_dir.resolve() if ctx.output_dir is not None else None
+    if config.repository is None:
+        return None, Path("model_repository")
+    repository = Path(config.repository).absolute()
+    real = repository.resolve()
+    if out is not None and (real == out or real in out.parents):
+        raise InputError(
+            f"--repository {config.repository}: the run's output {ctx.output_dir} would be inside the Triton "
+            "repository, whose root holds only model folders",
+            hint="give the run's reports a folder of their own with -o",
+        )
+    if out is not None and out in real.parents:  # a repository inside the output belongs to this run
+        return None, real.relative_to(out)
+    from modelforge.export.triton import check_repository
+
+    check_repository(repository)
+    return repository, Path("repository")
+
+
+def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx, served: Served) -> tuple:
+    """Build the model folder; returns the publications (repository additions) made after the run."""
     from modelforge.backends.onnxruntime import default_threads
     from modelforge.export.batching import choose_batching, measure_batches, tile_samples
     from modelforge.export.shapes import batch_is_dynamic
     from modelforge.export.triton import (
-        carry_repository,
         config_text,
-        is_repository,
         model_config_pb2,
+        next_version_checked,
         read_labels,
+        save_replaced,
         write_model_folder,
     )
 
     model_config_pb2()  # the [triton] extra is checked before the sweep, not after
+    external, inside = _repository(config, ctx)
     first_output = io.outputs[0].shape if io.outputs else ()
     classes = first_output[1] if len(first_output) == 2 and isinstance(first_output[1], int) else None
     labels = read_labels(config.labels, classes) if config.labels else None
     batched = batch_is_dynamic(io)
     samples = _sample(ctx)
+    generated = samples is None
+    if generated:  # no data: the sweep runs on inputs made from the IO spec, warm-up on Triton's own
+        samples = _generated_samples(io, config.dims)
     rows: list[dict[str, Any]] = []
     threads = ctx.threads or default_threads()
     budget = int(config.memory_budget * 2**20) if config.memory_budget else None
     if batched and (ctx.measure_latency or budget is not None):
-        if samples is None:
-            raise InputError("the Triton batch sweep needs data", hint="pass --calibration or --eval-data")
-        with ctx.task("Batch sweep (latency, throughput, peak memory)", len(config.batch_sizes)) as advance:
+        what = "generated inputs" if generated else "data"
+        with ctx.task(f"Batch sweep on {what} (latency, throughput, peak memory)", len(config.batch_sizes)) as advance:
             rows = measure_batches(
                 served.files[0],
                 lambda b: tile_samples(samples, b),
@@ -209,7 +267,7 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
         batching = None
         max_batch_size = max(config.batch_sizes) if batched else 0
     warmup = None
-    if config.warmup and samples is not None:
+    if config.warmup:
         # Batched: one sample (Triton adds the batch axis); fixed shape: the model's whole first axis.
         fixed = {t.name: t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1 for t in io.inputs}
         warmup = {name: values[0] if batched else values[: fixed[name]] for name, values in samples.items()}
@@ -223,25 +281,48 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
         instance_kind="KIND_GPU" if config.instance_kind == "gpu" else "KIND_CPU",
         instance_count=config.instances,
         warmup_inputs=warmup_specs,
+        warmup_generated=generated,
         labels=bool(labels),
         tensorrt_accelerator=(precision if precision != "int8" else "int8") if config.tensorrt_accelerator else None,
     )
-    carried = False
-    if ctx.extending_output is not None and is_repository(ctx.extending_output):
-        carry_repository(ctx.extending_output, bundle)
-        carried = True
-    version = write_model_folder(
-        bundle, name=config.name, model_files=served.files, config=text, warmup=warmup, labels=labels
+    replaced: list[str] = []
+    if external is not None:
+        version = next_version_checked(external, config.name, text, config.replace_config)
+        if (external / config.name).is_dir():
+            replaced = save_replaced(external / config.name, bundle / "replaced" / config.name)
+    else:
+        version = 1  # a repository inside the output is new with it (an existing output is never extended)
+    build_root = ctx.workdir / "repository" if external is not None else bundle / inside
+    model_dir = write_model_folder(
+        build_root,
+        name=config.name,
+        version=version,
+        model_files=served.files,
+        config=text,
+        warmup=None if generated else warmup,
+        labels=labels,
     )
+    baseline = _baseline(model_path, io, ctx) if config.baseline_stats else None
+    if baseline is not None:
+        from modelforge.monitoring.baseline import BASELINE_NAME
+        from modelforge.safe_files import write_text
+
+        baseline["model"] = f"{version}/{served.files[0].name}"  # the version it describes, in its model folder
+        write_text(model_dir / BASELINE_NAME, json.dumps(baseline, indent=1) + "\n", build_root)
+        ctx.record("baseline_stats", f"{config.name}/{BASELINE_NAME}")
+    repository_text = str(external) if external is not None else f"{inside.as_posix()}/ in the output"
     ctx.record(
         "triton",
         {
             "name": config.name,
             "version": version,
-            "added_to_existing_repository": carried,
+            "repository": repository_text,
+            "replaced": [f"replaced/{config.name}/{name}" for name in replaced],
             "max_batch_size": max_batch_size,
             "dynamic_batching": batching,
             "sweep": rows,
+            "sweep_inputs": "generated from the model's input spec (no data)" if generated and rows else None,
+            "warmup": None if not config.warmup else ("triton random_data/zero_data" if generated else "a sample"),
             "sweep_runtime": (
                 {"runtime": served.runtime, "precision": served.precision, "device": "CPU", "threads": threads}
                 if rows
@@ -251,6 +332,36 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
             "served_files": [f.name for f in served.files],
         },
     )
+    if external is None:
+        return ()
+    from modelforge.artifact import Publication
+
+    return (Publication(staged=model_dir, destination=external / config.name, version=version),)
+
+
+def _generated_samples(io: IOSpec, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    """SWEEP_SAMPLES inputs made from the IO spec, seeded: floats uniform in [0, 1), integers small and
+    non-negative (token ids, indices), booleans False; a dynamic axis other than the batch takes --dim."""
+    from modelforge.export.shapes import profile_shapes
+
+    shapes = profile_shapes(io, SWEEP_SAMPLES, SWEEP_SAMPLES, SWEEP_SAMPLES, dims)
+    rng = np.random.default_rng(0)
+    samples = {}
+    for spec in io.inputs:
+        shape = shapes[spec.name][0]
+        dtype = np.dtype("bool" if spec.dtype == "bool" else spec.dtype)
+        if dtype.kind == "f":
+            samples[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif dtype.kind in "iu":
+            samples[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+        elif dtype.kind == "b":
+            samples[spec.name] = np.zeros(shape, dtype=bool)
+        else:
+            raise InputError(
+                f"input '{spec.name}' ({spec.dtype}): no inputs can be generated for it",
+                hint="pass --calibration DATA",
+            )
+    return samples
 
 
 def _tensorrt(model_path: Path, io: IOSpec, config, precision: str, quantized: bool, bundle: Path, ctx) -> None:

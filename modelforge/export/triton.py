@@ -3,8 +3,10 @@
 The config comes from the model's inputs and outputs (Triton dtypes, -1 for dynamic dims, the batch axis as
 max_batch_size), the batching settings from the measured sweep (export.batching), warm-up requests made of
 real calibration samples written as the raw files Triton reads from `<name>/warmup/`. Every config is parsed
-with Triton's own ModelConfig protobuf before it is written. A second export of the same name adds the next
-version beside the existing ones (Triton serves the latest; the previous stays for a rollback).
+with Triton's own ModelConfig protobuf before it is written. A repository is shared and long-lived: each model's
+files (its drift baseline included) live in its own folder, the root holds nothing else, and a second export
+of the same name adds the next version beside the existing ones (Triton serves the latest; the previous stays
+for a rollback) only when its signature matches the config they load under.
 """
 
 from __future__ import annotations
@@ -111,9 +113,12 @@ def config_text(
     instance_count: int,
     warmup_inputs: dict[str, TensorSpec] | None,
     labels: bool,
+    warmup_generated: bool = False,
     tensorrt_accelerator: str | None,
 ) -> str:
-    """The config.pbtxt text (Triton's protobuf text format)."""
+    """The config.pbtxt text (Triton's protobuf text format). `warmup_generated`: no sample to warm up with,
+    so Triton makes one (random_data for floats; zero_data for integers and booleans, which may be ids or
+    indices that random values would put out of range)."""
     key, value, files = PLATFORMS[model_suffix]
     batched = max_batch_size > 0
     lines = [f"name: {_quote(name)}", f"{key}: {_quote(value)}", f"max_batch_size: {max_batch_size}"]
@@ -135,12 +140,17 @@ def config_text(
         blocks = []
         for input_name, spec in warmup_inputs.items():
             dims = ", ".join(str(d) for d in spec.shape)
+            if not warmup_generated:
+                source = f"input_data_file: {_quote(warmup_file_name(input_name))}"
+            else:
+                source = "random_data: true" if spec.dtype.startswith(("float", "bfloat")) else "zero_data: true"
             blocks.append(
                 f"      key: {_quote(input_name)}\n      value {{\n        data_type: {_dtype(spec)}\n"
-                f"        dims: [ {dims} ]\n        input_data_file: {_quote(warmup_file_name(input_name))}\n      }}"
+                f"        dims: [ {dims} ]\n        {source}\n      }}"
             )
         inputs = "\n".join(f"    inputs {{\n{b}\n    }}" for b in blocks)
-        lines.append(f'model_warmup [\n  {{\n    name: "calibration_sample"\n    batch_size: 1\n{inputs}\n  }}\n]')
+        title = "generated_sample" if warmup_generated else "calibration_sample"
+        lines.append(f'model_warmup [\n  {{\n    name: "{title}"\n    batch_size: 1\n{inputs}\n  }}\n]')
     if tensorrt_accelerator and model_suffix == ".onnx":
         lines.append(
             "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator : [\n      {\n"
@@ -169,65 +179,181 @@ def read_labels(path: Path, classes: int | None) -> list[str]:
     return labels
 
 
-# What every run writes at the output's top level: replaced by the new run, never carried over.
-RUN_OUTPUTS = frozenset(
-    {"model.onnx", "report.json", "report.md", "report.html", "manifest.json", "recipe.resolved.yaml"}
-    | {"baseline_stats.json"}
-)
-
-
-def carry_repository(existing: Path, into: Path) -> None:
-    """Everything of an existing repository but the previous run's own outputs (other models, other versions,
-    the user's files), hard-linked (or copied) into the new output, which replaces it as a whole.
-
-    The repository may come from someone else: a link anywhere in it is refused (exit 2), never followed nor
-    copied, so nothing outside it is read into the new output or written through later."""
-    from modelforge.safe_files import check_not_link, copy_tree, link_or_copy
-
-    for entry in sorted(existing.iterdir()):
-        if entry.name in RUN_OUTPUTS or entry.name.startswith("model.onnx") or ".partial-" in entry.name:
-            continue
-        check_not_link(entry)
-        if entry.is_dir():
-            copy_tree(entry, into / entry.name, root=into, hard_link=True)
-        else:
-            link_or_copy(entry, into / entry.name, into)
-
-
 def write_model_folder(
-    repository: Path,
+    root: Path,
     *,
     name: str,
+    version: int,
     model_files: list[Path],
     config: str,
     warmup: dict[str, np.ndarray] | None,
     labels: list[str] | None,
-) -> int:
-    """Add the next version of `name` to `repository` (config, model files, warm-up data, labels); returns it."""
-    from modelforge.safe_files import check_not_link, copy_file, make_dirs, write_bytes, write_text
+) -> Path:
+    """Build `<root>/<name>/` (config, version `version` with the model files, warm-up data, labels) in a
+    folder of this run's own; returns the model folder. It reaches a repository through publish_model."""
+    from modelforge.safe_files import copy_file, make_dirs, write_bytes, write_text
 
     parse_config(config)
-    model_dir = repository / name
-    check_not_link(model_dir)  # before next_version lists what a link would point at
-    version = next_version(model_dir)
+    model_dir = root / name
     target = model_dir / str(version)
-    if target.exists() or target.is_symlink():
-        raise PassError("export", f"version folder {target} already exists")
-    make_dirs(target, repository)
+    make_dirs(target, root)
     _, _, names = PLATFORMS[model_files[0].suffix.lower()]
     for source, file_name in zip(model_files, names, strict=False):
-        copy_file(source, target / file_name, repository)
-    write_text(model_dir / "config.pbtxt", config, repository)
+        copy_file(source, target / file_name, root)
+    write_text(model_dir / "config.pbtxt", config, root)
     if warmup:
         for input_name, sample in warmup.items():
             # Triton reads the raw bytes of one sample, row-major, in the tensor's dtype (little-endian).
             raw = np.ascontiguousarray(sample, dtype=sample.dtype.newbyteorder("<")).tobytes()
-            write_bytes(model_dir / "warmup" / warmup_file_name(input_name), raw, repository)
+            write_bytes(model_dir / "warmup" / warmup_file_name(input_name), raw, root)
     if labels:
-        write_text(model_dir / "labels.txt", "\n".join(labels) + "\n", repository)
-    return version
+        write_text(model_dir / "labels.txt", "\n".join(labels) + "\n", root)
+    return model_dir
+
+
+# What a model folder holds for all its versions: a new version replaces these (the run's output keeps the old
+# ones under replaced/); numbered version folders are never touched.
+SHARED_FILES = ("config.pbtxt", "labels.txt", "baseline_stats.json", "warmup")
+
+
+def signature(config: Any) -> str:
+    """What every version of a model must agree on, as one line: the serving backend, batching (whether the
+    first axis is Triton's batch axis) and each input and output's name, dtype and dims."""
+    pb2 = model_config_pb2()
+
+    def tensors(items: Any) -> str:
+        return ", ".join(
+            f"{t.name} {pb2.DataType.Name(t.data_type).removeprefix('TYPE_')} [{', '.join(map(str, t.dims))}]"
+            for t in items
+        )
+
+    runtime = config.platform or config.backend
+    batch = "batched" if config.max_batch_size > 0 else "unbatched"
+    return f"{runtime}, {batch}; inputs: {tensors(config.input)}; outputs: {tensors(config.output)}"
+
+
+def read_existing_config(path: Path) -> Any:
+    """An existing model's config.pbtxt: someone else's file, so a parse error is bad input (exit 2)."""
+    from google.protobuf import text_format
+
+    from modelforge.safe_files import check_not_link
+
+    check_not_link(path)
+    try:
+        return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2().ModelConfig())
+    except (text_format.ParseError, UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"{path}: not a Triton ModelConfig ({str(exc).splitlines()[0][:160]})") from None
+
+
+def check_repository(repository: Path) -> None:
+    """A folder the export may add a model to: missing, empty, or a Triton model repository (never a link)."""
+    from modelforge.safe_files import check_not_link
+
+    check_not_link(repository)
+    if repository.exists() and not repository.is_dir():
+        raise InputError(f"--repository {repository}: exists and is not a folder")
+    if repository.is_dir() and any(repository.iterdir()) and not is_repository(repository):
+        raise InputError(
+            f"--repository {repository}: a folder with files but no <model>/config.pbtxt, not a Triton model "
+            "repository",
+            hint="name an empty folder, a new one, or an existing repository",
+        )
+
+
+def next_version_checked(repository: Path, name: str, new_config: str, replace_config: bool) -> int:
+    """The version the new model gets in `repository`; a signature that differs from the existing config's is
+    refused (exit 2, both named) unless `replace_config`: the other versions would no longer load under it."""
+    from modelforge.safe_files import check_not_link
+
+    model_dir = repository / name
+    check_not_link(model_dir)  # before next_version lists what a link would point at
+    if model_dir.is_dir():
+        for entry in model_dir.iterdir():
+            if entry.is_dir() and entry.name.isdigit():
+                check_not_link(entry)
+    existing = model_dir / "config.pbtxt"
+    if (existing.is_file() or existing.is_symlink()) and not replace_config:
+        old, new = signature(read_existing_config(existing)), signature(parse_config(new_config))
+        if old != new:
+            raise InputError(
+                f"{existing}: the new version's signature differs from the model's config, under which its "
+                f"versions {_versions_text(model_dir)} load. config: {old}. new version: {new}",
+                hint="give it a new model name (--name) or replace the config (--replace-config)",
+            )
+    return next_version(model_dir)
+
+
+def _versions_text(model_dir: Path) -> str:
+    versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return ", ".join(map(str, versions)) or "(none)"
+
+
+def save_replaced(model_dir: Path, into: Path) -> list[str]:
+    """Copy the model folder's shared files a new version replaces into the run's output (`into`): nothing a
+    repository held is lost. Returns their names."""
+    from modelforge.safe_files import check_not_link, copy_file, copy_tree
+
+    saved = []
+    for shared in SHARED_FILES:
+        old = model_dir / shared
+        check_not_link(old)
+        if old.is_dir():
+            copy_tree(old, into / shared, into)
+        elif old.is_file():
+            copy_file(old, into / shared, into)
+        else:
+            continue
+        saved.append(shared)
+    return saved
+
+
+def publish_model(staged: Path, model_dir: Path, version: int) -> None:
+    """Add a model folder built by write_model_folder to a repository, in the order that keeps what Triton
+    polls loadable: the shared files first, then the version folder, renamed into place in one step (built
+    under a dot name, which Triton skips as not a version number). Other models and versions are never touched;
+    a drift baseline of an earlier version is removed when this one ships none (the run's output kept it)."""
+    import os
+    import secrets
+    import shutil
+
+    from modelforge.safe_files import check_not_link, copy_file, copy_tree, make_dirs
+
+    repository = model_dir.parent
+    check_not_link(repository)
+    make_dirs(repository, repository.parent)
+    check_not_link(model_dir)
+    target = model_dir / str(version)
+    if target.exists() or target.is_symlink():
+        raise PassError("export", f"version folder {target} appeared while the run worked")
+    make_dirs(model_dir, repository)
+    partial = model_dir / f".{version}.partial-{secrets.token_hex(4)}"
+    try:
+        copy_tree(staged / str(version), partial, repository)
+        for shared in SHARED_FILES:
+            source = staged / shared
+            if source.is_dir():
+                copy_tree(source, model_dir / shared, repository)
+            elif source.is_file():
+                copy_file(source, model_dir / shared, repository)
+        if not (staged / "baseline_stats.json").exists():
+            stale = model_dir / "baseline_stats.json"
+            check_not_link(stale)
+            stale.unlink(missing_ok=True)
+        os.rename(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def is_repository(folder: Path) -> bool:
     """A folder holding at least one `<model>/config.pbtxt`: a Triton model repository."""
     return folder.is_dir() and any((p / "config.pbtxt").is_file() for p in folder.iterdir() if p.is_dir())
+
+
+def refuse_repository_as_output(out: Path) -> None:
+    """-o names the run's own folder (reports, manifest): a Triton repository there would get them at its root,
+    and --force would move the whole repository aside. Name it with --repository instead."""
+    if is_repository(out):
+        raise InputError(
+            f"output {out} is a Triton model repository: the run's reports would land at its root",
+            hint=f"add to it with --repository {out} and give the run its own folder with -o",
+        )

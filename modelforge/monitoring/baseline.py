@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from modelforge.data import BoundDataset
+from modelforge.errors import InputError
 from modelforge.monitoring.features import (
     MAX_FEATURES_PER_INPUT,
     MAX_VALUES_PER_FEATURE,
@@ -128,3 +129,15 @@ def build_baseline(
         "inputs": collect_inputs(reference, seed),
         "confidence": {"output": output_name, **confidence} if confidence else None,
     }
+
+
+def find_baseline(path: Path) -> Path:
+    """The baseline file a `drift` argument names: the file itself, or the one in a folder (a Jetson bundle,
+    a Triton model folder `<repo>/<name>/`, or the root of a repository written before models had their own)."""
+    if not path.is_dir():
+        return path
+    if (path / BASELINE_NAME).is_file():
+        return path / BASELINE_NAME
+    models = sorted(p.name for p in path.iterdir() if (p / BASELINE_NAME).is_file())
+    hint = f"name a model's folder: {', '.join(str(path / m) for m in models[:5])}" if models else None
+    raise InputError(f"baseline: {path} holds no {BASELINE_NAME}", hint=hint)

@@ -75,6 +75,9 @@ class Pass:
     needs_calibration: ClassVar[bool] = False
     needs_train_data: ClassVar[bool] = False
     Config: ClassVar[type[PassConfig]] = PassConfig
+    # True: the pass makes sense with no data at all (an export of a model as it is); a recipe of only such
+    # passes runs without data, its evaluation skipped.
+    runs_without_data: ClassVar[bool] = False
     cacheable: ClassVar[bool] = True  # False: the stage cache never stores or reuses this pass's result
 
     @classmethod

@@ -52,7 +52,19 @@ class ExportConfig(PassConfig):
     tensorrt_accelerator: bool = Field(
         False, description="triton: run the ONNX model through ONNX Runtime's TensorRT accelerator (GPU)."
     )
-    baseline_stats: bool = Field(True, description="Write baseline_stats.json for `modelforge drift`.")
+    baseline_stats: bool = Field(
+        True, description="Write baseline_stats.json for `modelforge drift` (triton: in the model's folder)."
+    )
+    repository: Path | None = Field(
+        None,
+        description="triton: the model repository the model is added to (next version of `name`); default: a "
+        "new one, model_repository/ in the run's output. Reports never go into it.",
+    )
+    replace_config: bool = Field(
+        False,
+        description="triton: accept a new version whose inputs/outputs differ from the model's config.pbtxt (the "
+        "older versions no longer load under the new config; the old one is kept in the output's replaced/).",
+    )
 
     @field_validator("batch_sizes")
     @classmethod
@@ -83,16 +95,24 @@ class Export(Pass):
     accepts = ("onnx",)
     produces = "onnx"
     Config = ExportConfig
+    runs_without_data = True  # a serving layout for an ONNX file: generated sweep inputs, no baseline
     cacheable = False  # its files live beside the model, outside what the stage cache stores
 
     @classmethod
     def extends_output(cls, config: ExportConfig, out: Path) -> bool:
-        """A Triton repository is extended (the next version), never replaced."""
-        from modelforge.export.triton import is_repository
+        """Never: the output is the run's own; a Triton repository is named with `repository` and added to."""
+        if config.target == "triton":
+            from modelforge.export.triton import refuse_repository_as_output
 
-        return config.target == "triton" and is_repository(out)
+            refuse_repository_as_output(out)
+        return False
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         from modelforge.export.run import export_target
+
+        if self.config.target == "triton" and ctx.output_dir is not None:  # --force does not ask extends_output
+            from modelforge.export.triton import refuse_repository_as_output
+
+            refuse_repository_as_output(ctx.output_dir)
 
         return export_target(artifact, self.config, ctx)
