@@ -1,6 +1,7 @@
-"""Writes never follow links (issue 25, items 4 and 5): a link planted in a Triton repository carried over, or in
-a checkpoint folder, is refused with exit 2 naming it; what it points at is neither written nor read into the
-output. Each test plants harmless marker files outside the folder and checks them byte for byte afterwards."""
+"""Writes never follow links (issue 25, items 4 and 5): a link planted where an export into a Triton repository
+reads or writes, or in a checkpoint folder, is refused with exit 2 naming it; what it points at is neither
+written nor read into the output. Each test plants harmless marker files outside the folder and checks them
+byte for byte afterwards."""
 
 from __future__ import annotations
 
@@ -107,14 +108,22 @@ def test_copy_tree_refuses_links_and_keeps_modes(tmp_path, outside):
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory):
     pytest.importorskip("tritonclient", reason="the [triton] extra (tritonclient) checks generated configs")
-    out = tmp_path_factory.mktemp("triton") / "repo"
+    folder = tmp_path_factory.mktemp("triton")
+    out = folder / "repo"
     result = run_cli(
         "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
-        "-o", out, "--skip-latency", "--threads", "1", "-q",
+        "--repository", out, "-o", folder / "run", "--skip-latency", "--threads", "1", "-q",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
     assert (out / "digits" / "warmup").is_dir()
     return out
+
+
+def _add_version(repo: Path, run: Path, *extra: str):
+    return run_cli(
+        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
+        "--repository", repo, "-o", run, "--skip-latency", "--threads", "1", "-q", *extra,
+    )  # fmt: skip
 
 
 def _plant_config(repo: Path, outside: Path) -> Path:
@@ -127,6 +136,12 @@ def _plant_warmup(repo: Path, outside: Path) -> Path:
     shutil.rmtree(repo / "digits" / "warmup")
     (repo / "digits" / "warmup").symlink_to(outside / "victim-dir", target_is_directory=True)
     return repo / "digits" / "warmup"
+
+
+def _plant_baseline(repo: Path, outside: Path) -> Path:
+    (repo / "digits" / "baseline_stats.json").unlink()
+    (repo / "digits" / "baseline_stats.json").symlink_to(outside / "victim.txt")
+    return repo / "digits" / "baseline_stats.json"
 
 
 def _plant_secret_file(repo: Path, outside: Path) -> Path:
@@ -145,43 +160,39 @@ def _plant_secret_in_a_version(repo: Path, outside: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "plant",
-    [_plant_config, _plant_warmup, _plant_secret_file, _plant_secret_folder, _plant_secret_in_a_version],
-    ids=["config.pbtxt", "warmup", "secret-file", "secret-folder", "secret-in-version"],
+    "plant", [_plant_config, _plant_warmup, _plant_baseline], ids=["config.pbtxt", "warmup", "baseline"]
 )
-def test_a_link_in_a_repository_carried_over_is_refused(repository, tmp_path, outside, plant):
+def test_a_link_where_a_new_version_reads_or_writes_is_refused(repository, tmp_path, outside, plant):
     repo = tmp_path / "repo"
     shutil.copytree(repository, repo)
     link = plant(repo, outside)
     markers, before = tree(outside), tree(repo)
-    result = run_cli(
-        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
-        "-o", repo, "--skip-latency", "--threads", "1", "-q",
-    )  # fmt: skip
+    result = _add_version(repo, tmp_path / "run")
     assert result.returncode == 2, result.explain()
     line = one_error_line(result)
     assert str(link) in line and "symbolic link" in line
     assert tree(outside) == markers  # nothing written through the link
-    assert tree(repo) == before  # the repository is left as it was (no version 2, no copy of the secret)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "repo"]  # no staging or swap folder left
+    assert tree(repo) == before  # the repository is left as it was (no version 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "repo"]  # no run folder or staging left
 
 
-def test_a_secret_never_comes_back_as_a_copy_under_force(repository, tmp_path, outside):
-    """--force does not carry the repository over: the old one (links and all) is moved aside untouched, and
-    the new output neither holds nor lists the secret."""
+@pytest.mark.parametrize(
+    "plant",
+    [_plant_secret_file, _plant_secret_folder, _plant_secret_in_a_version],
+    ids=["secret-file", "secret-folder", "secret-in-version"],
+)
+def test_a_link_the_export_never_touches_stays_as_it_is(repository, tmp_path, outside, plant):
+    """Nothing is carried or copied out of a repository any more: a link elsewhere in it is neither followed,
+    nor read into the run's output, nor changed; the new version goes beside it."""
     repo = tmp_path / "repo"
     shutil.copytree(repository, repo)
-    link = _plant_secret_file(repo, outside)
-    result = run_cli(
-        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
-        "-o", repo, "--skip-latency", "--threads", "1", "-q", "--force",
-    )  # fmt: skip
+    link = plant(repo, outside)
+    markers, target = tree(outside), os.readlink(link)
+    result = _add_version(repo, tmp_path / "run")
     assert result.returncode == 0, result.explain()
-    assert not (repo / "digits" / "notes.txt").exists()
-    assert "notes.txt" not in (repo / "manifest.json").read_text()
-    assert b"SECRET" not in b"".join(p.read_bytes() for p in repo.rglob("*") if p.is_file())
-    moved = tmp_path / "repo.previous" / link.relative_to(repo)
-    assert moved.is_symlink() and (outside / "secret.txt").read_text() == "SECRET MARKER\n"
+    assert tree(outside) == markers and os.readlink(link) == target
+    assert (repo / "digits" / "2" / "model.onnx").is_file()
+    assert b"SECRET" not in b"".join(p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file())
 
 
 # ------------------------------------------------------------------------------------- a checkpoint folder
@@ -242,20 +253,23 @@ def test_the_training_loop_refuses_a_link_where_it_checkpoints(tmp_path, outside
     assert np.array_equal(sorted(p.name for p in folder.iterdir()), ["last.pt"])
 
 
-def test_a_repository_modelforge_did_not_write_is_kept_whole_when_extended(repository, tmp_path):
-    """The next version goes into a copy; the user's own repository (no manifest of ours) is never deleted: it
-    stays, byte for byte, as repo.previous, and a line says so."""
+def test_a_repository_modelforge_did_not_write_is_added_to_in_place(repository, tmp_path):
+    """The user's own repository (no manifest of ours, their own files at the root): the new version is added
+    beside what is there, which stays byte for byte; as the run's -o it is refused, never moved aside."""
     repo = tmp_path / "repo"
     shutil.copytree(repository, repo)
-    for name in ("manifest.json", "report.json", "report.md", "report.html", "recipe.resolved.yaml"):
-        (repo / name).unlink()
     (repo / "model.onnx").write_bytes(b"the user's own file with a name a run writes")
     before = tree(repo)
-    result = run_cli(
-        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
-        "-o", repo, "--skip-latency", "--threads", "1", "-q",
+    refused = run_cli(
+        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-o", repo, "--skip-latency", "-q",
     )  # fmt: skip
+    assert refused.returncode == 2 and "Triton model repository" in one_error_line(refused)
+    assert tree(repo) == before and not (tmp_path / "repo.previous").exists()
+    result = _add_version(repo, tmp_path / "run")
     assert result.returncode == 0, result.explain()
-    assert tree(tmp_path / "repo.previous") == before
-    assert (repo / "digits" / "2" / "model.onnx").is_file()
-    assert any("moved the previous output" in line for line in result.stderr.splitlines())
+
+    def kept(entries: dict) -> dict:  # all but the model folder's shared files, which version 2 replaces
+        return {k: v for k, v in entries.items() if not k.startswith("digits/") or k.startswith("digits/1")}
+
+    assert kept(tree(repo)) == kept(before)
+    assert (repo / "digits" / "2" / "model.onnx").is_file() and not (tmp_path / "repo.previous").exists()
