@@ -196,3 +196,32 @@ def test_a_2_4_pruned_model_builds_with_sparse_weights(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
     assert "--sparsity=enable" in (out / "build_engine.sh").read_text()
+
+
+def test_calibration_data_and_no_precision_build_int8_and_say_why(tmp_path):
+    """--precision auto on a float model: the calibration data given is used (INT8), not silently ignored."""
+    out = tmp_path / "bundle"
+    result = run_cli(
+        "export", DIGITS_MODEL, "--target", "jetson", "-c", DIGITS_CALIBRATION, "-o", out, "--skip-latency",
+        "--no-baseline-stats", "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    assert "jetson: building INT8: calibration data given" in result.stderr
+    assert read_calibration_cache(out / "calibration.cache")[1]
+    assert "--int8" in (out / "build_engine.sh").read_text()
+
+
+def test_a_model_without_data_gets_an_fp16_bundle_and_lines_saying_what_was_skipped(tmp_path):
+    out = tmp_path / "bundle"
+    result = run_cli("export", DIGITS_MODEL, "--target", "jetson", "-o", out, "--threads", "1")
+    assert result.returncode == 0, result.explain()
+    lines = result.stderr.splitlines()
+    assert any("jetson: building FP16: a float model and no calibration data" in line for line in lines)
+    assert any("no drift baseline: no data" in line for line in lines)
+    assert any("evaluation skipped" in line for line in lines)
+    assert not (out / "calibration.cache").exists() and not (out / "baseline_stats.json").exists()
+    script = (out / "build_engine.sh").read_text()
+    assert "--fp16" in script and "--int8" not in script
+    report = json.loads((out / "report.json").read_text())
+    stage = next(s for s in report["stages"] if s["pass"] == "export")["metrics"]
+    assert stage["precision_choice"].startswith("fp16") and report["evaluation"]["skipped"]
