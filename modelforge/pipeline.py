@@ -464,6 +464,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
             "output": _planned_output(recipe),
             **_planned_checkpoints(recipe),
+            **_planned_repositories(recipe),
             "files": [
                 *_planned_model_files(inputs.source.format, pass_specs),
                 "report.json",
@@ -506,6 +507,22 @@ def _planned_output(recipe: Recipe) -> str:
     if _extends_output(recipe, out):
         return f"{out} (exists: the run adds to it)"
     return f"{out} (exists: a real run needs --force, which moves it to {previous_output(out)})"
+
+
+def _planned_repositories(recipe: Recipe) -> dict[str, str]:
+    """Where a Triton export adds its model (the dry run names the repository and the version)."""
+    from modelforge.export.triton import next_version
+
+    plan = {}
+    for spec in recipe.passes:
+        if spec.name == "export" and spec.config.get("target") == "triton":
+            name, named = spec.config.get("name", "model"), spec.config.get("repository")
+            if named is None:
+                plan["triton repository"] = f"{recipe.output.dir / 'model_repository'} (new; {name}/1)"
+            else:
+                version = next_version(Path(named) / name)
+                plan["triton repository"] = f"{named} (adds {name}/{version} once the gates pass)"
+    return plan
 
 
 def _planned_checkpoints(recipe: Recipe) -> dict[str, str]:
