@@ -176,6 +176,27 @@ def test_two_models_and_three_versions_share_one_repository(tmp_path):
     drift = run_cli("drift", repo / "b", DIGITS_EVAL, "-o", tmp_path / "drift.json", "-q")
     assert drift.returncode in (0, 1), drift.explain()
     assert json.loads((tmp_path / "drift.json").read_text())["model"] == str(repo / "b" / "1" / "model.onnx")
+    drift = run_cli("drift", repo, DIGITS_EVAL, "-o", tmp_path / "drift2.json", "-q")
+    assert drift.returncode == 2 and "holds no baseline_stats.json" in one_error_line(drift)
+    assert str(repo / "a") in drift.stderr and str(repo / "b") in drift.stderr  # the hint names the models
+
+
+def test_a_hand_written_config_with_the_backend_named_accepts_a_matching_version(tmp_path):
+    """`backend: "onnxruntime"` is the platform onnxruntime_onnx; a config left to Triton's auto-complete (no
+    inputs or outputs listed) is checked on its runtime only."""
+    for name, tensors in (("named", True), ("auto", False)):
+        model_dir = tmp_path / "repo" / name
+        (model_dir / "1").mkdir(parents=True)
+        (model_dir / "1" / "model.onnx").write_bytes(DIGITS_MODEL.read_bytes())
+        config = f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 8\n'
+        if tensors:
+            config += 'input [ { name: "image" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] } ]\n'
+            config += 'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] } ]\n'
+        (model_dir / "config.pbtxt").write_text(config)
+        result = _export(DIGITS_MODEL, tmp_path / "repo", tmp_path / f"run-{name}", "--name", name)
+        assert result.returncode == 0, result.explain()
+        assert (model_dir / "2" / "model.onnx").is_file()
+        assert (tmp_path / f"run-{name}" / "replaced" / name / "config.pbtxt").read_text() == config
 
 
 def test_a_repository_is_never_the_runs_output(repository, tmp_path):

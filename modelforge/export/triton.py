@@ -227,9 +227,13 @@ def signature(config: Any) -> str:
             for t in items
         )
 
-    runtime = config.platform or config.backend
+    runtime = BACKEND_PLATFORMS.get(config.backend, config.backend) if config.backend else config.platform
     batch = "batched" if config.max_batch_size > 0 else "unbatched"
     return f"{runtime}, {batch}; inputs: {tensors(config.input)}; outputs: {tensors(config.output)}"
+
+
+# A hand-written config may name the backend where modelforge names the platform: the same runtime.
+BACKEND_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 
 
 def read_existing_config(path: Path) -> Any:
@@ -273,8 +277,10 @@ def next_version_checked(repository: Path, name: str, new_config: str, replace_c
                 check_not_link(entry)
     existing = model_dir / "config.pbtxt"
     if (existing.is_file() or existing.is_symlink()) and not replace_config:
-        old, new = signature(read_existing_config(existing)), signature(parse_config(new_config))
-        if old != new:
+        current = read_existing_config(existing)
+        old, new = signature(current), signature(parse_config(new_config))
+        auto_completed = not current.input and not current.output  # Triton fills them in from the model
+        if old != new and not (auto_completed and old.split(";")[0] == new.split(";")[0]):
             raise InputError(
                 f"{existing}: the new version's signature differs from the model's config, under which its "
                 f"versions {_versions_text(model_dir)} load. config: {old}. new version: {new}",
