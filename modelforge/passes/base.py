@@ -46,8 +46,8 @@ class PassContext:
     latency_batch_size: int = 1
     threads: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    # The existing output folder this run adds to (export's next Triton model version); None when the output
-    # is new or replaced (--force).
+    # The existing output folder this run adds to (a pass whose extends_output says so; no built-in pass does
+    # since a Triton repository is named with export's `repository`); None when the output is new or replaced.
     extending_output: Path | None = None
     # The output folder the run writes (None for a pass run on its own): keys where training passes checkpoint.
     output_dir: Path | None = None
