@@ -413,3 +413,19 @@ def test_a_model_quantized_for_openvino_is_served_by_tritons_openvino_backend(tm
     triton = _stage(tmp_path / "run")["triton"]
     assert triton["served_files"] == ["model.xml", "model.bin"]
     assert triton["sweep_runtime"]["runtime"] == "openvino"  # the batch sweep measured what Triton serves
+
+
+def test_a_recipe_names_a_repository_only_inside_its_folder(tmp_path):
+    """`repository` is a path a recipe file chooses to write: the recipe path rule applies (--allow-paths)."""
+    from conftest import write_recipe
+
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    recipe = {
+        "version": 1,
+        "model": str(DIGITS_MODEL),
+        "passes": [{"name": "export", "config": {"target": "triton", "repository": str(outside / "repo")}}],
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    result = run_cli("run", write_recipe(tmp_path / "recipe.yaml", recipe), "-q")
+    assert result.returncode == 2 and "passes[0].config.repository" in one_error_line(result)
+    assert not outside.exists() and not (tmp_path / "run").exists()
