@@ -94,6 +94,7 @@ def export(
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
     min_agreement: GateOptions.min_agreement = None,
     min_cosine: GateOptions.min_cosine = None,
+    default_gates: GateOptions.default_gates = True,
     threads: GateOptions.threads = None,
     seed: GateOptions.seed = 0,
     save_recipe: GateOptions.save_recipe = None,
@@ -151,7 +152,12 @@ def export(
         force=force,
         threads=threads,
         seed=seed,
-        gates={"max_accuracy_drop": max_accuracy_drop, "min_agreement": min_agreement, "min_cosine": min_cosine},
+        gates={
+            "max_accuracy_drop": max_accuracy_drop,
+            "min_agreement": min_agreement,
+            "min_cosine": min_cosine,
+            "default_gates": None if default_gates else False,
+        },
     )
     if skip_latency:
         recipe.evaluate.skip_latency = True

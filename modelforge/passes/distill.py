@@ -89,6 +89,8 @@ class DistillConfig(PassConfig):
             raise ValueError("student_weights goes with student_factory")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume needs checkpoint_dir (where the interrupted run checkpointed)")
+        if self.train.epochs < 1:  # zero epochs would ship the untrained student
+            raise ValueError("train.epochs must be at least 1: with 0 epochs the student is never trained")
         return self
 
 

@@ -13,6 +13,7 @@ from modelforge.report.format import (
     fmt_speedup,
     gate_rows,
     summary_rows,
+    verdict_notes,
 )
 
 
@@ -33,6 +34,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`{models['result']['path']}`.",
         "",
         *_table(("Metric", "Baseline", "Result", "Change"), summary_rows(report["summary"])),
+        *(["", *verdict_notes(report)] if verdict_notes(report) else []),
         "",
         f"Evaluated on {evaluation['metrics']['samples']} samples from {evaluation['data']}.",
     ]
