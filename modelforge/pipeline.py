@@ -507,7 +507,9 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
         )
         from modelforge.report.verdict import mark_original_shipped, run_warnings, same_file
 
-        if final.format == "onnx" and baseline.format == "onnx" and same_file(baseline.path, final.path):
+        runtimes = evaluation.get("runtimes") or {}
+        same_runtime = (runtimes.get("baseline") or {}).get("runtime") == (runtimes.get("result") or {}).get("runtime")
+        if same_runtime and final.format == "onnx" and baseline.format == "onnx" and same_file(baseline.path, final.path):
             mark_original_shipped(summary, stages)
         gates = evaluate_gates(run_gate_set.config, summary, run_gate_set.defaults)
         if recipe.evaluate.slo is not None and recipe.evaluate.slo.gate:
@@ -528,7 +530,7 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
             summary=summary,
             gates=gates,
             machine=machine_record(_framework_packages(source, final)),
-            warnings=run_warnings(summary, stages),
+            warnings=run_warnings(summary, stages, runtimes),
         )
         report = _json_safe(report)
         (staging / "report.json").write_text(

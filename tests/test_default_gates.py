@@ -178,3 +178,73 @@ def test_report_json_carries_warnings_for_ci(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert isinstance(report["warnings"], list)
     assert {g["name"]: g["default"] for g in report["gates"]} == {"min_agreement": True}
+
+
+def test_a_target_runtime_measured_slower_says_so_with_the_ratio(tmp_path):
+    """Issue 18 §4: whatever the target, a result measured slower than the original is a loud warning with the
+    ratio; a result that is not slower has none (which one this machine gives is not asserted)."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "out"
+    result = run_cli(
+        "quantize", DIGITS_MODEL, "-c", DIGITS_CALIBRATION, "-e", DIGITS_EVAL, "--target", "openvino",
+        "-o", out, "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    report = load_report(out)
+    assert report["evaluation"]["runtimes"]["result"]["runtime"] == "openvino"
+    assert "original_shipped" not in report["summary"]  # the same bytes on another runtime are a different result
+    speedup = report["summary"]["speedup"]
+    if speedup < 0.95:
+        (warning,) = report["warnings"]
+        assert f"{1 / speedup:.2f}x SLOWER" in warning and "(openvino" in warning
+        assert "WARNING: the result (openvino" in result.stderr
+        assert "PASSED with 1 warning(s)" in result.stderr
+    else:
+        assert report["warnings"] == [] and "WARNING" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def torch_digits(tmp_path_factory):
+    """A residual CNN trained briefly on digits (model.pt2), an untrained student, train/val data."""
+    pytest.importorskip("torch")
+    import prune_models as pm
+
+    folder = tmp_path_factory.mktemp("train-gates")
+    paths = pm.write_data(folder)
+    (xt, yt), _, _ = pm.digits_split()
+    pm.export(pm.fit(pm.build_residual(), xt, yt, epochs=3), folder / "model.pt2", xt)
+    pm.export(pm.ResidualNet(8), folder / "student.pt2", xt)
+    return folder, paths
+
+
+def test_distill_with_zero_epochs_is_exit_2_and_writes_nothing(torch_digits, tmp_path):
+    from conftest import one_error_line
+
+    folder, paths = torch_digits
+    out = tmp_path / "out"
+    result = run_cli(
+        "distill", "--teacher", folder / "model.pt2", "--student", folder / "student.pt2",
+        "--train-data", paths["train"], "--epochs", "0", "-o", out,
+    )  # fmt: skip
+    assert result.returncode == 2, result.explain()
+    assert "epochs" in one_error_line(result) and "never trained" in result.stderr
+    assert not out.exists()
+
+
+def test_prune_gets_a_default_accuracy_gate_and_flags_turn_it_off(torch_digits, tmp_path):
+    """Pruning 90% of the channels without fine-tuning breaks the model: the default gate fails it (exit 1);
+    --no-default-gates gives the old verdict."""
+    folder, paths = torch_digits
+    args = (
+        "prune", folder / "model.pt2", "--method", "structured", "--sparsity", "0.9", "--train-data", paths["train"],
+        "--eval-data", paths["val"], "--epochs", "0", "--threads", "1", "-q",
+    )  # fmt: skip
+    broken = run_cli(*args, "-o", tmp_path / "broken")
+    assert broken.returncode == 1, broken.explain()
+    report = load_report(tmp_path / "broken")
+    (gate,) = report["gates"]
+    assert (gate["name"], gate["threshold"], gate["default"], gate["passed"]) == ("max_accuracy_drop", 5.0, True, False)
+    assert "FAILED (max_accuracy_drop)" in broken.stderr
+    off = run_cli(*args, "--no-default-gates", "-o", tmp_path / "off")
+    assert off.returncode == 0, off.explain()
+    assert load_report(tmp_path / "off")["gates"] == []

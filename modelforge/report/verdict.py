@@ -42,14 +42,17 @@ def mark_original_shipped(summary: dict[str, Any], stages: list[dict[str, Any]])
         summary[key] = None
 
 
-def run_warnings(summary: dict[str, Any], stages: list[dict[str, Any]]) -> list[str]:
-    """Warnings for the terminal and report.json's `warnings`."""
+def run_warnings(
+    summary: dict[str, Any], stages: list[dict[str, Any]], runtimes: dict[str, Any] | None = None
+) -> list[str]:
+    """Warnings for the terminal and report.json's `warnings`; `runtimes`: the evaluation's, to name them."""
     warnings = []
     speedup = summary.get("speedup")
     if speedup is not None and speedup < SLOWER_THAN:
+        where = {side: _runtime_name((runtimes or {}).get(side)) for side in ("baseline", "result")}
         warnings.append(
-            f"the result is {1 / speedup:.2f}x SLOWER than the original on this machine "
-            f"(p50 {summary['latency_p50_ms_result']:.3f} ms vs {summary['latency_p50_ms_baseline']:.3f} ms); "
+            f"the result{where['result']} is {1 / speedup:.2f}x SLOWER than the original{where['baseline']} on this "
+            f"machine (p50 {summary['latency_p50_ms_result']:.3f} ms vs {summary['latency_p50_ms_baseline']:.3f} ms); "
             "gate it with --min-speedup to fail the run"
         )
     for stage in stages:
@@ -60,3 +63,10 @@ def run_warnings(summary: dict[str, Any], stages: list[dict[str, Any]]) -> list[
                 "(training the student on labels alone did better)"
             )
     return warnings
+
+
+def _runtime_name(info: dict[str, Any] | None) -> str:
+    """' (openvino fp32)', or nothing when the evaluation recorded no runtime."""
+    if not info or not info.get("runtime"):
+        return ""
+    return f" ({' '.join(str(v) for v in (info['runtime'], info.get('precision')) if v)})"
