@@ -509,7 +509,12 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
 
         runtimes = evaluation.get("runtimes") or {}
         same_runtime = (runtimes.get("baseline") or {}).get("runtime") == (runtimes.get("result") or {}).get("runtime")
-        if same_runtime and final.format == "onnx" and baseline.format == "onnx" and same_file(baseline.path, final.path):
+        if (
+            same_runtime
+            and final.format == "onnx"
+            and baseline.format == "onnx"
+            and same_file(baseline.path, final.path)
+        ):
             mark_original_shipped(summary, stages)
         gates = evaluate_gates(run_gate_set.config, summary, run_gate_set.defaults)
         if recipe.evaluate.slo is not None and recipe.evaluate.slo.gate:

@@ -13,7 +13,10 @@ from modelforge.cli.options import GateOptions
 def drift(
     baseline: Annotated[Path, typer.Argument(help="baseline_stats.json shipped with an export.")],
     data: Annotated[Path, typer.Argument(help="New inputs (.npz keyed by input name, or .npy).")],
-    max_psi: Annotated[float, typer.Option(min=0, help="Fail (exit 1) if any feature's PSI, or the top-1 confidence's PSI, is above this.")] = 0.2,
+    max_psi: Annotated[
+        float,
+        typer.Option(min=0, help="Fail (exit 1) if any feature's PSI, or the top-1 confidence's PSI, is above this."),
+    ] = 0.2,
     max_ks: Annotated[float | None, typer.Option(min=0, max=1, help="Fail if any feature's KS is above this.")] = None,
     max_confidence_drop: Annotated[
         float | None, typer.Option(min=0, max=1, help="Fail if mean top-1 confidence fell by more than this.")

@@ -67,7 +67,9 @@ def execute(
         err_console.print(note, style="bold yellow" if note.startswith("WARNING") else None, markup=False)
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
     warned = len(report.get("warnings") or [])
-    passed = "[bold green]PASSED[/bold green]" + (f" [bold yellow]with {warned} warning(s)[/bold yellow]" if warned else "")
+    passed = "[bold green]PASSED[/bold green]" + (
+        f" [bold yellow]with {warned} warning(s)[/bold yellow]" if warned else ""
+    )
     verdict = passed if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"
     err_console.print(verdict, highlight=False)
     return result.exit_code
