@@ -28,6 +28,9 @@ def why_original_shipped(stages: list[dict[str, Any]]) -> str:
         speed = metrics.get("speed_search") or {}
         if speed.get("shipped") == "float" and speed.get("reason"):
             return str(speed["reason"])
+        auto = metrics.get("auto")
+        if isinstance(auto, dict) and auto.get("why"):  # target auto: no candidate beat the original
+            return str(auto["why"])
         fallback = metrics.get("fallback") or {}
         if fallback.get("reason") and not fallback.get("met", True):
             return str(fallback["reason"])
