@@ -231,20 +231,30 @@ def test_distill_with_zero_epochs_is_exit_2_and_writes_nothing(torch_digits, tmp
     assert not out.exists()
 
 
-def test_prune_gets_a_default_accuracy_gate_and_flags_turn_it_off(torch_digits, tmp_path):
+def test_prune_gets_a_default_accuracy_gate_and_the_recipe_turns_it_off(torch_digits, tmp_path):
     """Pruning 90% of the channels without fine-tuning breaks the model: the default gate fails it (exit 1);
-    --no-default-gates gives the old verdict."""
+    `gates.default_gates: false` gives the old verdict."""
     folder, paths = torch_digits
-    args = (
-        "prune", folder / "model.pt2", "--method", "structured", "--sparsity", "0.9", "--train-data", paths["train"],
-        "--eval-data", paths["val"], "--epochs", "0", "--threads", "1", "-q",
-    )  # fmt: skip
-    broken = run_cli(*args, "-o", tmp_path / "broken")
+
+    def recipe(name, gates):
+        path = tmp_path / f"{name}.yaml"
+        raw = {
+            "model": str(folder / "model.pt2"),
+            "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
+            "passes": [{"name": "prune", "config": {"method": "structured", "sparsity": 0.9, "train": {"epochs": 0}}}],
+            "evaluate": {"skip_latency": True},
+            "gates": gates,
+            "output": str(tmp_path / name),
+            "cache": False,
+        }
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    broken = run_cli("run", recipe("broken", {}), "-q")
     assert broken.returncode == 1, broken.explain()
-    report = load_report(tmp_path / "broken")
-    (gate,) = report["gates"]
+    (gate,) = load_report(tmp_path / "broken")["gates"]
     assert (gate["name"], gate["threshold"], gate["default"], gate["passed"]) == ("max_accuracy_drop", 5.0, True, False)
     assert "FAILED (max_accuracy_drop)" in broken.stderr
-    off = run_cli(*args, "--no-default-gates", "-o", tmp_path / "off")
+    off = run_cli("run", recipe("off", {"default_gates": False}), "-q")
     assert off.returncode == 0, off.explain()
     assert load_report(tmp_path / "off")["gates"] == []
