@@ -403,7 +403,7 @@ def _run_stage(recipe, spec, pass_cls, current: ModelArtifact, ctx: PassContext,
         # The gates steer the accuracy fallback; the latency batch, threads and skip steer the speed search.
         latency = recipe.evaluate.latency
         steering = (
-            f"{recipe.gates.model_dump_json()}|{latency.batch_size}|{latency.threads}|{recipe.evaluate.skip_latency}"
+            f"{ctx.gates.model_dump_json()}|{latency.batch_size}|{latency.threads}|{recipe.evaluate.skip_latency}"
         )
         fingerprint = "|".join(str(_data_fingerprint(d)) for d in data) + steering + (f"|{extra}" if extra else "")
         key = cache.stage_key(current, spec.name, config.model_dump(mode="json"), fingerprint, recipe.seed)
@@ -440,6 +440,14 @@ def _planned_model_files(source_format: str, pass_specs: list[tuple[Any, type]])
     return ["model.onnx", *({"torch-export": ["model.pt2"], "keras": ["model.h5"]}.get(framework or "", []))]
 
 
+def run_gates(recipe: Recipe, inputs: Inputs, pass_specs: list[tuple[Any, type]]):
+    """The recipe's gates plus the default sanity gates (modelforge.gates), decided from the original's outputs."""
+    from modelforge.gates import resolve_gates
+
+    has_labels = inputs.eval_data.labels() is not None
+    return resolve_gates(recipe.gates, inputs.baseline.io, [cls.name for _, cls in pass_specs], has_labels)
+
+
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe, dry_run=True)
@@ -461,7 +469,7 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             ),
             "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
             "training": f"{inputs.train.num_samples} samples of {recipe.data.train.path}" if inputs.train else None,
-            "gates": {k: v for k, v in recipe.gates.model_dump().items() if v is not None} | _slo_gate_plan(recipe),
+            "gates": run_gates(recipe, inputs, pass_specs).plan() | _slo_gate_plan(recipe),
             "output": _planned_output(recipe),
             **_planned_checkpoints(recipe),
             **_planned_repositories(recipe),
@@ -591,6 +599,7 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
         source, baseline, stages = inputs.source, inputs.baseline, inputs.stages
         calibration, eval_data, eval_note = inputs.calibration, inputs.eval_data, inputs.eval_note
         preflight = run_preflight(baseline, pass_specs, calibration)
+        run_gate_set = run_gates(recipe, inputs, pass_specs)
 
         # A chain that starts with a PyTorch-form pass works on the loaded model, not on its ONNX export.
         first_accepts = pass_specs[0][1].accepts if pass_specs else ()
@@ -608,7 +617,7 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
                 calibration=calibration,
                 train=inputs.train,
                 evaluation=eval_data,
-                gates=recipe.gates,
+                gates=run_gate_set.config,
                 progress=progress,
                 measure_latency=not recipe.evaluate.skip_latency,
                 latency_batch_size=recipe.evaluate.latency.batch_size,
@@ -662,7 +671,18 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
             source.size_bytes() if source.format == "onnx" else baseline.size_bytes(),
             final.size_bytes(),
         )
-        gates = evaluate_gates(recipe.gates, summary)
+        from modelforge.report.verdict import mark_original_shipped, run_warnings, same_file
+
+        runtimes = evaluation.get("runtimes") or {}
+        same_runtime = (runtimes.get("baseline") or {}).get("runtime") == (runtimes.get("result") or {}).get("runtime")
+        if (
+            same_runtime
+            and final.format == "onnx"
+            and baseline.format == "onnx"
+            and same_file(baseline.path, final.path)
+        ):
+            mark_original_shipped(summary, stages)
+        gates = evaluate_gates(run_gate_set.config, summary, run_gate_set.defaults)
         if recipe.evaluate.slo is not None and recipe.evaluate.slo.gate:
             from modelforge.report.build import slo_gates
 
@@ -681,6 +701,7 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
             summary=summary,
             gates=gates,
             machine=machine_record(_framework_packages(source, final)),
+            warnings=run_warnings(summary, stages, runtimes),
         )
         report = _json_safe(report)
         from modelforge.safe_files import write_text

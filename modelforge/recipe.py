@@ -209,6 +209,12 @@ class GatesConfig(StrictModel):
     min_cosine: float | None = Field(
         None, ge=-1, le=1, description="Fail when the mean output cosine similarity is below this."
     )
+    default_gates: bool = Field(
+        True,
+        description="Add the default gates where no gate of that metric is set: top-1 agreement >= 0.99 for "
+        "classifier-like outputs, output cosine >= 0.99 otherwise; after prune or distill, accuracy drop <= 5 pp "
+        "(agreement >= 0.9 / cosine >= 0.9 without labels). They steer the quantize fallback as user gates do.",
+    )
 
 
 class OutputConfig(StrictModel):

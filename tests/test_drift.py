@@ -91,12 +91,14 @@ def test_export_ships_a_baseline_with_input_and_confidence_statistics(digits_exp
     assert "baseline_stats.json" in {f["path"] for f in manifest["files"]}
 
 
-def test_drift_command_passes_on_calibration_data_and_fails_on_washed_out_images(digits_export, tmp_path):
-    calm = run_cli("drift", digits_export / "baseline_stats.json", DIGITS_CALIBRATION, "-o", tmp_path / "calm.json")
+def test_drift_command_passes_on_eval_data_and_fails_on_washed_out_images(digits_export, tmp_path):
+    calm = run_cli("drift", digits_export / "baseline_stats.json", DIGITS_EVAL, "-o", tmp_path / "calm.json")
     assert calm.returncode == 0, calm.explain()
     report = json.loads((tmp_path / "calm.json").read_text())
-    assert report["passed"] and report["features"][0]["psi"] < 0.01
+    assert report["passed"] and report["features"][0]["psi"] < 0.05
     assert abs(report["confidence"]["mean_shift"]) < 0.05  # the model found beside the baseline was run
+    assert report["confidence"]["reference"] == "the baseline's evaluation data"
+    assert {c["name"] for c in report["checks"]} == {"max_psi", "max_confidence_psi"}
 
     x = np.load(DIGITS_EVAL)["image"]
     rng = np.random.default_rng(0)
@@ -113,7 +115,28 @@ def test_drift_command_passes_on_calibration_data_and_fails_on_washed_out_images
     report = json.loads((tmp_path / "noisy.json").read_text())
     assert report["features"][0]["psi"] > 0.2 and report["drifted_features"]
     assert report["confidence"]["mean_shift"] < -0.05  # the model grew less sure on washed-out digits
-    assert {c["name"]: c["passed"] for c in report["checks"]} == {"max_psi": False, "max_confidence_drop": False}
+    checks = {c["name"]: c["passed"] for c in report["checks"]}
+    assert checks == {"max_psi": False, "max_confidence_psi": False, "max_confidence_drop": False}
+
+
+def test_a_confidence_psi_over_the_threshold_is_drift_even_when_no_feature_drifted(digits_export, tmp_path):
+    """Calibration data looks like the baseline's inputs (its features come from it) but the model is surer of
+    it than of the eval data the confidence baseline came from: the confidence's PSI decides the verdict."""
+    result = run_cli("drift", digits_export / "baseline_stats.json", DIGITS_CALIBRATION, "-o", tmp_path / "d.json")
+    assert result.returncode == 1, result.explain()
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["features"][0]["psi"] < 0.01 and not report["drifted_features"]
+    psi = report["confidence"]["psi"]
+    assert psi > 0.2
+    assert {c["name"]: c["passed"] for c in report["checks"]} == {"max_psi": True, "max_confidence_psi": False}
+    assert "DRIFT (max_confidence_psi" in result.stderr and "NO DRIFT" not in result.stderr
+    assert "against the baseline's evaluation data" in result.stdout
+    # A threshold above the score passes it.
+    calm = run_cli(
+        "drift", digits_export / "baseline_stats.json", DIGITS_CALIBRATION, "--max-psi", str(psi + 0.01),
+        "-o", tmp_path / "calm.json",
+    )  # fmt: skip
+    assert calm.returncode == 0, calm.explain()
 
 
 def test_drift_bad_inputs_are_one_line_exit_2_and_write_nothing(digits_export, tmp_path):

@@ -47,7 +47,9 @@ def test_quickstart_report_schema(quickstart):
         assert summary[key] is not None, key  # labels and latency exist: every figure is measured
     assert report["passed"] is True
     gates = report["gates"]
-    assert [g["name"] for g in gates] == ["max_accuracy_drop"]
+    # the recipe's gate, and the default sanity gate on the metric the recipe leaves open (a classifier output)
+    assert [(g["name"], g["default"]) for g in gates] == [("max_accuracy_drop", False), ("min_agreement", True)]
+    assert gates[1]["threshold"] == 0.99 and gates[1]["passed"] is True
     assert gates[0]["threshold"] == 0.5
     assert gates[0]["passed"] is True
     assert gates[0]["value"] == pytest.approx(summary["accuracy_drop_pp"])

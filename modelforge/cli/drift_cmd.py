@@ -16,7 +16,10 @@ def drift(
         typer.Argument(help="baseline_stats.json shipped with an export, or its folder (a Triton model's folder)."),
     ],
     data: Annotated[Path, typer.Argument(help="New inputs (.npz keyed by input name, or .npy).")],
-    max_psi: Annotated[float, typer.Option(min=0, help="Fail (exit 1) if any feature's PSI is above this.")] = 0.2,
+    max_psi: Annotated[
+        float,
+        typer.Option(min=0, help="Fail (exit 1) if any feature's PSI, or the top-1 confidence's PSI, is above this."),
+    ] = 0.2,
     max_ks: Annotated[float | None, typer.Option(min=0, max=1, help="Fail if any feature's KS is above this.")] = None,
     max_confidence_drop: Annotated[
         float | None, typer.Option(min=0, max=1, help="Fail if mean top-1 confidence fell by more than this.")
@@ -83,7 +86,7 @@ def drift(
             c = report["confidence"]
             out_console.print(
                 f"top-1 confidence: mean {c['mean_baseline']:.3f} -> {c['mean_now']:.3f} "
-                f"(PSI {c['psi']:.3f}, KS {c['ks']:.3f})",
+                f"(PSI {c['psi']:.3f}, KS {c['ks']:.3f}; against {c['reference']})",
                 highlight=False,
             )
         out_console.print(f"Wrote {output}", highlight=False, markup=False)

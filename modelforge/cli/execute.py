@@ -81,7 +81,15 @@ def execute(
             markup=False,
             soft_wrap=True,
         )
+    from modelforge.report.format import verdict_notes
+
+    for note in verdict_notes(report):  # on stderr even with --json/--quiet: a slower or unchanged result is news
+        err_console.print(note, style="bold yellow" if note.startswith("WARNING") else None, markup=False)
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
-    verdict = "[bold green]PASSED[/bold green]" if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"
+    warned = len(report.get("warnings") or [])
+    passed = "[bold green]PASSED[/bold green]" + (
+        f" [bold yellow]with {warned} warning(s)[/bold yellow]" if warned else ""
+    )
+    verdict = passed if not failed else f"[bold red]FAILED[/bold red] ({', '.join(failed)})"
     err_console.print(verdict, highlight=False)
     return result.exit_code

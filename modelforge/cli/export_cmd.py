@@ -104,6 +104,7 @@ def export(
     max_accuracy_drop: GateOptions.max_accuracy_drop = None,
     min_agreement: GateOptions.min_agreement = None,
     min_cosine: GateOptions.min_cosine = None,
+    default_gates: GateOptions.default_gates = True,
     threads: GateOptions.threads = None,
     seed: GateOptions.seed = 0,
     save_recipe: GateOptions.save_recipe = None,
@@ -170,7 +171,12 @@ def export(
         threads=threads,
         seed=seed,
         trust_model_code=trust_model_code,
-        gates={"max_accuracy_drop": max_accuracy_drop, "min_agreement": min_agreement, "min_cosine": min_cosine},
+        gates={
+            "max_accuracy_drop": max_accuracy_drop,
+            "min_agreement": min_agreement,
+            "min_cosine": min_cosine,
+            "default_gates": None if default_gates else False,
+        },
     )
     if skip_latency:
         recipe.evaluate.skip_latency = True

@@ -18,6 +18,14 @@ class GateOptions:
     min_speedup = Annotated[float | None, typer.Option(help="Gate: fail if baseline p50 / result p50 < X.")]
     min_agreement = Annotated[float | None, typer.Option(help="Gate: fail if top-1 agreement < F (0..1).")]
     min_cosine = Annotated[float | None, typer.Option(help="Gate: fail if mean output cosine < F.")]
+    default_gates = Annotated[
+        bool,
+        typer.Option(
+            "--default-gates/--no-default-gates",
+            help="Default gates where none of that metric is set: top-1 agreement >= 0.99 (classifier outputs) or "
+            "output cosine >= 0.99; after prune/distill, accuracy drop <= 5 pp (agreement/cosine >= 0.9 unlabelled).",
+        ),
+    ]
     threads = Annotated[int | None, typer.Option(help="Intra-op threads for latency (default: all cores).")]
     seed = Annotated[int, typer.Option(help="Seed for every random choice.")]
     cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached stage results (content-keyed).")]

@@ -79,6 +79,7 @@ def quantize(
     min_speedup: GateOptions.min_speedup = None,
     min_agreement: GateOptions.min_agreement = None,
     min_cosine: GateOptions.min_cosine = None,
+    default_gates: GateOptions.default_gates = True,
     threads: GateOptions.threads = None,
     seed: GateOptions.seed = 0,
     cache: GateOptions.cache = True,
@@ -136,6 +137,7 @@ def quantize(
             "min_speedup": min_speedup,
             "min_agreement": min_agreement,
             "min_cosine": min_cosine,
+            "default_gates": None if default_gates else False,
         },
     )
     ci_execute = partial(execute, summary_file=summary_file, junit=junit)

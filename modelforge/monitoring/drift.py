@@ -128,7 +128,9 @@ def score_confidence(baseline: dict[str, Any], backend: Any, data) -> dict[str, 
     """How top-1 confidence moved: mean shift, PSI and KS against the baseline's evaluation (or calibration)
     confidence. A model growing less sure of its answers is the first sign of degradation without labels."""
     recorded = baseline.get("confidence") or {}
-    reference = recorded.get("evaluation") or recorded.get("calibration")
+    # Eval data is what the model was judged on; calibration data (fit to the model's ranges) inflates confidence.
+    source = "evaluation" if recorded.get("evaluation") else "calibration"
+    reference = recorded.get(source)
     if reference is None:
         return None
     from modelforge.monitoring.baseline import whole_batches_of
@@ -138,6 +140,7 @@ def score_confidence(baseline: dict[str, Any], backend: Any, data) -> dict[str, 
     values = np.concatenate([top1_confidence(backend.run(feeds)[0]) for feeds in data.batches(batch_size)])
     statistic, p_value = ks(reference["sketch"], reference["count"], values)
     return {
+        "reference": f"the baseline's {source} data",
         "mean_baseline": reference["mean"],
         "mean_now": float(values.mean()),
         "mean_shift": float(values.mean() - reference["mean"]),

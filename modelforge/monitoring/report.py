@@ -36,6 +36,10 @@ def drift_report(
     ]
     if max_ks is not None:
         checks.append(_check("max_ks", max_ks, max((f["ks"] for f in features), default=0.0)))
+    if confidence is not None:  # every score with a threshold decides: the confidence's PSI (and KS) too
+        checks.append(_check("max_confidence_psi", max_psi, confidence["psi"]))
+        if max_ks is not None:
+            checks.append(_check("max_confidence_ks", max_ks, confidence["ks"]))
     if max_confidence_drop is not None:
         drop = -confidence["mean_shift"] if confidence else None
         checks.append(_check("max_confidence_drop", max_confidence_drop, drop))

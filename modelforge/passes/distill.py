@@ -87,6 +87,8 @@ class DistillConfig(PassConfig):
             raise ValueError("give exactly one student: student (.pt2), student_factory, or student_from_teacher")
         if self.student_weights is not None and self.student_factory is None:
             raise ValueError("student_weights goes with student_factory")
+        if self.train.epochs < 1:  # zero epochs would ship the untrained student
+            raise ValueError("train.epochs must be at least 1: with 0 epochs the student is never trained")
         return self
 
 

@@ -1,7 +1,8 @@
 """Accuracy-aware fallback: keep the fewest, most sensitive nodes in float until the accuracy budget is met.
 
 The budget is the recipe's accuracy gates (`gates.max_accuracy_drop` with labels, `gates.min_cosine`,
-`gates.min_agreement` without), handed to the pass through `PassContext.gates`: the pass aims at exactly
+`gates.min_agreement` without, and the default gates of `modelforge.gates` where the user set none of that
+metric), handed to the pass through `PassContext.gates`: the pass aims at exactly
 what the run will be judged on, measured the same way (same eval data, same batches, same metrics), so a
 budget met here is a gate passed there.
 

@@ -7,7 +7,7 @@ from typing import Any
 from modelforge import __version__
 from modelforge.recipe import GatesConfig
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: gates carry `default`; `warnings`, `summary.original_shipped`
 
 SUMMARY_KEYS = (
     "accuracy_baseline",
@@ -53,16 +53,28 @@ GATE_RULES = {
 }
 
 
-def evaluate_gates(gates: GatesConfig, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each configured gate with its threshold, the measured value and the verdict (a missing value fails)."""
+def evaluate_gates(
+    gates: GatesConfig, summary: dict[str, Any], defaults: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Each configured gate with its threshold, the measured value and the verdict (a missing value fails);
+    `defaults`: the gates that are the tool's defaults rather than the user's (`"default": true`)."""
     results = []
     for name, threshold in gates.model_dump().items():
-        if threshold is None:
+        if threshold is None or name not in GATE_RULES:
             continue
         key, higher_is_better = GATE_RULES[name]
         value = summary.get(key)
         passed = value is not None and (value >= threshold if higher_is_better else value <= threshold)
-        results.append({"name": name, "metric": key, "threshold": threshold, "value": value, "passed": passed})
+        results.append(
+            {
+                "name": name,
+                "metric": key,
+                "threshold": threshold,
+                "value": value,
+                "passed": passed,
+                "default": name in defaults,
+            }
+        )
     return results
 
 
@@ -83,6 +95,7 @@ def slo_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
                 "threshold": limit,
                 "value": value,
                 "passed": value is not None and value <= limit,
+                "default": False,
             }
         )
     return gates
@@ -98,13 +111,17 @@ def build_report(
     summary: dict[str, Any],
     gates: list[dict[str, Any]],
     machine: dict[str, Any],
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`warnings`: what is true of a passed run but must be said loudly (a slower result, a baseline that beat
+    the distilled student)."""
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "tool": {"name": "modelforge", "version": __version__},
         "passed": all(g["passed"] for g in gates),
         "summary": summary,
         "gates": gates,
+        "warnings": list(warnings or []),
         "models": models,
         "preflight": preflight,
         "stages": stages,

@@ -171,7 +171,9 @@ def _checks(a: dict[str, Any], b: dict[str, Any], tol: Tolerances) -> list[dict[
 def compare_reports(a: dict[str, Any], b: dict[str, Any], tolerances: Tolerances | None = None) -> dict[str, Any]:
     tol = tolerances or Tolerances()
     rows = []
-    keys = list(SUMMARY_METRICS) + [k for k in (*a["summary"], *b["summary"]) if k not in SUMMARY_METRICS]
+    # Extra numeric summary keys are compared too; text (summary.original_shipped) is no metric.
+    extra = [k for side in (a, b) for k, v in side["summary"].items() if isinstance(v, int | float | type(None))]
+    keys = list(SUMMARY_METRICS) + [k for k in extra if k not in SUMMARY_METRICS]
     for key in dict.fromkeys(keys):
         label, direction, kind = SUMMARY_METRICS.get(key, (key, 0, "float"))
         rows.append(_row(key, label, direction, kind, a["summary"].get(key), b["summary"].get(key)))

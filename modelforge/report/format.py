@@ -45,6 +45,8 @@ def fmt_speedup(value: float | None) -> str:
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(metric, baseline, result, change) rows for people."""
     s = summary
+    # The same file measured twice has no speed-up or size ratio: say what shipped instead of a figure.
+    same = "original shipped" if s.get("original_shipped") else None
     return [
         (
             "Top-1 accuracy",
@@ -58,20 +60,32 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "Latency p50",
             fmt_float(s["latency_p50_ms_baseline"], 3, " ms"),
             fmt_float(s["latency_p50_ms_result"], 3, " ms"),
-            fmt_speedup(s["speedup"]),
+            same or fmt_speedup(s["speedup"]),
         ),
         (
             "Size",
             fmt_bytes(s["size_bytes_baseline"]),
             fmt_bytes(s["size_bytes_result"]),
-            fmt_size_ratio(s["size_ratio"]),
+            same or fmt_size_ratio(s["size_ratio"]),
         ),
     ]
 
 
+def verdict_notes(report: dict[str, Any]) -> list[str]:
+    """Lines every rendering shows beside the gates: the original shipped unchanged (and why), and warnings."""
+    notes = []
+    why = (report.get("summary") or {}).get("original_shipped")
+    if why:
+        notes.append(f"The original model shipped unchanged: {why}. No speed-up or size figure (same file).")
+    notes += [f"WARNING: {w}" for w in report.get("warnings") or []]
+    return notes
+
+
 def gate_rows(gates: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(name, threshold, value, verdict); a default gate's name says so."""
     rows = []
     for g in gates:
         value = "n/a" if g["value"] is None else f"{g['value']:.4g}"
-        rows.append((g["name"], f"{g['threshold']:g}", value, "PASSED" if g["passed"] else "FAILED"))
+        name = g["name"] + (" (default)" if g.get("default") else "")
+        rows.append((name, f"{g['threshold']:g}", value, "PASSED" if g["passed"] else "FAILED"))
     return rows

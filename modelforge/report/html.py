@@ -22,6 +22,7 @@ from modelforge.report.format import (
     fmt_speedup,
     gate_rows,
     summary_rows,
+    verdict_notes,
 )
 
 CSS = """
@@ -206,9 +207,11 @@ def _summary(report: dict[str, Any]) -> str:
         for text, key in zip((baseline, result, change), keys, strict=True):
             cells.append(_td(text, key, summary.get(key)) if key else _td(text))
         rows.append(cells)
+    notes = "".join(f'<p class="note verdict-note">{escape(line)}</p>' for line in verdict_notes(report))
     return (
         '<section id="summary"><h2>Summary</h2>'
         + _table(["Metric", "Baseline", "Result", "Change"], rows)
+        + notes
         + ("</section>")
     )
 
@@ -218,10 +221,11 @@ def _gates(report: dict[str, Any]) -> str:
     if not gates:
         return '<section id="gates"><h2>Gates</h2><p class="note">No gates configured: the run passes.</p></section>'
     rows = []
-    for gate, (name, threshold, value, _verdict) in zip(gates, gate_rows(gates), strict=True):
+    for gate, (shown, threshold, value, _verdict) in zip(gates, gate_rows(gates), strict=True):
+        name = gate["name"]
         rows.append(
             [
-                _td(name),
+                _td(shown),
                 _td(gate.get("metric", "")),
                 _td(threshold, f"gate.{name}.threshold", gate["threshold"]),
                 _td(value, f"gate.{name}.value", gate["value"]),

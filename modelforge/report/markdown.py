@@ -13,6 +13,7 @@ from modelforge.report.format import (
     fmt_speedup,
     gate_rows,
     summary_rows,
+    verdict_notes,
 )
 
 
@@ -33,6 +34,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`{models['result']['path']}`.",
         "",
         *_table(("Metric", "Baseline", "Result", "Change"), summary_rows(report["summary"])),
+        *(["", *verdict_notes(report)] if verdict_notes(report) else []),
         "",
         f"Evaluated on {evaluation['metrics']['samples']} samples from {evaluation['data']}.",
     ]
@@ -229,10 +231,15 @@ def render_step_summary(report: dict[str, Any]) -> str:
         f"### {icon} modelforge: {verdict}",
         "",
         f"`{report['models']['baseline']['path']}` -> `{report['models']['result']['path']}`: "
-        f"{fmt_speedup(s.get('speedup'))}, {fmt_size_ratio(s.get('size_ratio'))}"
+        + (
+            "the original shipped unchanged"  # the same file measured twice: no speed-up or size figure
+            if s.get("original_shipped")
+            else f"{fmt_speedup(s.get('speedup'))}, {fmt_size_ratio(s.get('size_ratio'))}"
+        )
         + (f", accuracy {fmt_pp_change(s['accuracy_drop_pp'])}" if s.get("accuracy_drop_pp") is not None else ""),
         "",
         *_table(("Metric", "Baseline", "Result", "Change"), summary_rows(s)),
+        *(["", *verdict_notes(report)] if verdict_notes(report) else []),
     ]
     if report["gates"]:
         lines += ["", *_table(("Gate", "Threshold", "Value", "Verdict"), gate_rows(report["gates"]))]
