@@ -22,6 +22,7 @@ def model(tmp_path_factory):
 
 
 def _recipe(folder, model, out, **prune):
+    """A recipe in the test's folder naming the module's model (outside it: the runs pass --allow-paths)."""
     pt2, paths = model
     config = {"method": "magnitude", "sparsity": 0.5, "train": {"epochs": 1, "batch_size": 128}, **prune}
     return write_recipe(
@@ -45,14 +46,14 @@ def test_default_checkpoints_end_up_inside_the_output_once(model, tmp_path):
     recipe = _recipe(tmp_path, model, out)
     env = cli_env(MODELFORGE_CACHE_DIR=str(cache))
 
-    plan = run_cli("run", recipe, "--dry-run", env=env)
+    plan = run_cli("run", recipe, "--allow-paths", str(model[0].parent), "--dry-run", env=env)
     assert plan.returncode == 0, plan.explain()
     text = " ".join(plan.stderr.split())  # the plan may wrap long paths
     where = text[text.index("checkpoints (prune): ") :]
     assert where.startswith(f"checkpoints (prune): {cache / 'checkpoints'}/out-") and str(out / "checkpoints") in where
     assert not out.exists() and not cache.exists()  # the dry run wrote nothing
 
-    result = run_cli("run", recipe, "-q", env=env)
+    result = run_cli("run", recipe, "--allow-paths", str(model[0].parent), "-q", env=env)
     assert result.returncode == 0, result.explain()
     assert sorted(p.name for p in work.iterdir()) == ["out"]  # no OUTPUT.checkpoints beside it
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
@@ -67,17 +68,17 @@ def test_default_checkpoints_end_up_inside_the_output_once(model, tmp_path):
 def test_a_named_checkpoint_folder_keeps_them_and_resume_says_what_it_reuses(model, tmp_path):
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
     recipe = _recipe(tmp_path, model, out, checkpoint_dir=str(ckpt))
-    plan = run_cli("run", recipe, "--dry-run")
+    plan = run_cli("run", recipe, "--allow-paths", str(model[0].parent), "--dry-run")
     assert plan.returncode == 0, plan.explain()
     assert f"checkpoints (prune): {ckpt} (kept there)" in " ".join(plan.stderr.split())
 
-    first = run_cli("run", recipe, "-q")
+    first = run_cli("run", recipe, "--allow-paths", str(model[0].parent), "-q")
     assert first.returncode == 0, first.explain()
     assert (ckpt / "step-1" / "model.pt2").is_file() and (ckpt / "step-1" / "last.pt").is_file()
     assert not (out / "checkpoints").exists()  # they live in the named folder, once
 
     again = _recipe(tmp_path, model, tmp_path / "again", checkpoint_dir=str(ckpt), resume=True)
-    resumed = run_cli("run", again)
+    resumed = run_cli("run", again, "--allow-paths", str(model[0].parent))
     assert resumed.returncode == 0, resumed.explain()
     said = [x for x in resumed.stderr.splitlines() if "finished in an earlier run" in x]
     assert said == [f"prune step 1/1: finished in an earlier run, reused from {ckpt / 'step-1'}"], resumed.explain()
@@ -104,7 +105,9 @@ def test_distill_keeps_the_students_checkpoints_inside_the_output_once(model, tm
             "cache": False,
         },
     )
-    result = run_cli("run", recipe, "-q", env=cli_env(MODELFORGE_CACHE_DIR=str(cache)))
+    result = run_cli(
+        "run", recipe, "--allow-paths", str(model[0].parent), "-q", env=cli_env(MODELFORGE_CACHE_DIR=str(cache))
+    )
     assert result.returncode in (0, 1), result.explain()  # a one-epoch student may miss a default gate
     assert sorted(p.name for p in work.iterdir()) == ["out"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]

@@ -250,11 +250,11 @@ def test_prune_gets_a_default_accuracy_gate_and_the_recipe_turns_it_off(torch_di
         path.write_text(yaml.safe_dump(raw))
         return path
 
-    broken = run_cli("run", recipe("broken", {}), "-q")
+    broken = run_cli("run", recipe("broken", {}), "-q", "--allow-paths", folder)
     assert broken.returncode == 1, broken.explain()
     (gate,) = load_report(tmp_path / "broken")["gates"]
     assert (gate["name"], gate["threshold"], gate["default"], gate["passed"]) == ("max_accuracy_drop", 5.0, True, False)
     assert "FAILED (max_accuracy_drop)" in broken.stderr
-    off = run_cli("run", recipe("off", {"default_gates": False}), "-q")
+    off = run_cli("run", recipe("off", {"default_gates": False}), "-q", "--allow-paths", folder)
     assert off.returncode == 0, off.explain()
     assert load_report(tmp_path / "off")["gates"] == []
