@@ -916,6 +916,136 @@ def crnn_pt2(
     )
 
 
+# ------------------------------------------------------------ issue 19 section 2: LayerNorm in every form
+
+NORM_FORMS = (
+    "centred-pow-sqrt-div",  # torch's LayerNorm export before opset 17: Pow 2, Sqrt, Div
+    "centred-mul-rsqrt-mul",  # tf2onnx: Square as Mul x*x, Rsqrt as Sqrt + Reciprocal, scale folded into it
+    "centred-mul-one-over-sqrt",  # Div(1, Sqrt(.)) then Mul
+    "moments",  # flax via jax2tf: E[x^2] - E[x]^2 with ReduceSum / n, Max(., 0), Sqrt + Reciprocal
+    "rms-pow-sqrt-div",  # RMSNorm (T5, LLaMA): x / sqrt(mean(x^2) + eps)
+    "rms-mul-reciprocal",  # RMSNorm with Mul x*x and Reciprocal
+)
+NORM_WIDTH = 16
+
+
+def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bool = False, seed: int = SEED):
+    """A small graph: MatMul -> one decomposed normalisation of `form` -> residual Add -> MatMul, plus a sum of
+    squares that is not a normalisation (an "energy" output). Returns (ModelProto, names of the norm's nodes).
+    `shuffle` writes the nodes in a seeded random order (not valid ONNX, which wants dataflow order: it tests
+    that the detector matches by dataflow; `topologically_sorted` makes it runnable); opset 13 on gives
+    ReduceSum its axes as an input, opset 12 as an attribute."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(NORM_WIDTH, NORM_WIDTH)).astype(f32), "w_in"),
+        numpy_helper.from_array(rng.normal(size=(NORM_WIDTH, 4)).astype(f32), "w_out"),
+        numpy_helper.from_array(np.array(1e-5, f32), "eps"),
+        numpy_helper.from_array(np.array(float(NORM_WIDTH), f32), "count"),
+        numpy_helper.from_array(np.array(2.0, f32), "two"),
+        numpy_helper.from_array(np.array(1.0, f32), "one"),
+        numpy_helper.from_array(np.array(0.0, f32), "zero"),
+        numpy_helper.from_array((1 + 0.1 * rng.normal(size=NORM_WIDTH)).astype(f32), "gamma"),
+        numpy_helper.from_array((0.1 * rng.normal(size=NORM_WIDTH)).astype(f32), "beta"),
+        numpy_helper.from_array(np.array([-1], np.int64), "axes_last"),
+    ]
+    norm: list = []
+
+    def n(op: str, inputs: list[str], output: str, **attrs) -> str:
+        norm.append(helper.make_node(op, inputs, [output], name=f"norm/{output}", **attrs))
+        return output
+
+    def reduce(op: str, x: str, output: str) -> str:
+        if op == "ReduceSum" and opset >= 13:
+            return n(op, [x, "axes_last"], output, keepdims=1)
+        return n(op, [x], output, axes=[-1], keepdims=1)
+
+    x = "h"
+    if form.startswith("centred"):
+        mean = reduce("ReduceMean", x, "mean")
+        centred = n("Sub", [x, mean], "centred")
+        square = n("Pow", [centred, "two"], "sq") if "pow" in form else n("Mul", [centred, centred], "sq")
+        var = n("Add", [reduce("ReduceMean", square, "var"), "eps"], "var_eps")
+        std = n("Sqrt", [var], "std")
+        if form.endswith("sqrt-div"):
+            normed = n("Div", [centred, std], "normed")
+            scaled = n("Mul", [normed, "gamma"], "scaled") if affine else normed
+        else:
+            inv = n("Reciprocal", [std], "inv") if "rsqrt" in form else n("Div", ["one", std], "inv")
+            if affine and "rsqrt" in form:  # flax/tf: the scale multiplies the inverse deviation
+                inv = n("Mul", [inv, "gamma"], "inv_scaled")
+            normed = n("Mul", [centred, inv], "normed")
+            scaled = n("Mul", ["gamma", normed], "scaled") if affine and "rsqrt" not in form else normed
+        out = n("Add", [scaled, "beta"], "out") if affine else scaled
+    elif form == "moments":
+        mean = n("Div", [reduce("ReduceSum", x, "sum"), "count"], "mean")
+        mean_sq = n("Div", [reduce("ReduceSum", n("Mul", [x, x], "sq"), "sum_sq"), "count"], "mean_sq")
+        var = n("Max", [n("Sub", [mean_sq, n("Mul", [mean, mean], "mean2")], "var_raw"), "zero"], "var")
+        inv = n("Reciprocal", [n("Sqrt", [n("Add", [var, "eps"], "var_eps")], "std")], "inv")
+        if affine:
+            inv = n("Mul", [inv, "gamma"], "inv_scaled")
+        normed = n("Mul", [n("Sub", [x, mean], "centred"), inv], "normed")
+        out = n("Add", [normed, "beta"], "out") if affine else normed
+    elif form.startswith("rms"):
+        square = n("Pow", [x, "two"], "sq") if "pow" in form else n("Mul", [x, x], "sq")
+        var = n("Add", [reduce("ReduceMean", square, "ms"), "eps"], "ms_eps")
+        std = n("Sqrt", [var], "rms")
+        normed = (
+            n("Div", [x, std], "normed") if "div" in form else n("Mul", [x, n("Reciprocal", [std], "inv")], "normed")
+        )
+        out = n("Mul", ["gamma", normed], "out") if affine else normed
+    else:
+        raise ValueError(f"unknown norm form {form!r}")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w_in"], ["h"], name="dense_in"),
+        *norm,
+        helper.make_node("Add", [out, "h"], ["residual"], name="residual"),
+        helper.make_node("MatMul", ["residual", "w_out"], ["y"], name="dense_out"),
+        # Not a normalisation: a sum of squares that is never turned into a scale of its input.
+        helper.make_node("Mul", ["h", "h"], ["h_sq"], name="energy/square"),
+        helper.make_node("ReduceSum", ["h_sq", "axes_last"] if opset >= 13 else ["h_sq"], ["energy"],
+                         name="energy/sum", keepdims=1, **({} if opset >= 13 else {"axes": [-1]})),
+    ]  # fmt: skip
+    if shuffle:
+        nodes = [nodes[i] for i in rng.permutation(len(nodes))]
+    graph = helper.make_graph(
+        nodes,
+        f"norm_{form}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, NORM_WIDTH])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, 4]),
+            helper.make_tensor_value_info("energy", TensorProto.FLOAT, ["batch", 8, 1]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model, [node.name for node in norm]
+
+
+def topologically_sorted(model):
+    """A copy of `model` with its nodes in dataflow order (ONNX requires it; the shuffled models test that the
+    detector does not)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    known = {i.name for i in copy.graph.input} | {t.name for t in copy.graph.initializer} | {""}
+    pending, ordered = list(copy.graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        for node in ready:
+            known.update(node.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del copy.graph.node[:]
+    copy.graph.node.extend(ordered)
+    return copy
+
+
 BUILDERS = {
     "cnn_opset11": opset11_constant_cnn,
     "cnn_opset12": opset12_constant_cnn,
