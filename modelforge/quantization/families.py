@@ -193,7 +193,9 @@ def _match_from_square(g: _Graph, square) -> NormMatch | None:
                 elif "norm" in kinds:
                     if "data" in kinds or c.op_type not in _AFFINE_OPS:
                         continue
-                    out_depth = max(depth[i] for i in inputs if kind[i] == "norm") + (len(inputs) == 1)
+                    if kinds == {"norm"} and (len(inputs) != 1 or len(c.input) != 2):
+                        continue  # y * y is the next norm's square, not a scale: only y (op) constant is affine
+                    out_depth = max(depth[i] for i in inputs if kind[i] == "norm") + (kinds == {"norm"})
                     if out_depth > _MAX_AFFINE:
                         continue
                     out_kind = "norm"
