@@ -241,6 +241,10 @@ class QuantizeInt8(Pass):
             output = self._fallback(prepared, output, scheme, exclude, budget, ctx)
         if judge is not None and output not in (artifact.path, measured):
             output = self._never_slower(artifact.path, output, judge, ctx)
+        if output == artifact.path or not ctx.metrics.get("fallback", {}).get("met", True):
+            from modelforge.quantization.candidates import dynamic_candidate
+
+            output = dynamic_candidate(self, artifact.path, prepared, output, scheme, budget, judge, ctx)
         if output == artifact.path:
             return self._ship_float(artifact, ctx)
 

@@ -277,11 +277,15 @@ def detect_family(model) -> ModelFamily:
         return ModelFamily("recurrent", f"{recurrent} recurrent node(s) (LSTM/GRU/RNN/Scan/Loop)", counts)
     if attention and conv > 2:
         return ModelFamily("mixed", f"{conv} convolutions and {attention} attention block(s)", counts)
-    if attention or (norms and dense_weighted >= 2 and conv <= 2):
+    if attention or (norms and dense_weighted >= 2 and not conv):
         what = f"{attention} attention block(s)" if attention else f"{norms} LayerNorm(s)"
         return ModelFamily("transformer", f"{what}, {dense_weighted} MatMul/Gemm with weights", counts)
     if conv:
-        return ModelFamily("convolutional", f"{conv} convolution(s), no attention", counts)
+        # A convolution, LayerNorms and dense layers without attention (byte/audio classifiers): static INT8
+        # with the norms in float first; the quantize pass judges dynamic INT8 on the dense layers when that
+        # does not ship (issue 19: either can win, by model).
+        norms_note = f", {norms} LayerNorm(s) kept in float" if norms else ""
+        return ModelFamily("convolutional", f"{conv} convolution(s), no attention{norms_note}", counts)
     if dense_weighted:
         return ModelFamily("mlp", f"{dense_weighted} MatMul/Gemm with weights, no convolution or attention", counts)
     return ModelFamily("other", "no convolution, MatMul/Gemm with weights, attention or recurrence", counts)
