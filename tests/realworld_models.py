@@ -922,6 +922,7 @@ NORM_FORMS = (
     "centred-pow-sqrt-div",  # torch's LayerNorm export before opset 17: Pow 2, Sqrt, Div
     "centred-mul-rsqrt-mul",  # tf2onnx: Square as Mul x*x, Rsqrt as Sqrt + Reciprocal, scale folded into it
     "centred-mul-one-over-sqrt",  # Div(1, Sqrt(.)) then Mul
+    "centred-tf-fused",  # Keras via tf2onnx: x * inv + (beta - mean * inv), inv = gamma / sqrt(var + eps)
     "moments",  # flax via jax2tf: E[x^2] - E[x]^2 with ReduceSum / n, Max(., 0), Sqrt + Reciprocal
     "rms-pow-sqrt-div",  # RMSNorm (T5, LLaMA): x / sqrt(mean(x^2) + eps)
     "rms-mul-reciprocal",  # RMSNorm with Mul x*x and Reciprocal
@@ -969,7 +970,17 @@ def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bo
         square = n("Pow", [centred, "two"], "sq") if "pow" in form else n("Mul", [centred, centred], "sq")
         var = n("Add", [reduce("ReduceMean", square, "var"), "eps"], "var_eps")
         std = n("Sqrt", [var], "std")
-        if form.endswith("sqrt-div"):
+        if form == "centred-tf-fused":
+            inv = n("Reciprocal", [std], "inv")
+            inv = n("Mul", [inv, "gamma"], "inv_scaled") if affine else inv
+            shift = n("Mul", [mean, inv], "mean_inv")
+            x_inv = n("Mul", [x, inv], "x_inv")
+            out = (
+                n("Add", [x_inv, n("Sub", ["beta", shift], "shift")], "out")
+                if affine
+                else n("Sub", [x_inv, shift], "out")
+            )
+        elif form.endswith("sqrt-div"):
             normed = n("Div", [centred, std], "normed")
             scaled = n("Mul", [normed, "gamma"], "scaled") if affine else normed
         else:
@@ -978,7 +989,8 @@ def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bo
                 inv = n("Mul", [inv, "gamma"], "inv_scaled")
             normed = n("Mul", [centred, inv], "normed")
             scaled = n("Mul", ["gamma", normed], "scaled") if affine and "rsqrt" not in form else normed
-        out = n("Add", [scaled, "beta"], "out") if affine else scaled
+        if form != "centred-tf-fused":
+            out = n("Add", [scaled, "beta"], "out") if affine else scaled
     elif form == "moments":
         mean = n("Div", [reduce("ReduceSum", x, "sum"), "count"], "mean")
         mean_sq = n("Div", [reduce("ReduceSum", n("Mul", [x, x], "sq"), "sum_sq"), "count"], "mean_sq")

@@ -179,3 +179,14 @@ def test_other_einsums_are_left_alone(equation, data_shape, weight_shape):
     model = einsum_model(equation, data_shape, np.ones(weight_shape, np.float32))
     assert einsum_to_matmul(model) == 0
     assert [n.op_type for n in model.graph.node] == ["Einsum"]
+
+
+def test_epsilon_in_a_constant_node_with_value_float():
+    """torch and older exporters write scalars as Constant(value_float=...): still a constant to the match."""
+    model, expected = rw.norm_form_model("rms-pow-sqrt-div", 13)
+    eps = helper.make_node("Constant", [], ["eps_node"], name="eps_const", value_float=1e-5)
+    for node in model.graph.node:
+        node.input[:] = ["eps_node" if name == "eps" else name for name in node.input]
+    model.graph.node.insert(0, eps)
+    [match] = decomposed_norms(model)
+    assert sorted(match.nodes) == sorted(expected)

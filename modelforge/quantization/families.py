@@ -84,6 +84,7 @@ class _Graph:
     """Producers, consumers and constant values of a graph, for matching by dataflow (not node order)."""
 
     def __init__(self, model) -> None:
+        import numpy as np
         from onnx import numpy_helper
 
         self.nodes = list(model.graph.node)
@@ -97,8 +98,15 @@ class _Graph:
                 self.consumers.setdefault(name, []).append(n)
         self.values = {t.name: t for t in model.graph.initializer}
         for n in self.nodes:
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-                self.values[n.output[0]] = n.attribute[0].t
+            if n.op_type == "Constant" and n.attribute:
+                attr = n.attribute[0]
+                if attr.name == "value":
+                    self.values[n.output[0]] = attr.t
+                elif attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+                    value = {"value_float": attr.f, "value_floats": list(attr.floats), "value_int": attr.i}
+                    self.values[n.output[0]] = numpy_helper.from_array(
+                        np.asarray(value.get(attr.name, list(attr.ints)))
+                    )
         self._to_array = numpy_helper.to_array
 
     def constant(self, name: str):
