@@ -17,6 +17,7 @@ from typing import Any
 
 # Records the dynamic candidate's own fallback and speed check overwrite; restored when it does not ship.
 _RECORDS = ("fallback", "float_nodes", "speed_search", "speedup_vs_float")
+_INTEGER_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat"}
 
 
 def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Path, scheme, budget, judge, ctx):
@@ -48,11 +49,14 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
         dynamic_op_types=(),
         why=scheme.why + "; static INT8 did not ship: dynamic int8 on MatMul/Gemm weights (activations exact)",
     )
+    path = ctx.workdir / "model-dynamic.onnx"
+    write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), quantize_pass.name)
+    written = load_onnx(path, load_external_data=False)
+    if not any(n.op_type in _INTEGER_OPS for n in written.graph.node):
+        return current  # onnxruntime quantizes MatMul dynamically, not Gemm: nothing here to judge
     saved = {key: metrics.get(key) for key in _RECORDS}
     if current == ctx.workdir / "model-fallback.onnx":  # the dynamic candidate's fallback writes there too
         current = current.rename(ctx.workdir / "model-static-fallback.onnx")
-    path = ctx.workdir / "model-dynamic.onnx"
-    write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), quantize_pass.name)
     outcome = "shipped"
     if cfg.fallback and budget.active and ctx.evaluation is not None:
         path = quantize_pass._fallback(prepared, path, dynamic, list(cfg.exclude_nodes), budget, ctx)
