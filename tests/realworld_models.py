@@ -31,6 +31,17 @@ accuracy on the eval data.
   classifier): the target digit strings are in `Built.targets` (an `.npz` with `digits` padded with -1 and
   `lengths`); `sequence_accuracy` scores outputs by greedy CTC decoding.
 
+Issue 19 section 2 (LayerNorm in every form):
+
+- `norm_form_model(form, opset, affine, shuffle)`: a MatMul -> one decomposed LayerNorm/RMSNorm -> residual
+  Add -> MatMul graph, in each form of `NORM_FORMS` (torch's Pow/Sqrt/Div, tf2onnx's Mul x*x with
+  Reciprocal, 1/Sqrt, Keras's x*inv + (beta - mean*inv), flax's E[x^2] - E[x]^2 with ReduceSum / n and
+  Max(., 0), RMSNorm with Pow or Mul), with or without the affine scale/shift, at opset 12, 13 or 17, nodes
+  optionally shuffled; also returns the names of the norm's nodes (what a detector must find, exactly).
+- `einsum_byte_classifier(folder)`: a byte classifier as jax2tf -> tf2onnx writes a flax model: int32 bytes,
+  one-hot, dense layers as `Einsum` + bias, one Conv, three LayerNorms in the E[x^2] - E[x]^2 form, GELU
+  (tanh form), residual blocks; trained in torch on the file-type windows, written with onnx.helper.
+
 `python scripts/make_realworld_models.py OUTDIR` writes all of them.
 """
 
