@@ -53,7 +53,7 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
     write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), quantize_pass.name)
     written = load_onnx(path, load_external_data=False)
     if not any(n.op_type in _INTEGER_OPS for n in written.graph.node):
-        return current  # onnxruntime quantizes MatMul dynamically, not Gemm: nothing here to judge
+        return current  # onnxruntime's dynamic quantizer skipped every dense layer: nothing here to judge
     saved = {key: metrics.get(key) for key in _RECORDS}
     if current == ctx.workdir / "model-fallback.onnx":  # the dynamic candidate's fallback writes there too
         current = current.rename(ctx.workdir / "model-static-fallback.onnx")
