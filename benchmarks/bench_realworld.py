@@ -168,9 +168,14 @@ def outputs_of(model: Path, built: rw.Built) -> np.ndarray:
         feeds = {k: npz[k] for k in npz.files if k != "labels"}
     if len(feeds) == 1:
         feeds = {session.get_inputs()[0].name: next(iter(feeds.values()))}
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else 64
     count = len(next(iter(feeds.values())))
     return np.concatenate(
-        [session.run(None, {k: v[i : i + 64] for k, v in feeds.items()})[0] for i in range(0, count, 64)]
+        [
+            session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0]
+            for i in range(0, count - count % step, step)
+        ]
     )
 
 
