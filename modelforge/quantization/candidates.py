@@ -86,7 +86,9 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
     if judge is not None:
         speedup = metrics.get("speedup_vs_float")
         metrics["speed_search"] = {
+            **(saved["speed_search"] or {}),  # the static search's steps stay on record
             "shipped": "quantized",
+            "scheme": "dynamic",
             "speedup_vs_float": speedup,
             "reason": f"static INT8 did not ship ({static_outcome}); dynamic INT8 on the dense layers: {speedup}x",
         }
