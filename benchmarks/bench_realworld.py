@@ -1,7 +1,8 @@
-"""Issue 8's classes of real-world graphs, quantized with modelforge's defaults; prints and writes JSON.
+"""Issues 8 and 19's classes of real-world graphs, quantized with modelforge's defaults; prints and writes JSON.
 
 For each class (builders in tests/realworld_models.py: an opset-12 CNN with Constant weights, a jax2tf-style
-byte classifier, a MobileNetV3-small-style net, a conv + BiLSTM CTC recogniser given as .pt2):
+byte classifier, a MobileNetV3-small-style net, a conv + BiLSTM CTC recogniser given as .pt2, issue 19's byte
+classifier with Einsum dense layers and E[x^2] - E[x]^2 LayerNorms):
 
 1. `modelforge quantize MODEL -c calib -e eval` with defaults, as a user runs it: exit code, the report's
    speed-up, accuracy (sequence accuracy for the CRNN), what the speed-aware search kept in float.
@@ -11,7 +12,8 @@ byte classifier, a MobileNetV3-small-style net, a conv + BiLSTM CTC recogniser g
    contention must agree with the per-process figure within 10%).
 4. The anchor a user could build by hand, measured per process against the same baseline: the plain
    onnxruntime recipe (opset upgrade + quant_pre_process + quantize_static QDQ U8/S8 per-channel) for the
-   CNNs, static convolutions + dynamic LSTM for the CRNN.
+   CNNs, static convolutions + dynamic LSTM for the CRNN; for the byte classifiers also quant_pre_process +
+   quantize_dynamic (per-channel, its default op types). Each anchor's top-1 agreement with the float model.
 
     python benchmarks/bench_realworld.py --out bench-results/realworld.json [--only crnn] [--threads 2]
 """
@@ -40,7 +42,9 @@ BUILDERS = {
     "jax_style": rw.jax_style_classifier,
     "mobilenetv3_small": rw.mobilenetv3_small_style,
     "crnn": rw.crnn_pt2,
+    "einsum_classifier": rw.einsum_byte_classifier,
 }
+DYNAMIC_ANCHOR = {"jax_style", "einsum_classifier"}  # plain quantize_dynamic quoted too
 
 
 def quantize(built: rw.Built, out: Path, threads: int) -> tuple[int, dict | None, float]:
@@ -81,7 +85,6 @@ def ort_anchor(built: rw.Built, baseline: Path, folder: Path, dynamic_lstm: bool
         quantize_dynamic,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folder.mkdir(exist_ok=True)
     model = onnx.load(str(baseline))
@@ -89,7 +92,7 @@ def ort_anchor(built: rw.Built, baseline: Path, folder: Path, dynamic_lstm: bool
         model = version_converter.convert_version(model, 13)
     upgraded, prepared = folder / "upgraded.onnx", folder / "prepared.onnx"
     onnx.save(model, str(upgraded))
-    quant_pre_process(str(upgraded), str(prepared))
+    pre_process(upgraded, prepared)
     with np.load(built.calibration, allow_pickle=False) as npz:
         samples = {k: npz[k] for k in npz.files if k != "labels"}
     names = [i.name for i in onnx.load(str(prepared)).graph.input]
@@ -121,6 +124,59 @@ def ort_anchor(built: rw.Built, baseline: Path, folder: Path, dynamic_lstm: bool
     anchor = folder / "anchor.onnx"
     quantize_dynamic(str(static), str(anchor), op_types_to_quantize=["LSTM"], per_channel=True)
     return anchor
+
+
+PRE_PROCESS_NOTES: list[str] = []
+
+
+def pre_process(source: Path, prepared: Path) -> None:
+    """quant_pre_process as a user runs it; when its symbolic shape inference raises (it does on Einsum graphs
+    from tf2onnx), the retry a user would make: skip_symbolic_shape=True (noted in the results)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(source), str(prepared))
+    except Exception as exc:
+        PRE_PROCESS_NOTES.append(f"{source.name}: quant_pre_process raised {type(exc).__name__}; skip_symbolic_shape")
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+
+
+def ort_dynamic_anchor(baseline: Path, folder: Path) -> Path:
+    """Plain onnxruntime dynamic INT8: quant_pre_process + quantize_dynamic, per-channel, default op types."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    folder.mkdir(exist_ok=True)
+    prepared, anchor = folder / "prepared-dynamic.onnx", folder / "anchor-dynamic.onnx"
+    pre_process(baseline, prepared)
+    quantize_dynamic(str(prepared), str(anchor), per_channel=True)
+    return anchor
+
+
+def agreement_of(model: Path, baseline: Path, built: rw.Built) -> float | None:
+    """Top-1 agreement of `model` with the float `baseline` on the eval data (classifiers only)."""
+    if built.targets is not None:
+        return None
+    ours, theirs = outputs_of(model, built), outputs_of(baseline, built)
+    return float((ours.argmax(-1) == theirs.argmax(-1)).mean())
+
+
+def outputs_of(model: Path, built: rw.Built) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    with np.load(built.eval, allow_pickle=False) as npz:
+        feeds = {k: npz[k] for k in npz.files if k != "labels"}
+    if len(feeds) == 1:
+        feeds = {session.get_inputs()[0].name: next(iter(feeds.values()))}
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else 64
+    count = len(next(iter(feeds.values())))
+    return np.concatenate(
+        [
+            session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0]
+            for i in range(0, count - count % step, step)
+        ]
+    )
 
 
 def accuracy_of(model: Path, built: rw.Built) -> float | None:
@@ -173,13 +229,20 @@ def bench_one(name: str, folder: Path, threads: int, seconds: float) -> dict:
                     "report_p50_ms": [summary["latency_p50_ms_baseline"], summary["latency_p50_ms_result"]],
                     "accuracy_baseline": accuracy_of(baseline, built),
                     "accuracy_result": accuracy_of(result, built),
+                    "agreement": agreement_of(result, baseline, built),
+                    "norm_nodes_float": stage.get("norm_nodes_float"),
+                    "candidates": stage.get("candidates"),
                     "output_cosine": summary.get("output_cosine"),
                     "size_ratio": summary.get("size_ratio"),
                     "family": stage.get("family"),
                     "scheme": stage.get("scheme", {}).get("description"),
                     "speed_search": stage.get("speed_search"),
                     "isolated_nodes": stage.get("isolated_nodes"),
-                    "graph_fixes": {k: stage[k] for k in ("opset_upgraded", "row_biases_flattened") if k in stage},
+                    "graph_fixes": {
+                        k: stage[k]
+                        for k in ("opset_upgraded", "row_biases_flattened", "einsum_to_matmul")
+                        if k in stage
+                    },
                 }
                 independent = per_process_speedup(baseline, result, feeds, threads, seconds)
                 record["per_process"] = independent
@@ -195,6 +258,7 @@ def bench_one(name: str, folder: Path, threads: int, seconds: float) -> dict:
                 "what": "plain onnxruntime: opset 13 + quant_pre_process + quantize_static QDQ U8/S8 per-channel"
                 + (" on all but LSTM, then quantize_dynamic LSTM" if name == "crnn" else ""),
                 "accuracy": accuracy_of(anchor, built),
+                "agreement": agreement_of(anchor, baseline, built),
                 "per_process_vs_baseline": per_process_speedup(baseline, anchor, feeds, threads, seconds),
                 "modelforge_vs_anchor": per_process_speedup(
                     anchor, folder / "out-idle" / "model.onnx", feeds, threads, seconds
@@ -202,6 +266,23 @@ def bench_one(name: str, folder: Path, threads: int, seconds: float) -> dict:
             }
         except Exception as exc:  # an anchor onnxruntime cannot build is a finding, not a crash
             entry["anchor"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    if PRE_PROCESS_NOTES:
+        entry["anchor_notes"] = list(PRE_PROCESS_NOTES)
+        PRE_PROCESS_NOTES.clear()
+    if name in DYNAMIC_ANCHOR and (folder / "out-idle" / "model.onnx").exists():
+        try:
+            anchor = ort_dynamic_anchor(baseline, folder / "anchor")
+            entry["anchor_dynamic"] = {
+                "what": "plain onnxruntime: quant_pre_process + quantize_dynamic per-channel (its default op types)",
+                "accuracy": accuracy_of(anchor, built),
+                "agreement": agreement_of(anchor, baseline, built),
+                "per_process_vs_baseline": per_process_speedup(baseline, anchor, feeds, threads, seconds),
+            }
+        except Exception as exc:
+            entry["anchor_dynamic"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        if PRE_PROCESS_NOTES:
+            entry["anchor_dynamic"]["notes"] = list(PRE_PROCESS_NOTES)
+            PRE_PROCESS_NOTES.clear()
     return entry
 
 

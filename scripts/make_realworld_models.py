@@ -1,4 +1,4 @@
-"""Write the test models of issue 8's four classes of real-world graphs (tests/realworld_models.py) to OUTDIR.
+"""Write the test models of the real-world graph classes of issues 8 and 19 (tests/realworld_models.py) to OUTDIR.
 
     python scripts/make_realworld_models.py OUTDIR [--only NAME ...]
 

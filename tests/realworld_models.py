@@ -31,6 +31,17 @@ accuracy on the eval data.
   classifier): the target digit strings are in `Built.targets` (an `.npz` with `digits` padded with -1 and
   `lengths`); `sequence_accuracy` scores outputs by greedy CTC decoding.
 
+Issue 19 section 2 (LayerNorm in every form):
+
+- `norm_form_model(form, opset, affine, shuffle)`: a MatMul -> one decomposed LayerNorm/RMSNorm -> residual
+  Add -> MatMul graph, in each form of `NORM_FORMS` (torch's Pow/Sqrt/Div, tf2onnx's Mul x*x with
+  Reciprocal, 1/Sqrt, Keras's x*inv + (beta - mean*inv), flax's E[x^2] - E[x]^2 with ReduceSum / n and
+  Max(., 0), RMSNorm with Pow or Mul), with or without the affine scale/shift, at opset 12, 13 or 17, nodes
+  optionally shuffled; also returns the names of the norm's nodes (what a detector must find, exactly).
+- `einsum_byte_classifier(folder)`: a byte classifier as jax2tf -> tf2onnx writes a flax model: int32 bytes,
+  one-hot, dense layers as `Einsum` + bias, one Conv, three LayerNorms in the E[x^2] - E[x]^2 form, GELU
+  (tanh form), residual blocks; trained in torch on the file-type windows, written with onnx.helper.
+
 `python scripts/make_realworld_models.py OUTDIR` writes all of them.
 """
 
@@ -916,10 +927,323 @@ def crnn_pt2(
     )
 
 
+# ------------------------------------------------------------ issue 19 section 2: LayerNorm in every form
+
+NORM_FORMS = (
+    "centred-pow-sqrt-div",  # torch's LayerNorm export before opset 17: Pow 2, Sqrt, Div
+    "centred-mul-rsqrt-mul",  # tf2onnx: Square as Mul x*x, Rsqrt as Sqrt + Reciprocal, scale folded into it
+    "centred-mul-one-over-sqrt",  # Div(1, Sqrt(.)) then Mul
+    "centred-tf-fused",  # Keras via tf2onnx: x * inv + (beta - mean * inv), inv = gamma / sqrt(var + eps)
+    "moments",  # flax via jax2tf: E[x^2] - E[x]^2 with ReduceSum / n, Max(., 0), Sqrt + Reciprocal
+    "rms-pow-sqrt-div",  # RMSNorm (T5, LLaMA): x / sqrt(mean(x^2) + eps)
+    "rms-mul-reciprocal",  # RMSNorm with Mul x*x and Reciprocal
+)
+NORM_WIDTH = 16
+
+
+def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bool = False, seed: int = SEED):
+    """A small graph: MatMul -> one decomposed normalisation of `form` -> residual Add -> MatMul, plus a sum of
+    squares that is not a normalisation (an "energy" output). Returns (ModelProto, names of the norm's nodes).
+    `shuffle` writes the nodes in a seeded random order (not valid ONNX, which wants dataflow order: it tests
+    that the detector matches by dataflow; `topologically_sorted` makes it runnable); opset 13 on gives
+    ReduceSum its axes as an input, opset 12 as an attribute."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(NORM_WIDTH, NORM_WIDTH)).astype(f32), "w_in"),
+        numpy_helper.from_array(rng.normal(size=(NORM_WIDTH, 4)).astype(f32), "w_out"),
+        numpy_helper.from_array(np.array(1e-5, f32), "eps"),
+        numpy_helper.from_array(np.array(float(NORM_WIDTH), f32), "count"),
+        numpy_helper.from_array(np.array(2.0, f32), "two"),
+        numpy_helper.from_array(np.array(1.0, f32), "one"),
+        numpy_helper.from_array(np.array(0.0, f32), "zero"),
+        numpy_helper.from_array((1 + 0.1 * rng.normal(size=NORM_WIDTH)).astype(f32), "gamma"),
+        numpy_helper.from_array((0.1 * rng.normal(size=NORM_WIDTH)).astype(f32), "beta"),
+        numpy_helper.from_array(np.array([-1], np.int64), "axes_last"),
+    ]
+    norm: list = []
+
+    def n(op: str, inputs: list[str], output: str, **attrs) -> str:
+        norm.append(helper.make_node(op, inputs, [output], name=f"norm/{output}", **attrs))
+        return output
+
+    def reduce(op: str, x: str, output: str) -> str:
+        if op == "ReduceSum" and opset >= 13:
+            return n(op, [x, "axes_last"], output, keepdims=1)
+        return n(op, [x], output, axes=[-1], keepdims=1)
+
+    x = "h"
+    if form.startswith("centred"):
+        mean = reduce("ReduceMean", x, "mean")
+        centred = n("Sub", [x, mean], "centred")
+        square = n("Pow", [centred, "two"], "sq") if "pow" in form else n("Mul", [centred, centred], "sq")
+        var = n("Add", [reduce("ReduceMean", square, "var"), "eps"], "var_eps")
+        std = n("Sqrt", [var], "std")
+        if form == "centred-tf-fused":
+            inv = n("Reciprocal", [std], "inv")
+            inv = n("Mul", [inv, "gamma"], "inv_scaled") if affine else inv
+            shift = n("Mul", [mean, inv], "mean_inv")
+            x_inv = n("Mul", [x, inv], "x_inv")
+            out = (
+                n("Add", [x_inv, n("Sub", ["beta", shift], "shift")], "out")
+                if affine
+                else n("Sub", [x_inv, shift], "out")
+            )
+        elif form.endswith("sqrt-div"):
+            normed = n("Div", [centred, std], "normed")
+            scaled = n("Mul", [normed, "gamma"], "scaled") if affine else normed
+        else:
+            inv = n("Reciprocal", [std], "inv") if "rsqrt" in form else n("Div", ["one", std], "inv")
+            if affine and "rsqrt" in form:  # flax/tf: the scale multiplies the inverse deviation
+                inv = n("Mul", [inv, "gamma"], "inv_scaled")
+            normed = n("Mul", [centred, inv], "normed")
+            scaled = n("Mul", ["gamma", normed], "scaled") if affine and "rsqrt" not in form else normed
+        if form != "centred-tf-fused":
+            out = n("Add", [scaled, "beta"], "out") if affine else scaled
+    elif form == "moments":
+        mean = n("Div", [reduce("ReduceSum", x, "sum"), "count"], "mean")
+        mean_sq = n("Div", [reduce("ReduceSum", n("Mul", [x, x], "sq"), "sum_sq"), "count"], "mean_sq")
+        var = n("Max", [n("Sub", [mean_sq, n("Mul", [mean, mean], "mean2")], "var_raw"), "zero"], "var")
+        inv = n("Reciprocal", [n("Sqrt", [n("Add", [var, "eps"], "var_eps")], "std")], "inv")
+        if affine:
+            inv = n("Mul", [inv, "gamma"], "inv_scaled")
+        normed = n("Mul", [n("Sub", [x, mean], "centred"), inv], "normed")
+        out = n("Add", [normed, "beta"], "out") if affine else normed
+    elif form.startswith("rms"):
+        square = n("Pow", [x, "two"], "sq") if "pow" in form else n("Mul", [x, x], "sq")
+        var = n("Add", [reduce("ReduceMean", square, "ms"), "eps"], "ms_eps")
+        std = n("Sqrt", [var], "rms")
+        normed = (
+            n("Div", [x, std], "normed") if "div" in form else n("Mul", [x, n("Reciprocal", [std], "inv")], "normed")
+        )
+        out = n("Mul", ["gamma", normed], "out") if affine else normed
+    else:
+        raise ValueError(f"unknown norm form {form!r}")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w_in"], ["h"], name="dense_in"),
+        *norm,
+        helper.make_node("Add", [out, "h"], ["residual"], name="residual"),
+        helper.make_node("MatMul", ["residual", "w_out"], ["y"], name="dense_out"),
+        # Not a normalisation: a sum of squares that is never turned into a scale of its input.
+        helper.make_node("Mul", ["h", "h"], ["h_sq"], name="energy/square"),
+        helper.make_node("ReduceSum", ["h_sq", "axes_last"] if opset >= 13 else ["h_sq"], ["energy"],
+                         name="energy/sum", keepdims=1, **({} if opset >= 13 else {"axes": [-1]})),
+    ]  # fmt: skip
+    if shuffle:
+        nodes = [nodes[i] for i in rng.permutation(len(nodes))]
+    graph = helper.make_graph(
+        nodes,
+        f"norm_{form}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8, NORM_WIDTH])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8, 4]),
+            helper.make_tensor_value_info("energy", TensorProto.FLOAT, ["batch", 8, 1]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model, [node.name for node in norm]
+
+
+def topologically_sorted(model):
+    """A copy of `model` with its nodes in dataflow order (ONNX requires it; the shuffled models test that the
+    detector does not)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    known = {i.name for i in copy.graph.input} | {t.name for t in copy.graph.initializer} | {""}
+    pending, ordered = list(copy.graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        for node in ready:
+            known.update(node.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del copy.graph.node[:]
+    copy.graph.node.extend(ordered)
+    return copy
+
+
+# ------------------------------------------- issue 19 section 2: byte classifier, Einsum dense, moments LN
+
+EINSUM_EMBED, EINSUM_WIDTH, EINSUM_HIDDEN, EINSUM_KERNEL, EINSUM_BLOCKS = 48, 96, 384, 3, 2
+_GELU_C = float(np.sqrt(2.0 / np.pi))
+
+
+def _train_einsum_classifier(x: np.ndarray, y: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+    """The torch twin of `einsum_classifier_graph` (same arithmetic, LayerNorm as E[x^2] - E[x]^2), trained."""
+    with _torch_session() as torch:
+        from torch import nn
+
+        def layer_norm(h, gamma, beta):  # flax's form: var = max(E[x^2] - E[x]^2, 0), scale folded into rsqrt
+            mean = h.mean(-1, keepdim=True)
+            var = torch.clamp((h * h).mean(-1, keepdim=True) - mean * mean, min=0.0)
+            return (h - mean) * (torch.rsqrt(var + 1e-6) * gamma) + beta
+
+        class EinsumNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(256, EINSUM_EMBED)
+                self.embed_bias = nn.Parameter(torch.zeros(EINSUM_EMBED))
+                self.conv = nn.Conv2d(EINSUM_EMBED, EINSUM_WIDTH, (1, EINSUM_KERNEL), padding=(0, EINSUM_KERNEL // 2))
+                self.gammas = nn.ParameterList([nn.Parameter(torch.ones(EINSUM_WIDTH)) for _ in range(3)])
+                self.betas = nn.ParameterList([nn.Parameter(torch.zeros(EINSUM_WIDTH)) for _ in range(3)])
+                self.up = nn.ModuleList([nn.Linear(EINSUM_WIDTH, EINSUM_HIDDEN) for _ in range(EINSUM_BLOCKS)])
+                self.down = nn.ModuleList([nn.Linear(EINSUM_HIDDEN, EINSUM_WIDTH) for _ in range(EINSUM_BLOCKS)])
+                self.head = nn.Linear(EINSUM_WIDTH, len(FILE_TYPES))
+
+            def forward(self, data):
+                e = self.embed(data) + self.embed_bias  # [N, L, E]
+                h = self.conv(e.permute(0, 2, 1)[:, :, None, :])[:, :, 0, :].permute(0, 2, 1)
+                h = layer_norm(torch.relu(h), self.gammas[0], self.betas[0])
+                for i in range(EINSUM_BLOCKS):
+                    a = self.up[i](layer_norm(h, self.gammas[i + 1], self.betas[i + 1]))
+                    h = h + self.down[i](nn.functional.gelu(a, approximate="tanh"))
+                return self.head(h.mean(1))
+
+        model = EinsumNet()
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+        xt, yt = torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y)
+        generator = torch.Generator().manual_seed(SEED)
+        for _ in range(steps):
+            index = torch.randint(0, len(xt), (32,), generator=generator)
+            loss = nn.functional.cross_entropy(model(xt[index]), yt[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        weights = {
+            "embed": model.embed.weight,
+            "embed_bias": model.embed_bias,
+            "conv_w": model.conv.weight,
+            "conv_b": model.conv.bias,
+            "head_w": model.head.weight.T,
+            "head_b": model.head.bias,
+        }
+        for i in range(3):
+            weights[f"gamma{i}"], weights[f"beta{i}"] = model.gammas[i], model.betas[i]
+        for i in range(EINSUM_BLOCKS):
+            weights[f"up{i}_w"], weights[f"up{i}_b"] = model.up[i].weight.T, model.up[i].bias
+            weights[f"down{i}_w"], weights[f"down{i}_b"] = model.down[i].weight.T, model.down[i].bias
+        return {k: v.detach().numpy().astype(np.float32).copy() for k, v in weights.items()}
+
+
+def einsum_classifier_graph(weights: dict[str, np.ndarray]):
+    """The classifier as a jax2tf -> tf2onnx export writes a flax model (opset 13): one-hot bytes, dense layers
+    as Einsum + bias Add, a (1, k) Conv between NHWC/NCHW Transposes, LayerNorm as E[x^2] - E[x]^2 (ReduceSum
+    / n, Square as Mul x*x, Maximum as Max, Rsqrt as Sqrt + Reciprocal, the scale folded into it), GELU in
+    its tanh form (the AddV2 of the activation), mean pooling, softmax."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = np.float32
+    p = "jax2tf_infer_fn_/pjit_byte_model_/"
+    inits = [
+        numpy_helper.from_array(np.arange(256, dtype=np.int32), "const_fold_opt__iota"),
+        numpy_helper.from_array(np.array([-1], np.int64), "const_axes__last"),
+        numpy_helper.from_array(np.array([1], np.int64), "const_axes__seq"),
+        numpy_helper.from_array(np.array([-1, 1, BYTES, EINSUM_EMBED], np.int64), "const_fold_opt__nhwc"),
+        numpy_helper.from_array(np.array([-1, BYTES, EINSUM_WIDTH], np.int64), "const_fold_opt__nlc"),
+        numpy_helper.from_array(np.array(float(EINSUM_WIDTH), f32), "const_fold_opt__width"),
+        numpy_helper.from_array(np.array(0.0, f32), "const_zero"),
+        numpy_helper.from_array(np.array(1.0, f32), "const_one"),
+        numpy_helper.from_array(np.array(0.5, f32), "const_half"),
+        numpy_helper.from_array(np.array(0.044715, f32), "const_gelu_cubic"),
+        numpy_helper.from_array(np.array(_GELU_C, f32), "const_gelu_scale"),
+        numpy_helper.from_array(np.array(1e-6, f32), "const_epsilon"),
+    ]
+    inits += [numpy_helper.from_array(value.astype(f32), f"{p}{key}") for key, value in sorted(weights.items())]
+    nodes: list = []
+
+    def node(op: str, inputs: list[str], name: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [f"{p}{name}:0"], name=f"{p}{name}", **attrs))
+        return f"{p}{name}:0"
+
+    def dense(x: str, scope: str, weight: str, equation: str) -> str:
+        y = node("Einsum", [x, f"{p}{weight}_w" if weight != "embed" else f"{p}embed"], f"{scope}/einsum",
+                 equation=equation)  # fmt: skip
+        return node("Add", [y, f"{p}{weight}_b" if weight != "embed" else f"{p}embed_bias"], f"{scope}/add")
+
+    def layer_norm(x: str, scope: str, index: int) -> str:
+        total = node("ReduceSum", [x, "const_axes__last"], f"{scope}/Sum", keepdims=1)
+        mean = node("Div", [total, "const_fold_opt__width"], f"{scope}/truediv")
+        square = node("Mul", [x, x], f"{scope}/Square")
+        total_sq = node("ReduceSum", [square, "const_axes__last"], f"{scope}/Sum_1", keepdims=1)
+        mean_sq = node("Div", [total_sq, "const_fold_opt__width"], f"{scope}/truediv_1")
+        var = node("Sub", [mean_sq, node("Mul", [mean, mean], f"{scope}/Square_1")], f"{scope}/sub")
+        var = node("Max", [var, "const_zero"], f"{scope}/Maximum")
+        std = node("Sqrt", [node("Add", [var, "const_epsilon"], f"{scope}/add")], f"{scope}/Rsqrt/sqrt")
+        scale = node("Mul", [node("Reciprocal", [std], f"{scope}/Rsqrt"), f"{p}gamma{index}"], f"{scope}/mul")
+        centred = node("Sub", [x, mean], f"{scope}/sub_1")
+        return node("Add", [node("Mul", [centred, scale], f"{scope}/mul_1"), f"{p}beta{index}"], f"{scope}/add_1")
+
+    def gelu(x: str, scope: str) -> str:
+        cube = node("Mul", [node("Mul", [x, x], f"{scope}/mul"), x], f"{scope}/mul_1")
+        inner = node("Add", [x, node("Mul", [cube, "const_gelu_cubic"], f"{scope}/mul_2")], f"{scope}/AddV2")
+        t = node("Tanh", [node("Mul", [inner, "const_gelu_scale"], f"{scope}/mul_3")], f"{scope}/Tanh")
+        half = node("Mul", [x, "const_half"], f"{scope}/mul_4")
+        return node("Mul", [half, node("Add", [t, "const_one"], f"{scope}/AddV2_1")], f"{scope}/mul_5")
+
+    expanded = node("Unsqueeze", ["bytes", "const_axes__last"], "one_hot/ExpandDims")
+    one_hot = node("Cast", [node("Equal", [expanded, "const_fold_opt__iota"], "one_hot/Equal")], "one_hot/Cast",
+                   to=TensorProto.FLOAT)  # fmt: skip
+    h = dense(one_hot, "Embed_0", "embed", "blv,ve->ble")
+    h = node("Transpose", [node("Reshape", [h, "const_fold_opt__nhwc"], "Conv_0/ExpandDims")], "Conv_0/nchw",
+             perm=[0, 3, 1, 2])  # fmt: skip
+    pad = EINSUM_KERNEL // 2
+    h = node("Conv", [h, f"{p}conv_w", f"{p}conv_b"], "Conv_0/conv", kernel_shape=[1, EINSUM_KERNEL],
+             pads=[0, pad, 0, pad], strides=[1, 1], dilations=[1, 1], group=1)  # fmt: skip
+    h = node("Reshape", [node("Transpose", [h], "Conv_0/nhwc", perm=[0, 2, 3, 1]), "const_fold_opt__nlc"],
+             "Conv_0/Squeeze")  # fmt: skip
+    h = layer_norm(node("Relu", [h], "Relu_0"), "LayerNorm_0", 0)
+    for i in range(EINSUM_BLOCKS):
+        a = dense(layer_norm(h, f"Block_{i}/LayerNorm", i + 1), f"Block_{i}/Dense_0", f"up{i}", "...d,df->...f")
+        z = dense(gelu(a, f"Block_{i}/gelu"), f"Block_{i}/Dense_1", f"down{i}", "...f,fd->...d")
+        h = node("Add", [h, z], f"Block_{i}/AddV2")
+    pooled = node("ReduceMean", [h], "mean", axes=[1], keepdims=0)
+    logits = dense(pooled, "Head", "head", "bd,dc->bc")
+    nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], name=f"{p}Softmax", axis=-1))
+    graph = helper.make_graph(
+        nodes,
+        "tf2onnx",
+        [helper.make_tensor_value_info("bytes", TensorProto.INT32, ["unk__0", BYTES])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["unk__1", len(FILE_TYPES)])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="tf2onnx")
+    model.producer_version = "1.16.1 15c810"
+    model.ir_version = 7
+    labels = model.metadata_props.add()
+    labels.key, labels.value = "labels", json.dumps(list(FILE_TYPES))
+    return model
+
+
+def einsum_byte_classifier(folder: Path, steps: int = 250) -> Built:
+    """Issue 19's byte classifier: int32 `bytes` [N, 256] -> one-hot -> Einsum dense layers, one Conv, three
+    LayerNorms in the E[x^2] - E[x]^2 form (flax through jax2tf and tf2onnx), GELU, 6 file types out. Writes
+    einsum_classifier.onnx, .calibration.npz (128 windows) and .eval.npz (300 windows with `labels`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "einsum_classifier"
+    x_train, y_train = file_type_windows(1200, seed=21)
+    weights = _train_einsum_classifier(x_train, y_train, steps)
+    path = _save(einsum_classifier_graph(weights), folder / f"{name}.onnx")
+    x_cal, _ = file_type_windows(128, seed=22)
+    x_eval, y_eval = file_type_windows(300, seed=23)
+    calibration = _npz(folder / f"{name}.calibration.npz", bytes=x_cal)
+    evaluation = _npz(folder / f"{name}.eval.npz", bytes=x_eval, labels=y_eval)
+    accuracy = float((_ort_outputs(path, {"bytes": x_eval}).argmax(1) == y_eval).mean())
+    return Built(name, path, calibration, evaluation, accuracy, info={"classes": list(FILE_TYPES)})
+
+
 BUILDERS = {
     "cnn_opset11": opset11_constant_cnn,
     "cnn_opset12": opset12_constant_cnn,
     "jax_classifier": jax_style_classifier,
     "mobilenetv3_small": mobilenetv3_small_style,
     "crnn": crnn_pt2,
+    "einsum_classifier": einsum_byte_classifier,
 }

@@ -6,6 +6,7 @@ Speed figures live in benchmarks/bench_realworld.py; these tests assert what the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,59 @@ def test_jax_style_graph_with_row_bias_quantizes_fully(tmp_path):
     producers = {o: n.op_type for n in quantized.graph.node for o in n.output}
     assert gemms and all(producers.get(g.input[1]) == "DequantizeLinear" for g in gemms)
     assert load_report(out)["summary"]["accuracy_drop_pp"] <= 1
+    # Its LayerNorm squares with Mul (tf2onnx's Square): found all the same, and its 9 nodes run in float.
+    assert stage["family"] == "convolutional" and stage["norm_nodes_float"] == 9
+    assert_norms_float(quantized, {n.name: "ln" for n in quantized.graph.node if "/ln/" in n.name})
+
+
+def assert_norms_float(quantized, scope: dict[str, str]) -> None:
+    """No Q/DQ pair between two nodes of one normalisation (`scope`: node name -> its norm): each norm
+    computes in float from its (maybe 8-bit) input."""
+    assert scope
+    norm_nodes = set(scope)
+    producers = {o: n for n in quantized.graph.node for o in n.output}
+    for node in quantized.graph.node:
+        if node.name not in norm_nodes:
+            continue
+        for name in node.input:
+            dq = producers.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producers.get(dq.input[0])
+            source = producers.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+            assert source is None or scope.get(source.name) != scope[node.name], f"{source.name} -> Q/DQ -> {node.name}"
+
+
+@pytest.fixture(scope="module")
+def einsum_classifier(tmp_path_factory) -> rw.Built:
+    return rw.einsum_byte_classifier(tmp_path_factory.mktemp("einsum_classifier"))
+
+
+@pytest.mark.slow
+def test_byte_classifier_with_einsum_and_moments_layernorm_keeps_agreement(tmp_path, einsum_classifier):
+    """Issue 19 section 2's class: its three E[x^2] - E[x]^2 LayerNorms stay float, its Einsum dense layers
+    become MatMul and are quantized; top-1 agreement >= 0.99 (speed is the benchmark's business)."""
+    built = einsum_classifier
+    assert built.float_accuracy > 0.9
+    out = tmp_path / "out"
+    result = quantize(built, out, "--no-speed-aware", "--min-agreement", "0.99")
+    assert result.returncode == 0, result.explain()
+    stage = stage_of(out)
+    assert stage["family"] == "convolutional" and "3 LayerNorm(s) kept in float" in stage["scheme"]["why"]
+    assert stage["einsum_to_matmul"] == 2 + 2 * rw.EINSUM_BLOCKS
+    assert stage["norm_nodes_float"] == 3 * 15
+    quantized = onnx.load(str(out / "model.onnx"))
+    assert "Einsum" not in {n.op_type for n in quantized.graph.node}
+    producers = {o: n.op_type for n in quantized.graph.node for o in n.output}
+    dense = [n for n in quantized.graph.node if n.op_type in ("MatMul", "Gemm") and "einsum" in n.name]
+    assert len(dense) >= 1 + 2 * rw.EINSUM_BLOCKS  # the head may be fused into a Gemm under another name
+    assert all(producers.get(n.input[1]) == "DequantizeLinear" for n in dense)
+    norms = {
+        n.name: re.sub(r"(LayerNorm[^/]*)/.*", r"\1", n.name) for n in quantized.graph.node if "LayerNorm" in n.name
+    }
+    assert len(set(norms.values())) == 3
+    assert_norms_float(quantized, norms)
+    assert load_report(out)["summary"]["top1_agreement"] >= 0.99
 
 
 @pytest.mark.slow

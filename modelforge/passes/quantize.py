@@ -175,7 +175,7 @@ class QuantizeInt8(Pass):
         """The INT8 flow (scheme, calibration, speed-aware search, accuracy fallback) for a cpu, tensorrt or
         openvino target; returns `artifact` itself when the float model is the one to ship."""
         from modelforge.onnx_model import is_quantized, load_onnx, onnx_artifact, opset_version
-        from modelforge.quantization.families import detect_family
+        from modelforge.quantization.families import detect_family, norm_nodes
         from modelforge.quantization.graph_fixes import MIN_QUANTIZATION_OPSET
         from modelforge.quantization.prepare import prepare_for_quantization
         from modelforge.quantization.qdq import quantizable_op_types
@@ -207,6 +207,8 @@ class QuantizeInt8(Pass):
             scheme = replace(scheme, per_channel=False)  # per-channel DequantizeLinear needs opset 13
             ctx.record("per_channel", "off: the model could not be converted to opset 13")
         exclude = sorted({*cfg.exclude_nodes, *nodes_outside_scheme(prepared_model, scheme)})
+        if scheme.mode == "static" and (norms := norm_nodes(prepared_model)):
+            ctx.record("norm_nodes_float", len(norms))  # decomposed LayerNorm/RMSNorm, kept float (families.py)
 
         output = ctx.workdir / "model.onnx"
         if scheme.mode == "static":
@@ -239,6 +241,10 @@ class QuantizeInt8(Pass):
             output = self._fallback(prepared, output, scheme, exclude, budget, ctx)
         if judge is not None and output not in (artifact.path, measured):
             output = self._never_slower(artifact.path, output, judge, ctx)
+        if output == artifact.path or not ctx.metrics.get("fallback", {}).get("met", True):
+            from modelforge.quantization.candidates import dynamic_candidate
+
+            output = dynamic_candidate(self, artifact.path, prepared, output, scheme, budget, judge, ctx)
         if output == artifact.path:
             return self._ship_float(artifact, ctx)
 

@@ -7,6 +7,11 @@
   fused by onnxruntime's optimizer into a `Gemm` whose C is [1, N]; onnxruntime's int32-bias scale
   adjustment indexes it per channel and raises ("truth value of an array ... is ambiguous"). A bias with
   one non-unit dimension is the same tensor as its 1-D form, which every quantizer handles.
+- Dense layers written as `Einsum` (jax2tf: "bij,jk->bik", "...d,df->...f"): onnxruntime's quantizers have
+  no Einsum (static, dynamic and integer registries alike, onnxruntime 1.32), so such a layer would stay
+  float whatever the scheme. A two-operand Einsum that contracts the last axis of its input with the first
+  (or second, transposed) axis of a constant 2-D weight and keeps the other axes in order is a MatMul; it is
+  rewritten as one (the weight transposed once, as a new initializer, when needed).
 """
 
 from __future__ import annotations
@@ -89,3 +94,72 @@ def _gemm_output_width(node, inits) -> int | None:
         return None
     trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
     return dims[0] if trans_b else dims[1]
+
+
+def einsum_to_matmul(model: onnx.ModelProto) -> int:
+    """Rewrite each dense-layer `Einsum` (data, constant 2-D weight) as a `MatMul`; returns how many.
+
+    Equations handled: "<prefix>j,jk-><prefix>k" and "<prefix>j,kj-><prefix>k" with either operand first,
+    where <prefix> is any run of letters and/or an ellipsis (MatMul broadcasts the leading axes the same
+    way). Any other Einsum is left as it is (and stays float)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type != "Einsum" or len(node.input) != 2:
+            continue
+        equation = next((a.s.decode() for a in node.attribute if a.name == "equation"), "")
+        plan = _dense_einsum(equation.replace(" ", ""), [name in inits for name in node.input])
+        if plan is None:
+            continue
+        data_index, transpose = plan
+        data, weight = node.input[data_index], node.input[1 - data_index]
+        if len(inits[weight].dims) != 2:
+            continue
+        if transpose:
+            array = numpy_helper.to_array(inits[weight]).T.copy()
+            name = f"{weight}_transposed_for_{node.name or 'einsum'}"
+            model.graph.initializer.append(numpy_helper.from_array(array, name))
+            weight = name
+        del node.input[:]
+        node.input.extend([data, weight])
+        del node.attribute[:]
+        node.op_type = "MatMul"
+        node.domain = ""
+        rewritten += 1
+    if rewritten:  # a weight that was only read transposed is dropped
+        used = {name for node in model.graph.node for name in node.input}
+        keep = [t for t in model.graph.initializer if t.name in used or readers.get(t.name, 0) == 0]
+        if len(keep) != len(model.graph.initializer):
+            del model.graph.initializer[:]
+            model.graph.initializer.extend(keep)
+    return rewritten
+
+
+def _dense_einsum(equation: str, constant: list[bool]) -> tuple[int, bool] | None:
+    """(index of the data operand, whether the weight must be transposed) when `equation` is a MatMul of
+    data by a constant 2-D weight, else None."""
+    if "->" not in equation or equation.count(",") != 1:
+        return None
+    inputs, output = equation.split("->")
+    terms = inputs.split(",")
+    for data_index in (0, 1):
+        if not constant[1 - data_index] or constant[data_index]:
+            continue
+        data, weight = terms[data_index], terms[1 - data_index]
+        if len(weight) != 2 or "." in weight or weight[0] == weight[1] or not data or data[-1] == ".":
+            continue
+        contracted = data[-1]
+        prefix = data[:-1]
+        if contracted not in weight or contracted in prefix or contracted in output:
+            continue
+        kept = weight[1] if weight[0] == contracted else weight[0]
+        if kept in data or output != prefix + kept or len(set(prefix.replace(".", ""))) != len(prefix.replace(".", "")):
+            continue
+        return data_index, weight[1] == contracted
+    return None

@@ -22,7 +22,7 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
     """Returns the prepared model's path and what was done (for the stage record)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from modelforge.quantization.graph_fixes import flatten_row_biases, upgrade_opset
+    from modelforge.quantization.graph_fixes import einsum_to_matmul, flatten_row_biases, upgrade_opset
 
     model = load_onnx(source)
     moved = constants_to_initializers(model)
@@ -33,6 +33,9 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
             fixes["opset_upgraded"] = f"{upgraded[0]} -> {upgraded[1]} (per-channel weights need opset 13)"
     except Exception as exc:  # no conversion for some node: quantized per-tensor at the old opset instead
         fixes["opset_upgrade_failed"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    einsums = einsum_to_matmul(model)  # onnxruntime quantizes no Einsum: dense ones become MatMul
+    if einsums:
+        fixes["einsum_to_matmul"] = einsums
     named = name_unnamed_nodes(model)
     staged = workdir / "float-staged.onnx"
     save_onnx(model, staged)

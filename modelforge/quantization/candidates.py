@@ -1,0 +1,96 @@
+"""A second candidate when static INT8 does not ship: dynamic INT8 on the dense layers' weights.
+
+Static INT8 with the sensitive nodes (norms, then what the accuracy fallback picks) in float is one way to
+quantize a model that mixes convolutions, LayerNorms and dense layers; on some such models it cannot meet
+the gates without keeping so much in float that it is slower than float (issue 19: a byte classifier at
+0.92x). Dynamic INT8 quantizes only the MatMul/Gemm weights and computes activation ranges at run time, so
+every activation stays exact up to one rounding per dense layer; it is judged the way the transformer
+family's scheme is (the gates through the accuracy fallback, then never slower than float), and ships only
+when it passes both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+# Records the dynamic candidate's own fallback and speed check overwrite; restored when it does not ship.
+_RECORDS = ("fallback", "float_nodes", "speed_search", "speedup_vs_float")
+_INTEGER_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat"}
+
+
+def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Path, scheme, budget, judge, ctx):
+    """The model to ship: `current` (the static result, or `original` for float) unless dynamic INT8 on the
+    dense layers meets the gates and is faster than float. `quantize_pass` is the running QuantizeInt8 (its
+    fallback and speed check are reused); the decision is recorded under `candidates`."""
+    from modelforge.onnx_model import load_onnx
+    from modelforge.quantization.qdq import write_dynamic_model
+    from modelforge.quantization.schemes import DENSE_OPS
+
+    cfg = quantize_pass.config
+    if scheme.mode != "static" or scheme.target != "cpu" or cfg.mode != "auto" or cfg.op_types:
+        return current  # a scheme the user chose is not second-guessed
+    skeleton = load_onnx(prepared, load_external_data=False)
+    weights = {t.name for t in skeleton.graph.initializer}
+    if not any(n.op_type in DENSE_OPS and n.input[1:2] and n.input[1] in weights for n in skeleton.graph.node):
+        return current
+    metrics: dict[str, Any] = ctx.metrics
+    if current == original:
+        static_outcome = (metrics.get("speed_search") or {}).get("reason", "not faster than float")
+    else:
+        static_outcome = f"gates not met: {metrics['fallback']['reason']}"
+    dynamic = replace(
+        scheme,
+        mode="dynamic",
+        op_types=DENSE_OPS,
+        constant_weights_only=True,
+        inputs_only=False,
+        dynamic_op_types=(),
+        why=scheme.why + "; static INT8 did not ship: dynamic int8 on MatMul/Gemm weights (activations exact)",
+    )
+    path = ctx.workdir / "model-dynamic.onnx"
+    write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), quantize_pass.name)
+    written = load_onnx(path, load_external_data=False)
+    if not any(n.op_type in _INTEGER_OPS for n in written.graph.node):
+        return current  # onnxruntime's dynamic quantizer skipped every dense layer: nothing here to judge
+    saved = {key: metrics.get(key) for key in _RECORDS}
+    if current == ctx.workdir / "model-fallback.onnx":  # the dynamic candidate's fallback writes there too
+        current = current.rename(ctx.workdir / "model-static-fallback.onnx")
+    outcome = "shipped"
+    if cfg.fallback and budget.active and ctx.evaluation is not None:
+        path = quantize_pass._fallback(prepared, path, dynamic, list(cfg.exclude_nodes), budget, ctx)
+        if not metrics["fallback"]["met"]:
+            outcome = f"gates not met: {metrics['fallback']['reason']}"
+    if outcome == "shipped" and judge is not None:
+        metrics.pop("speed_search", None)
+        path = quantize_pass._never_slower(original, path, judge, ctx)
+        if path == original:
+            outcome = metrics["speed_search"]["reason"]
+    shipped = outcome == "shipped"
+    ctx.record(
+        "candidates",
+        [
+            {"scheme": scheme.describe(), "shipped": False, "outcome": static_outcome},
+            {"scheme": dynamic.describe(), "shipped": shipped, "outcome": outcome},
+        ],
+    )
+    if not shipped:  # the static result and its records stand
+        for key, value in saved.items():
+            if value is None:
+                metrics.pop(key, None)
+            else:
+                metrics[key] = value
+        return current
+    ctx.record("scheme", dynamic.record())
+    if judge is not None:
+        speedup = metrics.get("speedup_vs_float")
+        metrics["speed_search"] = {
+            **(saved["speed_search"] or {}),  # the static search's steps stay on record
+            "shipped": "quantized",
+            "scheme": "dynamic",
+            "speedup_vs_float": speedup,
+            "reason": f"static INT8 did not ship ({static_outcome}); dynamic INT8 on the dense layers: {speedup}x",
+        }
+    ctx.progress.log(f"quantize: static INT8 did not ship ({static_outcome}); dynamic INT8 on dense layers ships")
+    return path
