@@ -139,6 +139,33 @@ def ort_predictions(model: Path, x: np.ndarray, input_name: str | None = None) -
     return session.run(None, {name: x.astype(np.float32)})[0].argmax(axis=1)
 
 
+def _seed_everything() -> None:
+    """Seed Python's, NumPy's and (once imported) torch's global generators.
+
+    torch's default generator starts from a different seed in every process, so a model built before any
+    `manual_seed` (a teacher, a student, a probe) differed run to run, and so did every verdict trained on it.
+    Seeding before each fixture and each test makes such draws the same in every run and in any test order."""
+    import random
+
+    random.seed(0)
+    np.random.seed(0)
+    torch = sys.modules.get("torch")  # never import a framework here: most tests do not need one
+    if torch is not None:
+        torch.manual_seed(0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    _seed_everything()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    _seed_everything()
+    return (yield)
+
+
 @pytest.fixture(autouse=True)
 def isolated_stage_cache(tmp_path_factory, monkeypatch):
     """Each test gets an empty stage cache: results never leak between tests or into the user's ~/.cache."""

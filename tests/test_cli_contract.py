@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import DIGITS_MODEL, cli_env, one_error_line, run_cli
@@ -59,15 +58,14 @@ def _imported_top_level(args: list[str]) -> tuple[subprocess.CompletedProcess, s
 
 
 def test_help_process_exits_zero_fast_and_light():
-    started = time.perf_counter()
     proc, imported = _imported_top_level(["--help"])
-    elapsed = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "quantize" in proc.stdout and "inspect" in proc.stdout
     assert "typer" in imported  # the import log was really parsed
-    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
-    # Importing torch alone takes seconds; a light --help is far below this bound even on a slow CI box.
-    assert elapsed < 15, elapsed
+    # Fast is judged by what is imported, not by a stopwatch (a loaded CI box would decide a time bound):
+    # no framework, and not even NumPy or SciPy, which take a noticeable share of a second to import.
+    slow = set(HEAVY) | {"numpy", "scipy", "sklearn", "pandas"}
+    assert not imported & slow, sorted(imported & slow)
 
 
 def test_listing_passes_imports_no_framework():

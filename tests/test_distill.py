@@ -19,17 +19,29 @@ pytest.importorskip("torch_pruning")
 
 import prune_models as pm  # noqa: E402
 
-# The distillation data: 400 digits whose training labels are 40% corrupted. The teacher was trained on clean
-# labels, so a student that listens to it learns the digits; one trained on the labels alone learns the noise.
-NOISY_SHARE = 0.4
-SAMPLES = 400
+# The distillation data: the 1200 training digits with 60% of their labels redrawn at random. The teacher was
+# trained on clean labels, so a student that listens to it learns the digits; one trained on the labels alone
+# learns the noise. Sized so that the verdict holds on any CPU: float training differs with the instruction set
+# and thread count, so the gap must be far outside the run-to-run spread, not merely above it on one machine.
+# Measured over seeds 0-2, thread counts 1 and 2, AVX-512 and AVX2 kernels: student 0.97-0.99, label-only
+# baseline 0.88-0.90, gap 0.077-0.097 (spread about 0.01). With 400 samples and 40% noise the gap was 0.027-0.087
+# and the student 0.81-0.90: one seed on one machine decided the verdict.
+NOISY_SHARE = 0.6
+SAMPLES = 1200
+MIN_GAIN = 0.04  # five times the measured spread below the smallest gap
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distill")
     (xt, yt), (xv, yv), (xs, ys) = pm.digits_split()
-    model = pm.fit(pm.ResidualNet(16), xt, yt, epochs=6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same reductions on a 2-core CI runner and a 64-core workstation
+    try:
+        torch.manual_seed(0)  # the teacher's initial weights (torch seeds itself differently in every process)
+        model = pm.fit(pm.ResidualNet(16), xt, yt, epochs=6)
+    finally:
+        torch.set_num_threads(threads)
     assert pm.accuracy(model, xs, ys) > 0.95
     pm.export(model, folder / "teacher.pt2", xt)
     from safetensors.torch import save_file
@@ -42,6 +54,8 @@ def teacher(tmp_path_factory):
     flip = rng.random(SAMPLES) < NOISY_SHARE
     noisy[flip] = rng.integers(0, 10, int(flip.sum()))
     np.savez(folder / "train.npz", pixels=xt[:SAMPLES], labels=noisy)
+    # the tests of resume and hints need no statistical verdict: a third of the samples keeps them quick
+    np.savez(folder / "train-small.npz", pixels=xt[:400], labels=noisy[:400])
     np.savez(folder / "val.npz", pixels=xv, labels=yv)
     return folder
 
@@ -51,7 +65,7 @@ def _recipe(folder, out, config, **extra):
 
     raw = {
         "model": str(folder / "teacher.pt2"),
-        "data": {"train": str(folder / "train.npz"), "eval_data": str(folder / "val.npz")},
+        "data": {"train": str(folder / "train-small.npz"), "eval_data": str(folder / "val.npz")},
         "passes": [{"name": "distill", "config": config}],
         "evaluate": {"skip_latency": True},
         "output": str(out),
@@ -121,9 +135,9 @@ def test_the_distilled_student_beats_the_label_only_baseline(single_run):
     m = _stage(report)
     models = m["models"]
     assert m["baseline"].startswith("label-only")  # on by default: a small run
-    assert models["student"]["accuracy"] > models["baseline"]["accuracy"] + 0.03, models
+    assert models["student"]["accuracy"] > models["baseline"]["accuracy"] + MIN_GAIN, models
     assert models["student"]["agreement_with_teacher"] > models["baseline"]["agreement_with_teacher"]
-    assert m["gain_over_baseline_pp"] > 3
+    assert m["gain_over_baseline_pp"] > 100 * MIN_GAIN
     assert models["student"]["params"] < 0.3 * models["teacher"]["params"]
     assert m["params_ratio"] == pytest.approx(models["student"]["params"] / models["teacher"]["params"])
     assert 0 < m["macs_ratio"] < 0.3

@@ -197,7 +197,7 @@ def test_prune_structured_through_the_cli(trained, tmp_path):
     out = tmp_path / "out"
     result = run_cli(
         "prune", folder / "model.pt2", "--method", "structured", "--sparsity", "0.5", "--train-data", paths["train"],
-        "--eval-data", paths["val"], "--epochs", "3", "-o", out, "--threads", "1", "-q", "--max-accuracy-drop", "2",
+        "--eval-data", paths["val"], "--epochs", "6", "-o", out, "--threads", "1", "-q", "--max-accuracy-drop", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
     files = {p.name for p in out.iterdir()}
@@ -209,8 +209,10 @@ def test_prune_structured_through_the_cli(trained, tmp_path):
     assert prune["macs_ratio"] < 0.7 and prune["params_after"] < prune["params_before"]
     assert prune["accuracy_after_finetune"] >= prune["accuracy_after_prune"]
     assert prune["accuracy_after_finetune"] >= prune["accuracy_before_prune"] - 0.03  # fine-tuning recovered it
+    # 6 epochs: after 3 the drop was 1.33-1.67 pp over seeds 0-2 (1 to 2 of 300 samples from the bound, and float
+    # training differs by CPU); after 6 it was -0.67 pp (AVX-512 VNNI EPYC, 1 thread)
     assert report["summary"]["accuracy_drop_pp"] <= 2
-    assert len(prune["training_curve"]) == 3
+    assert len(prune["training_curve"]) == 6
     assert "Training curve" in (out / "report.html").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model.pt2" in json.dumps(manifest)

@@ -148,7 +148,10 @@ def test_default_is_deterministic_and_runs_any_batch_and_sequence(bert, tmp_path
 def test_fallback_re_quantizes_the_floored_transformer_by_node_name(bert, tmp_path):
     plain, _ = quantize(bert, tmp_path / "plain", fallback=False)
     cosine = plain.report["summary"]["output_cosine"]
-    assert cosine < 0.99999
+    # Plain INT8 must leave room above it for the gate halfway to 1. The distance itself depends on the CPU
+    # (INT8 kernels and the float training of the model differ by instruction set): 1.4e-5 on an AVX-512 VNNI
+    # EPYC, so a bound of 1e-5 was decided by the machine. Any real loss will do; the gate is relative to it.
+    assert cosine < 1 - 1e-6
     result, model = quantize(bert, tmp_path / "fallback", gates={"min_cosine": (1 + cosine) / 2})
     fallback = result.report["stages"][-1]["metrics"]["fallback"]
     assert fallback["met"] is True and fallback["float_nodes"], fallback

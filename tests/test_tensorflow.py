@@ -188,17 +188,24 @@ def test_export_without_calibration_is_a_one_line_usage_error(keras_files, tmp_p
 
 
 def test_keras_distillation_teaches_a_small_student(keras_files, tmp_path):
+    import tf_keras
+
     from modelforge.tensorflow.distill import KerasDistillConfig, distill_keras
     from modelforge.tensorflow.loading import load_keras_model
 
     teacher, _ = load_keras_model(keras_files["h5"])
+    # Seeded: the student's initial weights came from TensorFlow's global generator, wherever earlier tests had
+    # left it. Twelve epochs, because four left the verdict to chance: over student seeds 1-3 and training seeds
+    # 0-1 the student reached 0.845-0.892 after 4 epochs (one below 0.85), 0.902-0.933 after 8, 0.923-0.953
+    # after 12 (AVX-512 VNNI EPYC, 2 cores).
+    tf_keras.utils.set_random_seed(1)
     student = tf_models.build("tf_keras", width=4)
     (x, y), _, (x_test, y_test) = tf_models.digits_nhwc()
-    config = KerasDistillConfig(temperature=4.0, alpha=0.7, epochs=4, learning_rate=3e-3, batch_size=64)
+    config = KerasDistillConfig(temperature=4.0, alpha=0.7, epochs=12, learning_rate=3e-3, batch_size=64)
     record = distill_keras(teacher, student, (x, y), config, (x_test, y_test), tmp_path / "student.h5")
     assert record["student_params"] < record["teacher_params"] / 4
     assert record["student_accuracy_after"] >= 0.85 > record["student_accuracy_before"]
-    assert (tmp_path / "student.h5").is_file() and len(record["training_curve"]) == 4
+    assert (tmp_path / "student.h5").is_file() and len(record["training_curve"]) == 12
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +223,7 @@ def test_cli_distills_a_keras_teacher_into_a_keras_student(keras_files, keras_st
     out = tmp_path / "out"
     result = run_cli(
         "distill", "--teacher", keras_files["h5"], "--student", keras_student, "--train-data", keras_files["train"],
-        "--eval-data", keras_files["eval"], "--epochs", "6", "--temperature", "4", "--alpha", "0.7", "--baseline",
+        "--eval-data", keras_files["eval"], "--epochs", "12", "--temperature", "4", "--alpha", "0.7", "--baseline",
         "-o", out, "-q", "--max-accuracy-drop", "15",  # a width-4 student: more than the default 5 pp is expected
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
@@ -230,8 +237,9 @@ def test_cli_distills_a_keras_teacher_into_a_keras_student(keras_files, keras_st
         0.7,
         "label-only student, same budget",
     )
-    assert m["params_ratio"] < 0.25 and len(m["training_curve"]) == 6 and len(m["baseline_training_curve"]) == 6
+    assert m["params_ratio"] < 0.25 and len(m["training_curve"]) == 12 and len(m["baseline_training_curve"]) == 12
     assert set(m["models"]) == {"teacher", "student", "baseline"}, m
+    # 12 epochs: after 6 the student stood at 0.889, within the spread of the 0.85 bound (see the test above)
     assert m["models"]["student"]["accuracy"] >= 0.85 and m["models"]["teacher"]["accuracy"] > 0.95
     assert "gain_over_baseline_pp" in m and "note" in m["teacher_cache"]
     # The shipped ONNX student is what was measured: its accuracy in the summary is the stage's.
