@@ -14,9 +14,9 @@ Pure: numbers in, interval out. The measuring loop is `evaluate.latency.paired_b
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class RatioInterval:
 
     @property
     def bounded(self) -> bool:
-        return 0 < self.low and math.isfinite(self.high)
+        return self.low > 0 and math.isfinite(self.high)
 
     def record(self) -> dict:
         def num(value: float) -> float | None:
