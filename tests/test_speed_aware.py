@@ -113,12 +113,12 @@ def test_ship_verdicts_from_the_interval():
     assert (clear_int8.shipped, clear_int8.decision) == ("quantized", "clear")
     clear_float = ship_verdict(measured(1.0, 0.95, line - 0.01))
     assert (clear_float.shipped, clear_float.decision) == ("float", "clear")
-    # Straddling the line when time is up: the smaller model when it is faster at all, and the report says so.
-    faster = ship_verdict(measured(1.2, 1.02, 1.35))
-    assert (faster.shipped, faster.decision) == ("quantized", "unclear") and "could not tell" in faster.reason
-    maybe_slower = ship_verdict(measured(1.05, 0.9, 1.2))
-    assert (maybe_slower.shipped, maybe_slower.decision) == ("float", "unclear")
-    assert "float model ships" in maybe_slower.reason
+    # Straddling the line when time is up (a busy machine): a tie, so the smaller model, unless it measured
+    # slower than float; the report says the run could not tell.
+    wide = ship_verdict(measured(1.25, 0.9, 2.0))
+    assert (wide.shipped, wide.decision) == ("quantized", "unclear") and "could not tell" in wide.reason
+    slower = ship_verdict(measured(0.95, 0.8, 1.2))
+    assert (slower.shipped, slower.decision) == ("float", "unclear") and "float model ships" in slower.reason
 
 
 def test_convolutions_are_grouped_by_kind():
@@ -144,9 +144,9 @@ def test_cli_records_the_search_and_never_ships_a_model_it_measured_slower(tmp_p
     if search["shipped"] == "float":
         assert (out / "model.onnx").read_bytes() == DIGITS_MODEL.read_bytes()
         assert stage["quantized_nodes"] == 0
-    else:  # clearly above the ship line, or straddling it while significantly faster than float
+    else:  # clearly above the ship line, or straddling it and not measured slower than float
         low, high = search["ship_interval"]["interval"]
-        assert low > 1.0 and (low > MIN_WORTHWHILE_SPEEDUP or search["decision"] == "unclear")
         assert high >= search["speedup_vs_float"] >= low
+        assert low > MIN_WORTHWHILE_SPEEDUP or (search["decision"] == "unclear" and search["speedup_vs_float"] >= 1)
         assert stage["quantized_nodes"] > 0
     assert "speed search" in (out / "report.md").read_text()
