@@ -51,7 +51,8 @@ def quantize_once(built: rw.Built, out: Path, threads: int, code: Path | None) -
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code or ROOT), env.get("PYTHONPATH")) if p)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    code_ = subprocess.run(command, capture_output=True, text=True, env=env).returncode
+    # `python -m` puts the working folder first on sys.path: run where the chosen modelforge is.
+    code_ = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code or ROOT).returncode
     record: dict = {"exit_code": code_, "seconds": round(time.perf_counter() - started, 1)}
     record["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     report_path = out / "report.json"
