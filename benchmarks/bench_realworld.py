@@ -1,8 +1,8 @@
 """Issues 8 and 19's classes of real-world graphs, quantized with modelforge's defaults; prints and writes JSON.
 
-For each class (builders in tests/realworld_models.py: an opset-12 CNN with Constant weights, a jax2tf-style
-byte classifier, a MobileNetV3-small-style net, a conv + BiLSTM CTC recogniser given as .pt2, issue 19's byte
-classifier with Einsum dense layers and E[x^2] - E[x]^2 LayerNorms):
+For each class (builders in tests/realworld_models.py: an opset-12 CNN with Constant weights, a Paddle-style
+text detector (issue 19), a jax2tf-style byte classifier, a MobileNetV3-small-style net, a conv + BiLSTM CTC
+recogniser given as .pt2, issue 19's byte classifier with Einsum dense layers and E[x^2] - E[x]^2 LayerNorms):
 
 1. `modelforge quantize MODEL -c calib -e eval` with defaults, as a user runs it: exit code, the report's
    speed-up, accuracy (sequence accuracy for the CRNN), what the speed-aware search kept in float.
@@ -39,6 +39,7 @@ from per_process import batch_from, per_process_speedup  # noqa: E402
 
 BUILDERS = {
     "opset12_cnn": rw.opset12_constant_cnn,
+    "paddle_detector": rw.paddle_style_detector,
     "jax_style": rw.jax_style_classifier,
     "mobilenetv3_small": rw.mobilenetv3_small_style,
     "crnn": rw.crnn_pt2,

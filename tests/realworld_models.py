@@ -10,6 +10,9 @@ accuracy on the eval data.
   torch at opset 11 (or 12) with a dynamic batch, every weight moved into a `Constant` node (no initializers)
   as PaddlePaddle's exporter writes them. Per-channel QDQ at opset < 13 writes `DequantizeLinear` with an
   `axis` attribute that onnxruntime rejects.
+- `paddle_style_detector(folder)`: issue 19's text-detector class: a DB-style detector (depthwise-separable
+  backbone with hard-swish, FPN with nearest Resize and Concat, ConvTranspose head), opset 12, weights in
+  `Constant` nodes, fixed 1x3x320x320 input, a probability map out; random weights. INT8 gains ~1.3-1.4x.
 - `jax_style_classifier(folder)`: the shape of a jax2tf -> tf2onnx content-type classifier, opset 15: int32
   byte values -> one-hot (Equal + Cast) -> dense MatMul between Reshapes -> bias Add -> Transpose to NCHW ->
   Conv -> Transpose back -> ReLU -> decomposed LayerNorm -> ReduceMean pooling -> MatMul + Add -> Softmax.
@@ -297,6 +300,95 @@ def opset11_constant_cnn(folder: Path, opset: int = 11, epochs: int = 8) -> Buil
 def opset12_constant_cnn(folder: Path) -> Built:
     """`opset11_constant_cnn` exported at opset 12."""
     return opset11_constant_cnn(folder, opset=12)
+
+
+# ------------------------------------------------------------------- 1b. Paddle-style text detector (issue 19)
+
+
+def _db_detector():
+    """A DB-style text detector as PaddleOCR's det models are built: a small MobileNetV3-like backbone
+    (strided and depthwise-separable convolutions, hard-swish), an FPN (1x1 laterals, nearest Resize x2 and
+    Add top-down, 3x3 smoothing), all levels resized to 1/4 and concatenated, and the DB head (3x3 conv,
+    two ConvTranspose x2, Sigmoid): a probability map at the input's resolution."""
+    import torch
+    from torch import nn
+
+    def cba(cin: int, cout: int, kernel: int, stride: int, groups: int = 1, act: type | None = nn.Hardswish):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False)]
+        layers.append(nn.BatchNorm2d(cout))
+        if act is not None:
+            layers.append(act())
+        return nn.Sequential(*layers)
+
+    def separable(cin: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(cba(cin, cin, 3, stride, groups=cin, act=nn.ReLU), cba(cin, cout, 1, 1))
+
+    def up(t: torch.Tensor, factor: int) -> torch.Tensor:
+        return nn.functional.interpolate(t, scale_factor=factor, mode="nearest")
+
+    class DBDetector(nn.Module):
+        def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 96, 128), inner: int = 64) -> None:
+            super().__init__()
+            c = channels
+            self.stem = cba(3, c[0], 3, 2)  # 1/2
+            self.stages = nn.ModuleList(
+                [
+                    nn.Sequential(cba(c[0], c[1], 3, 2), separable(c[1], c[1], 1)),  # 1/4
+                    *[nn.Sequential(separable(c[i], c[i + 1], 2), cba(c[i + 1], c[i + 1], 3, 1)) for i in (1, 2, 3)],
+                ]
+            )  # 1/8, 1/16, 1/32
+            self.laterals = nn.ModuleList([nn.Conv2d(ch, inner, 1, bias=False) for ch in c[1:]])
+            self.smooth = nn.ModuleList([nn.Conv2d(inner, inner // 4, 3, 1, 1, bias=False) for _ in c[1:]])
+            self.head = nn.Sequential(
+                cba(inner, inner // 4, 3, 1, act=nn.ReLU),
+                nn.ConvTranspose2d(inner // 4, inner // 4, 2, 2),
+                nn.BatchNorm2d(inner // 4),
+                nn.ReLU(),
+                nn.ConvTranspose2d(inner // 4, 1, 2, 2),
+            )
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            features, x = [], self.stem(image)
+            for stage in self.stages:
+                x = stage(x)
+                features.append(x)
+            levels = [lateral(f) for lateral, f in zip(self.laterals, features, strict=True)]
+            for i in (2, 1, 0):  # top-down
+                levels[i] = levels[i] + up(levels[i + 1], 2)
+            smoothed = [s(level) for s, level in zip(self.smooth, levels, strict=True)]
+            fused = torch.cat([smoothed[0], *(up(p, 2 ** (i + 1)) for i, p in enumerate(smoothed[1:]))], 1)
+            return torch.sigmoid(self.head(fused))
+
+    return DBDetector()
+
+
+def paddle_style_detector(folder: Path, size: int = 320, samples: int = 32) -> Built:
+    """The text-detector class of issue 19: opset 12, every weight in a `Constant` node, depthwise
+    convolutions, HardSigmoid (hard-swish at opset 12), nearest Resize, Concat, ConvTranspose; input `image`
+    [1, 3, size, size] -> `maps` [1, 1, size, size] (probabilities). Random weights with BatchNorm statistics
+    from a few train-mode passes on smooth random images. INT8 pays on it: plain onnxruntime QDQ ran it
+    1.32x faster than FP32 at 2 threads, 1.44x at 1 (320 px, AMD EPYC with AVX-512 VNNI). Writes
+    paddle_detector.onnx, .calibration.npz and .eval.npz (`image`, `samples` each, no labels)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "paddle_detector"
+    with _torch_session() as torch:
+        model = _db_detector()
+        model.train()
+        for m in model.modules():  # BatchNorm statistics: the cumulative average of 3 batches
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+        with torch.no_grad():
+            for step in range(3):
+                model(torch.from_numpy(natural_ish_images(8, size, seed=100 + step)))
+        model.eval()
+        proto = _torch_to_onnx(model, (torch.zeros(1, 3, size, size),), 12, ["image"], ["maps"], None)
+    proto.producer_name = "PaddlePaddle"
+    proto.graph.name = name
+    moved = constants_instead_of_initializers(proto)
+    path = _save(proto, folder / f"{name}.onnx")
+    calibration = _npz(folder / f"{name}.calibration.npz", image=natural_ish_images(samples, size, seed=1))
+    evaluation = _npz(folder / f"{name}.eval.npz", image=natural_ish_images(samples, size, seed=2))
+    return Built(name, path, calibration, evaluation, None, info={"opset": 12, "constants": moved, "size": size})
 
 
 # -------------------------------------------------------------------------- 2. jax2tf -> tf2onnx classifier
@@ -1242,6 +1334,7 @@ def einsum_byte_classifier(folder: Path, steps: int = 250) -> Built:
 BUILDERS = {
     "cnn_opset11": opset11_constant_cnn,
     "cnn_opset12": opset12_constant_cnn,
+    "paddle_detector": paddle_style_detector,
     "jax_classifier": jax_style_classifier,
     "mobilenetv3_small": mobilenetv3_small_style,
     "crnn": crnn_pt2,

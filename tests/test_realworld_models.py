@@ -87,6 +87,30 @@ def test_constant_weight_cnn_at_opset_11_and_12(tmp_path, version):
     )
 
 
+def test_paddle_style_detector_structure(tmp_path):
+    """Issue 19's detector class: opset 12, weights in Constant nodes, depthwise convolutions, HardSigmoid,
+    nearest Resize, Concat, ConvTranspose; a probability map at the input's resolution."""
+    built = rw.paddle_style_detector(tmp_path, size=64, samples=4)
+    model = onnx.load(str(built.model))
+    onnx.checker.check_model(model, full_check=True)
+    assert opset(model) == 12 and model.producer_name == "PaddlePaddle"
+    assert not model.graph.initializer, "every weight is a Constant node, as PaddlePaddle writes them"
+    ops = [n.op_type for n in model.graph.node]
+    assert {"HardSigmoid", "Resize", "Concat", "ConvTranspose", "Sigmoid"} <= set(ops)
+    depthwise = [
+        n for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
+    ]
+    assert len(depthwise) == 4 and ops.count("Conv") >= 20
+    [image] = model.graph.input
+    assert [d.dim_value for d in image.type.tensor_type.shape.dim] == [1, 3, 64, 64]
+
+    calibration, evaluation = check_data(built, {"image"}, labels=False)
+    assert calibration["image"].shape == (4, 3, 64, 64)
+    maps = session(built.model).run(None, {"image": evaluation["image"][:1]})[0]
+    assert maps.shape == (1, 1, 64, 64) and ((maps > 0) & (maps < 1)).all()
+    assert maps.std() > 1e-3  # not a constant map
+
+
 @pytest.mark.slow
 def test_jax_style_classifier_structure_and_the_gemm_onnxruntime_makes_of_it(tmp_path):
     built = rw.jax_style_classifier(tmp_path)

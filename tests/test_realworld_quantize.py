@@ -134,8 +134,9 @@ def test_mobilenetv3_style_never_ships_a_model_measured_slower(tmp_path):
         assert (out / "model.onnx").read_bytes() == built.model.read_bytes()
         assert "float model ships" in search["reason"]
         assert "float model ships" in (out / "report.md").read_text()
-    else:
-        assert search["speedup_vs_float"] >= MIN_WORTHWHILE_SPEEDUP
+    else:  # clearly above the ship line, or straddling it and not measured slower than float
+        low = search["ship_interval"]["interval"][0]
+        assert low > MIN_WORTHWHILE_SPEEDUP or (search["decision"] == "unclear" and search["speedup_vs_float"] >= 1)
     # Random weights leave small margins between classes: a loose bound on the outputs' agreement.
     assert load_report(out)["summary"]["output_cosine"] > 0.9
 

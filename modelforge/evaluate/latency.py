@@ -7,6 +7,9 @@ and its idle worker threads may still be spinning.
 A measurement stops when it is stable (after `min_runs`, the p50 of the last half of each model's runs is
 within `tolerance` of the p50 of all its runs), when its time budget ends, or at MAX_RUNS runs per model.
 The kept per-run times are returned so reports can draw distributions; statistics come from them alone.
+
+`paired_blocks` answers a yes/no question instead (is B faster than A? by 10%?): it keeps measuring
+block pairs until the speed-up's confidence interval (`evaluate.paired`) answers it or its time is up.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modelforge.evaluate.paired import FIRST_LOOK, RatioInterval, fewest_pairs, is_look, ratio_interval
+
 BLOCK = 8
 DROPPED_PER_BLOCK = 2
 STABLE_WITHIN = 0.02
 MAX_RUNS = 10_000  # kept runs per model: beyond this the p50 is precise enough, and checks stay cheap
 MAX_STORED_SAMPLES = 1000  # per model and batch size in report.json
+MAX_PAIRS = 2000  # block pairs of one paired comparison: a sub-millisecond model's interval is tight long before
 
 
 @dataclass(frozen=True)
@@ -143,3 +149,65 @@ def interleaved_latency(
     )
     stats_a, stats_b = timings.stats(batch_size)
     return stats_a, stats_b
+
+
+@dataclass(frozen=True)
+class PairedTimings:
+    """Per-block medians (seconds) of two models measured in alternating blocks, the speed-up of the second
+    over the first with its interval, and why measuring stopped."""
+
+    first: tuple[float, ...]
+    second: tuple[float, ...]
+    interval: RatioInterval
+    stopped: str  # "decided" | "time allowance" | "max pairs"
+    elapsed_s: float
+
+
+def paired_blocks(
+    run_a: Callable[[], object],
+    run_b: Callable[[], object],
+    *,
+    decided: Callable[[RatioInterval], bool],
+    max_seconds: float,
+    confidence: float = 0.95,
+    min_pairs: int = 0,
+    warmup: int = 3,
+    max_pairs: int = MAX_PAIRS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PairedTimings:
+    """A block of `run_a`, a block of `run_b`, again, until `decided(interval)` says the interval answers the
+    question (checked at `paired.is_look` pair counts), or `max_seconds` are up (and at least `min_pairs`
+    pairs were measured), or `max_pairs`.
+
+    At least enough pairs for an interval at `confidence` are always measured (`paired.fewest_pairs`), however
+    long they take. The first runs of each block are dropped (caches just evicted by the other model)."""
+    for _ in range(warmup):
+        run_a()
+        run_b()
+    medians: tuple[list[float], list[float]] = ([], [])
+    needed = max(FIRST_LOOK, fewest_pairs(confidence))
+    started = clock()
+    while True:
+        for fn, blocks in zip((run_a, run_b), medians, strict=True):
+            times = []
+            for i in range(BLOCK):
+                start = clock()
+                fn()
+                if i >= DROPPED_PER_BLOCK:
+                    times.append(clock() - start)
+            blocks.append(float(np.median(times)))
+        pairs = len(medians[0])
+        if pairs < needed:
+            continue
+        out_of_time = clock() - started >= max_seconds and pairs >= min_pairs
+        if is_look(pairs) or out_of_time or pairs >= max_pairs:
+            interval = ratio_interval(*medians, confidence=confidence)
+            if decided(interval):
+                stopped = "decided"
+            elif out_of_time:
+                stopped = "time allowance"
+            elif pairs >= max_pairs:
+                stopped = "max pairs"
+            else:
+                continue
+            return PairedTimings(tuple(medians[0]), tuple(medians[1]), interval, stopped, clock() - started)

@@ -380,22 +380,23 @@ class QuantizeInt8(Pass):
         return choice.model_path
 
     def _never_slower(self, original: Path, output: Path, judge, ctx: PassContext) -> Path:
-        """The final model against the float model the pass was given, which ships unless INT8 is faster."""
-        from modelforge.quantization.speed import FINAL_SECONDS, MIN_WORTHWHILE_SPEEDUP
+        """The final model against the float model the pass was given, which ships unless INT8 is faster
+        (the speed search's ship rule: `speed.ship_verdict`)."""
+        from modelforge.quantization.speed import compare_with_float, ship_verdict
 
         with ctx.task("Measuring the final model against float"):
-            speedup = judge.ratio(original, output, seconds=FINAL_SECONDS)
-        ctx.record("speedup_vs_float", round(speedup, 3))
-        if speedup >= MIN_WORTHWHILE_SPEEDUP:
+            speedup = compare_with_float(judge, original, output)
+        verdict = ship_verdict(speedup, "the quantized model")
+        ctx.record("speedup_vs_float", round(speedup.estimate, 3))
+        record = {"speedup_vs_float": round(speedup.estimate, 3), "ship_interval": speedup.record()}
+        search = ctx.metrics.setdefault("speed_search", {})
+        search.update(record | {"decision": verdict.decision})
+        if verdict.decision == "unclear" or verdict.shipped == "float":
+            ctx.progress.log(f"quantize: {verdict.reason}")
+        if verdict.shipped == "quantized":
+            search.update(shipped="quantized", reason=verdict.reason)
             return output
-        reason = (
-            f"the quantized model was not clearly faster than float on this machine ({speedup:.2f}x, needed "
-            f"{MIN_WORTHWHILE_SPEEDUP:.2f}x): the float model ships"
-        )
-        ctx.metrics.setdefault("speed_search", {}).update(
-            shipped="float", reason=reason, speedup_vs_float=round(speedup, 3)
-        )
-        ctx.progress.log(f"quantize: {reason}")
+        search.update(shipped="float", reason=verdict.reason)
         return original
 
     def _ship_float(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:

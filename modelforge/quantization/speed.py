@@ -3,18 +3,25 @@
 INT8 is not faster everywhere: on onnxruntime's CPU kernels a depthwise convolution, a hard-swish or a
 squeeze-excitation multiply can run slower quantized than in float (Q/DQ around cheap ops costs more than it
 saves), and on some models every INT8 configuration loses to FP32. Latency is what users quantize for, so
-it is measured here, on this machine, at the batch size and threads the run reports:
+it is measured here, on this machine, at the batch size and threads the run reports. Every comparison is
+paired blocks of runs, interleaved in one process (thread pools not spinning:
+`backends.onnxruntime.SESSION_CONFIG`), and gives a speed-up with a confidence interval
+(`evaluate.paired`); a neighbour process slows both sides of the pairs it hits, and widens the interval
+instead of tilting the answer:
 
 1. The quantized nodes are grouped by the kind of work they do (op type; convolutions split into
    depthwise, 1x1 and spatial, whose INT8 kernels differ most).
 2. First, all groups but convolutions and dense layers go back to float at once (float islands among INT8
    ops pay a Q/DQ at each border, so one group at a time can miss this); then a greedy search: each group in
-   turn is put back in float; the change is kept when that model is faster than the current one by more
-   than the noise margin (both measured interleaved in one process, thread
-   pools not spinning: `backends.onnxruntime.SESSION_CONFIG`).
-3. The best model is measured against the float model the pass was given; unless it is clearly faster, the
-   float model ships unchanged (onnxruntime applies its graph optimizations at load), and the report says
-   so plainly.
+   turn is put back in float. A change is kept only when its gain is significant (the 99% interval of the
+   speed-up lies above 1.0); where the run cannot tell, the group stays quantized.
+3. "Everything quantized" is always a candidate: the search's model must beat it, significantly, head to
+   head; otherwise the fully quantized model (the smallest) goes on.
+4. Ship or not: the candidate against the float model the pass was given, measured until the 95% interval
+   of the speed-up is clear of MIN_WORTHWHILE_SPEEDUP or the time allowance is up. Above: INT8 ships.
+   Below: the float model ships unchanged (onnxruntime applies its graph optimizations at load). Still
+   straddling the line: the report says so, and the smaller INT8 model ships unless its median speed-up
+   is below 1.0 (measured slower).
 """
 
 from __future__ import annotations
@@ -27,16 +34,23 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.evaluate.latency import BLOCK, DROPPED_PER_BLOCK, interleaved_runs
+from modelforge.evaluate.latency import paired_blocks
+from modelforge.evaluate.paired import RatioInterval
 
-# A group goes back to float when that makes the model at least this much faster (shared machines are noisy).
-KEEP_FLOAT_MARGIN = 1.03
-# The quantized model ships when it is faster than float by more than the noise of a shared machine;
-# otherwise the float model does (what a user sees is then ~1.0x, never a slower model).
+# The quantized model ships when it is this much faster than float (below, a small gain is not worth the
+# accuracy INT8 costs); the interval decides whether it is, not one noisy ratio.
 MIN_WORTHWHILE_SPEEDUP = 1.10
-COMPARE_SECONDS = 1.5  # time budget per side-by-side comparison of the search
-FINAL_SECONDS = 3.0  # the ship-or-not comparison with float
+# A group goes back to float only when the interval of the gain at this confidence lies above 1.0: with a
+# dozen groups tried, 95% would keep one in float on noise alone every few runs.
+KEEP_FLOAT_CONFIDENCE = 0.99
+SHIP_CONFIDENCE = 0.95
+# A group's question is also answered when its gain is certainly within this factor of 1.0 either way.
+NEGLIGIBLE = 1.02
+COMPARE_SECONDS = 1.5  # time allowance per comparison of the search
+FINAL_SECONDS = 5.0  # time allowance of the ship-or-not comparison with float
+SHIP_MIN_PAIRS = 15  # block pairs the ship comparison measures before its time allowance may end it
 COMPUTE_GROUPS = ("Conv", "MatMul", "Gemm", "LSTM")  # group names starting so carry the MACs
+EVERYTHING = "everything quantized"
 
 
 @dataclass
@@ -49,15 +63,26 @@ class SpeedChoice:
     speedup_vs_float: float | None = None
     shipped: str = "quantized"  # quantized | float
     reason: str = ""
+    ship_interval: dict[str, Any] | None = None  # RatioInterval.record() of the ship comparison
+    decision: str = "clear"  # clear | unclear: the interval still straddled the ship line when time was up
 
     def record(self) -> dict[str, Any]:
         return {
             "shipped": self.shipped,
             "reason": self.reason,
+            "decision": self.decision,
             "speedup_vs_float": self.speedup_vs_float,
+            "ship_interval": self.ship_interval,
             "float_groups": self.float_groups,
             "steps": self.steps,
         }
+
+
+@dataclass(frozen=True)
+class ShipVerdict:
+    shipped: str  # quantized | float
+    decision: str  # clear | unclear
+    reason: str
 
 
 def conv_kind(node, weight_dims: list[int] | None) -> str:
@@ -87,7 +112,7 @@ def node_groups(quantized_nodes: list[tuple[str, str]], float_model) -> dict[str
 
 
 class LatencyJudge:
-    """Side-by-side p50 ratios of model files on one batch of real inputs; backends kept per file.
+    """Paired-block comparisons of model files on one batch of real inputs; backends kept per file.
 
     Every file runs on `runtime` with `precision` (the target the pass quantizes for: onnxruntime by default,
     OpenVINO for `target: openvino`), so variants are judged where they will be served."""
@@ -119,33 +144,74 @@ class LatencyJudge:
         feeds = {k: v for k, v in self.feeds.items() if k in set(backend.input_names)}
         return lambda: backend.run(feeds)
 
-    def ratio(self, slower_candidate: Path, faster_candidate: Path, seconds: float = COMPARE_SECONDS) -> float:
-        """How many times faster the second model is (paired-block ratio, see `paired_block_ratio`)."""
-        runs = (self._runner(slower_candidate), self._runner(faster_candidate))
-        timings = interleaved_runs(
-            runs, warmup=3, min_runs=24, max_seconds=seconds, tolerance=0.02, min_seconds=seconds / 3
+    def compare(
+        self,
+        first: Path,
+        second: Path,
+        *,
+        decided: Callable[[RatioInterval], bool],
+        seconds: float,
+        confidence: float,
+        min_pairs: int = 0,
+    ) -> RatioInterval:
+        """How many times faster `second` is than `first`, measured until `decided(interval)` or `seconds`
+        (after at least `min_pairs` block pairs); see `evaluate.latency.paired_blocks`."""
+        timings = paired_blocks(
+            self._runner(first),
+            self._runner(second),
+            decided=decided,
+            max_seconds=seconds,
+            confidence=confidence,
+            min_pairs=min_pairs,
         )
-        return paired_block_ratio(*timings.seconds)
+        return timings.interval
 
     def forget(self, path: Path) -> None:
         self._sessions.pop(path, None)
 
 
-def paired_block_ratio(first: tuple[float, ...], second: tuple[float, ...]) -> float:
-    """Median over blocks of median(first's block) / median(second's block run just after it).
+def group_answered(gain: RatioInterval) -> bool:
+    """A group's gain in float is known well enough: significantly above or below 1.0, or certainly
+    negligible."""
+    return gain.above(1.0) or gain.below(1.0) or (gain.low >= 1 / NEGLIGIBLE and gain.high <= NEGLIGIBLE)
 
-    Blocks run back to back, so each pair saw the same machine load; a neighbour process that takes the
-    cores for a while slows both sides of the pairs it hits, and the median of pair ratios ignores it where
-    a ratio of overall medians would not."""
-    per_block = BLOCK - DROPPED_PER_BLOCK
-    blocks = min(len(first), len(second)) // per_block
-    if blocks == 0:
-        return float(np.median(first)) / float(np.median(second))
-    ratios = [
-        np.median(first[i * per_block : (i + 1) * per_block]) / np.median(second[i * per_block : (i + 1) * per_block])
-        for i in range(blocks)
-    ]
-    return float(np.median(ratios))
+
+def ship_answered(speedup: RatioInterval) -> bool:
+    return not speedup.straddles(MIN_WORTHWHILE_SPEEDUP)
+
+
+def compare_with_float(judge: LatencyJudge, float_path: Path, candidate: Path) -> RatioInterval:
+    """The ship comparison: until the interval is clear of the ship line, or the time allowance is up."""
+    return judge.compare(
+        float_path,
+        candidate,
+        decided=ship_answered,
+        seconds=FINAL_SECONDS,
+        confidence=SHIP_CONFIDENCE,
+        min_pairs=SHIP_MIN_PAIRS,
+    )
+
+
+def ship_verdict(speedup: RatioInterval, what: str = "INT8") -> ShipVerdict:
+    """Ship the quantized model when its speed-up is clearly above the ship line; float when clearly below.
+    Still straddling when the time allowance is up (a busy machine): the speed is a tie within what the
+    run can tell, so the smaller quantized model, unless the measurement points to it being slower than
+    float (median below 1.0); the reason says the run could not tell."""
+    line = MIN_WORTHWHILE_SPEEDUP
+    measured = speedup.describe()
+    if speedup.above(line):
+        return ShipVerdict("quantized", "clear", f"{what}: {measured} the float graph's speed on this machine")
+    if speedup.below(line):
+        return ShipVerdict(
+            "float",
+            "clear",
+            f"no INT8 configuration tried was clearly faster than float on this machine (best: {measured} at "
+            f"this batch size and thread count, needed {line:.2f}x): the float model ships",
+        )
+    unclear = f"could not tell in the time allowed whether {what} is {line:.2f}x faster than float ({measured})"
+    if speedup.estimate >= 1.0:
+        return ShipVerdict("quantized", "unclear", f"{unclear}; it is not slower, and smaller: it ships")
+    return ShipVerdict("float", "unclear", f"{unclear}, and it measured slower: the float model ships")
 
 
 def choose_fastest(
@@ -169,20 +235,26 @@ def choose_fastest(
     # single-group toggles miss "all the cheap ops in float at once" (MobileNetV3: hard-swish, SE multiplies).
     light = [g for g in groups if not g.startswith(COMPUTE_GROUPS)]
 
+    def faster_in_float(baseline: Path, candidate: Path, label: str, nodes: int) -> bool:
+        """Is `candidate` (more nodes in float) significantly faster than `baseline`? Recorded as a step."""
+        gain = judge.compare(
+            baseline, candidate, decided=group_answered, seconds=COMPARE_SECONDS, confidence=KEEP_FLOAT_CONFIDENCE
+        )
+        advance(1)
+        kept = gain.above(1.0)
+        step = {"group": label, "nodes": nodes, "speedup_in_float": round(gain.estimate, 3)}
+        steps.append(step | {k: v for k, v in gain.record().items() if k != "speedup"} | {"kept_float": kept})
+        if kept:
+            log(f"quantize: {label} ({nodes} nodes) in float is faster on this machine: {gain.describe()}")
+        return kept
+
     def try_in_float(new_groups: list[str], label: str, path: Path) -> None:
-        """Measure the current model with `new_groups` also in float; keep that when clearly faster."""
         nonlocal current
         candidate = build(frozenset(n for g in (*kept_float, *new_groups) for n in groups[g]), path)
-        gain = judge.ratio(current, candidate)
-        advance(1)
-        kept = gain >= KEEP_FLOAT_MARGIN
-        nodes = sum(len(groups[g]) for g in new_groups)
-        steps.append({"group": label, "nodes": nodes, "speedup_in_float": round(gain, 3), "kept_float": kept})
-        if kept:
+        if faster_in_float(current, candidate, label, sum(len(groups[g]) for g in new_groups)):
             kept_float.extend(new_groups)
             judge.forget(current)
             current = candidate
-            log(f"quantize: {label} ({nodes} nodes) in float is faster on this machine ({gain:.2f}x)")
         else:
             judge.forget(candidate)
 
@@ -196,17 +268,26 @@ def choose_fastest(
                 steps.append({"group": group, "skipped": "time budget"})
                 continue
             try_in_float([group], group, workdir / f"speed-{index:02d}.onnx")
-    speedup = judge.ratio(float_path, current, seconds=FINAL_SECONDS)
-    choice = SpeedChoice(current, kept_float, steps, round(speedup, 3))
-    if speedup < MIN_WORTHWHILE_SPEEDUP:
-        choice.model_path = float_path
-        choice.shipped = "float"
-        choice.reason = (
-            f"no INT8 configuration tried was clearly faster than float on this machine (best: {speedup:.2f}x at "
-            f"this batch size and thread count, needed {MIN_WORTHWHILE_SPEEDUP:.2f}x): the float model ships"
-        )
-    else:
-        what = f" with {', '.join(kept_float)} kept in float" if kept_float else ""
-        choice.reason = f"INT8{what}: {speedup:.2f}x the float graph's speed on this machine"
+    if kept_float:
+        # Each kept step was significant, but small gains add up on noise and greedy steps interact: the
+        # search's model must beat everything quantized head to head, or the smaller model goes on.
+        nodes = sum(len(groups[g]) for g in kept_float)
+        if not faster_in_float(quantized_path, current, f"{', '.join(kept_float)} vs {EVERYTHING}", nodes):
+            log(f"quantize: {EVERYTHING} is as fast as keeping {', '.join(kept_float)} in float: all stay INT8")
+            judge.forget(current)
+            current, kept_float = quantized_path, []
+    speedup = compare_with_float(judge, float_path, current)
+    what = f"INT8 with {', '.join(kept_float)} kept in float" if kept_float else "INT8"
+    verdict = ship_verdict(speedup, what)
+    choice = SpeedChoice(
+        current if verdict.shipped == "quantized" else float_path,
+        kept_float,
+        steps,
+        round(speedup.estimate, 3),
+        verdict.shipped,
+        verdict.reason,
+        speedup.record(),
+        verdict.decision,
+    )
     log(f"quantize: {choice.reason}")
     return choice
