@@ -36,6 +36,8 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
     if not any(n.op_type in DENSE_OPS and n.input[1:2] and n.input[1] in weights for n in skeleton.graph.node):
         return current
     metrics: dict[str, Any] = ctx.metrics
+    if (metrics.get("fallback") or {}).get("stopped"):
+        return current  # the search ran out of its time budget or was interrupted: no second search after it
     if current == original:
         static_outcome = (metrics.get("speed_search") or {}).get("reason", "not faster than float")
     else:
