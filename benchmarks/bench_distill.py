@@ -66,7 +66,7 @@ def prepare(work: Path, epochs: int, reuse: bool = False, progress=None) -> dict
     started = time.perf_counter()
     data = ((torch.from_numpy(xt),), torch.from_numpy(yt))
     train(teacher, data, ((torch.from_numpy(xv),), torch.from_numpy(yv)), TrainConfig(epochs=epochs, lr=3e-3),
-          checkpoint_dir=work / "teacher-training", seed=0, **({"progress": progress} if progress else {}))  # fmt: skip
+          checkpoint_dir=work / "teacher-training", seed=0, **({"progress": progress, "description": "teacher"} if progress else {}))  # fmt: skip
     example = (torch.from_numpy(xt[:4]),)
     save_program(teacher, example, work / "teacher.pt2")
     save_program(task.student_net(), example, work / "student.pt2")
