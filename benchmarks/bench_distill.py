@@ -65,8 +65,9 @@ def prepare(work: Path, epochs: int, reuse: bool = False, progress=None) -> dict
     teacher = task.teacher_net()
     started = time.perf_counter()
     data = ((torch.from_numpy(xt),), torch.from_numpy(yt))
+    shown = {"progress": progress, "description": "teacher"} if progress else {}
     train(teacher, data, ((torch.from_numpy(xv),), torch.from_numpy(yv)), TrainConfig(epochs=epochs, lr=3e-3),
-          checkpoint_dir=work / "teacher-training", seed=0, **({"progress": progress, "description": "teacher"} if progress else {}))  # fmt: skip
+          checkpoint_dir=work / "teacher-training", seed=0, **shown)  # fmt: skip
     example = (torch.from_numpy(xt[:4]),)
     save_program(teacher, example, work / "teacher.pt2")
     save_program(task.student_net(), example, work / "student.pt2")
