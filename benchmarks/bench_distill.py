@@ -48,8 +48,9 @@ def ort_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((top1 == y).mean())
 
 
-def prepare(work: Path, epochs: int, reuse: bool = False) -> dict:
-    """Data files, the trained teacher (.pt2) and a fresh student (.pt2); `reuse`: those already in `work`."""
+def prepare(work: Path, epochs: int, reuse: bool = False, progress=None) -> dict:
+    """Data files, the trained teacher (.pt2) and a fresh student (.pt2); `reuse`: those already in `work`;
+    `progress`: where the teacher's training reports its epochs (modelforge.progress.LineProgress prints them)."""
     import distill_task as task
     import torch
 
@@ -64,8 +65,9 @@ def prepare(work: Path, epochs: int, reuse: bool = False) -> dict:
     teacher = task.teacher_net()
     started = time.perf_counter()
     data = ((torch.from_numpy(xt),), torch.from_numpy(yt))
+    shown = {"progress": progress, "description": "teacher"} if progress else {}
     train(teacher, data, ((torch.from_numpy(xv),), torch.from_numpy(yv)), TrainConfig(epochs=epochs, lr=3e-3),
-          checkpoint_dir=work / "teacher-training", seed=0)  # fmt: skip
+          checkpoint_dir=work / "teacher-training", seed=0, **shown)  # fmt: skip
     example = (torch.from_numpy(xt[:4]),)
     save_program(teacher, example, work / "teacher.pt2")
     save_program(task.student_net(), example, work / "student.pt2")

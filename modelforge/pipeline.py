@@ -157,7 +157,11 @@ def _check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, impo
             load_metric(spec)
 
 
-def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]:
+def _model_record(
+    artifact: ModelArtifact, display_path: Path, source_format: str | None = None, size_bytes: int | None = None
+) -> dict[str, Any]:
+    """`source_format`: the format the user handed over, where the model was converted to run (a .pt2 baseline
+    runs as ONNX); `size_bytes`: what the result is served from, where that is not the ONNX file (OpenVINO IR)."""
     from modelforge.graph_stats import int8_compute_share
     from modelforge.onnx_model import load_onnx, opset_version
 
@@ -165,12 +169,23 @@ def _model_record(artifact: ModelArtifact, display_path: Path) -> dict[str, Any]
     return {
         "path": str(display_path),
         "format": artifact.format,
+        **({"source_format": source_format} if source_format and source_format != artifact.format else {}),
         "compute": int8_compute_share(model) if model is not None else None,
-        "size_bytes": artifact.size_bytes(),
+        "size_bytes": artifact.size_bytes() if size_bytes is None else size_bytes,
         "opset": opset_version(model) if model is not None else None,
         "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
         "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.outputs],
     }
+
+
+def _served_size(final: ModelArtifact, written: list[Path]) -> int:
+    """The size of what the result is served from: model.xml + model.bin for an OpenVINO result (the IR the
+    runtime loads, written beside model.onnx), the model's own files otherwise."""
+    if final.served_on is not None and final.served_on.runtime == "openvino":
+        ir = [p for p in written if p.suffix in (".xml", ".bin")]
+        if ir:
+            return sum(p.stat().st_size for p in ir)
+    return final.size_bytes()
 
 
 def _framework_packages(source: ModelArtifact, final: ModelArtifact) -> tuple[str, ...]:
@@ -666,10 +681,11 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
         else:
             progress.log(eval_note)
             evaluation = _skipped_evaluation(eval_note)
+        result_size = _served_size(final, written)
         summary = build_summary(
             evaluation,
             source.size_bytes() if source.format == "onnx" else baseline.size_bytes(),
-            final.size_bytes(),
+            result_size,
         )
         from modelforge.report.verdict import mark_original_shipped, run_warnings, same_file
 
@@ -692,8 +708,8 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
             recipe=recipe_dict,
             models={
                 "source": str(recipe.model.path),
-                "baseline": _model_record(baseline, recipe.model.path),
-                "result": _model_record(final, out / written[0].name),
+                "baseline": _model_record(baseline, recipe.model.path, source.format),
+                "result": _model_record(final, out / written[0].name, size_bytes=result_size),
             },
             stages=stages,
             preflight=preflight,

@@ -14,3 +14,14 @@ class Progress:
     def advance(self, amount: int = 1) -> None: ...
     def stop(self) -> None: ...
     def log(self, message: str) -> None: ...
+
+
+class LineProgress(Progress):
+    """Plain lines on stdout, flushed at once: what a script (scripts/, benchmarks/) shows while it trains, so
+    minutes of work never look like a hang. One line per step started and per message (epoch lines)."""
+
+    def start(self, description: str, total: int | None) -> None:
+        self._description = description
+
+    def log(self, message: str) -> None:
+        print(message, flush=True)

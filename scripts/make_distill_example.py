@@ -25,8 +25,11 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     import bench_distill
 
+    from modelforge.progress import LineProgress
+
     args.out.mkdir(parents=True, exist_ok=True)
-    task = bench_distill.prepare(args.out, args.epochs)
+    print(f"training the teacher ({args.epochs} epochs) into {args.out}/", flush=True)
+    task = bench_distill.prepare(args.out, args.epochs, progress=LineProgress())
     print(f"{args.out / 'teacher.pt2'}: test accuracy {task['teacher_test_accuracy']:.4f}")
 
 

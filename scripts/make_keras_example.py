@@ -26,7 +26,8 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     tf_models.write_data(args.out)
-    model = tf_models.train_tf_keras(epochs=args.epochs, width=args.width)
+    print(f"training the Keras digits CNN ({args.epochs} epochs; TensorFlow takes a while to import)", flush=True)
+    model = tf_models.train_tf_keras(epochs=args.epochs, width=args.width, log=lambda line: print(line, flush=True))
     model.save(args.out / "model.h5")
     tf_models.as_keras3(model).save(args.out / "model.keras")
     (_, _), _, (x, y) = tf_models.digits_nhwc()

@@ -27,8 +27,12 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     pm.write_data(args.out)
+    print(
+        f"wrote {args.out}/train.npz, val.npz, test.npz; training the residual CNN ({args.epochs} epochs)", flush=True
+    )
     (xt, yt), _, (xs, ys) = pm.digits_split()
-    model = pm.fit(pm.ResidualNet(args.width), xt, yt, epochs=args.epochs)
+    model = pm.fit(pm.ResidualNet(args.width), xt, yt, epochs=args.epochs, log=lambda line: print(line, flush=True))
+    print("exporting with torch.export", flush=True)
     pm.export(model, args.out / "model.pt2", xt)
     print(f"{args.out / 'model.pt2'}: test accuracy {pm.accuracy(model, xs, ys):.4f}")
 

@@ -30,11 +30,15 @@ def main() -> int:
     for name, builder in rw.BUILDERS.items():
         if args.only and name not in args.only:
             continue
+        print(f"{name}: building (training, export, data)...", flush=True)
         wall, cpu = time.perf_counter(), time.process_time()
         built = builder(args.outdir)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         accuracy = "-" if built.float_accuracy is None else f"{built.float_accuracy:.4f}"
-        print(f"{name:18s} {built.model.name:24s} float accuracy {accuracy:>6s}  {wall:5.1f} s ({cpu:.1f} CPU s)")
+        print(
+            f"{name:18s} {built.model.name:24s} float accuracy {accuracy:>6s}  {wall:5.1f} s ({cpu:.1f} CPU s)",
+            flush=True,
+        )
         records[name] = {
             "model": built.model.name,
             "calibration": built.calibration.name,

@@ -114,8 +114,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, epochs: int, batch_size: int
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        if (epoch + 1) % 10 == 0:
-            print(f"epoch {epoch + 1:3d}  loss {total / len(xt):.4f}")
+        print(f"epoch {epoch + 1:3d}/{epochs}  loss {total / len(xt):.4f}", flush=True)
     return model.eval()
 
 

@@ -93,6 +93,10 @@ def test_target_openvino_writes_ir_beside_onnx_and_evaluates_it_on_openvino(open
     assert report["summary"]["top1_agreement"] >= 0.97
     target = report["stages"][-1]["metrics"]["target"]
     assert target == {"runtime": "openvino", "precision": "int8", "quantized": True}
+    # Its size is the IR's (what OpenVINO loads), not the ONNX file's written beside it.
+    ir_bytes = (out / "model.xml").stat().st_size + (out / "model.bin").stat().st_size
+    assert report["summary"]["size_bytes_result"] == ir_bytes == report["models"]["result"]["size_bytes"]
+    assert ir_bytes != (out / "model.onnx").stat().st_size
 
     # The IR loads in plain OpenVINO and computes what the evaluated model computed (within INT8 noise).
     compiled = ov.Core().compile_model(str(out / "model.xml"), "CPU")
@@ -291,7 +295,10 @@ def test_target_auto_end_to_end_records_the_table_and_ships_the_winner(tmp_path)
     auto = report["stages"][-1]["metrics"]["auto"]
     measured = {(r["runtime"], r["precision"]) for r in auto["candidates"]}
     assert ("onnxruntime", "fp32") in measured and ("openvino", "fp32") in measured
+    html = (out / "report.html").read_text()
+    assert '<table class="records">' in html and '"candidates"' not in html  # a table, not JSON
     chosen = [r for r in auto["candidates"] if r["verdict"] == "chosen"]
+
     assert len(chosen) == 1 and (chosen[0]["runtime"], chosen[0]["precision"]) == tuple(auto["chosen"].values())
     for row in auto["candidates"]:
         assert row["latency_p50_ms"] > 0 and row["latency_p99_ms"] >= row["latency_p50_ms"]

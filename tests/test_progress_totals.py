@@ -4,6 +4,7 @@ advance (latency: until stable or out of time) has no total, and long steps adva
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, digits_recipe
@@ -76,3 +77,45 @@ def test_bars_without_a_total_show_a_plain_count(monkeypatch):
     text = sink.getvalue()
     assert "48" in text and "/?" not in text, text
     assert "540/540" in text, text
+
+
+def test_a_step_of_unknown_length_shows_no_bar_and_no_zero(monkeypatch):
+    from rich.console import Console
+
+    from modelforge.cli import console
+
+    sink = io.StringIO()
+    monkeypatch.setattr(console, "err_console", Console(file=sink, width=80, force_terminal=False))
+    bar = console.RichProgress()
+    bar.start("Recording baseline statistics for drift", None)
+    bar.stop()
+    line = next(x for x in sink.getvalue().splitlines() if x.startswith("Recording"))
+    assert "━" not in line and not _bars_counting_zero(line), line
+    assert re.fullmatch(r"Recording baseline statistics for drift\s+\d+:\d\d:\d\d", line.strip()), line
+
+
+def _bars_counting_zero(stderr: str) -> list[str]:
+    """Bar lines (rich, not a terminal, 80 columns) whose count is a bare 0: a bar over nothing."""
+    return [line for line in stderr.splitlines() if re.search(r"(━|\s)0\s+\d+:\d\d:\d\d\s*$", line)]
+
+
+def test_no_bar_counts_zero_in_a_speed_aware_quantize_and_a_triton_export(tmp_path):
+    """Steps of unknown length (the final speed check, the drift baseline) show their name and time, not an empty
+    bar over "0"; every bar with a count counts something. Rendered as CI logs see it: not a tty, 80 columns."""
+    from conftest import cli_env, run_cli
+
+    env = cli_env(COLUMNS="80")
+    quantize = run_cli(
+        "quantize", DIGITS_MODEL, "-c", DIGITS_CALIBRATION, "-e", DIGITS_EVAL, "-o", tmp_path / "int8",
+        "--threads", "1", env=env,
+    )  # fmt: skip
+    assert quantize.returncode == 0, quantize.explain()
+    assert "Calibrating (minmax)" in quantize.stderr, quantize.stderr  # bars rendered (which ones: the machine's)
+    export = run_cli(
+        "export", DIGITS_MODEL, "--target", "triton", "--name", "digits", "-c", DIGITS_CALIBRATION,
+        "-o", tmp_path / "triton", env=env,
+    )  # fmt: skip
+    assert export.returncode == 0, export.explain()
+    assert "Recording baseline statistics for drift" in export.stderr, export.stderr
+    for result in (quantize, export):
+        assert not _bars_counting_zero(result.stderr), result.stderr

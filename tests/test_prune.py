@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -197,9 +198,12 @@ def test_prune_structured_through_the_cli(trained, tmp_path):
     out = tmp_path / "out"
     result = run_cli(
         "prune", folder / "model.pt2", "--method", "structured", "--sparsity", "0.5", "--train-data", paths["train"],
-        "--eval-data", paths["val"], "--epochs", "6", "-o", out, "--threads", "1", "-q", "--max-accuracy-drop", "2",
+        "--eval-data", paths["val"], "--epochs", "6", "-o", out, "--threads", "1", "--max-accuracy-drop", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
+    # The log reads in the order things happened: the pruned model's accuracy, then the fine-tuning after it.
+    log = result.stderr
+    assert log.index("accuracy after pruning") < log.index("fine-tune (step 1/1) epoch 1:"), log
     files = {p.name for p in out.iterdir()}
     assert {"model.onnx", "model.pt2", "report.json", "report.html", "manifest.json"} <= files
     report = json.loads((out / "report.json").read_text())
@@ -213,6 +217,14 @@ def test_prune_structured_through_the_cli(trained, tmp_path):
     # training differs by CPU); after 6 it was -0.67 pp (AVX-512 VNNI EPYC, 1 thread)
     assert report["summary"]["accuracy_drop_pp"] <= 2
     assert len(prune["training_curve"]) == 6
+    # Epochs are counted one way (from 1) in the curve and best_epoch (0: the pruned model before fine-tuning).
+    assert [r["epoch"] for r in prune["training_curve"]] == [1, 2, 3, 4, 5, 6]
+    best = prune["steps"][0]["best_epoch"]
+    accuracies = [r["eval_accuracy"] for r in prune["training_curve"]]
+    assert best == 0 or accuracies[best - 1] == max(accuracies), (best, accuracies)
+    markdown = (out / "report.md").read_text()
+    assert "(torch.export, run as ONNX) vs result" in markdown  # the baseline is the .pt2 the user gave
+    assert not re.search(r"=\d\.\d{6,}", markdown), markdown  # stage details rounded
     assert "Training curve" in (out / "report.html").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert "model.pt2" in json.dumps(manifest)

@@ -163,7 +163,25 @@ def test_keras_magnitude_pruning_with_tfmot(keras_files, tmp_path):
     out = tmp_path / "pruned"
     config = {"method": "magnitude", "sparsity": 0.5, "train": {"epochs": 3, "batch_size": 64, "optimizer": "adam"}}
     data = {"train": str(keras_files["train"]), "eval_data": str(keras_files["eval"])}
-    report = _run(_recipe(keras_files, out, [{"name": "prune", "config": config}], data)).report
+    from modelforge.pipeline import run_recipe
+    from modelforge.progress import Progress
+    from modelforge.recipe import recipe_from_dict
+
+    class Lines(Progress):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def log(self, message: str) -> None:
+            self.lines.append(message)
+
+    progress = Lines()
+    report = run_recipe(
+        recipe_from_dict(_recipe(keras_files, out, [{"name": "prune", "config": config}], data)), progress
+    ).report
+    # A line per epoch, with the loss and eval accuracy, as PyTorch fine-tuning shows.
+    epochs = [line for line in progress.lines if line.startswith("TF-MOT prune + fine-tune epoch")]
+    assert [line.split(":")[0] for line in epochs] == [f"TF-MOT prune + fine-tune epoch {k}/3" for k in (1, 2, 3)]
+    assert all("eval accuracy" in line for line in epochs), epochs
     metrics = next(s for s in report["stages"] if s["name"] == "prune")["metrics"]
     assert abs(metrics["sparsity_measured"] - 0.5) < 0.01
     assert metrics["skipped_layers"] == ["conv1", "logits"]  # first conv and classifier kept dense by default
@@ -224,9 +242,13 @@ def test_cli_distills_a_keras_teacher_into_a_keras_student(keras_files, keras_st
     result = run_cli(
         "distill", "--teacher", keras_files["h5"], "--student", keras_student, "--train-data", keras_files["train"],
         "--eval-data", keras_files["eval"], "--epochs", "12", "--temperature", "4", "--alpha", "0.7", "--baseline",
-        "-o", out, "-q", "--max-accuracy-drop", "15",  # a width-4 student: more than the default 5 pp is expected
+        "-o", out, "--max-accuracy-drop", "15",  # a width-4 student: more than the default 5 pp is expected
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
+    # Progress per epoch (a bar over the batches, then a line), for the student and the label-only baseline.
+    for who in ("distill (Keras)", "label-only baseline (Keras)"):
+        assert all(f"{who} epoch {k}: loss" in result.stderr for k in range(1, 7)), result.stderr
+    assert " 1/1 " not in result.stderr, result.stderr
     assert {"model.onnx", "model.h5", "report.html"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["convert", "distill", "convert"]  # teacher, student to ONNX

@@ -50,8 +50,9 @@ def build(library: str, width: int = 16):
     return keras.Sequential(_layers(keras, width), name="digits_cnn")
 
 
-def train_tf_keras(epochs: int = 12, width: int = 16, seed: int = 0):
-    """A trained tf_keras digits CNN (logits out), ~97% on the held-out split."""
+def train_tf_keras(epochs: int = 12, width: int = 16, seed: int = 0, log=None):
+    """A trained tf_keras digits CNN (logits out), ~97% on the held-out split; `log`: called with a line per
+    epoch (the example script prints them)."""
     import tensorflow as tf
     import tf_keras
 
@@ -64,7 +65,15 @@ def train_tf_keras(epochs: int = 12, width: int = 16, seed: int = 0):
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, shuffle=True)
+    callbacks = []
+    if log is not None:
+
+        class EpochLine(tf_keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                log(f"epoch {epoch + 1}/{epochs}: loss {(logs or {}).get('loss', float('nan')):.4f}")
+
+        callbacks.append(EpochLine())
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, shuffle=True, callbacks=callbacks)
     return model
 
 

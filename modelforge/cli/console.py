@@ -23,8 +23,8 @@ class CountColumn(ProgressColumn):
         self._bounded = MofNCompleteColumn()
 
     def render(self, task) -> Text:
-        if task.total is None:
-            return Text(str(int(task.completed)), style="progress.download")
+        if task.total is None:  # a step of unknown length that counts nothing shows no count at all (no "0")
+            return Text(str(int(task.completed)) if task.completed else "", style="progress.download")
         return self._bounded.render(task)
 
 
@@ -39,9 +39,11 @@ class RichProgress(ProgressChannel):
     def start(self, description: str, total: int | None) -> None:
         if self.quiet:
             return
+        # A bar only where there is a total to fill: a step of unknown length shows its name, any count it
+        # makes (latency runs) and the time it took, never an empty bar over a count of 0.
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            *([BarColumn()] if total is not None else []),
             CountColumn(),
             TimeElapsedColumn(),
             console=err_console,

@@ -168,6 +168,12 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         layers, _ = _prunable(module, config)
         masks = None if structured else masks_from_zeros(layers)
         after_prune = accuracy(module, *eval_t) if eval_t else None
+        # Said before the fine-tuning it precedes, so the log reads in the order things happened.
+        ctx.progress.log(
+            f"prune step {k}/{len(targets)}: accuracy after pruning "
+            + ("n/a (no eval data)" if after_prune is None else f"{after_prune:.4f}")
+            + ", fine-tuning next"
+        )
         last = k == len(targets)
         train_config = config.train.model_copy(update={"epochs": config.train.epochs if last else config.step_epochs})
         result = train(
@@ -200,7 +206,10 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         save_program(module, example, done, root=checkpoints)
         write_text(step_dir / "step.json", json.dumps(step, indent=2), checkpoints)
         step_records.append(step)
-        ctx.progress.log(f"prune step {k}/{len(targets)}: accuracy after pruning {after_prune}")
+        if step["accuracy_after_finetune"] is not None:
+            ctx.progress.log(
+                f"prune step {k}/{len(targets)}: accuracy after fine-tuning {step['accuracy_after_finetune']:.4f}"
+            )
 
     macs, params = count_macs_params(module, example)
     layers, _ = _prunable(module, config)

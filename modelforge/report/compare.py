@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.errors import InputError
-from modelforge.report.format import fmt_bytes, fmt_float, fmt_percent
+from modelforge.report.format import fmt_bytes, fmt_float, fmt_percent, md_table
 
 # key -> (label, direction: +1 higher is better, -1 lower is better, 0 informational, kind)
 SUMMARY_METRICS: dict[str, tuple[str, int, str]] = {
@@ -260,18 +260,23 @@ def fmt_delta(row: dict[str, Any]) -> str:
 def render_compare_markdown(result: dict[str, Any], a_name: str, b_name: str) -> str:
     verdict = "PASSED" if result["passed"] else "REGRESSED"
     lines = [f"### modelforge compare: {verdict}", "", f"A = `{a_name}`, B = `{b_name}`", ""]
-    lines += ["| Metric | A | B | Delta (B - A) | |", "|---|---|---|---|---|"]
     marks = {"better": ":arrow_up_small: better", "worse": ":small_red_triangle_down: worse"}
-    for row in result["rows"] + [r for r in result["details"] if r["a"] is not None or r["b"] is not None]:
-        lines.append(
-            f"| {row['label']} | {fmt_value(row['kind'], row['a'])} | {fmt_value(row['kind'], row['b'])} | "
-            f"{fmt_delta(row)} | {marks.get(row['status'], '')} |"
-        )
+    rows = [
+        (row["label"], fmt_value(row["kind"], row["a"]), fmt_value(row["kind"], row["b"]), fmt_delta(row))
+        + (marks.get(row["status"], ""),)
+        for row in result["rows"] + [r for r in result["details"] if r["a"] is not None or r["b"] is not None]
+    ]
+    lines += md_table(("Metric", "A", "B", "Delta (B - A)", ""), rows)
     if result["checks"]:
-        lines += ["", "| Tolerance | Threshold | Value | Verdict |", "|---|---|---|---|"]
-        for check in result["checks"]:
-            value = "n/a" if check["value"] is None else f"{check['value']:.4g}"
-            verdict = "PASSED" if check["passed"] else "FAILED"
-            lines.append(f"| {check['name']} ({check['metric']}) | {check['threshold']:g} | {value} | {verdict} |")
+        checks = [
+            (
+                f"{check['name']} ({check['metric']})",
+                f"{check['threshold']:g}",
+                "n/a" if check["value"] is None else f"{check['value']:.4g}",
+                "PASSED" if check["passed"] else "FAILED",
+            )
+            for check in result["checks"]
+        ]
+        lines += ["", *md_table(("Tolerance", "Threshold", "Value", "Verdict"), checks)]
     lines += [f"\n> {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from modelforge.report.format import fmt_value
 from modelforge.report.pruning import curve_chart
 
 
@@ -81,7 +82,7 @@ def distillation_section(report: dict[str, Any]) -> str:
         ]
         cache = m.get("teacher_cache") or {}
         facts.append(("Teacher-output cache", cache.get("note") or f"off: {cache.get('reason')}"))
-        table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in facts)
+        table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(fmt_value(v))}</td></tr>" for k, v in facts)
         html.append(f"<table><tbody>{table}</tbody></table>")
         columns, rows = comparison_rows(report, m)
         if len(columns) > 1:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from modelforge.report.format import fmt_value
+
 
 def _rows(pairs: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in pairs if v is not None)
+    body = "".join(f"<tr><td>{escape(k)}</td><td>{escape(fmt_value(v))}</td></tr>" for k, v in pairs if v is not None)
     return f"<table><tbody>{body}</tbody></table>"
 
 

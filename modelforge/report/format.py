@@ -89,3 +89,51 @@ def gate_rows(gates: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
         name = g["name"] + (" (default)" if g.get("default") else "")
         rows.append((name, f"{g['threshold']:g}", value, "PASSED" if g["passed"] else "FAILED"))
     return rows
+
+
+def fmt_value(value: Any) -> str:
+    """A stage detail for people: floats to 4 significant digits (report.json keeps them whole), the rest as is."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# What breaks a Markdown table cell: the column separator, a line break, and an unbalanced code span.
+_MD_CELL_ESCAPES = str.maketrans({"|": "\\|", "`": "\\`", "\r": " ", "\n": " "})
+
+
+def md_cell(value: Any) -> str:
+    """One Markdown table cell: rounded (fmt_value), with `|`, backticks and newlines made harmless."""
+    return fmt_value(value).translate(_MD_CELL_ESCAPES)
+
+
+def md_table(header: tuple[str, ...] | list[str], rows: list[tuple[Any, ...]] | list[list[Any]]) -> list[str]:
+    """Every Markdown table of every report goes through here: each cell escaped once (md_cell), so no value (a
+    pass's `importance=magnitude (|w|)`, a node name with a backtick) can break a row."""
+    lines = ["| " + " | ".join(map(md_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(md_cell, row)) + " |" for row in rows]
+    return lines
+
+
+# How each source format is named for people (report.json keeps the format keys).
+FORMAT_NAMES = {
+    "onnx": "ONNX",
+    "torch-export": "torch.export",
+    "torchscript": "TorchScript",
+    "torch-module": "PyTorch module",
+    "keras": "Keras",
+    "savedmodel": "SavedModel",
+    "tflite": "TFLite",
+}
+
+
+def model_label(record: dict[str, Any]) -> str:
+    """A model's format for a report line: the format it was handed over in, and what it ran as when converted
+    ("torch.export, run as ONNX"), so a .pt2 baseline is never called an ONNX model."""
+    fmt = str(record.get("format", ""))
+    source = record.get("source_format")
+    if source and source != fmt:
+        return f"{FORMAT_NAMES.get(source, source)}, run as {FORMAT_NAMES.get(fmt, fmt)}"
+    return FORMAT_NAMES.get(fmt, fmt)

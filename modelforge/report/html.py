@@ -20,7 +20,9 @@ from modelforge.report.format import (
     fmt_pp_change,
     fmt_size_ratio,
     fmt_speedup,
+    fmt_value,
     gate_rows,
+    model_label,
     summary_rows,
     verdict_notes,
 )
@@ -148,7 +150,7 @@ def _header(report: dict[str, Any]) -> str:
         "<header><div>"
         "<h1>modelforge report</h1>"
         f'<p class="sub">Baseline <code>{escape(str(models["baseline"]["path"]))}</code> '
-        f"({escape(str(models['baseline'].get('format', '')))}) vs result "
+        f"({escape(model_label(models['baseline']))}) vs result "
         f"<code>{escape(str(models['result']['path']))}</code></p>"
         f'<p class="sub">Evaluated on {samples if samples is not None else "?"} samples from '
         f"{escape(str(evaluation.get('data', '?')))} · {escape(tool.get('name', 'modelforge'))} "
@@ -544,13 +546,43 @@ def sessions_section(sessions: dict[str, Any] | None) -> str:
 
 
 def _stage_detail(key: str, value: Any) -> str:
-    """Scalars inline; nested values (e.g. a pass's scheme) folded, as JSON."""
+    """Scalars inline (floats rounded: report.json keeps them whole); nested values folded, with lists of records
+    (the `target: auto` candidates, per-layer rows) as tables rather than JSON."""
     if isinstance(value, dict | list):
         return (
-            f'<details class="detail"><summary><code>{escape(str(key))}</code></summary>'
-            f"<pre>{escape(json.dumps(value, indent=2))}</pre></details>"
+            f'<details class="detail"><summary><code>{escape(str(key))}</code></summary>{_nested_html(value)}</details>'
         )
-    return f'<span class="kv"><code>{escape(str(key))}</code> {escape(str(value))}</span>'
+    return f'<span class="kv"><code>{escape(str(key))}</code> {escape(fmt_value(value))}</span>'
+
+
+def _records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(row, dict) for row in value)
+
+
+def _plain(value: Any) -> str:
+    """A cell: rounded scalars; anything nested deeper stays JSON (rare, and still readable)."""
+    return fmt_value(value) if not isinstance(value, dict | list) else json.dumps(value)
+
+
+def _nested_html(value: Any) -> str:
+    if _records(value):
+        columns = list(dict.fromkeys(k for row in value for k in row))
+        rows = [[_td(_plain(row.get(c, ""))) for c in columns] for row in value]
+        return _table(columns, rows, "records")
+    if isinstance(value, dict):
+        scalars = [(k, v) for k, v in value.items() if not isinstance(v, dict | list)]
+        parts = [
+            '<dl class="kv">'
+            + "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(_plain(v))}</dd>" for k, v in scalars)
+            + "</dl>"
+            if scalars
+            else ""
+        ]
+        for k, v in value.items():
+            if isinstance(v, dict | list):
+                parts.append(f"<h4>{escape(str(k))}</h4>{_nested_html(v) if v else '<p>none</p>'}")
+        return "".join(parts)
+    return f"<p>{escape(', '.join(map(_plain, value)) or 'none')}</p>"
 
 
 def _stages(report: dict[str, Any]) -> str:

@@ -11,16 +11,15 @@ from modelforge.report.format import (
     fmt_pp_change,
     fmt_size_ratio,
     fmt_speedup,
+    fmt_value,
     gate_rows,
+    md_table,
+    model_label,
     summary_rows,
     verdict_notes,
 )
 
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+_table = md_table  # every table of this module escapes its cells there
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -30,7 +29,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# modelforge report: {verdict}",
         "",
-        f"Baseline `{models['baseline']['path']}` ({models['baseline']['format']}) vs result "
+        f"Baseline `{models['baseline']['path']}` ({model_label(models['baseline'])}) vs result "
         f"`{models['result']['path']}`.",
         "",
         *_table(("Metric", "Baseline", "Result", "Change"), summary_rows(report["summary"])),
@@ -71,7 +70,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         (
             s["name"],
             f"{s['seconds']:.2f} s",
-            ", ".join(f"{k}={v}" for k, v in s["metrics"].items() if not isinstance(v, dict | list)),
+            ", ".join(f"{k}={fmt_value(v)}" for k, v in s["metrics"].items() if not isinstance(v, dict | list)),
         )
         for s in report["stages"]
     ]
@@ -90,8 +89,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A detail outside a table (list items): rounded, on one line; tables escape their cells in _table."""
+    return fmt_value(value).replace("\n", " ")
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from modelforge.report.format import fmt_value
+
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
@@ -79,7 +81,7 @@ def pruning_section(report: dict[str, Any]) -> str:
             rows.append(("Sparsity of the pruned layers", _pct(m["sparsity_measured"])))
         if m.get("channel_fraction_removed") is not None:
             rows.append(("Channels removed (pruned layers)", _pct(m["channel_fraction_removed"])))
-        table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows)
+        table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(fmt_value(v))}</td></tr>" for k, v in rows)
         html.append(f"<table><tbody>{table}</tbody></table>")
         note = m.get("note") or (m.get("semi_structured") or {}).get("note")
         if note:
@@ -90,12 +92,7 @@ def pruning_section(report: dict[str, Any]) -> str:
             columns = list(layer_rows[0])
             head = "".join(f"<th>{escape(c)}</th>" for c in columns)
             body = "".join(
-                "<tr>"
-                + "".join(
-                    f"<td>{escape(f'{r[c]:.3f}' if isinstance(r.get(c), float) else str(r.get(c)))}</td>"
-                    for c in columns
-                )
-                + "</tr>"
+                "<tr>" + "".join(f"<td>{escape(fmt_value(r.get(c)))}</td>" for c in columns) + "</tr>"
                 for r in layer_rows
             )
             html.append(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelforge.errors import InputError
+from modelforge.progress import Progress
 from modelforge.tensorflow.runtime import import_tf, quiet
 
 
@@ -63,8 +64,12 @@ def distill_keras(
     config: KerasDistillConfig,
     evaluation: tuple[np.ndarray, np.ndarray] | None = None,
     out: Path | None = None,
+    progress: Progress | None = None,
+    description: str = "distill (Keras)",
 ) -> dict[str, Any]:
-    """Train `student` (in place) to match `teacher`; saves it to `out` when given; returns the stage record."""
+    """Train `student` (in place) to match `teacher`; saves it to `out` when given; returns the stage record.
+    `progress`: a bar per epoch (one step per batch) and a line per epoch, as the PyTorch training loop shows."""
+    progress = progress or Progress()
     tf = import_tf("distilling a Keras model")
     tf.random.set_seed(config.seed)
     x, y = train
@@ -104,18 +109,28 @@ def distill_keras(
         "teacher_accuracy": _accuracy(teacher, x_eval, y_eval),
         "student_accuracy_before": _accuracy(student, x_eval, y_eval),
     }
+    batches = -(-len(x) // config.batch_size)
     for epoch in range(config.epochs):
         order = rng.permutation(len(x))
         losses = []
-        for idx in (order[i : i + config.batch_size] for i in range(0, len(x), config.batch_size)):
-            xb = tf.constant(x[idx])
-            tb = tf.constant(cached[idx]) if cached is not None else teacher_logits(xb)
-            losses.append(float(step(xb, tf.constant(y[idx]), tb)))
+        progress.start(f"{description} epoch {epoch + 1}/{config.epochs}", batches)
+        try:
+            for idx in (order[i : i + config.batch_size] for i in range(0, len(x), config.batch_size)):
+                xb = tf.constant(x[idx])
+                tb = tf.constant(cached[idx]) if cached is not None else teacher_logits(xb)
+                losses.append(float(step(xb, tf.constant(y[idx]), tb)))
+                progress.advance(1)
+        finally:
+            progress.stop()
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
         accuracy = _accuracy(student, x_eval, y_eval)
         if accuracy is not None:
             row["eval_accuracy"] = accuracy
         history.append(row)
+        progress.log(
+            f"{description} epoch {epoch + 1}: loss {row['loss']:.4f}"
+            + (f", eval accuracy {accuracy:.4f}" if accuracy is not None else "")
+        )
     record.update(
         temperature=temperature,
         alpha=config.alpha,
@@ -237,9 +252,7 @@ def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, 
 
     out = ctx.workdir / f"model{student_path.suffix.lower() if kind == 'tf_keras' else '.keras'}"
     started = time.perf_counter()
-    with ctx.task("distill (Keras)", 1):
-        distilled = distill_keras(teacher, student, (x, y), keras_config, evaluation, out)
-        ctx.progress.advance(1)
+    distilled = distill_keras(teacher, student, (x, y), keras_config, evaluation, out, ctx.progress)
     seconds_distill = time.perf_counter() - started
 
     samples = len(y)
@@ -253,9 +266,15 @@ def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, 
         baseline_model, _ = load_keras_model(student_path, kind)  # the file's weights: where the student started
         label_only = KerasDistillConfig(**{**keras_config.__dict__, "alpha": 0.0, "cache_teacher": True})
         started = time.perf_counter()
-        with ctx.task("label-only baseline (Keras)", 1):
-            baseline_record = distill_keras(teacher, baseline_model, (x, y), label_only, evaluation)
-            ctx.progress.advance(1)
+        baseline_record = distill_keras(
+            teacher,
+            baseline_model,
+            (x, y),
+            label_only,
+            evaluation,
+            progress=ctx.progress,
+            description="label-only baseline (Keras)",
+        )
         seconds_baseline = time.perf_counter() - started
 
     cache = (

@@ -8,7 +8,9 @@ message instead of TF-MOT's own AttributeErrors. The record has the keys of PyTo
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,8 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
     wrapped.compile(optimizer=_optimizer(tf_keras, config.train), loss=_loss(tf_keras, model), metrics=["accuracy"])
     history: list[dict[str, Any]] = []
 
+    stderr = sys.stderr  # the bar and the epoch lines go to the real stderr; quiet() mutes Keras's own output
+
     class Record(tf_keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -162,10 +166,15 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
             if "val_accuracy" in logs:
                 row["eval_accuracy"] = float(logs["val_accuracy"])
             history.append(row)
-            ctx.progress.advance(1)
+            with contextlib.redirect_stderr(stderr):
+                ctx.progress.advance(1)
+                ctx.progress.log(
+                    f"TF-MOT prune + fine-tune epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}"
+                    + (f", eval accuracy {row['eval_accuracy']:.4f}" if "eval_accuracy" in row else "")
+                )
 
     validation = (x_eval, y_eval) if x_eval is not None and y_eval is not None else None
-    with ctx.task("TF-MOT prune + fine-tune", epochs), quiet():
+    with ctx.task(f"TF-MOT prune + fine-tune ({epochs} epochs)", epochs), quiet():
         wrapped.fit(
             x,
             y,

@@ -28,6 +28,8 @@ LAST, BEST = "last.pt", "best.pt"
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: loss, train/eval accuracy, lr
     best_accuracy: float | None = None
+    # Epochs are counted from 1 everywhere people read them (history rows, progress lines, best_epoch); best_epoch
+    # 0 is the model before training (kept when no epoch beat it), resumed_from_epoch the last epoch done before.
     best_epoch: int | None = None
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
@@ -167,7 +169,7 @@ def train(
         module.to(device)
     elif result.best_accuracy is None and eval_data is not None and config.keep_best:
         # not fine-tuning is a candidate
-        result.best_accuracy, result.best_epoch = distributed.sharded_accuracy(module, *eval_data), -1
+        result.best_accuracy, result.best_epoch = distributed.sharded_accuracy(module, *eval_data), 0
         best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
         if primary:
             _save(torch, {"model": best_state, "epoch": -1}, checkpoint_dir / BEST)
@@ -223,7 +225,7 @@ def train(
             record["eval_accuracy"] = distributed.sharded_accuracy(module, *eval_data)
             better = result.best_accuracy is None or record["eval_accuracy"] > result.best_accuracy
             if better:
-                result.best_accuracy, result.best_epoch, bad_epochs = record["eval_accuracy"], epoch, 0
+                result.best_accuracy, result.best_epoch, bad_epochs = record["eval_accuracy"], epoch + 1, 0
                 best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
                 if primary:
                     _save(torch, {"model": best_state, "epoch": epoch}, checkpoint_dir / BEST)
