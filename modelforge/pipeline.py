@@ -457,8 +457,10 @@ def _planned_model_files(source_format: str, pass_specs: list[tuple[Any, type]])
 
 def run_gates(recipe: Recipe, inputs: Inputs, pass_specs: list[tuple[Any, type]]):
     """The recipe's gates plus the default sanity gates (modelforge.gates), decided from the original's outputs."""
-    from modelforge.gates import resolve_gates
+    from modelforge.gates import ResolvedGates, resolve_gates
 
+    if inputs.eval_data is None:  # an export without data: nothing to judge, and the run says it skipped it
+        return ResolvedGates(recipe.gates, frozenset())
     has_labels = inputs.eval_data.labels() is not None
     return resolve_gates(recipe.gates, inputs.baseline.io, [cls.name for _, cls in pass_specs], has_labels)
 
