@@ -61,8 +61,13 @@ def _rerun(tmp_path: Path, cache: Path):
     return result, out
 
 
+def _model_file(entry: Path) -> Path:
+    """The entry's model file, by the name the entry recorded (the pass's own file name, not always model.onnx)."""
+    return entry / json.loads((entry / "entry.json").read_text())["model"]
+
+
 def _swap_model(entry: Path, tmp_path: Path) -> None:
-    shutil.copyfile(DIGITS_MODEL, entry / "model.onnx")  # a valid model, but not the one the entry recorded
+    shutil.copyfile(DIGITS_MODEL, _model_file(entry))  # a valid model, but not the one the entry recorded
 
 
 def _escape_name(entry: Path, tmp_path: Path) -> None:
@@ -86,8 +91,9 @@ def _bogus_runtime(entry: Path, tmp_path: Path) -> None:
 def _linked_file(entry: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.onnx"
     shutil.copyfile(DIGITS_MODEL, other)
-    (entry / "model.onnx").unlink()
-    (entry / "model.onnx").symlink_to(other)
+    model = _model_file(entry)
+    model.unlink()
+    model.symlink_to(other)
 
 
 POISONS = {
@@ -137,4 +143,4 @@ def test_a_poisoned_entry_is_replaced_by_the_fresh_result(tmp_path, clean_run):
     assert first.returncode == 0 and again.returncode == 0, again.explain()
     assert load_report(out)["stages"][0]["metrics"]["cache"] == "hit"
     assert sha256(out / "model.onnx") == sha256(clean_out / "model.onnx")
-    assert sha256(_entry(cache) / "model.onnx") == sha256(clean_out / "model.onnx")
+    assert sha256(_model_file(_entry(cache))) == sha256(clean_out / "model.onnx")
