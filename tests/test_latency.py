@@ -174,6 +174,7 @@ def test_slo_at_an_unmeasured_batch_is_not_met_and_its_gate_fails():
             "threshold": 5.0,
             "value": None,
             "passed": False,
+            "default": False,
         }
     ]
 
