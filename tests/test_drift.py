@@ -156,3 +156,27 @@ def test_drift_bad_inputs_are_one_line_exit_2_and_write_nothing(digits_export, t
     assert result.returncode == 2 and "--force" in one_error_line(result)
     assert existing.read_text() == "mine"
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("named", ["../elsewhere/model.onnx", "ABSOLUTE", "linked.onnx"])
+def test_a_baseline_never_names_a_model_outside_its_folder(digits_export, tmp_path, named):
+    """The baseline file is the user's data, not an instruction: its `model` field opens a model only inside the
+    baseline's own folder (no `..`, no absolute path, no link), so a crafted file cannot make drift read elsewhere."""
+    import shutil
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copyfile(DIGITS_MODEL, outside / "model.onnx")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    baseline = json.loads((digits_export / "baseline_stats.json").read_text())
+    if named == "ABSOLUTE":
+        named = str(outside / "model.onnx")
+    elif named == "linked.onnx":
+        (folder / named).symlink_to(outside / "model.onnx")
+    baseline["model"] = named
+    (folder / "baseline_stats.json").write_text(json.dumps(baseline))
+    result = run_cli("drift", folder / "baseline_stats.json", DIGITS_EVAL, "-o", tmp_path / "d.json")
+    assert result.returncode == 0, result.explain()
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["model"] is None and report["confidence"] is None  # the named model was never opened

@@ -8,6 +8,23 @@ from typing import Any
 from modelforge.monitoring.drift import bind_to_baseline, load_baseline, score_confidence, score_features
 
 
+def model_beside(baseline_path: Path, named: Any) -> Path | None:
+    """The model a baseline file names, only inside the baseline's own folder: the file's contents never choose
+    a path elsewhere (no absolute names, no `..`, no links)."""
+    if not isinstance(named, str) or not named or Path(named).is_absolute():
+        return None
+    parts = Path(named).parts
+    if any(part in ("..", ".", "") for part in parts):
+        return None
+    folder = baseline_path.parent
+    candidate, current = folder / named, folder
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            return None
+    return candidate if candidate.is_file() else None
+
+
 def drift_report(
     baseline_path: Path,
     data_path: Path,
@@ -24,8 +41,7 @@ def drift_report(
     data = bind_to_baseline(baseline, data_path)
     features = score_features(baseline, data)
     if model_path is None and baseline.get("model"):
-        beside = baseline_path.parent / baseline["model"]
-        model_path = beside if beside.is_file() else None
+        model_path = model_beside(baseline_path, baseline["model"])
     confidence = None
     if model_path is not None and baseline.get("confidence"):
         from modelforge.backends.base import open_backend
