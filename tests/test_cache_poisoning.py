@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import (
+from conftest import (
     DIGITS_MODEL,
     cli_env,
     digits_recipe,

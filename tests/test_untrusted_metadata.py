@@ -13,8 +13,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-
-from tests.conftest import (
+from conftest import (
     DIGITS_MODEL,
     cli_env,
     digits_recipe,

@@ -53,10 +53,7 @@ def flatten_row_biases(model: onnx.ModelProto) -> int:
     import onnx
 
     inits = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = _reader_counts(model)
     flattened = 0
     for node in model.graph.node:
         if node.op_type != "Gemm" or len(node.input) < 3 or node.input[2] not in inits:
@@ -85,6 +82,13 @@ def flatten_row_biases(model: onnx.ModelProto) -> int:
     return flattened
 
 
+def _reader_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """How many node inputs read each tensor (a shared initializer is copied before it is rewritten)."""
+    from collections import Counter
+
+    return dict(Counter(name for node in model.graph.node for name in node.input))
+
+
 def _gemm_output_width(node, inits) -> int | None:
     """N of a Gemm's [M, N] output, from its constant B (transposed or not)."""
     if node.input[1] not in inits:
@@ -105,10 +109,7 @@ def einsum_to_matmul(model: onnx.ModelProto) -> int:
     from onnx import numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = _reader_counts(model)
     rewritten = 0
     for node in model.graph.node:
         if node.op_type != "Einsum" or len(node.input) != 2:
