@@ -54,7 +54,7 @@ def prepare(work: Path, epochs: int, reuse: bool = False, progress=None) -> dict
     import distill_task as task
     import torch
 
-    from modelforge.torch.export import save_program
+    from modelforge.model.torch.export import save_program
     from modelforge.training import TrainConfig, train
 
     if reuse and (work / "teacher.pt2").is_file() and (work / "task.json").is_file():
@@ -116,8 +116,8 @@ def test_accuracies(work: Path, out: Path) -> dict:
     import distill_task as task
     import torch
 
-    from modelforge.torch.loading import load_program
-    from modelforge.torch.rebuild import rebuild_modules
+    from modelforge.model.torch.loading import load_program
+    from modelforge.model.torch.rebuild import rebuild_modules
 
     test = np.load(work / "test.npz")
     xs, ys = test["pixels"], test["labels"]
@@ -135,8 +135,8 @@ def test_accuracies(work: Path, out: Path) -> dict:
 
 
 def distill_once(work: Path, seed: int, epochs: int) -> dict:
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     out = work / f"out-seed{seed}"
     started = time.perf_counter()

@@ -55,11 +55,11 @@ def _input_name(model: Path) -> str:
 
 
 def bench_drift(work: Path, samples: int) -> dict:
-    from modelforge.artifact import IOSpec, TensorSpec
     from modelforge.data import bind, open_dataset
+    from modelforge.model.artifact import IOSpec, TensorSpec
     from modelforge.monitoring.baseline import build_baseline
     from modelforge.monitoring.drift import score_features
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     rng = np.random.default_rng(0)
     reference = rng.random((samples, 3, 224, 224), dtype=np.float32)
@@ -101,8 +101,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
     parser.add_argument("--drift-samples", type=int, default=512)
     args = parser.parse_args()
-    from modelforge.backends.onnxruntime import default_threads
     from modelforge.machine import machine_record
+    from modelforge.runtimes.onnxruntime import default_threads
 
     threads = args.threads or default_threads()
     with tempfile.TemporaryDirectory() as tmp:

@@ -132,10 +132,10 @@ def scheme_variants(built: dict, folder: Path, threads: int, seconds: float) -> 
     """Each QDQ variant quantized by the pass, run on OpenVINO (int8), all interleaved with ORT FP32."""
     from modelforge.data import bind, open_dataset
     from modelforge.errors import ModelforgeError
-    from modelforge.onnx_model import onnx_artifact
+    from modelforge.model.onnx_model import onnx_artifact
     from modelforge.passes.base import PassContext
     from modelforge.passes.quantize import QuantizeConfig, QuantizeInt8
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     artifact = onnx_artifact(built["model"])
     first = artifact.io.inputs[0].shape
@@ -160,9 +160,9 @@ def scheme_variants(built: dict, folder: Path, threads: int, seconds: float) -> 
 
 
 def measure(variants: dict[str, tuple[Path, str, str]], eval_file: Path, threads: int, seconds: float) -> dict:
-    from modelforge.backends.base import open_backend
-    from modelforge.evaluate.profile import Subject, batch_sweep
+    from modelforge.measure.profile import Subject, batch_sweep
     from modelforge.progress import Progress
+    from modelforge.runtimes.base import open_backend
 
     with np.load(eval_file) as data:
         arrays = {k: data[k] for k in data.files if k != "labels"}

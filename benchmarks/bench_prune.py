@@ -45,8 +45,8 @@ def ort_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def run(recipe: dict) -> dict:
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     started = time.perf_counter()
     result = run_recipe(recipe_from_dict(recipe, "bench"))
@@ -61,8 +61,8 @@ def stage(report: dict, name: str) -> dict:
 def bench_accuracy(work: Path, width: int, epochs: int, finetune: int, latency: dict) -> dict:
     import prune_models as pm
 
-    from modelforge.artifact import ModelArtifact
-    from modelforge.loader import convert_to_onnx
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.model.artifact import ModelArtifact
 
     paths = pm.write_data(work)
     (xt, yt), _, (xs, ys) = pm.digits_split()

@@ -72,9 +72,9 @@ def ort_anchor(prepared: Path, output: Path, calibration: np.ndarray, input_name
 def bench_resnet(threads: int, calibration_samples: int, rounds: int) -> dict:
     from resnet import export_resnet18
 
-    from modelforge.backends.onnxruntime import create_session
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
+    from modelforge.runtimes.onnxruntime import create_session
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -132,8 +132,8 @@ def bench_resnet(threads: int, calibration_samples: int, rounds: int) -> dict:
 
 
 def bench_quickstart() -> dict:
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import load_recipe
+    from modelforge.recipe.load import load_recipe
+    from modelforge.run.pipeline import run_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
     with tempfile.TemporaryDirectory() as tmp:

@@ -64,8 +64,10 @@ def baseline_onnx(built: rw.Built, folder: Path) -> Path:
     """The ONNX form the report compares with (a .pt2 is exported the way the pipeline does)."""
     if built.model.suffix == ".onnx":
         return built.model
-    from modelforge.loader import convert_to_onnx, example_inputs, load_model
-    from modelforge.recipe import DEFAULT_OPSET, DataSource
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.data.examples import example_inputs
+    from modelforge.model.loader import load_model
+    from modelforge.recipe.schema import DEFAULT_OPSET, DataSource
 
     source = load_model(built.model)
     folder.mkdir(exist_ok=True)

@@ -27,16 +27,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _run(raw: dict) -> dict:
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     return run_recipe(recipe_from_dict(raw)).report
 
 
 def bench_conversion(model_path: Path, work: Path, x: np.ndarray) -> dict:
-    from modelforge.loader import convert_to_onnx, load_model
-    from modelforge.tensorflow.convert import check_conversion
-    from modelforge.tensorflow.loading import load_tf_model
+    from modelforge.convert.tensorflow import check_conversion
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.model.loader import load_model
+    from modelforge.model.tensorflow.loading import load_tf_model
 
     artifact = load_model(model_path)
     onnx_form, info = convert_to_onnx(artifact, work, 17, {"image": x[:32]})
@@ -45,10 +46,10 @@ def bench_conversion(model_path: Path, work: Path, x: np.ndarray) -> dict:
 
 
 def bench_tflite(model_path: Path, data: dict, work: Path, threads: int) -> dict:
-    from modelforge.backends.tflite import TfliteBackend
-    from modelforge.loader import load_model
-    from modelforge.tensorflow.loading import load_tf_model
-    from modelforge.tensorflow.tflite import convert_tflite
+    from modelforge.export.tflite import convert_tflite
+    from modelforge.model.loader import load_model
+    from modelforge.model.tensorflow.loading import load_tf_model
+    from modelforge.runtimes.tflite import TfliteBackend
 
     report = _run(
         {

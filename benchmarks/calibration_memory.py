@@ -56,11 +56,11 @@ model, data, method, tool = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], s
 workdir = Path(tempfile.mkdtemp(prefix="calib-bench-"))
 if tool == "modelforge":
     from modelforge.data import bind, open_dataset
-    from modelforge.onnx_model import load_onnx, onnx_artifact
+    from modelforge.model.onnx_model import load_onnx, onnx_artifact
     from modelforge.quantization.calibration import calibrate, tensors_to_calibrate
     from modelforge.quantization.prepare import prepare_for_quantization
     from modelforge.quantization.qdq import quantizable_op_types
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     artifact = onnx_artifact(model)
     dataset = bind(open_dataset(DataSource(path=data)), artifact.io, "calibration data")
@@ -139,8 +139,8 @@ def measure(model: Path, data: Path, method: str, tool: str) -> dict:
 
 
 def digits_accuracy(method: str, workdir: Path) -> dict:
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     digits = ROOT / "calibration" / "digits"
     recipe = recipe_from_dict(

@@ -294,8 +294,8 @@ def _embed(session, feeds: dict[str, np.ndarray], batch: int = 32) -> np.ndarray
 
 
 def _modelforge(model: Path, calibration: Path, eval_data: Path, out: Path, config: dict) -> Path:
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     recipe = recipe_from_dict(
         {
@@ -371,8 +371,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from modelforge.evaluate.latency import interleaved_runs
     from modelforge.machine import cpu_info
+    from modelforge.measure.latency import interleaved_runs
 
     results: dict = {"cpu": cpu_info(), "threads": args.threads, "schemes": {}}
     with tempfile.TemporaryDirectory(prefix="transformer-bench-") as tmp:

@@ -214,7 +214,7 @@ def test_npz_with_zero_samples_says_so_naming_file_and_key(tmp_path, teacher_pt2
 
 
 def test_sniff_reads_the_format_from_the_bytes(tmp_path, teacher_pt2):
-    from modelforge.model_format import HDF5_MAGIC, sniff
+    from modelforge.model.formats import HDF5_MAGIC, sniff
 
     raw = DIGITS_MODEL.read_bytes()
     files = {

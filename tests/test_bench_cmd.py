@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import DIGITS_EVAL, DIGITS_MODEL, run_cli
 
-from modelforge.evaluate.latency import MAX_STORED_SAMPLES
+from modelforge.measure.latency import MAX_STORED_SAMPLES
 
 FAST = ("--min-runs", "8", "--warmup", "1", "--max-seconds", "2", "--threads", "1")
 

@@ -182,7 +182,7 @@ def test_ci_examples_use_existing_commands_and_flags(example):
     import typer.main
 
     from modelforge.cli.app import app
-    from modelforge.recipe import load_recipe
+    from modelforge.recipe.load import load_recipe
 
     group = typer.main.get_command(app)
     config = yaml.safe_load((EXAMPLES / example).read_text())

@@ -79,8 +79,8 @@ def test_debug_prints_the_library_traceback_behind_the_pass_error(failing_run):
 
 def test_pass_errors_keep_their_cause():
     """The wrapped library exception stays reachable (`__cause__`), not only in the CLI."""
-    from modelforge.backends.onnxruntime import create_session
     from modelforge.errors import PassError
+    from modelforge.runtimes.onnxruntime import create_session
 
     with pytest.raises(PassError) as caught:
         create_session(b"not an onnx model", threads=1)

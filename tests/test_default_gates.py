@@ -14,8 +14,8 @@ import yaml
 from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, FAST_LATENCY, load_report, run_cli
 from quant_models import outlier_cnn
 
-from modelforge.gates import DEFAULT_MIN_AGREEMENT, resolve_gates
-from modelforge.recipe import GatesConfig
+from modelforge.recipe.schema import GatesConfig
+from modelforge.run.gates import DEFAULT_MIN_AGREEMENT, resolve_gates
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_dry_run_lists_the_default_gates(tmp_path):
 
 
 def _io(*shapes):
-    from modelforge.artifact import IOSpec, TensorSpec
+    from modelforge.model.artifact import IOSpec, TensorSpec
 
     outputs = tuple(TensorSpec(f"out{i}", "float32", tuple(shape)) for i, shape in enumerate(shapes))
     return IOSpec((TensorSpec("x", "float32", ("N", 4)),), outputs)

@@ -61,7 +61,7 @@ def teacher(tmp_path_factory):
 
 
 def _recipe(folder, out, config, **extra):
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
 
     raw = {
         "model": str(folder / "teacher.pt2"),
@@ -173,7 +173,7 @@ def test_mismatched_output_shapes_exit_2_naming_both(teacher, tmp_path):
 
 def test_resume_equals_an_uninterrupted_run(teacher, tmp_path):
     from modelforge.passes.base import Progress
-    from modelforge.pipeline import run_recipe
+    from modelforge.run.pipeline import run_recipe
 
     def recipe(name, resume, checkpoints):
         config = {
@@ -209,7 +209,7 @@ def test_resume_equals_an_uninterrupted_run(teacher, tmp_path):
 
 
 def test_a_student_from_the_teacher_with_hint_layers(teacher, tmp_path):
-    from modelforge.pipeline import run_recipe
+    from modelforge.run.pipeline import run_recipe
 
     config = {
         "student_from_teacher": 0.5,
@@ -269,11 +269,11 @@ def test_the_distill_then_int8_recipe_is_valid(tmp_path):
     """The shipped recipe parses, its student path resolves beside the recipe, and the chain converts once."""
     import yaml
 
-    from modelforge.pipeline import check_pass_chain
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict, resolve_paths
+    from modelforge.run.pipeline import check_pass_chain
 
     path = pm.Path(__file__).parents[1] / "recipes" / "distill-then-int8.yaml"
-    recipe = recipe_from_dict(yaml.safe_load(path.read_text())).resolve_paths(path.parent)
+    recipe = resolve_paths(recipe_from_dict(yaml.safe_load(path.read_text())), path.parent)
     assert [p.name for p in recipe.passes] == ["distill", "quantize"]
     assert recipe.passes[0].config["student"] == str((path.parent / "../examples/distill/student.pt2").resolve())
     assert recipe.passes[0].config["baseline"] is True

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, one_error_line, run_cli
 
-from modelforge.artifact import IOSpec, TensorSpec
 from modelforge.data import bind, open_dataset
+from modelforge.model.artifact import IOSpec, TensorSpec
 from modelforge.monitoring.baseline import build_baseline
 from modelforge.monitoring.drift import ks, psi, score_features
-from modelforge.recipe import DataSource
+from modelforge.recipe.schema import DataSource
 
 
 def _bound(path, width=64):

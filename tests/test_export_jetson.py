@@ -102,10 +102,10 @@ def test_verify_script_passes_untouched_and_fails_on_a_tampered_or_missing_file(
 
 
 def test_float_model_gets_an_entropy_calibration_cache_and_dla_flags(tmp_path):
-    from modelforge.artifact import IOSpec, TensorSpec
     from modelforge.data import bind, open_dataset
+    from modelforge.model.artifact import IOSpec, TensorSpec
     from modelforge.quantization.calibration import calibrate
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     out = tmp_path / "bundle"
     result = run_cli(

@@ -38,8 +38,8 @@ def test_tensorrt_target_without_tensorrt_or_gpu_is_one_line_exit_2(tmp_path):
 
 @pytest.mark.skipif(MISSING is None, reason="tensorrt and a GPU are present")
 def test_opening_an_engine_without_tensorrt_names_what_is_missing(tmp_path):
-    from modelforge.backends.base import open_backend
     from modelforge.errors import InputError
+    from modelforge.runtimes.base import open_backend
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not an engine")

@@ -255,9 +255,9 @@ def test_export_without_data_gives_a_servable_layout(tmp_path):
 
 
 def test_generated_inputs_are_dtype_correct_and_ids_stay_small():
-    from modelforge.artifact import IOSpec, TensorSpec
     from modelforge.export.run import _generated_samples
     from modelforge.export.triton import config_text
+    from modelforge.model.artifact import IOSpec, TensorSpec
 
     io = IOSpec(
         inputs=(TensorSpec("ids", "int64", (None, "seq")), TensorSpec("mask", "bool", (None, "seq")),
@@ -307,8 +307,8 @@ def test_bad_triton_inputs_are_one_line_and_write_nothing(tmp_path):
 
 
 def test_openvino_ir_and_tensorrt_plan_configs_name_their_triton_backend():
-    from modelforge.artifact import IOSpec, TensorSpec
     from modelforge.export.triton import config_text
+    from modelforge.model.artifact import IOSpec, TensorSpec
 
     io = IOSpec(
         inputs=(TensorSpec("pixels", "uint8", (None, 224, 224, 3)), TensorSpec("mask", "bool", ("batch", "n"))),
@@ -332,8 +332,8 @@ def test_openvino_ir_and_tensorrt_plan_configs_name_their_triton_backend():
 
 
 def test_tensorrt_accelerator_for_onnx_runtime_parses():
-    from modelforge.artifact import IOSpec, TensorSpec
     from modelforge.export.triton import config_text
+    from modelforge.model.artifact import IOSpec, TensorSpec
 
     io = IOSpec(inputs=(TensorSpec("x", "float32", (None, 4)),), outputs=(TensorSpec("y", "float32", (None, 2)),))
     text = config_text(

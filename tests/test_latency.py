@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelforge.evaluate.latency import (
+from modelforge.measure.latency import (
     BLOCK,
     DROPPED_PER_BLOCK,
     LatencyStats,
@@ -13,7 +13,7 @@ from modelforge.evaluate.latency import (
     p50_is_stable,
     thin,
 )
-from modelforge.evaluate.profile import (
+from modelforge.measure.profile import (
     slo_verdicts,
     sweep_batch_sizes,
 )

@@ -7,8 +7,8 @@ import pytest
 
 from modelforge.errors import InputError
 from modelforge.evaluate.custom import compute_custom_metrics, load_metric, mean_kl_divergence
-from modelforge.evaluate.metrics import ComparisonAccumulator, top1_confidence
-from modelforge.recipe import recipe_from_dict
+from modelforge.measure.metrics import ComparisonAccumulator, top1_confidence
+from modelforge.recipe.load import recipe_from_dict
 
 
 def test_top5_accuracy_counts_labels_in_the_five_best_classes():

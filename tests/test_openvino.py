@@ -26,8 +26,8 @@ from conftest import (
 )
 
 from modelforge.machine import precision_support
-from modelforge.targets.auto import Candidate, install_hint, measure_and_pick, plan_candidates
-from modelforge.targets.serving import offer
+from modelforge.quantization.auto_target import Candidate, install_hint, measure_and_pick, plan_candidates
+from modelforge.runtimes.serving import offer
 
 NO_BF16 = frozenset({"sse4_2", "avx", "fma", "avx2", "avx512f", "avx512_vnni"})
 WITH_AMX = frozenset({"avx2", "avx512f", "amx_tile", "amx_int8", "amx_bf16"})
@@ -47,7 +47,7 @@ def _eval_batch(n: int = 64) -> np.ndarray:
 
 @needs_openvino
 def test_both_runtimes_run_the_bundled_model_and_agree():
-    from modelforge.backends.base import Backend, open_backend
+    from modelforge.runtimes.base import Backend, open_backend
 
     x = _eval_batch()
     ort = open_backend(DIGITS_MODEL, threads=1)
@@ -102,7 +102,7 @@ def test_target_openvino_writes_ir_beside_onnx_and_evaluates_it_on_openvino(open
     compiled = ov.Core().compile_model(str(out / "model.xml"), "CPU")
     x = _eval_batch()
     got = compiled(x)[compiled.outputs[0]]
-    from modelforge.backends.base import open_backend
+    from modelforge.runtimes.base import open_backend
 
     ort = open_backend(DIGITS_MODEL, threads=1)
     want = ort.run({ort.input_names[0]: x})[0]
@@ -235,8 +235,8 @@ def _mlp(path: Path, seed: int, dead_width: int = 0, dead_layers: int = 0) -> Pa
 
 def _bound(path: Path, model: Path):
     from modelforge.data import bind, open_dataset
-    from modelforge.onnx_model import io_spec, load_onnx
-    from modelforge.recipe import DataSource
+    from modelforge.model.onnx_model import io_spec, load_onnx
+    from modelforge.recipe.schema import DataSource
 
     x = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
     np.savez(path, x=x)

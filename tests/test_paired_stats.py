@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from modelforge.evaluate.latency import BLOCK, DROPPED_PER_BLOCK, paired_blocks
-from modelforge.evaluate.paired import (
+from modelforge.measure.latency import BLOCK, DROPPED_PER_BLOCK, paired_blocks
+from modelforge.measure.paired import (
     block_medians,
     fewest_pairs,
     is_look,

@@ -11,8 +11,8 @@ from conftest import DIGITS_EVAL, DIGITS_MODEL, FAST_LATENCY, cli_env, load_repo
 import modelforge.passes as passes_module
 from modelforge.errors import InputError
 from modelforge.passes import Pass, available_passes, get_pass
-from modelforge.pipeline import run_recipe
-from modelforge.recipe import recipe_from_dict
+from modelforge.recipe.load import recipe_from_dict
+from modelforge.run.pipeline import run_recipe
 
 PLUGIN_SOURCE = '''
 """A third-party pass: returns the model unchanged and records the note it was configured with."""

@@ -68,7 +68,7 @@ def test_preflight_lists_every_unsupported_node_at_once(tmp_path):
 
 
 def test_preflight_estimates_calibration_memory(tmp_path):
-    from modelforge.preflight import activation_bytes_per_sample
+    from modelforge.runtimes.preflight import activation_bytes_per_sample
 
     model = onnx.load(DIGITS / "model.onnx")
     per_sample = activation_bytes_per_sample(model, {"image": (1, 8, 8)})

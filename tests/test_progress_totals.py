@@ -25,8 +25,8 @@ class RecordingProgress(Progress):
 
 
 def test_no_bar_counts_past_its_total_in_a_run(tmp_path):
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     recipe = recipe_from_dict(digits_recipe(tmp_path / "out", gates={"min_cosine": 0.9}, cache=False))
     progress = RecordingProgress()
@@ -49,9 +49,9 @@ def test_no_bar_counts_past_its_total_in_a_run(tmp_path):
 
 def test_float_reference_advances_per_batch():
     from modelforge.data import bind, open_dataset
-    from modelforge.loader import load_model
+    from modelforge.model.loader import load_model
     from modelforge.quantization.fallback import OutputJudge
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     model = load_model(DIGITS_MODEL)
     data = bind(open_dataset(DataSource(path=DIGITS_CALIBRATION)), model.io, "calibration data")

@@ -37,8 +37,8 @@ class UpNet(torch.nn.Module):
 
 @pytest.mark.parametrize("net", [pm.ResidualNet, pm.ConcatNet, UpNet])
 def test_pt2_rebuilds_into_real_layers_with_identical_outputs(net, tmp_path):
-    from modelforge.torch.export import save_program
-    from modelforge.torch.rebuild import rebuild_modules
+    from modelforge.model.torch.export import save_program
+    from modelforge.model.torch.rebuild import rebuild_modules
 
     torch.manual_seed(0)
     model = net()
@@ -73,11 +73,11 @@ def test_pt2_rebuilds_into_real_layers_with_identical_outputs(net, tmp_path):
 
 @pytest.mark.parametrize("net", [pm.ResidualNet, pm.ConcatNet])
 def test_structured_pruning_keeps_the_graph_consistent(net, tmp_path):
-    from modelforge.artifact import ModelArtifact
-    from modelforge.loader import convert_to_onnx
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.model.torch.export import save_program
+    from modelforge.model.torch.rebuild import rebuild_modules
     from modelforge.pruning.structured import channel_counts, count_macs_params, prune_channels
-    from modelforge.torch.export import save_program
-    from modelforge.torch.rebuild import rebuild_modules
 
     torch.manual_seed(0)
     x = torch.rand(4, 1, 8, 8)
@@ -296,8 +296,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(trained, tmp_path):
 def test_prune_then_int8_recipe_reports_both_stages(trained, tmp_path):
     import yaml
 
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     folder, paths = trained
     raw = yaml.safe_load((pm.Path(__file__).parents[1] / "recipes" / "prune-then-int8.yaml").read_text())
@@ -319,8 +319,8 @@ def test_prune_then_int8_recipe_reports_both_stages(trained, tmp_path):
 def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
     folder, paths = trained
     from modelforge.errors import InputError
-    from modelforge.pipeline import check_pass_chain
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import check_pass_chain
 
     recipe = recipe_from_dict(
         {
@@ -347,8 +347,8 @@ def _pngs(folder, images, labels):
 def test_2_4_from_image_folders_is_recorded_in_the_onnx_model(trained, tmp_path):
     import onnx
 
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     folder, _ = trained
     (xt, yt), (xv, yv), _ = pm.digits_split()
@@ -379,8 +379,8 @@ def test_2_4_from_image_folders_is_recorded_in_the_onnx_model(trained, tmp_path)
 
 @pytest.mark.parametrize("importance", ["l2", "taylor", "bn-scale"])
 def test_other_importances_and_a_macs_target(importance):
+    from modelforge.model.torch.rebuild import rebuild_modules
     from modelforge.pruning.structured import count_macs_params, prune_channels
-    from modelforge.torch.rebuild import rebuild_modules
 
     torch.manual_seed(0)
     x = torch.rand(4, 1, 8, 8)
@@ -398,8 +398,8 @@ def test_other_importances_and_a_macs_target(importance):
 @pytest.mark.slow
 def test_an_interrupted_prune_resumes_to_the_same_model(trained, tmp_path):
     from modelforge.passes.base import Progress
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     folder, paths = trained
 

@@ -16,8 +16,8 @@ import onnx
 import pytest
 from conftest import FAST_LATENCY, load_report
 
-from modelforge.pipeline import run_recipe
-from modelforge.recipe import recipe_from_dict
+from modelforge.recipe.load import recipe_from_dict
+from modelforge.run.pipeline import run_recipe
 
 ROWS, HIDDEN, RIDGE = 8, 32, 100.0
 

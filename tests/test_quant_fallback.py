@@ -173,9 +173,9 @@ def test_judge_without_kept_reference_outputs_measures_the_same(outlier, monkeyp
     from conftest import DIGITS_EVAL as eval_path
 
     from modelforge.data import bind, open_dataset
-    from modelforge.onnx_model import onnx_artifact
+    from modelforge.model.onnx_model import onnx_artifact
     from modelforge.quantization.fallback import OutputJudge
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     artifact = onnx_artifact(outlier)
     data = bind(open_dataset(DataSource(path=eval_path)), artifact.io)

@@ -10,7 +10,8 @@ import pytest
 from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, load_report, one_error_line, run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from modelforge.quantization.qdq import failing_node, keep_in_float, quantized_nodes
+from modelforge.quantization.isolation import failing_node
+from modelforge.quantization.qdq import keep_in_float, quantized_nodes
 
 
 def run(model, feeds):

@@ -11,10 +11,10 @@ from conftest import DIGITS_MODEL, FAST_LATENCY, load_report
 from onnx import numpy_helper
 from quant_models import tiny_bert
 
-from modelforge.pipeline import run_recipe
 from modelforge.quantization.families import detect_family
 from modelforge.quantization.softmax import floor_attention_softmax
-from modelforge.recipe import recipe_from_dict
+from modelforge.recipe.load import recipe_from_dict
+from modelforge.run.pipeline import run_recipe
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from conftest import DIGITS_CALIBRATION, DIGITS_MODEL, digits_recipe, one_error_line, run_cli, write_recipe
 
 from modelforge.errors import InputError
-from modelforge.recipe import load_recipe, recipe_from_dict
+from modelforge.recipe.load import load_recipe, recipe_from_dict
 
 
 def _bad(tmp_path, **overrides):

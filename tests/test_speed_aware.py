@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, load_report, run_cli
 
-from modelforge.evaluate.paired import RatioInterval
+from modelforge.measure.paired import RatioInterval
 from modelforge.quantization.speed import (
     EVERYTHING,
     MIN_WORTHWHILE_SPEEDUP,

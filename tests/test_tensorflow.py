@@ -55,15 +55,16 @@ def _recipe(files, out: Path, passes: list, data: dict | None = None, model: str
 
 
 def _run(raw: dict):
-    from modelforge.pipeline import run_recipe
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     return run_recipe(recipe_from_dict(raw))
 
 
 @pytest.mark.parametrize("kind", ["h5", "keras3", "savedmodel"])
 def test_each_loader_converts_to_an_onnx_model_that_agrees(keras_files, kind, tmp_path):
-    from modelforge.loader import convert_to_onnx, detect_format, load_model
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.model.loader import detect_format, load_model
 
     path = keras_files[kind]
     fmt = detect_format(path)
@@ -83,9 +84,10 @@ def test_a_broken_conversion_is_caught(keras_files, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from modelforge.loader import convert_to_onnx, load_model
-    from modelforge.tensorflow.convert import check_conversion
-    from modelforge.tensorflow.loading import load_tf_model
+    from modelforge.convert.tensorflow import check_conversion
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.model.loader import load_model
+    from modelforge.model.tensorflow.loading import load_tf_model
 
     artifact = load_model(keras_files["h5"])
     onnx_form, _ = convert_to_onnx(artifact, tmp_path, 17, None)  # no data: seeded random samples
@@ -131,7 +133,7 @@ def test_tflite_full_int8_runs_on_litert_through_the_pipeline(keras_files, tmp_p
     stage = next(s for s in report["stages"] if s["name"] == "tflite")["metrics"]
     assert stage["size_ratio_vs_float_tflite"] > 3.0
     # The file itself: uint8 in and out, and LiteRT's own outputs give the accuracy the report states.
-    from modelforge.backends.base import open_backend
+    from modelforge.runtimes.base import open_backend
 
     backend = open_backend(out / "model.tflite", threads=1)
     assert backend.interpreter.get_input_details()[0]["dtype"] == np.uint8
@@ -144,10 +146,10 @@ def test_tflite_full_int8_runs_on_litert_through_the_pipeline(keras_files, tmp_p
 
 @pytest.mark.parametrize("precision,expected", [("fp16", "fp16"), ("dynamic", "int8")])
 def test_tflite_float16_and_dynamic_range_variants(keras_files, precision, expected):
-    from modelforge.backends.tflite import TfliteBackend
-    from modelforge.loader import load_model
-    from modelforge.tensorflow.loading import load_tf_model
-    from modelforge.tensorflow.tflite import convert_tflite
+    from modelforge.export.tflite import convert_tflite
+    from modelforge.model.loader import load_model
+    from modelforge.model.tensorflow.loading import load_tf_model
+    from modelforge.runtimes.tflite import TfliteBackend
 
     tf_model = load_tf_model(load_model(keras_files["keras3"]))
     flatbuffer = convert_tflite(tf_model, keras_files["keras3"], precision)
@@ -163,9 +165,9 @@ def test_keras_magnitude_pruning_with_tfmot(keras_files, tmp_path):
     out = tmp_path / "pruned"
     config = {"method": "magnitude", "sparsity": 0.5, "train": {"epochs": 3, "batch_size": 64, "optimizer": "adam"}}
     data = {"train": str(keras_files["train"]), "eval_data": str(keras_files["eval"])}
-    from modelforge.pipeline import run_recipe
     from modelforge.progress import Progress
-    from modelforge.recipe import recipe_from_dict
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.run.pipeline import run_recipe
 
     class Lines(Progress):
         def __init__(self) -> None:
@@ -208,8 +210,8 @@ def test_export_without_calibration_is_a_one_line_usage_error(keras_files, tmp_p
 def test_keras_distillation_teaches_a_small_student(keras_files, tmp_path):
     import tf_keras
 
-    from modelforge.tensorflow.distill import KerasDistillConfig, distill_keras
-    from modelforge.tensorflow.loading import load_keras_model
+    from modelforge.distillation.tensorflow import KerasDistillConfig, distill_keras
+    from modelforge.model.tensorflow.loading import load_keras_model
 
     teacher, _ = load_keras_model(keras_files["h5"])
     # Seeded: the student's initial weights came from TensorFlow's global generator, wherever earlier tests had
@@ -300,7 +302,7 @@ def test_a_python_lambda_in_an_h5_file_is_never_deserialized(tmp_path):
     """tf_keras ignores safe_mode for .h5 files; the loader turns it on, so marshalled code never runs."""
     import tf_keras
 
-    from modelforge.tensorflow.loading import load_keras_model
+    from modelforge.model.tensorflow.loading import load_keras_model
 
     model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Lambda(lambda x: x * 2)])
     model.save(tmp_path / "lambda.h5")
@@ -313,8 +315,8 @@ def test_a_python_lambda_in_a_keras3_file_is_never_deserialized(tmp_path, suffix
     """Keras 3 files load in safe mode too: the lambda (which would write a marker) is refused, never run."""
     import keras
 
-    from modelforge.tensorflow.formats import is_keras3
-    from modelforge.tensorflow.loading import load_keras_model
+    from modelforge.model.tensorflow.formats import is_keras3
+    from modelforge.model.tensorflow.loading import load_keras_model
 
     marker = tmp_path / "ran"
     code = keras.layers.Lambda(lambda x, path=str(marker): (open(path, "w").close(), x * 2)[1])

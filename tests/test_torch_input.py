@@ -107,7 +107,7 @@ def test_pickled_module_is_refused_without_unpickling(tmp_path):
     UNPICKLED.clear()
 
     from modelforge.errors import InputError
-    from modelforge.loader import load_model
+    from modelforge.model.loader import load_model
 
     with pytest.raises(InputError, match="never unpickled"):
         load_model(tmp_path / "model.pt")

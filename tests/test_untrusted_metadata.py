@@ -50,7 +50,7 @@ def _with_metadata(source: Path, target: Path, props: dict[str, str]) -> Path:
 
 
 def test_an_onnx_artifact_keeps_the_files_metadata_apart_from_control(tmp_path):
-    from modelforge.onnx_model import onnx_artifact
+    from modelforge.model.onnx_model import onnx_artifact
 
     props = _crafted_metadata(tmp_path)
     artifact = onnx_artifact(_with_metadata(DIGITS_MODEL, tmp_path / "evil.onnx", props))

@@ -13,8 +13,8 @@ cache_app = typer.Typer(help="Inspect or clear the stage cache (folder: $MODELFO
 @cache_app.command("info")
 def cache_info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Where the cache is, how many stage results it holds and their size."""
-    from modelforge import cache
     from modelforge.report.format import fmt_bytes
+    from modelforge.run import cache
 
     state = cache.info()
     if as_json:
@@ -26,6 +26,6 @@ def cache_info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Delete every cached stage result."""
-    from modelforge import cache
+    from modelforge.run import cache
 
     typer.echo(f"removed {cache.clear()} stage results")

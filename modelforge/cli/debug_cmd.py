@@ -36,12 +36,14 @@ def debug(
     each layer adds, cosine. Worst layers first, so you see where accuracy goes (exclude them with
     `exclude_nodes`, or let accuracy gates do it)."""
     from modelforge.cli.console import RichProgress, err_console, out_console
+    from modelforge.convert.to_onnx import convert_to_onnx
     from modelforge.data import bind, open_dataset
+    from modelforge.data.examples import example_inputs
     from modelforge.errors import InputError
-    from modelforge.loader import convert_to_onnx, example_inputs, load_model
+    from modelforge.model.loader import load_model
     from modelforge.passes import PassContext, get_pass
     from modelforge.quantization.debug import compare_layers
-    from modelforge.recipe import DEFAULT_OPSET, DataSource
+    from modelforge.recipe.schema import DEFAULT_OPSET, DataSource
 
     progress = RichProgress(quiet=quiet or as_json)
     # The INT8 model itself is under study: no fallback, and no speed search that might ship float.

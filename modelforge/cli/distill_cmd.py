@@ -174,7 +174,7 @@ def distill(
         config["student_weights"] = str(student_weights.resolve())
     if student_from_teacher is not None:
         config["student_from_teacher"] = student_from_teacher
-    from modelforge.grants import add_code_paths
+    from modelforge.run.grants import add_code_paths
 
     add_code_paths(code_path)  # where --model-factory / --*-factory modules are imported from
     recipe = common_recipe(

@@ -66,7 +66,7 @@ def _cuda_devices() -> list[dict[str, Any]]:
 
 def _runtimes() -> list[dict[str, Any]]:
     """CPU runtimes, installed or not, and the precisions each can use on this CPU (and why)."""
-    from modelforge.targets.serving import precision_matrix
+    from modelforge.runtimes.serving import precision_matrix
 
     return precision_matrix()
 

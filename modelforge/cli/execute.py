@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from modelforge.recipe import Recipe
+from modelforge.recipe.schema import Recipe
 
 
 def save_recipe(recipe: Recipe, path: Path, force: bool) -> None:
@@ -26,8 +26,8 @@ def execute(
     """`summary_file`: append a Markdown summary; `junit`: write JUnit XML of the gates (errors: see
     modelforge.report.ci.error_outputs, which the commands wrap around their whole body)."""
     from modelforge.cli.console import RichProgress, err_console, out_console, summary_table
-    from modelforge.pipeline import run_recipe
     from modelforge.report.ci import write_report_outputs
+    from modelforge.run.pipeline import run_recipe
     from modelforge.training import distributed
 
     primary = distributed.is_primary()  # under torchrun, rank 0 shows progress and the result

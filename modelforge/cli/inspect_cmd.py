@@ -13,9 +13,10 @@ from modelforge.cli.options import TrustOptions
 
 
 def describe(path: Path, trust_model_code: bool = False) -> dict[str, Any]:
-    from modelforge.loader import convert_to_onnx, load_model
-    from modelforge.onnx_model import is_quantized, load_onnx, op_histogram, opset_version, parameter_count
-    from modelforge.recipe import DEFAULT_OPSET
+    from modelforge.convert.to_onnx import convert_to_onnx
+    from modelforge.model.loader import load_model
+    from modelforge.model.onnx_model import is_quantized, load_onnx, op_histogram, opset_version, parameter_count
+    from modelforge.recipe.schema import DEFAULT_OPSET
 
     artifact = load_model(path, trust_code=trust_model_code)
     info: dict[str, Any] = {"path": str(path), "format": artifact.format, "size_bytes": artifact.size_bytes()}

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from modelforge.recipe import Recipe, recipe_from_dict
+from modelforge.recipe.load import recipe_from_dict, resolve_paths
+from modelforge.recipe.schema import Recipe
 
 
 class GateOptions:
@@ -143,7 +144,7 @@ def common_recipe(
         raw["evaluate"] = {"latency": {"threads": threads}}
     # Flags name paths relative to where the user runs: store them absolute, so that --save-recipe and
     # recipe.resolved.yaml (whose relative paths would be read relative to their own folder) replay anywhere.
-    return recipe_from_dict(raw, source="flags").resolve_paths(Path.cwd())
+    return resolve_paths(recipe_from_dict(raw, source="flags"), Path.cwd())
 
 
 def finish(
@@ -160,7 +161,7 @@ def finish(
         write_recipe(recipe, save_recipe, recipe.output.force)
     if dry_run:
         from modelforge.cli.console import err_console
-        from modelforge.pipeline import plan_recipe
+        from modelforge.run.pipeline import plan_recipe
 
         plan = plan_recipe(recipe)  # validates model, data, passes and gates; writes nothing
         typer.echo(recipe.to_yaml(), nl=False)

@@ -132,7 +132,7 @@ def prune(
         config["sparsity"] = sparsity
     if target_macs is not None:
         config["target_macs"] = target_macs
-    from modelforge.grants import add_code_paths
+    from modelforge.run.grants import add_code_paths
 
     add_code_paths(code_path)  # where --model-factory / --*-factory modules are imported from
     recipe = common_recipe(

@@ -37,8 +37,8 @@ def run(
 
     from modelforge.cli.execute import execute
     from modelforge.cli.options import finish
-    from modelforge.grants import Grants, add_code_paths, apply_grants
-    from modelforge.recipe import load_recipe
+    from modelforge.recipe.load import load_recipe
+    from modelforge.run.grants import Grants, add_code_paths, apply_grants
 
     recipe = load_recipe(recipe_file)
     if output is not None:

@@ -19,7 +19,7 @@ SHORTHANDS = {
 def recipe_json_schema() -> dict[str, Any]:
     """The Recipe's JSON Schema, with each pass's config schema attached under `x-modelforge-passes`."""
     from modelforge.passes import available_passes
-    from modelforge.recipe import Recipe
+    from modelforge.recipe.schema import Recipe
 
     schema = Recipe.model_json_schema()
     # These sections also accept a bare string in YAML (`model: net.onnx`, `- quantize`, `output: out/`).
@@ -67,7 +67,7 @@ def explain(key: Annotated[str, typer.Argument(help="A recipe key (gates.max_acc
     """Print the documentation of a recipe key or a pass option: type, default, description."""
     from modelforge.errors import InputError
     from modelforge.passes import available_passes
-    from modelforge.recipe import Recipe
+    from modelforge.recipe.schema import Recipe
 
     parts = key.replace("passes.", "", 1).split(".") if key.startswith("passes.") else key.split(".")
     passes = available_passes()

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelforge.artifact import IOSpec, TensorSpec
 from modelforge.data.sources import Dataset
 from modelforge.errors import InputError
+from modelforge.model.artifact import IOSpec, TensorSpec
 
 
 @dataclass

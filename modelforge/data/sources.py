@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from modelforge.errors import InputError
-from modelforge.recipe import DataSource, Preprocessing
+from modelforge.recipe.schema import DataSource, Preprocessing
 
 LABELS_KEY = "labels"
 # What reading a corrupt, truncated or unsupported file or zip member raises: bad input, never a crash.

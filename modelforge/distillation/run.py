@@ -92,7 +92,7 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
     from modelforge.distillation.losses import DistillationLoss
     from modelforge.distillation.students import check_output_shapes, load_student
     from modelforge.distillation.teacher_cache import TeacherCache, cache_disabled
-    from modelforge.torch.export import save_program, trace_check
+    from modelforge.model.torch.export import save_program, trace_check
     from modelforge.training import distributed, train
 
     torch.manual_seed(ctx.seed)

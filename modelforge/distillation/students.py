@@ -15,12 +15,12 @@ from modelforge.errors import InputError
 def load_student(config, teacher, example: tuple):
     """The student nn.Module named by the distill config."""
     if config.student is not None:
-        from modelforge.torch.loading import load_program
-        from modelforge.torch.rebuild import rebuild_modules
+        from modelforge.model.torch.loading import load_program
+        from modelforge.model.torch.rebuild import rebuild_modules
 
         if not Path(config.student).is_file():
             raise InputError(f"student {config.student} not found")
-        from modelforge.model_format import check_bytes
+        from modelforge.model.formats import check_bytes
 
         check_bytes(Path(config.student), ".pt2", role="student")
         try:
@@ -30,7 +30,7 @@ def load_student(config, teacher, example: tuple):
         except (ValueError, AttributeError, RuntimeError) as exc:
             raise InputError(f"student {config.student}: its layers cannot be rebuilt as nn modules ({exc})") from None
     if config.student_factory is not None:
-        from modelforge.torch.loading import build_from_factory, call_factory
+        from modelforge.model.torch.loading import build_from_factory, call_factory
 
         if config.student_weights is not None:
             return build_from_factory(config.student_factory, Path(config.student_weights))

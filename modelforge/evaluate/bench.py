@@ -43,7 +43,7 @@ class BenchSettings:
 
 
 def _load(path: Path):
-    from modelforge.loader import detect_format, load_model
+    from modelforge.model.loader import detect_format, load_model
 
     fmt = detect_format(path)  # before loading: a model that is a program is never loaded here
     if fmt != "onnx":
@@ -52,7 +52,7 @@ def _load(path: Path):
             hint="convert it first (e.g. `modelforge run` with no passes writes the ONNX baseline)",
         )
     artifact = load_model(path, "onnx")
-    from modelforge.preflight import check_loads
+    from modelforge.runtimes.preflight import check_loads
 
     check_loads(artifact.path)  # an invalid file is bad input (exit 2), found before any model is measured
     return artifact
@@ -64,7 +64,7 @@ def _feeds_source(artifact, settings: BenchSettings):
     bound = None
     if settings.data is not None:
         from modelforge.data import bind, open_dataset
-        from modelforge.recipe import DataSource
+        from modelforge.recipe.schema import DataSource
 
         first = artifact.io.inputs[0].shape if artifact.io.inputs else None
         bound = bind(open_dataset(DataSource(path=settings.data), first), artifact.io, "bench data")
@@ -76,7 +76,7 @@ def _feeds_source(artifact, settings: BenchSettings):
 
                 cache[batch_size] = latency_feeds(bound, batch_size)
             else:
-                from modelforge.evaluate.profile import random_feeds
+                from modelforge.measure.profile import random_feeds
 
                 cache[batch_size] = random_feeds(artifact.io, batch_size, settings.dims, settings.seed)
         return cache[batch_size]
@@ -96,7 +96,7 @@ def model_labels(paths: Sequence[Path]) -> list[str]:
 
 def model_precision(artifact) -> str:
     """The precision a model file computes in by itself: int8 when it holds quantized ops, else fp32."""
-    from modelforge.onnx_model import is_quantized, load_onnx
+    from modelforge.model.onnx_model import is_quantized, load_onnx
 
     return "int8" if is_quantized(load_onnx(artifact.path, load_external_data=False)) else "fp32"
 
@@ -105,7 +105,7 @@ def plan_subjects(
     names: Sequence[str], artifacts: Sequence[Any], settings: BenchSettings
 ) -> tuple[list[tuple[str, int, str, str]], list[dict[str, str]]]:
     """(label, model index, runtime, precision) to measure, and the combinations skipped with why."""
-    from modelforge.targets.serving import RUNTIME_PRECISIONS, offer, runtime_installed
+    from modelforge.runtimes.serving import RUNTIME_PRECISIONS, offer, runtime_installed
 
     for runtime in settings.runtimes:
         if runtime not in RUNTIME_PRECISIONS:
@@ -147,8 +147,8 @@ def plan_subjects(
 
 def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progress | None = None) -> dict[str, Any]:
     from modelforge import __version__
-    from modelforge.backends.onnxruntime import default_threads, fixed_batch_size
-    from modelforge.evaluate.profile import (
+    from modelforge.machine import machine_record
+    from modelforge.measure.profile import (
         INTERLEAVE_METHOD,
         Subject,
         batch_sweep,
@@ -157,7 +157,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
         slo_verdicts,
         stop_rule,
     )
-    from modelforge.machine import machine_record
+    from modelforge.runtimes.onnxruntime import default_threads, fixed_batch_size
 
     progress = progress or Progress()
     if not models:

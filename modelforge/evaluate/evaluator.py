@@ -11,13 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.artifact import ModelArtifact
-from modelforge.backends.base import served_file, serving_runtime
-from modelforge.backends.onnxruntime import default_threads, fixed_batch_size
 from modelforge.data import BoundDataset
 from modelforge.errors import InputError
-from modelforge.evaluate.metrics import ComparisonAccumulator
-from modelforge.evaluate.profile import (
+from modelforge.measure.metrics import ComparisonAccumulator
+from modelforge.measure.profile import (
     INTERLEAVE_METHOD,
     Subject,
     batch_sweep,
@@ -29,8 +26,11 @@ from modelforge.evaluate.profile import (
     sweep_batch_sizes,
     sweep_entry,
 )
+from modelforge.model.artifact import ModelArtifact
 from modelforge.progress import Progress
-from modelforge.recipe import EvaluateConfig
+from modelforge.recipe.schema import EvaluateConfig
+from modelforge.runtimes.base import served_file, serving_runtime
+from modelforge.runtimes.onnxruntime import default_threads, fixed_batch_size
 
 EVAL_BATCH = 32
 

@@ -4,7 +4,7 @@ dynamic-batching settings chosen from it.
 Measured on onnxruntime's CPU provider of this machine (the figures name it): on the serving machine the
 absolute numbers differ, but where throughput stops growing with the batch, and how memory grows with it,
 carry over far better than a guess. Memory is each batch size's peak RSS growth in a fresh process
-(modelforge.evaluate.profile), so one measurement cannot inflate the next.
+(modelforge.measure.profile), so one measurement cannot inflate the next.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def measure_batches(
 ) -> list[dict[str, Any]]:
     """One row per batch size: p50/p99 latency (ms), samples per second, peak memory growth (bytes), measured on
     the runtime that serves the model (by default the one its file suffix names)."""
-    from modelforge.backends.base import open_backend, runtime_for
-    from modelforge.evaluate.latency import interleaved_runs
-    from modelforge.evaluate.profile import fresh_process_memory, prime_runtime
+    from modelforge.measure.latency import interleaved_runs
+    from modelforge.measure.profile import fresh_process_memory, prime_runtime
+    from modelforge.runtimes.base import open_backend, runtime_for
 
     runtime = runtime or runtime_for(model)
     prime_runtime(runtime, threads)

@@ -69,7 +69,7 @@ def calibrated_scales(
     """Scales for every float activation of a float model: entropy calibration, symmetric (amax / 127)."""
     import onnx
 
-    from modelforge.onnx_model import load_onnx
+    from modelforge.model.onnx_model import load_onnx
     from modelforge.quantization.calibration import calibrate, tensors_to_calibrate
 
     model = onnx.shape_inference.infer_shapes(load_onnx(model_path))

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from modelforge.artifact import IOSpec, ModelArtifact, TensorSpec
 from modelforge.errors import InputError, PassError
+from modelforge.model.artifact import IOSpec, ModelArtifact, TensorSpec
+from modelforge.runtimes.writers import write_artifact
 
 if TYPE_CHECKING:
     from modelforge.passes.base import PassContext
@@ -22,16 +23,16 @@ SWEEP_SAMPLES = 32
 
 
 def export_target(artifact: ModelArtifact, config: ExportConfig, ctx: PassContext) -> ModelArtifact:
-    from modelforge.onnx_model import is_quantized, load_onnx
+    from modelforge.model.onnx_model import is_quantized, load_onnx
 
     if config.target == "tensorrt":  # what is missing is said before any work
-        from modelforge.backends.tensorrt import require_tensorrt
+        from modelforge.runtimes.tensorrt import require_tensorrt
 
         require_tensorrt("export --target tensorrt")
     model_dir, bundle = ctx.workdir / "model", ctx.workdir / "bundle"
     model_dir.mkdir()
     bundle.mkdir()
-    model_path = artifact.write_into(model_dir)[0]
+    model_path = write_artifact(artifact, model_dir)[0]
     model = load_onnx(model_path, load_external_data=False)
     quantized = is_quantized(model)
     precision, why = _precision(config, quantized, ctx.calibration is not None)
@@ -83,8 +84,8 @@ def _baseline(model_path: Path, io: IOSpec, ctx) -> dict[str, Any] | None:
         ctx.record("baseline_stats", None)
         ctx.progress.log("no drift baseline: no data (pass --calibration or --eval-data to record one)")
         return None
-    from modelforge.backends.onnxruntime import fixed_batch_size
     from modelforge.monitoring.baseline import build_baseline
+    from modelforge.runtimes.onnxruntime import fixed_batch_size
 
     with ctx.task("Recording baseline statistics for drift"):
         return build_baseline(
@@ -216,7 +217,6 @@ def _repository(config, ctx) -> tuple[Path | None, Path]:
 
 def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, ctx, served: Served) -> tuple:
     """Build the model folder; returns the publications (repository additions) made after the run."""
-    from modelforge.backends.onnxruntime import default_threads
     from modelforge.export.batching import choose_batching, measure_batches, tile_samples
     from modelforge.export.shapes import batch_is_dynamic
     from modelforge.export.triton import (
@@ -227,6 +227,7 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
         save_replaced,
         write_model_folder,
     )
+    from modelforge.runtimes.onnxruntime import default_threads
 
     model_config_pb2()  # the [triton] extra is checked before the sweep, not after
     external, inside = _repository(config, ctx)
@@ -334,7 +335,7 @@ def _triton(model_path: Path, io: IOSpec, config, precision: str, bundle: Path, 
     )
     if external is None:
         return ()
-    from modelforge.artifact import Publication
+    from modelforge.model.artifact import Publication
 
     return (Publication(staged=model_dir, destination=external / config.name, version=version),)
 

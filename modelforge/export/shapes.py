@@ -6,8 +6,8 @@ between; any other dynamic axis needs a size from `dims` (NAME=SIZE), or the exp
 
 from __future__ import annotations
 
-from modelforge.artifact import IOSpec
 from modelforge.errors import InputError
+from modelforge.model.artifact import IOSpec
 
 Shape = tuple[int, ...]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.backends.tensorrt import require_tensorrt, trt_logger
 from modelforge.errors import PassError
 from modelforge.export.shapes import Shape
+from modelforge.runtimes.tensorrt import require_tensorrt, trt_logger
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,9 @@ def build_engine(
 
 def compare_engine(onnx_path: Path, engine_path: Path, data: Any, precision: str, threads: int | None) -> dict:
     """The engine against the ONNX original on the same samples: top-1 agreement, accuracy, cosine, p50."""
-    from modelforge.backends.base import open_backend
-    from modelforge.evaluate.latency import interleaved_runs
-    from modelforge.evaluate.metrics import ComparisonAccumulator
+    from modelforge.measure.latency import interleaved_runs
+    from modelforge.measure.metrics import ComparisonAccumulator
+    from modelforge.runtimes.base import open_backend
 
     reference = open_backend(onnx_path, threads=threads, stage="export")
     engine = open_backend(engine_path, runtime="tensorrt", precision=precision, stage="export")

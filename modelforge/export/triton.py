@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.artifact import IOSpec, TensorSpec
 from modelforge.errors import InputError, MissingExtraError, PassError
+from modelforge.model.artifact import IOSpec, TensorSpec
 
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",

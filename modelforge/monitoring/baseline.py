@@ -111,7 +111,7 @@ def build_baseline(
     confidence: dict[str, Any] = {}
     output_name = None
     if model_path is not None:
-        from modelforge.backends.base import open_backend
+        from modelforge.runtimes.base import open_backend
 
         backend = open_backend(model_path, threads=threads, stage="export")
         output_name = backend.output_names[0]

@@ -75,7 +75,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 
 def _input_spec(baseline: dict[str, Any]):
-    from modelforge.artifact import IOSpec, TensorSpec
+    from modelforge.model.artifact import IOSpec, TensorSpec
 
     inputs = tuple(
         TensorSpec(spec["name"], spec["dtype"], (None, *spec["sample_shape"])) for spec in baseline["inputs"]
@@ -86,7 +86,7 @@ def _input_spec(baseline: dict[str, Any]):
 def bind_to_baseline(baseline: dict[str, Any], data_path: Path):
     """The new data, checked against the inputs the baseline was made for (names, shapes, dtypes)."""
     from modelforge.data import bind, open_dataset
-    from modelforge.recipe import DataSource
+    from modelforge.recipe.schema import DataSource
 
     io = _input_spec(baseline)
     return bind(open_dataset(DataSource(path=data_path), io.inputs[0].shape), io, "drift data")

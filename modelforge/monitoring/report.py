@@ -44,7 +44,7 @@ def drift_report(
         model_path = model_beside(baseline_path, baseline["model"])
     confidence = None
     if model_path is not None and baseline.get("confidence"):
-        from modelforge.backends.base import open_backend
+        from modelforge.runtimes.base import open_backend
 
         confidence = score_confidence(baseline, open_backend(model_path, threads=threads, stage="drift"), data)
     checks = [

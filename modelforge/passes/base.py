@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict
 from modelforge.progress import Progress  # re-exported: plugins import it from here
 
 if TYPE_CHECKING:
-    from modelforge.artifact import ModelArtifact
     from modelforge.data import BoundDataset
-    from modelforge.recipe import GatesConfig
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.recipe.schema import GatesConfig
 
 
 class PassConfig(BaseModel):

@@ -3,7 +3,7 @@
 Accepts the teacher as a `.pt2` program (rebuilt into real nn layers) or a factory-built module; produces the
 student as a `.pt2` program, which the pipeline converts to ONNX for the evaluation (teacher vs student, same
 runtime, interleaved) and for quantization after it. The machinery lives in modelforge.distillation. A Keras
-teacher (`.keras`/`.h5`) is distilled into a Keras student file instead (modelforge.tensorflow.distill); the
+teacher (`.keras`/`.h5`) is distilled into a Keras student file instead (modelforge.distillation.tensorflow); the
 student stays Keras and is converted to ONNX the same way.
 """
 
@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelforge.artifact import ModelArtifact
+from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 from modelforge.training.config import TrainConfig
@@ -121,11 +121,11 @@ class Distill(Pass):
         student = config.get("student")
         keras_student = student is not None and Path(student).suffix.lower() in (".keras", ".h5", ".hdf5")
         if fmt in ("keras", "savedmodel") or keras_student:
-            from modelforge.tensorflow.distill import check_keras_distill
+            from modelforge.distillation.tensorflow import check_keras_distill
 
             check_keras_distill(path, fmt, config)
         elif student is not None and Path(student).is_file():  # not a .pt2 archive: exit 2 before any work
-            from modelforge.model_format import check_bytes
+            from modelforge.model.formats import check_bytes
 
             check_bytes(Path(student), ".pt2", role="student")
 
@@ -133,7 +133,7 @@ class Distill(Pass):
         if artifact.format == "keras":
             return self._run_keras(artifact, ctx)
         from modelforge.distillation.run import run_distillation
-        from modelforge.torch.loading import load_module
+        from modelforge.model.torch.loading import load_module
 
         with warnings.catch_warnings():  # torch's deprecation chatter: a pass never prints
             warnings.simplefilter("ignore")
@@ -151,7 +151,7 @@ class Distill(Pass):
         return ModelArtifact(path=path, format="torch-export", io=artifact.io, checkpoints=tuple(Path(k) for k in kept))
 
     def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        from modelforge.tensorflow.distill import run_keras_distillation
+        from modelforge.distillation.tensorflow import run_keras_distillation
 
         path, record, kind = run_keras_distillation(artifact, self.config, ctx)
         for key, value in record.items():

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from modelforge.artifact import ModelArtifact
 from modelforge.export.targets import describe_targets
+from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 

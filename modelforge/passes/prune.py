@@ -1,7 +1,7 @@
 """`prune`: magnitude (unstructured), structured channel or 2:4 pruning of a PyTorch model, with fine-tuning;
-Keras 2 models are pruned with TF-MOT (magnitude, 2:4) in modelforge.tensorflow.pruning.
+Keras 2 models are pruned with TF-MOT (magnitude, 2:4) in modelforge.pruning.tensorflow.
 
-Accepts a `.pt2` program (rebuilt into real nn layers, modelforge.torch.rebuild) or a factory-built module;
+Accepts a `.pt2` program (rebuilt into real nn layers, modelforge.model.torch.rebuild) or a factory-built module;
 produces a `.pt2` program. The pipeline converts it to ONNX for the evaluation and for quantization after it.
 The machinery lives in modelforge.pruning and modelforge.training.
 """
@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from modelforge.artifact import ModelArtifact
+from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 from modelforge.training.config import TrainConfig
@@ -93,8 +93,8 @@ class Prune(Pass):
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         if artifact.format == "keras":
             return self._run_keras(artifact, ctx)
+        from modelforge.model.torch.loading import load_module
         from modelforge.pruning.run import run_pruning
-        from modelforge.torch.loading import load_module
 
         with warnings.catch_warnings():  # torch's deprecation chatter: a pass never prints
             warnings.simplefilter("ignore")
@@ -116,12 +116,12 @@ class Prune(Pass):
     def check_source(cls, path: Path, fmt: str, config: dict) -> None:
         """Before any work: a Keras source TF-MOT cannot prune (Keras 3, SavedModel, structured) is refused."""
         if fmt in ("keras", "savedmodel"):
-            from modelforge.tensorflow.pruning import check_keras_source
+            from modelforge.pruning.tensorflow import check_keras_source
 
             check_keras_source(path, fmt, config.get("method", "structured"), bool(config.get("resume")))
 
     def _run_keras(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        from modelforge.tensorflow.pruning import prune_keras
+        from modelforge.pruning.tensorflow import prune_keras
 
         path, record = prune_keras(artifact, self.config, ctx)
         for key, value in record.items():

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from modelforge.artifact import ModelArtifact
 from modelforge.errors import PassError
+from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 
@@ -147,11 +147,11 @@ class QuantizeInt8(Pass):
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         """Quantize for the target; the result is labelled with the runtime and precision it is served with."""
-        from modelforge.targets.serving import check_offered, serve_on
+        from modelforge.runtimes.serving import check_offered, serve_on
 
         cfg: QuantizeConfig = self.config
         if cfg.target == "auto":
-            from modelforge.targets.auto import choose_target
+            from modelforge.quantization.auto_target import choose_target
 
             return choose_target(self, artifact, ctx)
         runtime = "openvino" if cfg.target == "openvino" else "onnxruntime"
@@ -174,7 +174,7 @@ class QuantizeInt8(Pass):
     def quantize(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         """The INT8 flow (scheme, calibration, speed-aware search, accuracy fallback) for a cpu, tensorrt or
         openvino target; returns `artifact` itself when the float model is the one to ship."""
-        from modelforge.onnx_model import is_quantized, load_onnx, onnx_artifact, opset_version
+        from modelforge.model.onnx_model import is_quantized, load_onnx, onnx_artifact, opset_version
         from modelforge.quantization.families import detect_family, norm_nodes
         from modelforge.quantization.graph_fixes import MIN_QUANTIZATION_OPSET
         from modelforge.quantization.prepare import prepare_for_quantization
@@ -262,10 +262,10 @@ class QuantizeInt8(Pass):
     # ------------------------------------------------------------------------------------------ static
 
     def _static(self, prepared: Path, prepared_model, output: Path, scheme, exclude: list[str], ctx: PassContext):
-        from modelforge.backends.onnxruntime import fixed_batch_size
-        from modelforge.onnx_model import io_spec
+        from modelforge.model.onnx_model import io_spec
         from modelforge.quantization.calibration import calibrate, tensors_to_calibrate
         from modelforge.quantization.qdq import write_qdq_model
+        from modelforge.runtimes.onnxruntime import fixed_batch_size
 
         cfg: QuantizeConfig = self.config
         tensors = tensors_to_calibrate(prepared_model, set(scheme.op_types))
@@ -331,10 +331,10 @@ class QuantizeInt8(Pass):
 
     def _latency_judge(self, prepared_model, ctx: PassContext):
         """Measures variants at the batch size and threads the run's latency is reported at."""
-        from modelforge.backends.onnxruntime import fixed_batch_size
         from modelforge.evaluate.evaluator import latency_feeds
-        from modelforge.onnx_model import io_spec
+        from modelforge.model.onnx_model import io_spec
         from modelforge.quantization.speed import LatencyJudge
+        from modelforge.runtimes.onnxruntime import fixed_batch_size
 
         data = ctx.evaluation or ctx.calibration
         if data is None or not ctx.measure_latency:
@@ -347,7 +347,7 @@ class QuantizeInt8(Pass):
         self, original: Path, prepared: Path, output: Path, scheme, exclude: list[str], judge, ctx
     ) -> Path:
         """Keeps in float the op groups that are faster so; returns `original` when float wins outright."""
-        from modelforge.onnx_model import load_onnx, save_onnx
+        from modelforge.model.onnx_model import load_onnx, save_onnx
         from modelforge.quantization.qdq import keep_in_float, quantized_nodes
         from modelforge.quantization.speed import choose_fastest, node_groups
 
@@ -407,11 +407,11 @@ class QuantizeInt8(Pass):
     # ---------------------------------------------------------------------------------------- fallback
 
     def _fallback(self, prepared: Path, output: Path, scheme, exclude: list[str], budget, ctx: PassContext) -> Path:
-        from modelforge.backends.onnxruntime import fixed_batch_size
         from modelforge.evaluate.evaluator import EVAL_BATCH
-        from modelforge.onnx_model import io_spec, load_onnx, save_onnx
+        from modelforge.model.onnx_model import io_spec, load_onnx, save_onnx
         from modelforge.quantization.fallback import OutputJudge, accuracy_aware_fallback, speed_cost
         from modelforge.quantization.qdq import keep_in_float, quantized_nodes
+        from modelforge.runtimes.onnxruntime import fixed_batch_size
 
         cfg: QuantizeConfig = self.config
         workdir = ctx.workdir / "fallback"
@@ -481,7 +481,7 @@ class QuantizeInt8(Pass):
 
 def _copy_metadata(source: ModelArtifact, target) -> None:
     """Keep the original's metadata (labels, preprocessing notes) on the quantized model."""
-    from modelforge.onnx_model import load_onnx, save_onnx
+    from modelforge.model.onnx_model import load_onnx, save_onnx
 
     original = load_onnx(source.path, load_external_data=False)
     model = load_onnx(Path(target))
@@ -494,7 +494,7 @@ def _copy_metadata(source: ModelArtifact, target) -> None:
 
 def _count_quantized(path) -> int:
     """Nodes that run on quantized inputs (QDQ), or integer kernels (dynamic, MatMulNBits)."""
-    from modelforge.onnx_model import load_onnx
+    from modelforge.model.onnx_model import load_onnx
     from modelforge.quantization.qdq import quantized_nodes
 
     model = load_onnx(path, load_external_data=False)

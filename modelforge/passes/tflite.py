@@ -1,7 +1,7 @@
 """`tflite`: a Keras model or SavedModel to a LiteRT flatbuffer (full-integer INT8, float16, dynamic-range).
 
 The result is `model.tflite`, evaluated on LiteRT against the float baseline with the same evaluator as
-every other result. The conversion lives in modelforge.tensorflow.tflite; `modelforge export --target tflite`
+every other result. The conversion lives in modelforge.export.tflite; `modelforge export --target tflite`
 is this pass as a one-pass recipe.
 """
 
@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from modelforge.artifact import ModelArtifact
+from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import register
 from modelforge.passes.base import Pass, PassConfig, PassContext
 
@@ -51,8 +51,8 @@ class Tflite(Pass):
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         from modelforge.errors import InputError
-        from modelforge.tensorflow.loading import load_tf_model
-        from modelforge.tensorflow.tflite import convert_tflite, representative_samples
+        from modelforge.export.tflite import convert_tflite, representative_samples
+        from modelforge.model.tensorflow.loading import load_tf_model
 
         config = self.config
         tf_model = load_tf_model(artifact)

@@ -1,6 +1,6 @@
 """Pruning: magnitude (unstructured), structured channels (Torch-Pruning's dependency graph) and 2:4.
 
-Each method works in place on a module of real nn layers (see modelforge.torch.rebuild) and returns what it
+Each method works in place on a module of real nn layers (see modelforge.model.torch.rebuild) and returns what it
 did per layer. torch and torch_pruning are imported inside the functions.
 """
 

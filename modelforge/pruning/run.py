@@ -29,8 +29,8 @@ def weights_sizes(module) -> tuple[int, int]:
 
 
 def _reload(path: Path):
-    from modelforge.torch.loading import load_program
-    from modelforge.torch.rebuild import rebuild_modules
+    from modelforge.model.torch.loading import load_program
+    from modelforge.model.torch.rebuild import rebuild_modules
 
     return rebuild_modules(load_program(path))
 
@@ -66,9 +66,9 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
     """Prune and fine-tune `module`; returns the result's .pt2 and the stage record."""
     import torch
 
+    from modelforge.model.torch.export import save_program
     from modelforge.pruning import apply_masks, magnitude_masks, masks_2_4, polynomial_targets, verify_2_4
     from modelforge.pruning.magnitude import masks_from_zeros, sparsity_report
-    from modelforge.torch.export import save_program
     from modelforge.training import accuracy, train
 
     torch.manual_seed(ctx.seed)
@@ -85,7 +85,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
     start = checkpoints / "start.pt2"
     resuming = config.resume and start.is_file()
     if not resuming:  # bad input is refused before anything is written
-        from modelforge.torch.export import trace_check
+        from modelforge.model.torch.export import trace_check
 
         if config.resume:
             ctx.progress.log(f"nothing to resume in {checkpoints}: starting from the beginning")

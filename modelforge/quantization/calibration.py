@@ -226,14 +226,14 @@ class CalibrationResult:
 def calibration_session(model_path: Path, tensors: list[str], threads: int | None, pass_name: str):
     """A session of the model with every calibrated tensor exposed as an output."""
     from modelforge.errors import PassError
-    from modelforge.onnx_model import load_onnx, save_onnx
+    from modelforge.model.onnx_model import load_onnx, save_onnx
 
     model = load_onnx(model_path)
     add_outputs(model, tensors)
     augmented = model_path.with_name("calibration-augmented.onnx")
     save_onnx(model, augmented)
     del model
-    from modelforge.backends.onnxruntime import new_session, session_options
+    from modelforge.runtimes.onnxruntime import new_session, session_options
 
     # Basic optimizations only: fusions could remove the intermediate tensors being observed. Fatal-only logs:
     # a failed run raises with the reason; no second line on stderr.

@@ -24,7 +24,7 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
     """The model to ship: `current` (the static result, or `original` for float) unless dynamic INT8 on the
     dense layers meets the gates and is faster than float. `quantize_pass` is the running QuantizeInt8 (its
     fallback and speed check are reused); the decision is recorded under `candidates`."""
-    from modelforge.onnx_model import load_onnx
+    from modelforge.model.onnx_model import load_onnx
     from modelforge.quantization.qdq import write_dynamic_model
     from modelforge.quantization.schemes import DENSE_OPS
 

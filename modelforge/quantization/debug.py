@@ -90,9 +90,9 @@ def _as_consumed(quant_model) -> tuple[dict[str, str], dict[str, object]]:
 
 
 def _session(model, tensors: list[str], workdir: Path, label: str, threads: int | None):
-    from modelforge.backends.onnxruntime import new_session, session_options
-    from modelforge.onnx_model import save_onnx
+    from modelforge.model.onnx_model import save_onnx
     from modelforge.quantization.calibration import add_outputs
+    from modelforge.runtimes.onnxruntime import new_session, session_options
 
     add_outputs(model, tensors)
     path = workdir / f"debug-{label}.onnx"
@@ -173,9 +173,9 @@ def compare_layers(
     advance=lambda _: None,
 ) -> list[LayerError]:
     """Every shared tensor's error, worst added noise first."""
-    from modelforge.backends.onnxruntime import fixed_batch_size
-    from modelforge.onnx_model import io_spec, load_onnx
+    from modelforge.model.onnx_model import io_spec, load_onnx
     from modelforge.quantization.qdq import quantized_nodes
+    from modelforge.runtimes.onnxruntime import fixed_batch_size
 
     float_model = load_onnx(float_path)
     quant_model = load_onnx(quant_path)

@@ -1,7 +1,7 @@
 """Accuracy-aware fallback: keep the fewest, most sensitive nodes in float until the accuracy budget is met.
 
 The budget is the recipe's accuracy gates (`gates.max_accuracy_drop` with labels, `gates.min_cosine`,
-`gates.min_agreement` without, and the default gates of `modelforge.gates` where the user set none of that
+`gates.min_agreement` without, and the default gates of `modelforge.run.gates` where the user set none of that
 metric), handed to the pass through `PassContext.gates`: the pass aims at exactly
 what the run will be judged on, measured the same way (same eval data, same batches, same metrics), so a
 budget met here is a gate passed there.
@@ -120,7 +120,7 @@ class OutputJudge:
         """`advance`: called with each batch's sample count as the float model runs (a progress bar).
         `runtime`/`precision`: where candidates run (their target); the float reference runs on onnxruntime,
         as the run's baseline does."""
-        from modelforge.backends.onnxruntime import create_session
+        from modelforge.runtimes.onnxruntime import create_session
 
         self.data, self.batch, self.threads, self.stage = data, batch, threads, stage
         self.runtime, self.precision = runtime, precision
@@ -149,8 +149,8 @@ class OutputJudge:
 
     def measure(self, model_path: Path, limit: int | None = None) -> dict[str, Any]:
         """Gate metrics (as the evaluator computes them) plus the output noise power vs float."""
-        from modelforge.backends.base import open_backend
-        from modelforge.evaluate.metrics import ComparisonAccumulator
+        from modelforge.measure.metrics import ComparisonAccumulator
+        from modelforge.runtimes.base import open_backend
 
         backend = open_backend(
             model_path, runtime=self.runtime, precision=self.precision, threads=self.threads, stage=self.stage
@@ -350,8 +350,8 @@ def speed_cost(
     precision: str = "fp32",
 ) -> dict:
     """Latency of the all-INT8 model vs the model with its fallback nodes in float (batch 1, interleaved)."""
-    from modelforge.backends.base import open_backend
-    from modelforge.evaluate.latency import interleaved_latency
+    from modelforge.measure.latency import interleaved_latency
+    from modelforge.runtimes.base import open_backend
 
     feeds = {k: v[:1] for k, v in next(data.batches(1)).items()}
     a = open_backend(all_quantized, runtime=runtime, precision=precision, threads=threads, stage=stage)

@@ -32,7 +32,7 @@ def upgrade_opset(model: onnx.ModelProto, minimum: int = MIN_QUANTIZATION_OPSET)
     import onnx
     from onnx import version_converter
 
-    from modelforge.onnx_model import opset_version
+    from modelforge.model.onnx_model import opset_version
 
     before = opset_version(model)
     if before >= minimum or before == 0:

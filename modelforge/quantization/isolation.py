@@ -14,13 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from modelforge.quantization.qdq import failing_node
-
 # Beyond this many failing nodes the graph is not "mostly quantizable": the run fails with the error.
 MAX_ISOLATED = 16
 QUANT_SUFFIX = "_quantized"  # onnxruntime's name for a quantized initializer
 
 Attempt = Callable[[list[str] | None, list[str], dict[str, int] | None], Any]
+
+
+def failing_node(exc: BaseException) -> tuple[str, str] | None:
+    """The ONNX node an onnxruntime quantizer was working on when it raised (its op quantizers keep it
+    as `self.node`), so the error can name the node and op type instead of showing a stack trace."""
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        node = getattr(tb.tb_frame.f_locals.get("self"), "node", None)
+        if node is not None and hasattr(node, "op_type"):
+            found = (node.name or "(unnamed)", node.op_type)
+        tb = tb.tb_next
+    return found
 
 
 def quantize_isolating(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.errors import PassError
-from modelforge.onnx_model import constants_to_initializers, load_onnx, save_onnx
+from modelforge.model.onnx_model import constants_to_initializers, load_onnx, save_onnx
 
 
 def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tuple[Path, dict[str, Any]]:

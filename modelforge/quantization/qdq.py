@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modelforge.errors import PassError
+from modelforge.quantization.isolation import failing_node
 
 if TYPE_CHECKING:
     from modelforge.quantization.schemes import Scheme
@@ -40,19 +41,6 @@ def quiet_quantizer() -> Iterator[None]:
         yield
     finally:
         root.setLevel(level)
-
-
-def failing_node(exc: BaseException) -> tuple[str, str] | None:
-    """The ONNX node an onnxruntime quantizer was working on when it raised (its op quantizers keep it
-    as `self.node`), so the error can name the node and op type instead of showing a stack trace."""
-    tb = exc.__traceback__
-    found = None
-    while tb is not None:
-        node = getattr(tb.tb_frame.f_locals.get("self"), "node", None)
-        if node is not None and hasattr(node, "op_type"):
-            found = (node.name or "(unnamed)", node.op_type)
-        tb = tb.tb_next
-    return found
 
 
 def _fail(pass_name: str, what: str, exc: BaseException) -> PassError:
@@ -86,7 +74,7 @@ def write_qdq_model(
     isolated node (name, op type, what was done, the quantizer's error) for the report."""
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
-    from modelforge.onnx_model import save_onnx
+    from modelforge.model.onnx_model import save_onnx
     from modelforge.quantization.isolation import quantize_isolating
 
     model = load_model_with_shape_infer(prepared)
@@ -220,7 +208,7 @@ def drop_shape_annotations(path: Path, softmax_floor: float | None = None) -> li
     With `softmax_floor`, the attention Softmax inputs are floored first (the annotations give their dtypes);
     returns the names of the Softmax nodes floored.
     """
-    from modelforge.onnx_model import load_onnx, save_onnx
+    from modelforge.model.onnx_model import load_onnx, save_onnx
     from modelforge.quantization.softmax import floor_attention_softmax
 
     model = load_onnx(path)
@@ -234,7 +222,7 @@ def write_int4_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes
     """4-bit block-wise symmetric weights for MatMul with constant weights (onnxruntime's MatMulNBits)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    from modelforge.onnx_model import load_onnx, save_onnx
+    from modelforge.model.onnx_model import load_onnx, save_onnx
 
     try:
         with quiet_quantizer():

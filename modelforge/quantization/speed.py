@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.evaluate.latency import paired_blocks
-from modelforge.evaluate.paired import RatioInterval
+from modelforge.measure.latency import paired_blocks
+from modelforge.measure.paired import RatioInterval
 
 # The quantized model ships when it is this much faster than float (below, a small gain is not worth the
 # accuracy INT8 costs); the interval decides whether it is, not one noisy ratio.
@@ -134,7 +134,7 @@ class LatencyJudge:
         self._sessions: dict[Path, Any] = {}
 
     def _runner(self, path: Path) -> Callable[[], object]:
-        from modelforge.backends.base import open_backend
+        from modelforge.runtimes.base import open_backend
 
         if path not in self._sessions:
             self._sessions[path] = open_backend(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelforge import __version__
-from modelforge.recipe import GatesConfig
+from modelforge.recipe.schema import GatesConfig
 
 REPORT_SCHEMA_VERSION = 2  # 2: gates carry `default`; `warnings`, `summary.original_shipped`
 

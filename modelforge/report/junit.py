@@ -21,7 +21,7 @@ def render_junit_checks(
     checks: list[dict[str, Any]],
     properties: dict[str, Any] | None = None,
     error: str | None = None,
-    classname: str = "modelforge.gates",
+    classname: str = "modelforge.run.gates",
     stdout: str | None = None,
 ) -> str:
     """`checks`: dicts with name, metric, threshold, value, passed (the shape of report.json's gates)."""

@@ -5,7 +5,8 @@ optimizer, LR schedule, early stopping on eval accuracy, best and per-epoch chec
 deterministic on CPU, CUDA when present) and `accuracy`. torch is imported inside the functions.
 """
 
+from modelforge.training.accuracy import accuracy
 from modelforge.training.config import TrainConfig
-from modelforge.training.loop import TrainResult, accuracy, device_for, load_tensors, train
+from modelforge.training.loop import TrainResult, device_for, load_tensors, train
 
 __all__ = ["TrainConfig", "TrainResult", "accuracy", "device_for", "load_tensors", "train"]

@@ -20,7 +20,7 @@ from modelforge.safe_files import check_tree_has_no_links, copy_file
 
 
 def default_checkpoint_dir(output: Path) -> Path:
-    from modelforge.cache import cache_root
+    from modelforge.cache_dir import cache_root
 
     key = hashlib.sha256(os.path.abspath(output).encode()).hexdigest()[:16]
     return cache_root() / "checkpoints" / f"{Path(output).name or 'output'}-{key}"

@@ -93,7 +93,7 @@ def barrier() -> None:
 
 def sharded_accuracy(module, inputs: tuple, labels, batch_size: int = 256) -> float:
     """Top-1 accuracy with the samples split over ranks (every rank's share, then all-reduced)."""
-    from modelforge.training.loop import accuracy
+    from modelforge.training.accuracy import accuracy
 
     if not active():
         return accuracy(module, inputs, labels, batch_size)

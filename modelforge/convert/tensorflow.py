@@ -1,0 +1,127 @@
+"""TensorFlow to ONNX with tf2onnx, checked numerically: the ONNX form must compute what the TF model does.
+
+tf2onnx converts with `continue_on_error`: an op it cannot map is left behind or approximated, and the
+result can load and run yet compute something else. So every conversion runs both models on real samples
+(calibration data, else eval or training data) and records the max absolute difference and the cosine
+similarity; beyond tolerance the conversion is a failed pass (exit 3), never a silently wrong model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelforge.errors import PassError
+from modelforge.model.artifact import ModelArtifact
+from modelforge.model.tensorflow.loading import TfModel, load_tf_model
+from modelforge.model.tensorflow.runtime import import_tf, quiet_native
+
+# A conversion differing by more than this (absolute, scaled by the output's magnitude when above 1) or with
+# a cosine below MIN_COSINE fails. Float32 kernels reorder sums: a faithful conversion stays near 1e-6.
+MAX_ABS_TOLERANCE = 1e-4
+MIN_COSINE = 0.9999
+CHECK_SAMPLES = 32
+
+
+def check_samples(tf_model: TfModel, examples: dict[str, np.ndarray] | None, seed: int = 0) -> tuple[dict, str]:
+    """Up to CHECK_SAMPLES samples per input: the given data, or seeded normal noise when there is none."""
+    arrays = {k: v for k, v in (examples or {}).items() if k != "labels"}
+    if arrays and (len(tf_model.inputs) == 1 or all(t.name in arrays for t in tf_model.inputs)):
+        first = next(iter(arrays.values()))
+        feeds = {t.name: np.asarray(arrays.get(t.name, first), dtype=t.dtype)[:CHECK_SAMPLES] for t in tf_model.inputs}
+        return feeds, "data"
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for t in tf_model.inputs:
+        shape = [
+            8 if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) else 1) for i, d in enumerate(t.shape)
+        ]
+        feeds[t.name] = rng.standard_normal(shape).astype(t.dtype)
+    return feeds, "random normal samples (no data given)"
+
+
+def compare_outputs(reference: list[np.ndarray], converted: list[np.ndarray]) -> dict[str, float]:
+    """Max absolute difference, mean per-sample cosine, and the tolerance they were held to."""
+    max_abs, cosines, scale = 0.0, [], 1.0
+    for ref, out in zip(reference, converted, strict=True):
+        ref = (
+            np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
+            if np.ndim(ref)
+            else np.asarray(ref, np.float64).reshape(1, 1)
+        )
+        out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
+        max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
+        scale = max(scale, float(np.abs(ref).max(initial=0.0)))
+        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+        same = np.all(ref == out, axis=1)
+        cosines.append(np.where(same, 1.0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-30)))
+    return {
+        "max_abs_diff": max_abs,
+        "cosine": float(np.concatenate(cosines).mean()) if cosines else 1.0,
+        "max_abs_tolerance": MAX_ABS_TOLERANCE * scale,
+        "min_cosine": MIN_COSINE,
+    }
+
+
+def check_conversion(tf_model: TfModel, onnx_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Run the TF model and its ONNX form on the same samples; a disagreement beyond tolerance is a PassError."""
+    from modelforge.runtimes.onnxruntime import create_session
+
+    reference = tf_model.predict(feeds)
+    session = create_session(onnx_path, threads=1, stage="convert")
+    names = [i.name for i in session.get_inputs()]
+    onnx_feeds = {name: feeds[t.name] for name, t in zip(names, tf_model.inputs, strict=True)}
+    by_name = dict(zip([o.name for o in session.get_outputs()], session.run(None, onnx_feeds), strict=True))
+    converted = [
+        by_name[name] if name in by_name else list(by_name.values())[i] for i, name in enumerate(tf_model.output_names)
+    ]
+    if any(np.shape(r) != np.shape(c) for r, c in zip(reference, converted, strict=True)):
+        raise PassError("convert", f"the ONNX form of {onnx_path.name} returns other output shapes than TensorFlow")
+    check = compare_outputs(reference, converted)
+    if not (check["max_abs_diff"] <= check["max_abs_tolerance"] and check["cosine"] >= MIN_COSINE):
+        raise PassError(
+            "convert",
+            f"the ONNX form disagrees with the TensorFlow model: max abs diff {check['max_abs_diff']:.3g} "
+            f"(tolerance {check['max_abs_tolerance']:.3g}), cosine {check['cosine']:.6f} (min {MIN_COSINE})",
+            hint="an op tf2onnx cannot convert faithfully; rerun with MODELFORGE_DEBUG=1, or export to ONNX yourself",
+        )
+    return check
+
+
+def tf_to_onnx(
+    artifact: ModelArtifact, workdir: Path, opset: int, examples: dict[str, np.ndarray] | None = None
+) -> tuple[ModelArtifact, dict[str, Any]]:
+    """Convert a `keras`/`savedmodel` artifact to `workdir/model.onnx` and check it on samples."""
+    from modelforge.errors import MissingExtraError
+
+    import_tf("converting a TensorFlow model to ONNX")  # first, quietly: tf2onnx imports it
+    try:
+        with quiet_native():
+            import tf2onnx
+    except ImportError:
+        raise MissingExtraError("tf2onnx", "tf", "converting a TensorFlow model to ONNX") from None
+    from modelforge.model.onnx_model import onnx_artifact, save_onnx
+
+    tf_model = load_tf_model(artifact)
+    target = workdir / "model.onnx"
+    try:
+        with quiet_native():  # grappler logs from C++
+            proto, _ = tf2onnx.convert.from_function(
+                tf_model.serve, input_signature=tf_model.input_signature(), opset=opset
+            )
+    except Exception as exc:  # tf2onnx raises whatever its handlers raise
+        raise PassError(
+            "convert", f"tf2onnx failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        ) from exc
+    save_onnx(proto, target)
+    feeds, source = check_samples(tf_model, examples)
+    check = check_conversion(tf_model, target, feeds)
+    info = {
+        "exporter": f"tf2onnx {tf2onnx.__version__} from {tf_model.kind}",
+        "opset_requested": opset,
+        "opset": opset,
+        "check": check | {"samples": len(next(iter(feeds.values()))), "samples_from": source},
+    }
+    return onnx_artifact(target), info

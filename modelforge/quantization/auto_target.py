@@ -1,0 +1,276 @@
+"""`target: auto`: measure every installed runtime x precision on this machine, keep the fastest that meets the gates.
+
+Candidates: onnxruntime fp32 (the original, always), onnxruntime int8, and with the `[openvino]` extra OpenVINO
+fp32, bf16 (only where the CPU computes bf16 natively: `machine.precision_support`) and int8. Each INT8 candidate
+is built by the quantize pass for its runtime, with the run's accuracy gates and fallback and the speed-aware
+search measured on that runtime. Then every candidate is checked against the gates on the eval data, and all
+are timed interleaved in one process (same input, batch, threads; `evaluate.profile.batch_sweep`).
+
+The winner is the fastest candidate that meets the gates and is clearly faster than the original
+(MIN_WORTHWHILE_SPEEDUP, the speed-aware rule): otherwise the original ships, so auto never ships a slower
+model. Each loser gets the reason it lost. The table goes to the stage record (report) and the terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelforge.errors import InputError, PassError
+
+if TYPE_CHECKING:
+    from modelforge.data import BoundDataset
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.passes.base import PassContext
+    from modelforge.progress import Progress
+
+ALL_CANDIDATES = (
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("openvino", "int8"),
+)
+ORIGINAL = ("onnxruntime", "fp32")
+MEASURE = {"warmup": 5, "min_runs": 30, "max_seconds": 30.0, "stable_within": 0.02, "min_seconds": 3.0}
+
+
+@dataclass
+class Candidate:
+    """One runtime x precision: the model file it runs, and what was measured."""
+
+    runtime: str
+    precision: str
+    path: Path
+    notes: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)  # accuracy vs the original (output cosine, ...)
+    latency: dict[str, Any] | None = None  # p50_ms, p99_ms, ...
+    misses: list[str] = field(default_factory=list)  # gates it does not meet
+    lost: str | None = None  # why it was not chosen
+
+    @property
+    def name(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+    def row(self, baseline_p50: float | None, chosen: bool) -> dict[str, Any]:
+        latency = self.latency or {}
+        p50 = latency.get("p50_ms")
+        return {
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "latency_p50_ms": _round(p50),
+            "latency_p99_ms": _round(latency.get("p99_ms")),
+            "speedup": _round(baseline_p50 / p50 if baseline_p50 and p50 else None, 3),
+            "output_cosine": _round(self.metrics.get("output_cosine"), 6),
+            "top1_agreement": _round(self.metrics.get("top1_agreement"), 4),
+            "accuracy_drop_pp": _round(self.metrics.get("accuracy_drop_pp"), 3),
+            "size_bytes": self.path.stat().st_size,
+            "verdict": "chosen" if chosen else "lost",
+            "reason": None if chosen else self.lost,
+        }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def plan_candidates(openvino: bool, flags: frozenset[str] | None = None) -> tuple[list[tuple[str, str]], list[dict]]:
+    """(runtime, precision) pairs to measure on this machine, and the others with why they are left out."""
+    from modelforge.runtimes.serving import offer
+
+    usable, skipped = [], []
+    for runtime, precision in ALL_CANDIDATES:
+        supported, why = offer(runtime, precision, flags)
+        if runtime == "openvino" and not openvino:
+            skipped.append({"runtime": runtime, "precision": precision, "why": "not installed"})
+        elif not supported:
+            skipped.append({"runtime": runtime, "precision": precision, "why": why})
+        else:
+            usable.append((runtime, precision))
+    return usable, skipped
+
+
+def install_hint(flags: frozenset[str] | None = None) -> str | None:
+    """Said once when OpenVINO is missing and this CPU has what makes it pay (VNNI/AMX INT8, native bf16)."""
+    from modelforge.machine import BF16_FLAGS, FAST_INT8_FLAGS, cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    helpful = [f for f in (*FAST_INT8_FLAGS, *BF16_FLAGS) if f in flags]
+    if not helpful:
+        return None
+    return (
+        f"OpenVINO is not installed; on this CPU ({', '.join(helpful)}) it is often faster than onnxruntime: "
+        "pip install 'modelforge[openvino]' and run again to measure it"
+    )
+
+
+def choose_target(quantize_pass: Any, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+    """The quantize pass with `target: auto` (see the module docstring)."""
+    from modelforge.model.onnx_model import onnx_artifact
+    from modelforge.quantization.fallback import Budget
+    from modelforge.runtimes.openvino import openvino_installed
+    from modelforge.runtimes.serving import serve_on
+
+    if not ctx.measure_latency:
+        raise InputError("target auto measures speed: evaluate.skip_latency is set", hint="drop skip_latency")
+    data = ctx.evaluation or ctx.calibration
+    usable, skipped = plan_candidates(openvino_installed())
+    hint = None if openvino_installed() else install_hint()
+    if hint:
+        ctx.progress.log(f"quantize: {hint}")
+
+    candidates, sub_metrics = [], {}
+    for runtime, precision in usable:
+        if precision != "int8":
+            candidates.append(Candidate(runtime, precision, artifact.path))
+            continue
+        try:
+            result, metrics = _quantized_for(quantize_pass, runtime, artifact, ctx)
+        except PassError as exc:  # e.g. a graph this runtime cannot convert: the others still compete
+            candidates.append(Candidate(runtime, precision, artifact.path, lost=f"not built: {exc.message}"))
+            continue
+        sub_metrics[runtime] = metrics
+        candidate = Candidate(runtime, precision, result.path)
+        if result.path == artifact.path and "skipped" not in metrics:
+            reason = (metrics.get("speed_search") or {}).get("reason") or "INT8 was not faster than float"
+            candidate.lost = f"not built: {reason}"
+        candidates.append(candidate)
+
+    budget = Budget.from_gates(ctx.gates)
+    winner = measure_and_pick(
+        [c for c in candidates if c.lost is None],
+        float_path=artifact.path,
+        data=data,
+        budget=budget,
+        batch=ctx.latency_batch_size,
+        threads=ctx.threads,
+        progress=ctx.progress,
+    )
+    record = auto_record(candidates, winner, skipped, hint)
+    ctx.record("auto", record)
+    if winner.precision == "int8":
+        ctx.metrics.update({k: v for k, v in sub_metrics[winner.runtime].items() if k not in ctx.metrics})
+    ctx.record("target", {"runtime": winner.runtime, "precision": winner.precision, "chosen_by": "auto"})
+    ctx.progress.log(f"quantize: target auto chose {winner.name}: {record['why']}")
+    chosen = artifact if winner.path == artifact.path else onnx_artifact(winner.path)
+    return serve_on(chosen, winner.runtime, winner.precision)
+
+
+def _quantized_for(quantize_pass: Any, runtime: str, artifact: ModelArtifact, ctx: PassContext):
+    """The quantize pass's INT8 flow for one runtime, in its own work folder, with the run's gates and data."""
+    from dataclasses import replace
+
+    config = type(quantize_pass.config).model_validate(
+        {**quantize_pass.config.model_dump(), "target": "openvino" if runtime == "openvino" else "cpu"}
+    )
+    workdir = ctx.workdir / f"auto-{runtime}-int8"
+    workdir.mkdir(exist_ok=True)
+    sub = replace(ctx, workdir=workdir, metrics={})
+    result = type(quantize_pass)(config).quantize(artifact, sub)
+    return result, sub.metrics
+
+
+def measure_and_pick(
+    candidates: list[Candidate],
+    *,
+    float_path: Path,
+    data: BoundDataset,
+    budget: Any,
+    batch: int,
+    threads: int | None,
+    progress: Progress,
+    measure: dict[str, float] | None = None,
+) -> Candidate:
+    """Gate metrics of each candidate vs the float model on `data`, then all timed interleaved; returns the
+    winner and sets `lost` on the others. The first candidate must be the original (onnxruntime fp32)."""
+    from modelforge.evaluate.evaluator import EVAL_BATCH, latency_feeds
+    from modelforge.measure.profile import Subject, batch_sweep
+    from modelforge.model.onnx_model import io_spec, load_onnx
+    from modelforge.quantization.fallback import OutputJudge
+    from modelforge.quantization.speed import MIN_WORTHWHILE_SPEEDUP
+    from modelforge.runtimes.base import open_backend
+    from modelforge.runtimes.onnxruntime import default_threads, fixed_batch_size
+
+    if not candidates or (candidates[0].runtime, candidates[0].precision) != ORIGINAL:
+        raise ValueError("the first candidate must be the original model on onnxruntime fp32")
+    threads = threads or default_threads()
+    fixed = fixed_batch_size(io_spec(load_onnx(float_path, load_external_data=False)))
+    judge = OutputJudge(float_path, data, fixed or EVAL_BATCH, threads, "quantize")
+    progress.start("Checking each runtime x precision against the gates", len(candidates))
+    try:
+        for candidate in candidates:
+            judge.runtime, judge.precision = candidate.runtime, candidate.precision
+            try:
+                candidate.metrics = judge.measure(candidate.path)
+            except PassError as exc:  # this runtime cannot load the model (ops it lacks): it drops out
+                if candidate is candidates[0]:
+                    raise
+                candidate.lost = f"cannot run: {exc.message}"
+            candidate.misses = budget.misses(candidate.metrics) if candidate.lost is None else []
+            progress.advance(1)
+    finally:
+        progress.stop()
+    # Those that could not run keep their reason and no latency (auto_record lists them as not measured).
+    candidates = [c for c in candidates if c.lost is None]
+
+    size = fixed or batch
+    feeds = latency_feeds(data, size)
+    subjects = [
+        Subject(
+            c.name,
+            open_backend(c.path, runtime=c.runtime, precision=c.precision, threads=threads, stage="quantize"),
+            lambda _size, feeds=feeds: feeds,
+            fixed,
+        )
+        for c in candidates
+    ]
+    settings = {**MEASURE, **(measure or {})}
+    sweep = batch_sweep(subjects, [size], progress=progress, **settings)
+    for candidate in candidates:
+        candidate.latency = sweep[0]["stats"][candidate.name]
+
+    original = candidates[0]
+    base = original.latency["p50_ms"]
+    eligible = [c for c in candidates[1:] if not c.misses]
+    fastest = min(eligible, key=lambda c: c.latency["p50_ms"], default=None)
+    worthwhile = fastest is not None and base / fastest.latency["p50_ms"] >= MIN_WORTHWHILE_SPEEDUP
+    winner = fastest if worthwhile else original
+    for candidate in candidates:
+        if candidate is winner:
+            continue
+        p50 = candidate.latency["p50_ms"]
+        if candidate.misses:
+            candidate.lost = "misses the gates (" + "; ".join(candidate.misses) + ")"
+        elif candidate is fastest and p50 <= base:  # faster than the original, but not by enough to be sure
+            candidate.lost = (
+                f"not clearly faster than the original ({base / p50:.2f}x, needed {MIN_WORTHWHILE_SPEEDUP:.2f}x)"
+            )
+        else:
+            candidate.lost = f"slower: p50 {p50:.3f} ms vs {winner.latency['p50_ms']:.3f} ms ({winner.name})"
+    return winner
+
+
+def auto_record(candidates: list[Candidate], winner: Candidate, skipped: list[dict], hint: str | None) -> dict:
+    """The table for the report: every candidate measured, the ones left out and why, the choice."""
+    base = next(c for c in candidates if (c.runtime, c.precision) == ORIGINAL).latency["p50_ms"]
+    speedup = base / winner.latency["p50_ms"]
+    why = (
+        "no candidate meeting the gates was clearly faster than the original: the original ships on onnxruntime"
+        if (winner.runtime, winner.precision) == ORIGINAL
+        else f"fastest candidate that meets the gates ({speedup:.2f}x the original's p50)"
+    )
+    record: dict[str, Any] = {
+        "chosen": {"runtime": winner.runtime, "precision": winner.precision},
+        "why": why,
+        "candidates": [c.row(base, c is winner) for c in candidates if c.latency is not None],
+        "not_measured": [
+            *({"runtime": c.runtime, "precision": c.precision, "why": c.lost} for c in candidates if c.latency is None),
+            *skipped,
+        ],
+        "method": "each candidate's gate metrics on the eval data; all timed interleaved in one process "
+        f"(blocks, spinning off), same input, batch and threads; {MEASURE['min_runs']}+ runs each",
+    }
+    if hint:
+        record["install_hint"] = hint
+    return record

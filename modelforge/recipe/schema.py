@@ -1,0 +1,246 @@
+"""The recipe: what to optimize, with which data, which passes, how to evaluate and gate, where to write.
+
+A recipe is YAML validated by pydantic. Every error names its YAML path
+(`passes[0].config.method: expected one of 'minmax', 'entropy', 'percentile', got 'kl'`).
+The shortcut commands (`modelforge quantize ...`) build the same Recipe from flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RECIPE_VERSION = 1
+DEFAULT_OPSET = 17  # ONNX opset for PyTorch conversions: wide runtime support (onnxruntime, TensorRT 8.6+)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a recipe must never be silently ignored. NaN and infinity (YAML's
+    `.nan`, `.inf`) are errors too: a NaN threshold or time limit would make every comparison with it false."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class Preprocessing(StrictModel):
+    """How image files become model input (image folders only)."""
+
+    size: tuple[int, int] | None = Field(
+        None, description="Final [height, width]; default: the model input's fixed spatial dims."
+    )
+    resize: int | None = Field(
+        None, description="Resize the shorter side to this before the center crop; default size/0.875."
+    )
+    mean: list[float] = Field([0.0], description="Per-channel mean subtracted after scaling pixels to [0, 1].")
+    std: list[float] = Field([1.0], description="Per-channel std dividing after the mean is subtracted.")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Memory layout of the model input.")
+    color: Literal["RGB", "BGR", "L"] = Field("RGB", description="Channel order; L is one grayscale channel.")
+
+
+class DataSource(StrictModel):
+    """A data set on disk: .npz, .npy or an image folder."""
+
+    path: Path = Field(description="File or folder holding the samples.")
+    preprocessing: Preprocessing | None = Field(None, description="Required semantics for image folders.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+
+class DataConfig(StrictModel):
+    calibration: DataSource | None = Field(None, description="Samples used to calibrate quantization.")
+    train: DataSource | None = Field(
+        None, description="Labelled samples for passes that train (pruning's fine-tuning, distillation)."
+    )
+    eval_data: DataSource | None = Field(
+        None,
+        description="Samples used to compare the original and the result (labels enable accuracy). "
+        "Without it, held-back calibration samples are used for agreement and cosine.",
+    )
+    eval_samples: int | None = Field(None, gt=0, description="Use at most this many evaluation samples.")
+
+
+class ModelSource(StrictModel):
+    path: Path = Field(
+        description="Model file: .onnx, .pt2 (torch.export), TorchScript (.pt/.ts), Keras (.keras/.h5) or a "
+        "SavedModel folder; with `factory`, the "
+        "weights (.safetensors, or a state dict read with torch.load(weights_only=True))."
+    )
+    format: Literal["auto", "onnx", "torch-export", "torchscript", "torch-module", "keras", "savedmodel"] = Field(
+        "auto", description="Model format; auto detects it from the file (torch-module when `factory` is set)."
+    )
+    factory: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:function' that builds the nn.Module (called without arguments); `path` then holds "
+        "its weights. Imported from the Python path or a folder named with --code-path (never implicitly from the "
+        "current folder); a recipe file's factory needs --allow-recipe-code.",
+    )
+    trust_model_code: bool = Field(
+        False,
+        description="The model is a TorchScript archive or a SavedModel, whose code runs when it loads. Takes "
+        "effect only with --trust-model-code on the command line.",
+    )
+    opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+    @model_validator(mode="after")
+    def _factory_format(self) -> ModelSource:
+        if self.factory is not None and self.format == "auto":
+            self.format = "torch-module"
+        if (self.format == "torch-module") != (self.factory is not None):
+            raise ValueError("format torch-module and a `factory` ('module:function') go together")
+        return self
+
+
+class PassSpec(StrictModel):
+    name: str = Field(description="Registered pass name (see `modelforge passes`).")
+    config: dict[str, Any] = Field(default_factory=dict, description="The pass's own options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class LatencyConfig(StrictModel):
+    batch_size: int = Field(1, gt=0, description="Batch size of the latency measurement.")
+    threads: int | None = Field(
+        None, gt=0, description="Intra-op threads for both models; default: all cores of this machine."
+    )
+    warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
+    min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
+    min_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Measure for at least this long per batch size (all models together): a few dozen runs of a "
+        "sub-millisecond model take milliseconds, and one scheduler hiccup would decide their p50.",
+    )
+    max_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time budget per batch size: stop adding runs after this long, stable or not "
+        "(one block of runs of each model always completes).",
+    )
+    stable_within: float = Field(
+        0.02,
+        gt=0,
+        lt=1,
+        description="After min_runs, keep running until the p50 of the last half of the runs is within this "
+        "fraction of the p50 of all runs (for every model), or the time budget ends.",
+    )
+    batch_sizes: list[int] = Field(
+        default_factory=list,
+        description="Extra batch sizes to sweep (latency and throughput per batch), e.g. [1, 8, 32, 64]. "
+        "batch_size and the SLO's batch size are always measured; default: no others, so runs stay fast. "
+        "A model with a fixed batch dimension is measured at that batch only.",
+    )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_batches(cls, sizes: list[int]) -> list[int]:
+        if any(size <= 0 for size in sizes):
+            raise ValueError(f"batch sizes must be positive, got {sizes}")
+        return sorted(set(sizes))
+
+
+class SLOConfig(StrictModel):
+    """A latency service-level objective: the report says whether each model meets it at `batch_size`,
+    and the largest measured batch size at which it still does."""
+
+    latency_p99_ms: float | None = Field(None, gt=0, description="The p99 latency must not exceed this.")
+    latency_p50_ms: float | None = Field(None, gt=0, description="The p50 latency must not exceed this.")
+    batch_size: int = Field(1, gt=0, description="Batch size the SLO applies to (it is added to the sweep).")
+    gate: bool = Field(True, description="Also a gate: the run fails (exit 1) when the result misses the SLO.")
+
+    @model_validator(mode="after")
+    def _has_a_limit(self) -> SLOConfig:
+        if self.latency_p99_ms is None and self.latency_p50_ms is None:
+            raise ValueError("an SLO needs latency_p99_ms or latency_p50_ms")
+        return self
+
+
+CUSTOM_METRIC_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+class EvaluateConfig(StrictModel):
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    skip_latency: bool = Field(False, description="Do not measure latency (speed-up gates then fail).")
+    slo: SLOConfig | None = Field(None, description="Latency objective checked for both models, e.g. p99 <= 200 ms.")
+    custom_metrics: list[str] = Field(
+        default_factory=list,
+        description="Extra metrics as 'module:function'; each is called once as fn(baseline_outputs, "
+        "result_outputs, labels) with lists of arrays over the whole eval set (labels may be None) and returns "
+        "a number or a mapping of names to numbers. A recipe file's metrics (other than modelforge's own) need "
+        "--allow-recipe-code; never imported in a dry run.",
+    )
+
+    @field_validator("custom_metrics")
+    @classmethod
+    def _metric_specs(cls, specs: list[str]) -> list[str]:
+        import re
+
+        for spec in specs:
+            if not re.match(CUSTOM_METRIC_PATTERN, spec):
+                raise ValueError(f"custom metric {spec!r} is not of the form 'module:function'")
+        return specs
+
+
+class GatesConfig(StrictModel):
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, description="Fail when top-1 accuracy drops by more than this many percentage points."
+    )
+    min_speedup: float | None = Field(None, gt=0, description="Fail when baseline p50 / result p50 is below this.")
+    min_agreement: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Fail when the share of samples with the same top-1 class is below this.",
+    )
+    min_cosine: float | None = Field(
+        None, ge=-1, le=1, description="Fail when the mean output cosine similarity is below this."
+    )
+    default_gates: bool = Field(
+        True,
+        description="Add the default gates where no gate of that metric is set: top-1 agreement >= 0.99 for "
+        "classifier-like outputs, output cosine >= 0.99 otherwise; after prune or distill, accuracy drop <= 5 pp "
+        "(agreement >= 0.9 / cosine >= 0.9 without labels). They steer the quantize fallback as user gates do.",
+    )
+
+
+class OutputConfig(StrictModel):
+    dir: Path = Field(Path("modelforge-out"), description="Output directory (written atomically).")
+    force: bool = Field(
+        False, description="Replace an existing output directory (in a recipe file: only with --force as well)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"dir": value} if isinstance(value, str | Path) else value
+
+
+class Recipe(StrictModel):
+    version: Literal[1] = Field(RECIPE_VERSION, description="Recipe schema version.")
+    model: ModelSource
+    data: DataConfig = Field(default_factory=DataConfig)
+    passes: list[PassSpec] = Field(default_factory=list, description="Ordered passes to apply.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    seed: int = Field(0, description="Seeds every random choice, so a recipe reproduces its artifact.")
+    cache: bool = Field(
+        True, description="Reuse a stage's stored result when its input bytes, config, data and versions match."
+    )
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
