@@ -23,6 +23,10 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
     session.run("ruff", "check", "modelforge", "tests", "benchmarks", "scripts", "noxfile.py")
     session.run("ruff", "format", "--check", "modelforge", "tests", "benchmarks", "scripts", "noxfile.py")
+    # The package's layers and the independence of its domain packages (.importlinter); no import cycles.
+    session.install("import-linter>=2.1")
+    session.install("--no-deps", "-e", ".")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python="3.11")
