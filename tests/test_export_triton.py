@@ -255,7 +255,7 @@ def test_export_without_data_gives_a_servable_layout(tmp_path):
 
 
 def test_generated_inputs_are_dtype_correct_and_ids_stay_small():
-    from modelforge.export.run import _generated_samples
+    from modelforge.export.batching import generated_samples
     from modelforge.export.triton import config_text
     from modelforge.model.artifact import IOSpec, TensorSpec
 
@@ -264,7 +264,7 @@ def test_generated_inputs_are_dtype_correct_and_ids_stay_small():
                 TensorSpec("x", "float16", (None, 3))),
         outputs=(TensorSpec("y", "float32", (None, 2)),),
     )  # fmt: skip
-    samples = _generated_samples(io, {"seq": 5})
+    samples = generated_samples(io, {"seq": 5})
     assert samples["ids"].dtype == np.int64 and samples["ids"].shape[1:] == (5,) and samples["ids"].min() >= 0
     assert samples["ids"].max() <= 1 and samples["mask"].dtype == bool and samples["x"].dtype == np.float16
     specs = {n: TensorSpec(n, str(v.dtype), v.shape[1:]) for n, v in samples.items()}
