@@ -255,7 +255,7 @@ def test_export_without_data_gives_a_servable_layout(tmp_path):
 
 
 def test_generated_inputs_are_dtype_correct_and_ids_stay_small():
-    from modelforge.export.run import _generated_samples
+    from modelforge.export.batching import generated_samples
     from modelforge.export.triton import config_text
     from modelforge.model.artifact import IOSpec, TensorSpec
 
@@ -264,7 +264,7 @@ def test_generated_inputs_are_dtype_correct_and_ids_stay_small():
                 TensorSpec("x", "float16", (None, 3))),
         outputs=(TensorSpec("y", "float32", (None, 2)),),
     )  # fmt: skip
-    samples = _generated_samples(io, {"seq": 5})
+    samples = generated_samples(io, {"seq": 5})
     assert samples["ids"].dtype == np.int64 and samples["ids"].shape[1:] == (5,) and samples["ids"].min() >= 0
     assert samples["ids"].max() <= 1 and samples["mask"].dtype == bool and samples["x"].dtype == np.float16
     specs = {n: TensorSpec(n, str(v.dtype), v.shape[1:]) for n, v in samples.items()}
@@ -430,3 +430,33 @@ def test_a_recipe_names_a_repository_only_inside_its_folder(tmp_path):
     result = run_cli("run", write_recipe(tmp_path / "recipe.yaml", recipe), "-q")
     assert result.returncode == 2 and "passes[0].config.repository" in one_error_line(result)
     assert not outside.exists() and not (tmp_path / "run").exists()
+
+
+def test_the_engine_runs_without_a_pass_on_data_and_callables_and_returns_its_record(tmp_path):
+    """export/ is a domain package: a work folder, a config and a progress channel in; the model handed on and
+    the stage record out, with no pass context or pipeline around it."""
+    from modelforge.export.config import ExportConfig
+    from modelforge.export.job import ExportJob
+    from modelforge.export.run import export_target
+    from modelforge.model.loader import load_model
+    from modelforge.progress import Progress
+
+    class Lines(Progress):
+        def __init__(self):
+            self.lines = []
+
+        def log(self, message):
+            self.lines.append(message)
+
+    progress = Lines()
+    config = ExportConfig(target="triton", name="digits", batch_sizes=[1, 4])
+    job = ExportJob(workdir=tmp_path, threads=1, measure_latency=False, progress=progress)
+    result = export_target(load_model(DIGITS_MODEL), config, job)
+    assert result.artifact.format == "onnx" and result.artifact.side_outputs == (tmp_path / "bundle",)
+    assert result.artifact.path.read_bytes() == DIGITS_MODEL.read_bytes() and result.artifact.publications == ()
+    assert list(result.record) == ["target", "baseline_stats", "triton"] and result.record["baseline_stats"] is None
+    assert result.record["triton"]["max_batch_size"] == 4 and result.record["triton"]["sweep"] == []
+    assert progress.lines == ["no drift baseline: no data (pass --calibration or --eval-data to record one)"]
+    folder = tmp_path / "bundle" / "model_repository" / "digits"
+    assert parse_config((folder / "config.pbtxt").read_text()).max_batch_size == 4
+    assert (folder / "1" / "model.onnx").read_bytes() == DIGITS_MODEL.read_bytes()

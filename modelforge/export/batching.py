@@ -4,17 +4,26 @@ dynamic-batching settings chosen from it.
 Measured on onnxruntime's CPU provider of this machine (the figures name it): on the serving machine the
 absolute numbers differ, but where throughput stops growing with the batch, and how memory grows with it,
 carry over far better than a guess. Memory is each batch size's peak RSS growth in a fresh process
-(modelforge.measure.profile), so one measurement cannot inflate the next.
+(modelforge.measure.profile), so one measurement cannot inflate the next. The sweep's inputs are real
+samples (repeated to fill larger batches) or, with no data, inputs made from the model's IO spec.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelforge.errors import InputError
+
+if TYPE_CHECKING:
+    from modelforge.data import BoundDataset
+    from modelforge.model.artifact import IOSpec
+
+# Real samples a sweep's batches are made of (repeated to fill larger batches).
+SWEEP_SAMPLES = 32
 # Preferred batch sizes: the smallest batch reaching this share of the best throughput, and the best one.
 KNEE_SHARE = 0.9
 # The batcher waits at most this long for a batch to fill (microseconds) whatever the sweep says.
@@ -111,3 +120,36 @@ def tile_samples(samples: dict[str, np.ndarray], batch_size: int) -> dict[str, n
         reps = -(-batch_size // len(values))
         out[name] = np.ascontiguousarray(np.concatenate([values] * reps)[:batch_size])
     return out
+
+
+def sweep_samples(calibration: BoundDataset | None, evaluation: BoundDataset | None) -> dict[str, np.ndarray] | None:
+    """Up to SWEEP_SAMPLES real samples, from the calibration data (else the evaluation data); None without data."""
+    data = calibration if calibration is not None else evaluation
+    if data is None:
+        return None
+    return next(data.window(0, min(SWEEP_SAMPLES, data.num_samples)).batches(SWEEP_SAMPLES))
+
+
+def generated_samples(io: IOSpec, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    """SWEEP_SAMPLES inputs made from the IO spec, seeded: floats uniform in [0, 1), integers small and
+    non-negative (token ids, indices), booleans False; a dynamic axis other than the batch takes --dim."""
+    from modelforge.export.shapes import profile_shapes
+
+    shapes = profile_shapes(io, SWEEP_SAMPLES, SWEEP_SAMPLES, SWEEP_SAMPLES, dims)
+    rng = np.random.default_rng(0)
+    samples = {}
+    for spec in io.inputs:
+        shape = shapes[spec.name][0]
+        dtype = np.dtype("bool" if spec.dtype == "bool" else spec.dtype)
+        if dtype.kind == "f":
+            samples[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif dtype.kind in "iu":
+            samples[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+        elif dtype.kind == "b":
+            samples[spec.name] = np.zeros(shape, dtype=bool)
+        else:
+            raise InputError(
+                f"input '{spec.name}' ({spec.dtype}): no inputs can be generated for it",
+                hint="pass --calibration DATA",
+            )
+    return samples

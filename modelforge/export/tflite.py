@@ -5,6 +5,7 @@ Full-integer INT8 calibrates activation ranges on a representative dataset drawn
 one sample at a time, and can make the model's own input and output int8 or uint8 (for integer-only
 accelerators and microcontrollers) or keep them float32. The float32 flatbuffer is converted too, so the
 report can say how much smaller the quantized one is than the float .tflite, not only than the ONNX form.
+`export_tflite` is the `tflite` pass's engine: the model and an ExportJob in, model.tflite and its figures out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 import numpy as np
 
 from modelforge.errors import InputError, PassError
-from modelforge.model.tensorflow.loading import TfModel
+from modelforge.export.config import TfliteConfig
+from modelforge.export.job import ExportJob, ExportResult, Record
+from modelforge.model.artifact import ModelArtifact
+from modelforge.model.tensorflow.loading import TfModel, load_tf_model
 from modelforge.model.tensorflow.runtime import import_tf, quiet_native
 
 # Named as RuntimeInfo names precisions (fp32, fp16, int8), plus dynamic: int8 weights, float activations.
@@ -79,3 +83,29 @@ def convert_tflite(
         raise PassError(
             "tflite", f"TFLite conversion ({precision}) failed: {first[:300] or type(exc).__name__}"
         ) from exc
+
+
+def export_tflite(artifact: ModelArtifact, config: TfliteConfig, job: ExportJob) -> ExportResult:
+    """Convert a Keras model or SavedModel to job.workdir/model.tflite (int8 calibrates on job.calibration)."""
+    record: Record = {}
+    tf_model = load_tf_model(artifact)
+    samples = None
+    if config.precision == "int8":
+        if job.calibration is None:
+            raise InputError("tflite precision int8 needs calibration data", hint="pass --calibration DATA")
+        samples = representative_samples(job.calibration.batches(64), tf_model, config.calibration_samples)
+        record["calibration_samples"] = len(samples)
+    with job.task(f"TFLite {config.precision}"):
+        flatbuffer = convert_tflite(tf_model, artifact.path, config.precision, config.io_type, samples)
+    path = job.workdir / "model.tflite"
+    path.write_bytes(flatbuffer)
+    # The report's latency and accuracy of this result are LiteRT's; the baseline's are onnxruntime's.
+    record["runtime"] = "LiteRT (ai-edge-litert, XNNPACK); baseline: its ONNX form on onnxruntime"
+    record["precision"] = config.precision
+    record["io_type"] = config.io_type
+    record["size_bytes"] = len(flatbuffer)
+    if config.compare_float and config.precision != "fp32":
+        float_size = len(convert_tflite(tf_model, artifact.path, "fp32"))
+        record["size_bytes_float_tflite"] = float_size
+        record["size_ratio_vs_float_tflite"] = float_size / len(flatbuffer)
+    return ExportResult(ModelArtifact(path=path, format="tflite", io=artifact.io), record)

@@ -3,89 +3,32 @@ or a TensorRT engine; every export also ships baseline_stats.json for drift moni
 
 Export is the last pass of a chain (`quantize` then `export` in one recipe, one report). It hands the model on
 unchanged (the evaluation compares it with the original as usual) and leaves the target's files beside it in
-the output folder. The machinery lives in modelforge.export and modelforge.monitoring.
+the output folder. This is the adapter: the config and the engine live in modelforge.export (config.py, run.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
-
-from modelforge.export.targets import describe_targets
+from modelforge.export.config import ExportConfig
+from modelforge.export.job import ExportJob
 from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import register
-from modelforge.passes.base import Pass, PassConfig, PassContext
+from modelforge.passes.base import Pass, PassContext
 
 
-class ExportConfig(PassConfig):
-    target: Literal["triton", "jetson", "tensorrt"] = Field(description=describe_targets())
-    name: str = Field("model", description="Model name (the Triton model folder; the bundle's title).")
-    precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
-        "auto",
-        description="TensorRT precision: auto = int8 for a Q/DQ model, fp16 otherwise (triton: the optional "
-        "TensorRT accelerator's precision when tensorrt_accelerator is set).",
+def export_job(ctx: PassContext) -> ExportJob:
+    """The run's side of an export, unpacked from the pass context."""
+    return ExportJob(
+        workdir=ctx.workdir,
+        calibration=ctx.calibration,
+        evaluation=ctx.evaluation,
+        seed=ctx.seed,
+        threads=ctx.threads,
+        measure_latency=ctx.measure_latency,
+        output_dir=ctx.output_dir,
+        progress=ctx.progress,
     )
-    jetpack: str = Field("6.1", description="jetson: JetPack release of the device (sets the TensorRT version).")
-    dims: dict[str, int] = Field(default_factory=dict, description="Sizes of dynamic axes other than the batch.")
-    min_batch: int = Field(1, gt=0, description="TensorRT profile: smallest batch.")
-    opt_batch: int = Field(8, gt=0, description="TensorRT profile: the batch TensorRT tunes for.")
-    max_batch: int = Field(32, gt=0, description="TensorRT profile: largest batch.")
-    workspace_mib: int = Field(1024, gt=0, description="TensorRT builder workspace limit (MiB).")
-    dla_core: int | None = Field(None, ge=0, description="jetson: build for this DLA core (GPU fallback on).")
-    sparse_weights: bool = Field(False, description="TensorRT sparse weights (after 2:4 pruning).")
-    implicit_int8: bool = Field(
-        False, description="tensorrt: calibrate a float model with TensorRT's entropy calibrator (no Q/DQ)."
-    )
-    timing_cache: Path | None = Field(None, description="tensorrt: timing cache file read and updated.")
-    batch_sizes: list[int] = Field(
-        [1, 2, 4, 8, 16, 32], description="triton: batch sizes measured (latency, throughput, peak memory)."
-    )
-    memory_budget: float | None = Field(
-        None, gt=0, description="triton: max_batch_size is the largest measured batch whose peak memory fits (MiB)."
-    )
-    instance_kind: Literal["cpu", "gpu"] = Field("cpu", description="triton: instance_group kind.")
-    instances: int = Field(1, gt=0, description="triton: model instances (instance_group count).")
-    warmup: bool = Field(True, description="triton: warm-up requests made of a real calibration sample.")
-    labels: Path | None = Field(None, description="triton: class names, one a line (the first output's labels).")
-    tensorrt_accelerator: bool = Field(
-        False, description="triton: run the ONNX model through ONNX Runtime's TensorRT accelerator (GPU)."
-    )
-    baseline_stats: bool = Field(
-        True, description="Write baseline_stats.json for `modelforge drift` (triton: in the model's folder)."
-    )
-    repository: Path | None = Field(
-        None,
-        description="triton: the model repository the model is added to (next version of `name`); default: a "
-        "new one, model_repository/ in the run's output. Reports never go into it.",
-    )
-    replace_config: bool = Field(
-        False,
-        description="triton: accept a new version whose inputs/outputs differ from the model's config.pbtxt (the "
-        "older versions no longer load under the new config; the old one is kept in the output's replaced/).",
-    )
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _sizes(cls, sizes: list[int]) -> list[int]:
-        if not sizes or any(s <= 0 for s in sizes):
-            raise ValueError(f"batch sizes must be positive, got {sizes}")
-        return sorted(set(sizes))
-
-    @model_validator(mode="after")
-    def _profile(self) -> ExportConfig:
-        if not self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError("need min_batch <= opt_batch <= max_batch")
-        from modelforge.export.triton import check_model_name
-        from modelforge.export.trt_ops import tensorrt_version_for
-
-        try:
-            check_model_name(self.name)
-            tensorrt_version_for(self.jetpack)
-        except Exception as exc:
-            raise ValueError(getattr(exc, "message", str(exc))) from None
-        return self
 
 
 @register
@@ -115,4 +58,7 @@ class Export(Pass):
 
             refuse_repository_as_output(ctx.output_dir)
 
-        return export_target(artifact, self.config, ctx)
+        result = export_target(artifact, self.config, export_job(ctx))
+        for key, value in result.record.items():
+            ctx.record(key, value)
+        return result.artifact
