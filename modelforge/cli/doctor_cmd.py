@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+
 def _version(name: str) -> str | None:
     try:
         return metadata.version(name)
