@@ -12,6 +12,15 @@ EXIT_BAD_INPUT = 2
 EXIT_PASS_FAILED = 3
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """One line saying why `exc` happened, for a one-line error: the first line of its message, skipping the
+    framing of a traceback pasted into it (OpenVINO's), or its type name when the message is empty; at most
+    `limit` characters."""
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(("Traceback", "  "))]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 class ModelforgeError(Exception):
     """Base class: a message for the user (one line) and an optional hint on how to fix it."""
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from modelforge.report import charts
+from modelforge.report.charts.line import line_chart
 from modelforge.report.html import render_html
 from modelforge.report.junit import render_junit
 from modelforge.report.markdown import render_markdown, render_step_summary
@@ -130,7 +130,7 @@ def test_charts_draw_the_stored_samples(report):
 
 
 def test_sweep_chart_draws_the_slo_limit_when_near_the_data():
-    svg = charts.line_chart(
+    svg = line_chart(
         "batch-sweep-latency",
         [1, 8, 32],
         {"result": [10.0, 40.0, 150.0]},
@@ -143,9 +143,7 @@ def test_sweep_chart_draws_the_slo_limit_when_near_the_data():
     page = Page(svg)
     (line,) = page.find("line", **{"class": "threshold"})
     assert float(line["data-value"]) == 200.0
-    far = charts.line_chart(
-        "x", [1, 8], {"result": [1.0, 2.0]}, threshold=(200.0, "SLO"), title="t", x_label="", y_label=""
-    )
+    far = line_chart("x", [1, 8], {"result": [1.0, 2.0]}, threshold=(200.0, "SLO"), title="t", x_label="", y_label="")
     assert not Page(far).find("line", **{"class": "threshold"}) and "above: 200" in far
 
 

@@ -10,14 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-EXTRAS = {
-    "torch": ("torch", "onnxscript"),
-    "tf": ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "ai-edge-litert"),
-    "tensorrt": ("tensorrt",),
-}
-EXTRAS["openvino"] = ("openvino",)
-EXTRAS["triton"] = ("tritonclient",)
-
 
 def _version(name: str) -> str | None:
     try:
@@ -82,9 +74,11 @@ def collect() -> dict[str, Any]:
         providers = onnxruntime.get_available_providers()
     except ImportError:
         pass
-    extras = {
+    from modelforge.optional import extras as optional_extras
+
+    extras = {  # from the table `require` reads, so doctor lists what the error messages name
         extra: {"usable": all(_version(p) for p in packages), "packages": {p: _version(p) for p in packages}}
-        for extra, packages in EXTRAS.items()
+        for extra, packages in optional_extras().items()
     }
     disk = shutil.disk_usage(Path.cwd())
     return {

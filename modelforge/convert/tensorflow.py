@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import PassError
+from modelforge.errors import PassError, first_line
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.tensorflow.loading import TfModel, load_tf_model
 from modelforge.model.tensorflow.runtime import import_tf, quiet_native
+from modelforge.optional import require
 
 # A conversion differing by more than this (absolute, scaled by the output's magnitude when above 1) or with
 # a cosine below MIN_COSINE fails. Float32 kernels reorder sums: a faithful conversion stays near 1e-6.
@@ -94,14 +95,9 @@ def tf_to_onnx(
     artifact: ModelArtifact, workdir: Path, opset: int, examples: dict[str, np.ndarray] | None = None
 ) -> tuple[ModelArtifact, dict[str, Any]]:
     """Convert a `keras`/`savedmodel` artifact to `workdir/model.onnx` and check it on samples."""
-    from modelforge.errors import MissingExtraError
-
     import_tf("converting a TensorFlow model to ONNX")  # first, quietly: tf2onnx imports it
-    try:
-        with quiet_native():
-            import tf2onnx
-    except ImportError:
-        raise MissingExtraError("tf2onnx", "tf", "converting a TensorFlow model to ONNX") from None
+    with quiet_native():
+        tf2onnx = require("tf2onnx", "converting a TensorFlow model to ONNX")
     from modelforge.model.onnx_model import onnx_artifact, save_onnx
 
     tf_model = load_tf_model(artifact)
@@ -112,9 +108,7 @@ def tf_to_onnx(
                 tf_model.serve, input_signature=tf_model.input_signature(), opset=opset
             )
     except Exception as exc:  # tf2onnx raises whatever its handlers raise
-        raise PassError(
-            "convert", f"tf2onnx failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-        ) from exc
+        raise PassError("convert", f"tf2onnx failed: {first_line(exc)}") from exc
     save_onnx(proto, target)
     feeds, source = check_samples(tf_model, examples)
     check = check_conversion(tf_model, target, feeds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from modelforge.errors import InputError, PassError
+from modelforge.errors import InputError, PassError, first_line
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.torch.safe_load import import_torch, load_exported_program, load_torchscript
 from modelforge.quiet import quiet
@@ -86,7 +86,7 @@ def convert_to_onnx(
     except InputError:
         raise
     except Exception as exc:
-        raise PassError("convert", f"PyTorch to ONNX export failed: {str(exc).splitlines()[0]}") from exc
+        raise PassError("convert", f"PyTorch to ONNX export failed: {first_line(exc)}") from exc
     # The dynamo exporter writes weights to a side `.data` file and may raise the opset it was asked
     # for: re-save as one file where it fits and record the opset actually produced.
     model = load_onnx(exported)

@@ -115,9 +115,9 @@ def plan_subjects(
             raise InputError(f"--precision {precision}: expected fp32, bf16 or int8")
     for runtime in settings.runtimes:
         if not runtime_installed(runtime):
-            from modelforge.errors import MissingExtraError
+            from modelforge.optional import missing
 
-            raise MissingExtraError(runtime, runtime, f"--runtime {runtime}")
+            raise missing(runtime, f"--runtime {runtime}")
     combos = len(settings.runtimes) > 1 or settings.precisions is not None
     subjects, skipped = [], []
     for index, (name, artifact) in enumerate(zip(names, artifacts, strict=True)):

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelforge.errors import InputError
+from modelforge.errors import InputError, first_line
 from modelforge.model.artifact import IOSpec, ModelArtifact, TensorSpec
 from modelforge.model.external_data import external_data_files
 
@@ -30,7 +30,7 @@ def load_onnx(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise InputError(f"{path}: not a readable ONNX model ({exc})") from exc
     except onnx.checker.ValidationError as exc:  # e.g. an external data location outside the model's folder
-        raise InputError(f"{path}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})") from exc
+        raise InputError(f"{path}: not a valid ONNX model ({first_line(exc)})") from exc
     except FileNotFoundError as exc:
         raise InputError(f"{path}: external data file missing ({exc.filename})") from exc
     except OSError as exc:

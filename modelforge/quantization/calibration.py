@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from modelforge.data import BoundDataset
+from modelforge.errors import first_line
 
 # Float tensors feeding or leaving these ops are the ones a QDQ quantizer may place Q/DQ pairs on.
 FLOAT_TYPES = (1, 10)  # onnx.TensorProto.FLOAT, FLOAT16
@@ -241,12 +242,7 @@ def calibration_session(model_path: Path, tensors: list[str], threads: int | Non
     try:
         return new_session(augmented, options)
     except Exception as exc:  # onnxruntime's own untyped errors
-        raise PassError(pass_name, f"onnxruntime cannot run the model to calibrate it: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise PassError(pass_name, f"onnxruntime cannot run the model to calibrate it: {first_line(exc)}") from exc
 
 
 def calibrate(
@@ -281,7 +277,7 @@ def calibrate(
         try:
             outputs = session.run(None, feeds)
         except Exception as exc:
-            raise PassError(pass_name, f"calibration run failed on batch {batches}: {_first_line(exc)}") from exc
+            raise PassError(pass_name, f"calibration run failed on batch {batches}: {first_line(exc)}") from exc
         values = {n: v for n, v in zip(output_names, outputs, strict=True) if n in wanted}
         del outputs
         # Graph inputs are not graph outputs: observe them from the feeds.

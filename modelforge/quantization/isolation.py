@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from modelforge.errors import first_line
+
 # Beyond this many failing nodes the graph is not "mostly quantizable": the run fails with the error.
 MAX_ISOLATED = 16
 QUANT_SUFFIX = "_quantized"  # onnxruntime's name for a quantized initializer
@@ -53,7 +55,7 @@ def quantize_isolating(
             if culprit is None or culprit[0] in in_float or len(records) >= MAX_ISOLATED:
                 raise
             name, op_type = culprit
-            record = records.setdefault(name, {"node": name, "op_type": op_type, "error": _first_line(exc)})
+            record = records.setdefault(name, {"node": name, "op_type": op_type, "error": first_line(exc)})
             if name in per_tensor:
                 per_tensor.remove(name)
                 in_float.append(name)
@@ -120,8 +122,3 @@ def _has_weight(model, name: str) -> bool:
     inits = {t.name for t in model.graph.initializer}
     node = next((n for n in model.graph.node if n.name == name), None)
     return node is not None and any(i in inits for i in node.input[1:2])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

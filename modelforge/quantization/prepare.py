@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from modelforge.errors import PassError
+from modelforge.errors import PassError, first_line
 from modelforge.model.onnx_model import constants_to_initializers, load_onnx, save_onnx
 
 
@@ -32,7 +32,7 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
         if upgraded:
             fixes["opset_upgraded"] = f"{upgraded[0]} -> {upgraded[1]} (per-channel weights need opset 13)"
     except Exception as exc:  # no conversion for some node: quantized per-tensor at the old opset instead
-        fixes["opset_upgrade_failed"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fixes["opset_upgrade_failed"] = first_line(exc)
     einsums = einsum_to_matmul(model)  # onnxruntime quantizes no Einsum: dense ones become MatMul
     if einsums:
         fixes["einsum_to_matmul"] = einsums
@@ -57,7 +57,7 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
                 quant_pre_process(str(staged.resolve()), str(prepared.resolve()), skip_symbolic_shape=True, **options)
             symbolic = False
         except Exception as exc:
-            raise PassError(pass_name, f"graph preparation failed: {str(exc).splitlines()[0]}") from exc
+            raise PassError(pass_name, f"graph preparation failed: {first_line(exc)}") from exc
     skeleton = load_onnx(prepared, load_external_data=False)
     if any(not n.name for n in skeleton.graph.node) or _has_row_bias(skeleton):
         model = load_onnx(prepared)  # the optimizer may add unnamed nodes, and fuse MatMul + Add into Gemm

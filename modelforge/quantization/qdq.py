@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelforge.errors import PassError
+from modelforge.errors import PassError, first_line
 from modelforge.quantization.isolation import failing_node
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def quiet_quantizer() -> Iterator[None]:
 
 
 def _fail(pass_name: str, what: str, exc: BaseException) -> PassError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     where = failing_node(exc)
     at = f" at node '{where[0]}' ({where[1]})" if where else ""
     return PassError(pass_name, f"{what}{at}: {text}", hint="exclude the node (exclude_nodes) or its op type")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelforge.errors import PassError
+from modelforge.errors import PassError, first_line
 from modelforge.model.artifact import IOSpec
 from modelforge.runtimes.base import RuntimeInfo
 
@@ -69,7 +69,7 @@ def create_session(model: Path | bytes, threads: int | None = None, stage: str =
     try:
         return new_session(model, session_options(threads))
     except Exception as exc:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, NotImplemented...)
-        raise PassError(stage, f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
+        raise PassError(stage, f"onnxruntime cannot load the model: {first_line(exc)}") from exc
 
 
 class OnnxRuntimeBackend:

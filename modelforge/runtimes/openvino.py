@@ -15,30 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import MissingExtraError, PassError
+from modelforge.errors import PassError, first_line
+from modelforge.optional import installed, require
 from modelforge.runtimes.base import RuntimeInfo
 
-PIP_EXTRA = "openvino"
 # precision -> OpenVINO inference precision hint
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def require_openvino(purpose: str = "the OpenVINO runtime") -> Any:
     """The `openvino` module, or a one-line error naming the pip command."""
-    try:
-        import openvino
-    except ImportError:
-        raise MissingExtraError("openvino", PIP_EXTRA, purpose) from None
-    return openvino
+    return require("openvino", purpose)
 
 
 def openvino_installed() -> bool:
-    from importlib.util import find_spec
-
-    try:
-        return find_spec("openvino") is not None
-    except (ImportError, ValueError):
-        return False
+    return installed("openvino")
 
 
 @cache
@@ -94,7 +85,7 @@ class OpenVinoBackend:
             read = core.read_model(model if isinstance(model, bytes) else str(model))
             compiled = core.compile_model(read, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError / its own types with multi-line messages
-            raise PassError(stage, f"OpenVINO cannot load the model: {_first_line(exc)}") from exc
+            raise PassError(stage, f"OpenVINO cannot load the model: {first_line(exc, 300)}") from exc
         return cls(compiled, precision, threads)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -109,11 +100,5 @@ def write_ir(onnx_path: Path, xml_path: Path, *, compress_to_fp16: bool, stage: 
         converted = ov.convert_model(str(onnx_path))
         ov.save_model(converted, str(xml_path), compress_to_fp16=compress_to_fp16)
     except Exception as exc:
-        raise PassError(stage, f"OpenVINO cannot convert {onnx_path.name}: {_first_line(exc)}") from exc
+        raise PassError(stage, f"OpenVINO cannot convert {onnx_path.name}: {first_line(exc, 300)}") from exc
     return [xml_path, xml_path.with_suffix(".bin")]
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(("Traceback", "  "))]
-    return (lines[0] if lines else type(exc).__name__)[:300]

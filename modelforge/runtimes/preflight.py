@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from modelforge.errors import InputError, PassError
+from modelforge.errors import InputError, PassError, first_line
 
 
 @cache
@@ -65,7 +65,7 @@ def check_loads(path: Path) -> None:
     try:
         session = new_session(path, options)
     except Exception as exc:  # onnxruntime's untyped errors (Fail, InvalidGraph, InvalidArgument...)
-        reason = _first_line(exc)
+        reason = first_line(exc)
         invalid = _checker_error(path)
         if invalid is not None:
             raise InputError(f"{path}: not a valid ONNX model ({invalid})") from exc
@@ -79,13 +79,8 @@ def _checker_error(path: Path) -> str | None:
     try:
         onnx.checker.check_model(str(path), full_check=True)  # with strict shape inference: type errors
     except Exception as exc:  # ValidationError, or a file the checker cannot even parse
-        return _first_line(exc)
+        return first_line(exc)
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def activation_bytes_per_sample(model, data_shapes: dict[str, tuple[int, ...]]) -> int:

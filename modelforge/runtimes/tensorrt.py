@@ -12,20 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import InputError, MissingExtraError, PassError
+from modelforge.errors import InputError, PassError
+from modelforge.optional import require
 from modelforge.runtimes.base import RuntimeInfo
 
 
 def require_tensorrt(purpose: str = "a TensorRT engine") -> tuple[Any, Any]:
     """(tensorrt, torch) when both import and a CUDA GPU is visible; a one-line InputError otherwise."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise MissingExtraError("tensorrt", "tensorrt", purpose) from None
-    try:
-        import torch
-    except ImportError:
-        raise MissingExtraError("torch", "torch", purpose) from None
+    trt = require("tensorrt", purpose)
+    torch = require("torch", purpose)
     if not torch.cuda.is_available():
         raise InputError(
             f"{purpose} needs an NVIDIA GPU with CUDA: none is visible to torch (torch.cuda.is_available() is False)",

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import MissingExtraError, PassError
+from modelforge.errors import PassError, first_line
 from modelforge.model.tensorflow.runtime import quiet_native
+from modelforge.optional import require
 from modelforge.runtimes.base import RuntimeInfo
 
 
@@ -49,11 +50,8 @@ class TfliteBackend:
     def open(
         cls, model: Path | bytes, *, precision: str | None = None, threads: int | None = None, stage: str = "evaluate"
     ) -> TfliteBackend:
-        try:
-            with quiet_native():
-                from ai_edge_litert import interpreter as litert
-        except ImportError:
-            raise MissingExtraError("ai-edge-litert", "tf", "running a .tflite model") from None
+        with quiet_native():
+            litert = require("ai_edge_litert.interpreter", "running a .tflite model")
         from importlib.metadata import version
 
         threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
@@ -65,7 +63,7 @@ class TfliteBackend:
                     interpreter = litert.Interpreter(model_path=str(model), num_threads=threads)
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise PassError(stage, f"LiteRT cannot load the model: {str(exc).strip().splitlines()[0]}") from exc
+            raise PassError(stage, f"LiteRT cannot load the model: {first_line(exc)}") from exc
         measured = model_precision(interpreter.get_tensor_details())
         return cls(
             interpreter, threads, measured if precision in (None, "fp32") else precision, version("ai-edge-litert")

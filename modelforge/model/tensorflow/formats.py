@@ -10,7 +10,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from modelforge.errors import InputError, MissingExtraError
+from modelforge.errors import InputError
+from modelforge.optional import require
 
 TF_FORMATS = ("keras", "savedmodel")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -41,10 +42,7 @@ def keras_version(path: Path) -> str:
                 return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
             except ValueError:
                 return ""
-    try:
-        import h5py  # a TensorFlow dependency: there with the [tf] extra
-    except ImportError:
-        raise MissingExtraError("tensorflow", "tf", f"loading the Keras model {path}") from None
+    h5py = require("h5py", f"loading the Keras model {path}")  # a TensorFlow dependency: there with [tf]
 
     with h5py.File(path, "r") as handle:
         version = handle.attrs.get("keras_version", "")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import InputError
+from modelforge.errors import InputError, first_line
 from modelforge.model.artifact import ModelArtifact, TensorSpec
 from modelforge.model.tensorflow.formats import is_keras3
 from modelforge.model.tensorflow.runtime import import_keras3, import_tf, import_tf_keras, quiet
@@ -76,7 +76,7 @@ def load_keras_model(path: Path, kind: str | None = None) -> tuple[Any, str]:
         with quiet(), _safe_mode(kind):
             model = library.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError... for files it cannot read
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InputError(
             f"model {path}: not a Keras model {'Keras 3' if kind == 'keras3' else 'tf_keras'} can load ({first[:200]})"
         ) from exc
@@ -128,7 +128,7 @@ def _savedmodel_tf_model(path: Path) -> TfModel:
         with quiet():
             loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InputError(f"model {path}: not a readable SavedModel ({first[:200]})") from exc
     signature = loaded.signatures.get("serving_default")
     if signature is None:

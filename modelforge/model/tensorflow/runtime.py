@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from modelforge.errors import MissingExtraError
+from modelforge.optional import require
 from modelforge.quiet import quiet
 
 __all__ = ["import_keras3", "import_tf", "import_tf_keras", "quiet", "quiet_native"]
@@ -17,11 +17,8 @@ __all__ = ["import_keras3", "import_tf", "import_tf_keras", "quiet", "quiet_nati
 def import_tf(purpose: str) -> Any:
     """TensorFlow with its C++ log chatter off (passes never print)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with quiet_native():  # its first import logs CPU features and CUDA probing from C++
-            import tensorflow as tf
-    except ImportError:
-        raise MissingExtraError("tensorflow", "tf", purpose) from None
+    with quiet_native():  # its first import logs CPU features and CUDA probing from C++
+        tf = require("tensorflow", purpose)
     tf.get_logger().setLevel(logging.ERROR)
     return tf
 
@@ -37,12 +34,8 @@ def import_keras3(purpose: str) -> Any:
 def import_tf_keras(purpose: str) -> Any:
     """Keras 2 (`tf_keras`): what TF-MOT works on."""
     import_tf(purpose)
-    try:
-        with quiet_native():
-            import tf_keras
-    except ImportError:
-        raise MissingExtraError("tf-keras", "tf", purpose) from None
-    return tf_keras
+    with quiet_native():
+        return require("tf_keras", purpose)
 
 
 @contextlib.contextmanager

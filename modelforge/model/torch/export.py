@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelforge.errors import InputError, PassError
+from modelforge.errors import InputError, PassError, first_line
 
 MAX_BATCH = 4096
 
@@ -21,7 +21,7 @@ def export_program(module, example: tuple, stage: str = "export") -> Any:
     try:
         return torch.export.export(module, example, dynamic_shapes=tuple({0: batch} for _ in example))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise PassError(stage, f"torch.export failed: {first}") from None
 
 
@@ -50,5 +50,5 @@ def trace_check(module, example: tuple, what: str) -> None:
     try:
         torch.export.export(module, example, dynamic_shapes=tuple({0: batch} for _ in example))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InputError(f"{what} cannot be traced by torch.export: {first}") from None

@@ -8,16 +8,13 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from modelforge.errors import InputError, MissingExtraError
+from modelforge.errors import InputError, first_line
 from modelforge.model.artifact import ModelArtifact
+from modelforge.optional import require
 
 
 def import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise MissingExtraError("torch", "torch", "a PyTorch model") from None
-    return torch
+    return require("torch", "a PyTorch model")
 
 
 def call_factory(spec: str) -> Any:
@@ -50,20 +47,16 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"weights {path} not found")
     if path.suffix.lower() == ".safetensors":
+        safetensors_torch = require("safetensors.torch", "reading .safetensors weights")
         try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise MissingExtraError("safetensors", "torch", "reading .safetensors weights") from None
-        try:
-            return load_file(str(path))
+            return safetensors_torch.load_file(str(path))
         except Exception as exc:
             raise InputError(f"weights {path}: not a readable safetensors file ({exc})") from None
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
-            f"weights {path}: not a state dict that loads weights-only ({first})",
+            f"weights {path}: not a state dict that loads weights-only ({first_line(exc)})",
             hint="save model.state_dict() with torch.save or safetensors; whole pickled modules are refused",
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

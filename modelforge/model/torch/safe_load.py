@@ -7,16 +7,13 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from modelforge.errors import InputError, MissingExtraError
+from modelforge.errors import InputError, first_line
+from modelforge.optional import require
 from modelforge.quiet import quiet
 
 
 def import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise MissingExtraError("torch", "torch", "loading a PyTorch model") from None
-    return torch
+    return require("torch", "loading a PyTorch model")
 
 
 class UnsafePickleError(Exception):
@@ -72,7 +69,7 @@ def load_exported_program(torch, path: Path):
             hint="re-save it with torch.export.save from plain tensors, or export it to ONNX yourself",
         ) from None
     except Exception as exc:  # a corrupt or truncated archive, or one torch cannot read: bad input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InputError(f"model {path}: not a readable torch.export archive ({first})") from exc
 
 
@@ -80,5 +77,5 @@ def load_torchscript(torch, path: Path):
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # a corrupt or truncated archive: bad input, not a failed conversion
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise InputError(f"model {path}: not a readable TorchScript archive ({first})") from exc
