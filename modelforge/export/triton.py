@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import InputError, MissingExtraError, PassError
+from modelforge.errors import InputError, PassError, first_line
 from modelforge.model.artifact import IOSpec, TensorSpec
+from modelforge.optional import missing
 
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",
@@ -60,7 +61,7 @@ def model_config_pb2() -> Any:
     spec = importlib.util.find_spec("tritonclient")
     location = Path(spec.origin).parent / "grpc" / "model_config_pb2.py" if spec and spec.origin else None
     if location is None or not location.is_file():
-        raise MissingExtraError("tritonclient", "triton", "checking Triton model configs")
+        raise missing("tritonclient", "checking Triton model configs")
     module_spec = importlib.util.spec_from_file_location("modelforge_triton_model_config_pb2", location)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -246,7 +247,7 @@ def read_existing_config(path: Path) -> Any:
     try:
         return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2().ModelConfig())
     except (text_format.ParseError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(f"{path}: not a Triton ModelConfig ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: not a Triton ModelConfig ({first_line(exc, limit=160)})") from None
 
 
 def check_repository(repository: Path) -> None:
