@@ -1,6 +1,6 @@
 """What a distillation run is configured with: the student (a file, a factory, or the narrowed teacher), the loss,
 the hints, the teacher cache, the label-only baseline, the training and where it checkpoints. The `distill`
-pass's Config is this model (modelforge.passes.distill)."""
+pass's Config (modelforge.passes.distill) is this model as a PassConfig."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """What a pruning run is configured with: the method, the amount, the schedule, the layers it leaves alone, the
-fine-tuning, and where it checkpoints. The `prune` pass's Config is this model (modelforge.passes.prune)."""
+fine-tuning, and where it checkpoints. The `prune` pass's Config (modelforge.passes.prune) is this model as a
+PassConfig."""
 
 from __future__ import annotations
 
