@@ -6,6 +6,9 @@ Checkpoints (resumable with `resume`, as pruning's):
 
     checkpoints/student/last.pt, best.pt     the distilled student (plus its hint projections, if any)
     checkpoints/baseline/last.pt, best.pt    the label-only baseline
+
+`run_distillation` takes the teacher, the config, the data, the seed, the folders and a Progress, and returns a
+`DistillResult` (the student's file, the checkpoints the output keeps, the stage's figures): it knows no pass.
 """
 
 from __future__ import annotations
@@ -13,25 +16,56 @@ from __future__ import annotations
 import copy
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelforge.errors import InputError
-from modelforge.passes.base import PassContext
+from modelforge.progress import Progress
+
+if TYPE_CHECKING:
+    from modelforge.data import BoundDataset
+    from modelforge.distillation.config import DistillConfig
 
 # The label-only baseline runs by default when the run is this small (training samples x epochs).
 BASELINE_AUTO_LIMIT = 500_000
 
 
-def _tensors(ctx: PassContext):
+@dataclass(frozen=True)
+class DistillResult:
+    """What a distillation made: the student's file, the checkpoints the output keeps, the stage's figures, and
+    (a Keras student) which Keras saved it."""
+
+    path: Path
+    figures: dict[str, Any]
+    checkpoints: tuple[Path, ...] = ()
+    keras_flavor: str | None = None
+
+
+def check_source(teacher: Path, fmt: str, config: dict[str, Any]) -> None:
+    """Before any work: teacher and student in different frameworks, or PyTorch-only options for a Keras
+    teacher, are refused (exit 2), as is a student file that is not a .pt2 archive."""
+    student = config.get("student")
+    keras_student = student is not None and Path(student).suffix.lower() in (".keras", ".h5", ".hdf5")
+    if fmt in ("keras", "savedmodel") or keras_student:
+        from modelforge.distillation.tensorflow import check_keras_distill
+
+        check_keras_distill(teacher, fmt, config)
+    elif student is not None and Path(student).is_file():  # not a .pt2 archive: exit 2 before any work
+        from modelforge.model.formats import check_bytes
+
+        check_bytes(Path(student), ".pt2", role="student")
+
+
+def _tensors(train_data: BoundDataset | None, eval_data: BoundDataset | None):
     from modelforge.training import load_tensors
 
-    if ctx.train is None:
+    if train_data is None:
         raise InputError("distillation needs training data", hint="pass --train-data DATA")
-    train = load_tensors(ctx.train)
+    train = load_tensors(train_data)
     if train[1] is None:
-        raise InputError(f"training data {ctx.train.dataset.path} has no labels")
-    evaluation = load_tensors(ctx.evaluation) if ctx.evaluation is not None else None
+        raise InputError(f"training data {train_data.dataset.path} has no labels")
+    evaluation = load_tensors(eval_data) if eval_data is not None else None
     return train, evaluation
 
 
@@ -85,8 +119,44 @@ def _hinted(student, teacher, config, example, seed: int):
     return with_hints(student, projections, [s for _, s in pairs]), teacher_tap, [t for t, _ in pairs]
 
 
-def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Distil `teacher` into the configured student; returns the student's .pt2 and the stage record."""
+def run_distillation(
+    teacher,
+    config: DistillConfig,
+    *,
+    train: BoundDataset | None,
+    evaluation: BoundDataset | None,
+    seed: int,
+    workdir: Path,
+    checkpoints: Path,
+    progress: Progress,
+) -> DistillResult:
+    """Distil `teacher` into the configured student, checkpointing into `checkpoints`; the student's .pt2 is
+    written in `workdir`.
+
+    Once done, the student's best.pt and last.pt are copied into `workdir`/kept for the output, and a folder the
+    user did not name (the cache's) is removed (modelforge.training.checkpoints)."""
+    from modelforge.training.checkpoints import keep_final, remove_default
+
+    path, record = _distill(teacher, config, train, evaluation, seed, workdir, checkpoints, progress)
+    named = config.checkpoint_dir is not None
+    kept = keep_final(checkpoints / "student", ("best.pt", "last.pt"), workdir / "kept", named=named)
+    remove_default(checkpoints, named)
+    if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
+        record["checkpoints"] = "checkpoints/ in the output" if kept else None
+    return DistillResult(path, record, tuple(Path(k) for k in kept))
+
+
+def _distill(
+    teacher,
+    config: DistillConfig,
+    train_data: BoundDataset | None,
+    eval_data: BoundDataset | None,
+    seed: int,
+    workdir: Path,
+    checkpoints: Path,
+    progress: Progress,
+) -> tuple[Path, dict[str, Any]]:
+    """Student, training, baseline and measurements; returns the student's .pt2 and the stage record."""
     import torch
 
     from modelforge.distillation.losses import DistillationLoss
@@ -95,8 +165,8 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
     from modelforge.model.torch.export import save_program, trace_check
     from modelforge.training import distributed, train
 
-    torch.manual_seed(ctx.seed)
-    train_t, eval_t = _tensors(ctx)
+    torch.manual_seed(seed)
+    train_t, eval_t = _tensors(train_data, eval_data)
     example = tuple(t[:2] for t in train_t[0])
     teacher.eval()
     student = load_student(config, teacher, example)
@@ -110,9 +180,8 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
             hint="use loss mse or cosine for regression or embedding teachers",
         )
     initial = copy.deepcopy(student)  # the baseline starts where the distilled student starts
-    from modelforge.training.checkpoints import check_checkpoint_dir, checkpoint_dir
+    from modelforge.training.checkpoints import check_checkpoint_dir
 
-    checkpoints = checkpoint_dir(config.checkpoint_dir, ctx.output_dir, ctx.workdir)
     check_checkpoint_dir(checkpoints)  # a link in it is refused before anything there is read or written
     if not config.resume and config.checkpoint_dir is None and distributed.is_primary():
         shutil.rmtree(checkpoints, ignore_errors=True)  # the cache's folder: a fresh run starts clean
@@ -131,7 +200,7 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
 
     hints, trained = None, student
     if config.hints:
-        trained, tap, teacher_layers = _hinted(student, teacher, config, example, ctx.seed)
+        trained, tap, teacher_layers = _hinted(student, teacher, config, example, seed)
         hints = (tap, trained, teacher_layers)
     loss = DistillationLoss(
         teacher,
@@ -149,8 +218,8 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
         eval_t if eval_t and eval_t[1] is not None else None,
         config.train,
         checkpoint_dir=checkpoints / "student",
-        seed=ctx.seed,
-        progress=ctx.progress,
+        seed=seed,
+        progress=progress,
         resume=config.resume,
         loss=loss,
         description="distill",
@@ -174,14 +243,14 @@ def run_distillation(teacher, config, ctx: PassContext, out_dir: Path) -> tuple[
             eval_t if eval_t and eval_t[1] is not None else None,
             config.train,
             checkpoint_dir=checkpoints / "baseline",
-            seed=ctx.seed,
-            progress=ctx.progress,
+            seed=seed,
+            progress=progress,
             resume=config.resume,
             description="label-only baseline",
         )
         baseline_seconds = time.perf_counter() - started
 
-    result_path = out_dir / "model.pt2"
+    result_path = workdir / "model.pt2"
     save_program(student, example, result_path)
     record: dict[str, Any] = {
         "loss": config.loss,

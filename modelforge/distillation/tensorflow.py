@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelforge.errors import InputError
 from modelforge.model.tensorflow.runtime import import_tf, quiet
 from modelforge.progress import Progress
+
+if TYPE_CHECKING:
+    from modelforge.data import BoundDataset
+    from modelforge.distillation.config import DistillConfig
+    from modelforge.distillation.run import DistillResult
 
 
 @dataclass(frozen=True)
@@ -218,11 +223,22 @@ def _measure(model, x, y, teacher_top1) -> dict[str, Any]:
     }
 
 
-def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, dict[str, Any], str]:
+def run_keras_distillation(
+    artifact: Any,
+    config: DistillConfig,
+    *,
+    train: BoundDataset | None,
+    evaluation: BoundDataset | None,
+    seed: int,
+    workdir: Path,
+    progress: Progress,
+) -> DistillResult:
     """Distil the Keras teacher into the configured Keras student (and, with `baseline`, train the same student
-    from the same initial weights on labels alone); returns the student's file, the stage record and its Keras."""
+    from the same initial weights on labels alone); the student is written to `workdir`, the result names its
+    Keras (no checkpoints: a Keras run starts over)."""
     import time
 
+    from modelforge.distillation.run import BASELINE_AUTO_LIMIT, DistillResult
     from modelforge.model.tensorflow.loading import load_keras_model
 
     check_keras_distill(artifact.path, artifact.format, config.model_dump())
@@ -240,24 +256,22 @@ def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, 
     t_in, s_in = teacher.inputs[0], student.inputs[0]
     if tuple(t_in.shape[1:]) != tuple(s_in.shape[1:]):
         raise InputError(f"teacher input shape {_shape(t_in)} and student input shape {_shape(s_in)} differ")
-    if ctx.train is None:
+    if train is None:
         raise InputError("distillation needs training data", hint="pass --train-data DATA")
-    x, y = _data_arrays(ctx.train)
+    x, y = _data_arrays(train)
     if y is None:
-        raise InputError(f"training data {ctx.train.dataset.path} has no labels")
+        raise InputError(f"training data {train.dataset.path} has no labels")
     y = y.astype(np.int64)
-    x_eval, y_eval = _data_arrays(ctx.evaluation) if ctx.evaluation is not None else (None, None)
-    keras_config = KerasDistillConfig.from_pass_config(config, ctx.seed)
-    evaluation = (x_eval, y_eval) if x_eval is not None and y_eval is not None else None
+    x_eval, y_eval = _data_arrays(evaluation) if evaluation is not None else (None, None)
+    keras_config = KerasDistillConfig.from_pass_config(config, seed)
+    labelled_eval = (x_eval, y_eval) if x_eval is not None and y_eval is not None else None
 
-    out = ctx.workdir / f"model{student_path.suffix.lower() if kind == 'tf_keras' else '.keras'}"
+    out = workdir / f"model{student_path.suffix.lower() if kind == 'tf_keras' else '.keras'}"
     started = time.perf_counter()
-    distilled = distill_keras(teacher, student, (x, y), keras_config, evaluation, out, ctx.progress)
+    distilled = distill_keras(teacher, student, (x, y), keras_config, labelled_eval, out, progress)
     seconds_distill = time.perf_counter() - started
 
     samples = len(y)
-    from modelforge.distillation.run import BASELINE_AUTO_LIMIT
-
     baseline_on = (
         config.baseline if config.baseline is not None else samples * keras_config.epochs <= BASELINE_AUTO_LIMIT
     )
@@ -271,8 +285,8 @@ def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, 
             baseline_model,
             (x, y),
             label_only,
-            evaluation,
-            progress=ctx.progress,
+            labelled_eval,
+            progress=progress,
             description="label-only baseline (Keras)",
         )
         seconds_baseline = time.perf_counter() - started
@@ -320,7 +334,7 @@ def run_keras_distillation(artifact: Any, config: Any, ctx: Any) -> tuple[Path, 
     else:
         record["params_ratio"] = distilled["student_params"] / distilled["teacher_params"]
     record["program_bytes_student"] = out.stat().st_size
-    return out, record, kind
+    return DistillResult(out, record, keras_flavor=kind)
 
 
 def _keras_ignored(train: Any) -> list[str]:

@@ -1,7 +1,9 @@
 """Pruning: magnitude (unstructured), structured channels (Torch-Pruning's dependency graph) and 2:4.
 
 Each method works in place on a module of real nn layers (see modelforge.model.torch.rebuild) and returns what it
-did per layer. torch and torch_pruning are imported inside the functions.
+did per layer. `config.PruneConfig` says what to do; the procedure the `prune` pass runs is `run.run_pruning`
+(Keras 2: `tensorflow.prune_keras`), data and a Progress in, a `PruneResult` out. torch and torch_pruning are
+imported inside the functions.
 """
 
 from modelforge.pruning.layers import default_skipped, prunable_layers, resolve_skip

@@ -7,6 +7,9 @@ from, so an interrupted run resumed with `resume` follows exactly the path of an
     checkpoints/step-K/pruned.pt2            after pruning step K, before its fine-tuning
     checkpoints/step-K/last.pt, best.pt      per-epoch training state (modelforge.training)
     checkpoints/step-K/model.pt2 + step.json  step K done
+
+`run_pruning` takes the module, the config, the data, the seed, the folders and a Progress, and returns a
+`PruneResult` (the model file, the checkpoints the output keeps, the stage's figures): it knows no pass.
 """
 
 from __future__ import annotations
@@ -14,11 +17,25 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelforge.errors import InputError
-from modelforge.passes.base import PassContext
+from modelforge.progress import Progress
+
+if TYPE_CHECKING:
+    from modelforge.data import BoundDataset
+    from modelforge.pruning.config import PruneConfig
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a pruning run made: the model file, the checkpoints the output keeps, and the stage's figures."""
+
+    path: Path
+    figures: dict[str, Any]
+    checkpoints: tuple[Path, ...] = ()
 
 
 def weights_sizes(module) -> tuple[int, int]:
@@ -35,15 +52,15 @@ def _reload(path: Path):
     return rebuild_modules(load_program(path))
 
 
-def _tensors(ctx: PassContext):
+def _tensors(train_data: BoundDataset | None, eval_data: BoundDataset | None):
     from modelforge.training import load_tensors
 
-    if ctx.train is None:
+    if train_data is None:
         raise InputError("pruning needs training data", hint="pass --train-data DATA")
-    train = load_tensors(ctx.train)
+    train = load_tensors(train_data)
     if train[1] is None:
-        raise InputError(f"training data {ctx.train.dataset.path} has no labels")
-    evaluation = load_tensors(ctx.evaluation) if ctx.evaluation is not None else None
+        raise InputError(f"training data {train_data.dataset.path} has no labels")
+    evaluation = load_tensors(eval_data) if eval_data is not None else None
     if evaluation is not None and evaluation[1] is None:
         evaluation = None  # agreement-only eval data: no accuracy to select on
     return train, evaluation
@@ -62,8 +79,44 @@ def _prunable(module, config) -> tuple[dict[str, Any], list[str]]:
     return layers, skipped
 
 
-def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Prune and fine-tune `module`; returns the result's .pt2 and the stage record."""
+def run_pruning(
+    module,
+    config: PruneConfig,
+    *,
+    train: BoundDataset | None,
+    evaluation: BoundDataset | None,
+    seed: int,
+    workdir: Path,
+    checkpoints: Path,
+    progress: Progress,
+) -> PruneResult:
+    """Prune and fine-tune `module`, checkpointing into `checkpoints`; the result's .pt2 is written in `workdir`.
+
+    Once done, the final step's best.pt and last.pt are copied into `workdir`/kept for the output, and a
+    folder the user did not name (the cache's) is removed (modelforge.training.checkpoints)."""
+    from modelforge.training.checkpoints import keep_final, remove_default
+
+    path, record = _prune(module, config, train, evaluation, seed, workdir, checkpoints, progress)
+    named = config.checkpoint_dir is not None
+    final_step = checkpoints / f"step-{len(record['steps'])}"
+    kept = keep_final(final_step, ("best.pt", "last.pt"), workdir / "kept", named=named)
+    remove_default(checkpoints, named)
+    if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
+        record["checkpoints"] = "checkpoints/ in the output" if kept else None
+    return PruneResult(path, record, tuple(Path(k) for k in kept))
+
+
+def _prune(
+    module,
+    config: PruneConfig,
+    train_data: BoundDataset | None,
+    eval_data: BoundDataset | None,
+    seed: int,
+    workdir: Path,
+    checkpoints: Path,
+    progress: Progress,
+) -> tuple[Path, dict[str, Any]]:
+    """The steps themselves; returns the result's .pt2 and the stage record (checkpoints still in place)."""
     import torch
 
     from modelforge.model.torch.export import save_program
@@ -71,14 +124,13 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
     from modelforge.pruning.magnitude import masks_from_zeros, sparsity_report
     from modelforge.training import accuracy, train
 
-    torch.manual_seed(ctx.seed)
-    train_t, eval_t = _tensors(ctx)
+    torch.manual_seed(seed)
+    train_t, eval_t = _tensors(train_data, eval_data)
     example = tuple(t[:2] for t in train_t[0])
     from modelforge.safe_files import make_dirs, write_text
     from modelforge.training import distributed
-    from modelforge.training.checkpoints import check_checkpoint_dir, checkpoint_dir
+    from modelforge.training.checkpoints import check_checkpoint_dir
 
-    checkpoints = checkpoint_dir(config.checkpoint_dir, ctx.output_dir, ctx.workdir)
     check_checkpoint_dir(checkpoints)  # a link in it is refused before anything there is read or written
     if not config.resume and config.checkpoint_dir is None and distributed.is_primary():
         shutil.rmtree(checkpoints, ignore_errors=True)  # the cache's folder: a fresh run starts clean
@@ -88,7 +140,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         from modelforge.model.torch.export import trace_check
 
         if config.resume:
-            ctx.progress.log(f"nothing to resume in {checkpoints}: starting from the beginning")
+            progress.log(f"nothing to resume in {checkpoints}: starting from the beginning")
         _prunable(module, config)  # unknown skip-layer names
         trace_check(module, example, "the model")
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -134,7 +186,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
             step_records.append(step)
             history += step["history"]
             removed_so_far = step.get("channel_fraction_removed", removed_so_far)
-            ctx.progress.log(f"prune step {k}/{len(targets)}: finished in an earlier run, reused from {step_dir}")
+            progress.log(f"prune step {k}/{len(targets)}: finished in an earlier run, reused from {step_dir}")
             continue
         resume_training = config.resume and pruned.is_file()
         if not resume_training:
@@ -169,7 +221,7 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         masks = None if structured else masks_from_zeros(layers)
         after_prune = accuracy(module, *eval_t) if eval_t else None
         # Said before the fine-tuning it precedes, so the log reads in the order things happened.
-        ctx.progress.log(
+        progress.log(
             f"prune step {k}/{len(targets)}: accuracy after pruning "
             + ("n/a (no eval data)" if after_prune is None else f"{after_prune:.4f}")
             + ", fine-tuning next"
@@ -182,8 +234,8 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
             eval_t,
             train_config,
             checkpoint_dir=step_dir,
-            seed=ctx.seed + k,
-            progress=ctx.progress,
+            seed=seed + k,
+            progress=progress,
             resume=resume_training,
             after_step=(lambda lay=layers, m=masks: apply_masks(lay, m)) if masks is not None else None,
             extra={"step": k},
@@ -207,13 +259,13 @@ def run_pruning(module, config, ctx: PassContext, out_dir: Path) -> tuple[Path, 
         write_text(step_dir / "step.json", json.dumps(step, indent=2), checkpoints)
         step_records.append(step)
         if step["accuracy_after_finetune"] is not None:
-            ctx.progress.log(
+            progress.log(
                 f"prune step {k}/{len(targets)}: accuracy after fine-tuning {step['accuracy_after_finetune']:.4f}"
             )
 
     macs, params = count_macs_params(module, example)
     layers, _ = _prunable(module, config)
-    result_path = out_dir / "model.pt2"
+    result_path = workdir / "model.pt2"
     extra = {}
     if config.method == "2:4":
         verified = verify_2_4(layers)

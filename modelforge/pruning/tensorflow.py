@@ -3,7 +3,7 @@ schedule during fine-tuning, then strip_pruning, so the saved model is a plain K
 
 TF-MOT wraps layers of the Keras 2 API (`tf_keras`); a Keras 3 model cannot be wrapped, and gets a clear
 message instead of TF-MOT's own AttributeErrors. The record has the keys of PyTorch pruning's record
-(`modelforge.pruning.run`), so reports render both the same way.
+(`modelforge.pruning.run`), so reports render both the same way; `prune_keras` returns the same `PruneResult`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,19 @@ import contextlib
 import gzip
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelforge.errors import InputError, MissingExtraError
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.tensorflow.runtime import import_tf, quiet, quiet_native
-from modelforge.passes.base import PassContext
+from modelforge.progress import Progress
+from modelforge.pruning.run import PruneResult
+
+if TYPE_CHECKING:
+    from modelforge.data import BoundDataset
+    from modelforge.pruning.config import PruneConfig
 
 KERAS3_MESSAGE = (
     "TF-MOT pruning needs a Keras 2 (tf_keras) model; {path} was saved by Keras {version}, which TF-MOT cannot wrap"
@@ -109,17 +114,27 @@ def _optimizer(tf_keras, train) -> Any:
     return tf_keras.optimizers.Adam(train.lr)
 
 
-def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple[Path, dict[str, Any]]:
-    """Prune and fine-tune; returns the stripped model's .h5 path and the stage record."""
+def prune_keras(
+    artifact: ModelArtifact,
+    config: PruneConfig,
+    *,
+    train: BoundDataset | None,
+    evaluation: BoundDataset | None,
+    seed: int,
+    workdir: Path,
+    progress: Progress,
+) -> PruneResult:
+    """Prune and fine-tune; the stripped model is written to `workdir`/model.h5 (no checkpoints: a Keras run
+    starts over)."""
     model = load_prunable(artifact, config)
     tfmot = _tfmot()
     import tf_keras
 
     tf = import_tf("pruning a Keras model")
-    tf.random.set_seed(ctx.seed)
-    tf_keras.utils.set_random_seed(ctx.seed)
-    x, y = _arrays(ctx.train)
-    x_eval, y_eval = _arrays(ctx.evaluation) if ctx.evaluation is not None else (None, None)
+    tf.random.set_seed(seed)
+    tf_keras.utils.set_random_seed(seed)
+    x, y = _arrays(train)
+    x_eval, y_eval = _arrays(evaluation) if evaluation is not None else (None, None)
     skip = set(config.skip_layers)
     kernels = [n for n in _kernels(model) if n not in skip]
     if not config.prune_first_conv and kernels:
@@ -167,26 +182,30 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
                 row["eval_accuracy"] = float(logs["val_accuracy"])
             history.append(row)
             with contextlib.redirect_stderr(stderr):
-                ctx.progress.advance(1)
-                ctx.progress.log(
+                progress.advance(1)
+                progress.log(
                     f"TF-MOT prune + fine-tune epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}"
                     + (f", eval accuracy {row['eval_accuracy']:.4f}" if "eval_accuracy" in row else "")
                 )
 
     validation = (x_eval, y_eval) if x_eval is not None and y_eval is not None else None
-    with ctx.task(f"TF-MOT prune + fine-tune ({epochs} epochs)", epochs), quiet():
-        wrapped.fit(
-            x,
-            y,
-            batch_size=config.train.batch_size,
-            epochs=epochs,
-            verbose=0,
-            shuffle=True,
-            validation_data=validation,
-            callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), Record()],
-        )
+    progress.start(f"TF-MOT prune + fine-tune ({epochs} epochs)", epochs)
+    try:
+        with quiet():
+            wrapped.fit(
+                x,
+                y,
+                batch_size=config.train.batch_size,
+                epochs=epochs,
+                verbose=0,
+                shuffle=True,
+                validation_data=validation,
+                callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), Record()],
+            )
+    finally:
+        progress.stop()
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-    path = ctx.workdir / "model.h5"
+    path = workdir / "model.h5"
     with quiet():
         stripped.save(str(path), include_optimizer=False)
     rows = []
@@ -229,7 +248,7 @@ def prune_keras(artifact: ModelArtifact, config: Any, ctx: PassContext) -> tuple
         "train_settings_used": ["epochs", "batch_size", "optimizer", "lr", "weight_decay (adamw)"],
         "train_settings_ignored": _ignored_train_settings(config.train),
     }
-    return path, record
+    return PruneResult(path, record)
 
 
 def _ignored_train_settings(train: Any) -> list[str]:
