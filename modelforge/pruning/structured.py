@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelforge.errors import MissingExtraError, PassError
+from modelforge.errors import PassError
+from modelforge.optional import require
 
 
 def import_tp():
-    try:
-        import torch_pruning as tp
-    except ImportError:
-        raise MissingExtraError("torch-pruning", "torch", "structured pruning") from None
-    return tp
+    return require("torch_pruning", "structured pruning")
 
 
 def count_macs_params(module, example: tuple) -> tuple[int, int]:

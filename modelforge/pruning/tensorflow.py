@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelforge.errors import InputError, MissingExtraError
+from modelforge.errors import InputError
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.tensorflow.runtime import import_tf, quiet, quiet_native
+from modelforge.optional import require
 from modelforge.progress import Progress
 from modelforge.pruning.run import PruneResult
 
@@ -64,12 +65,8 @@ def load_prunable(artifact: ModelArtifact, config: Any) -> Any:
 
 def _tfmot():
     import_tf("pruning a Keras model")
-    try:
-        with quiet_native():
-            import tensorflow_model_optimization as tfmot
-    except ImportError:
-        raise MissingExtraError("tensorflow-model-optimization", "tf", "pruning a Keras model") from None
-    return tfmot
+    with quiet_native():
+        return require("tensorflow_model_optimization", "pruning a Keras model")
 
 
 def _arrays(data) -> tuple[np.ndarray, np.ndarray]:
