@@ -4,8 +4,9 @@ pass's Config (modelforge.passes.distill) is this model as a PassConfig."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -84,3 +85,18 @@ class DistillConfig(BaseModel):
         if self.train.epochs < 1:  # zero epochs would ship the untrained student
             raise ValueError("train.epochs must be at least 1: with 0 epochs the student is never trained")
         return self
+
+
+# The label-only baseline runs by default when the run is this small (training samples x epochs).
+BASELINE_AUTO_LIMIT = 500_000
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """What a distillation made: the student's file, the checkpoints the output keeps, the stage's figures, and
+    (a Keras student) which Keras saved it."""
+
+    path: Path
+    figures: dict[str, Any]
+    checkpoints: tuple[Path, ...] = ()
+    keras_flavor: str | None = None

@@ -16,30 +16,16 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelforge.distillation.config import BASELINE_AUTO_LIMIT, DistillResult
 from modelforge.errors import InputError
 from modelforge.progress import Progress
 
 if TYPE_CHECKING:
     from modelforge.data import BoundDataset
     from modelforge.distillation.config import DistillConfig
-
-# The label-only baseline runs by default when the run is this small (training samples x epochs).
-BASELINE_AUTO_LIMIT = 500_000
-
-
-@dataclass(frozen=True)
-class DistillResult:
-    """What a distillation made: the student's file, the checkpoints the output keeps, the stage's figures, and
-    (a Keras student) which Keras saved it."""
-
-    path: Path
-    figures: dict[str, Any]
-    checkpoints: tuple[Path, ...] = ()
-    keras_flavor: str | None = None
 
 
 def check_source(teacher: Path, fmt: str, config: dict[str, Any]) -> None:

@@ -20,8 +20,7 @@ from modelforge.progress import Progress
 
 if TYPE_CHECKING:
     from modelforge.data import BoundDataset
-    from modelforge.distillation.config import DistillConfig
-    from modelforge.distillation.run import DistillResult
+    from modelforge.distillation.config import DistillConfig, DistillResult
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,7 @@ def run_keras_distillation(
     Keras (no checkpoints: a Keras run starts over)."""
     import time
 
-    from modelforge.distillation.run import BASELINE_AUTO_LIMIT, DistillResult
+    from modelforge.distillation.config import BASELINE_AUTO_LIMIT, DistillResult
     from modelforge.model.tensorflow.loading import load_keras_model
 
     check_keras_distill(artifact.path, artifact.format, config.model_dump())
