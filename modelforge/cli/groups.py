@@ -153,8 +153,8 @@ class GateFlags(FlagGroup):
     )
 
     def fill(self, raw: dict[str, Any]) -> None:
-        gates = {name: getattr(self, name) for name in ("max_accuracy_drop", "min_speedup", "min_agreement")}
-        gates["min_cosine"] = self.min_cosine
+        names = ("max_accuracy_drop", "min_speedup", "min_agreement", "min_cosine")
+        gates = {name: getattr(self, name) for name in names}
         gates["default_gates"] = None if self.default_gates else False  # None: the recipe's default (on)
         raw["gates"] = {k: v for k, v in gates.items() if v is not None}
 
