@@ -62,43 +62,39 @@ def _root(
     """Exit codes: 0 ok · 1 a gate failed (report written) · 2 bad usage or input · 3 a pass failed."""
 
 
+# The command table: every command, in the order `modelforge --help` lists them, as "module:attribute" under
+# modelforge.cli; an attribute that is a Typer app is a command group (`modelforge cache ...`). Command modules
+# import no framework at module level, so loading them all for the help stays fast.
+COMMANDS: dict[str, str] = {
+    "quantize": "quantize_cmd:quantize",
+    "prune": "prune_cmd:prune",
+    "run": "run_cmd:run",
+    "inspect": "inspect_cmd:inspect",
+    "passes": "passes_cmd:passes",
+    "doctor": "doctor_cmd:doctor",
+    "schema": "schema_cmd:schema",
+    "explain": "schema_cmd:explain",
+    "cache": "cache_cmd:cache_app",
+    "compare": "compare_cmd:compare",
+    "report": "report_cmd:report",
+    "bench": "bench_cmd:bench",
+    "debug": "debug_cmd:debug",
+    "export": "export_cmd:export",
+    "drift": "drift_cmd:drift",
+    "distill": "distill_cmd:distill",
+}
+
+
 def _register() -> None:
-    from modelforge.cli import (
-        bench_cmd,
-        cache_cmd,
-        compare_cmd,
-        debug_cmd,
-        doctor_cmd,
-        drift_cmd,
-        export_cmd,
-        inspect_cmd,
-        passes_cmd,
-        prune_cmd,
-        quantize_cmd,
-        report_cmd,
-        run_cmd,
-        schema_cmd,
-    )
+    from importlib import import_module
 
-    app.command("quantize")(quantize_cmd.quantize)
-    app.command("prune")(prune_cmd.prune)
-    app.command("run")(run_cmd.run)
-    app.command("inspect")(inspect_cmd.inspect)
-    app.command("passes")(passes_cmd.passes)
-    app.command("doctor")(doctor_cmd.doctor)
-    app.command("schema")(schema_cmd.schema)
-    app.command("explain")(schema_cmd.explain)
-    app.add_typer(cache_cmd.cache_app, name="cache")
-    app.command("compare")(compare_cmd.compare)
-    app.command("report")(report_cmd.report)
-    app.command("bench")(bench_cmd.bench)
-    app.command("debug")(debug_cmd.debug)
-    app.command("export")(export_cmd.export)
-    app.command("drift")(drift_cmd.drift)
-
-    from modelforge.cli import distill_cmd
-
-    app.command("distill")(distill_cmd.distill)
+    for name, target in COMMANDS.items():
+        module, _, attribute = target.partition(":")
+        command = getattr(import_module(f"modelforge.cli.{module}"), attribute)
+        if isinstance(command, typer.Typer):
+            app.add_typer(command, name=name)
+        else:
+            app.command(name)(command)
 
 
 _register()

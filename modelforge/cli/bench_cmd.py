@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions
+from modelforge.cli.flags import flag_groups
+from modelforge.cli.groups import ReportFlags, RuntimeFlags
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -44,10 +45,12 @@ def _dims(values: list[str]) -> dict[str, int]:
     return dims
 
 
+@flag_groups
 def bench(
+    *,
     models: Annotated[list[Path], typer.Argument(metavar="MODEL...", help="ONNX models to measure side by side.")],
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes to sweep, comma-separated.")] = "1,8,32,64",
-    threads: GateOptions.threads = None,
+    threads: RuntimeFlags.threads,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs of each model per batch size.")] = 10,
     min_runs: Annotated[int, typer.Option(min=1, help="Timed runs of each model at least, per batch size.")] = 50,
     max_seconds: Annotated[float, typer.Option(min=0.001, help="Time budget per batch size.")] = 10.0,
@@ -60,7 +63,7 @@ def bench(
     dim: Annotated[
         list[str] | None, typer.Option(help="Size of a symbolic non-batch axis, NAME=SIZE (repeatable).")
     ] = None,
-    seed: GateOptions.seed = 0,
+    seed: RuntimeFlags.seed,
     slo_p99_ms: Annotated[float | None, typer.Option(help="SLO: p99 latency limit (ms) at --slo-batch.")] = None,
     slo_p50_ms: Annotated[float | None, typer.Option(help="SLO: p50 latency limit (ms) at --slo-batch.")] = None,
     slo_batch: Annotated[int, typer.Option(min=1, help="Batch size the SLO applies to.")] = 1,
@@ -76,9 +79,9 @@ def bench(
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile as JSON here.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML page with charts here.")] = None,
-    quiet: GateOptions.quiet = False,
-    as_json: GateOptions.as_json = False,
-    summary_file: GateOptions.summary_file = None,
+    quiet: ReportFlags.quiet,
+    as_json: ReportFlags.as_json,
+    summary_file: ReportFlags.summary_file,
 ) -> int:
     """Latency profile of ONNX models x runtimes x precisions: p50/p90/p99/mean/std and throughput per batch size,
     interleaved runs, session creation time and peak memory. Exit 1 when a model misses the SLO given."""

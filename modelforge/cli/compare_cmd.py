@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions
+from modelforge.cli.flags import flag_groups
+from modelforge.cli.groups import ReportFlags
 from modelforge.report.ci import with_error_outputs
 
 
@@ -20,7 +21,9 @@ class CompareFormat(StrEnum):
 
 
 @with_error_outputs
+@flag_groups
 def compare(
+    *,
     report_a: Annotated[Path, typer.Argument(metavar="A", help="Reference: report.json or an output directory.")],
     report_b: Annotated[Path, typer.Argument(metavar="B", help="Candidate: report.json or an output directory.")],
     max_accuracy_drop: Annotated[
@@ -46,8 +49,8 @@ def compare(
     fmt: Annotated[CompareFormat, typer.Option("--format", help="Output on stdout: table, md or json.")] = (
         CompareFormat.table
     ),
-    summary_file: GateOptions.summary_file = None,
-    junit: GateOptions.junit = None,
+    summary_file: ReportFlags.summary_file,
+    junit: ReportFlags.junit,
 ) -> int:
     """Compare every summary metric of two reports; exit 1 when B is worse than A beyond the given tolerances."""
     from rich.markup import escape

@@ -9,10 +9,13 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import TrustOptions
+from modelforge.cli.flags import flag_groups
+from modelforge.cli.groups import GrantFlags
 
 
+@flag_groups
 def debug(
+    *,
     model: Annotated[Path, typer.Argument(help="Model file: .onnx, .pt2 (torch.export) or TorchScript.")],
     calibration: Annotated[
         Path, typer.Option("--calibration", "-c", help="Calibration data: .npz, .npy or an image folder.")
@@ -30,7 +33,7 @@ def debug(
     top: Annotated[int, typer.Option(help="Show this many layers (all with --json).")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print every layer as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    trust_model_code: TrustOptions.trust_model_code = False,
+    trust_model_code: GrantFlags.trust_model_code,
 ) -> None:
     """Quantize as `quantize` would, then compare every layer's output with the float model's: SQNR, the noise
     each layer adds, cosine. Worst layers first, so you see where accuracy goes (exclude them with

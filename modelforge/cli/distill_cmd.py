@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, TrainOptions, TrustOptions, common_recipe
+from modelforge.cli.flags import Pick, flag_groups
+from modelforge.cli.groups import (
+    CheckpointFlags,
+    DataFlags,
+    GateFlags,
+    GrantFlags,
+    OutputFlags,
+    PreprocessingFlags,
+    RecipeFileFlags,
+    ReportFlags,
+    RuntimeFlags,
+    TrainingFlags,
+)
 from modelforge.report.ci import with_error_outputs
 
 
@@ -27,7 +39,9 @@ def _hint_pairs(hints: list[str]) -> list[dict[str, str]]:
 
 
 @with_error_outputs
+@flag_groups
 def distill(
+    *,
     teacher: Annotated[
         Path | None,
         typer.Option(
@@ -51,14 +65,8 @@ def distill(
         float | None,
         typer.Option(help="Student = the teacher keeping this share of channels (structured pruning), in (0, 1)."),
     ] = None,
-    train_data: Annotated[
-        Path | None, typer.Option("--train-data", "-t", help="Labelled training data: .npz or an image folder.")
-    ] = None,
-    eval_data: Annotated[
-        Path | None, typer.Option("--eval-data", "-e", help="Evaluation data (labels enable accuracy).")
-    ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")] = Path("modelforge-out"),
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    data: Annotated[DataFlags, Pick("train_data", "eval_data")],
+    output: OutputFlags,
     loss: Annotated[str, typer.Option(help="kl (soft targets), mse or cosine (match outputs).")] = "kl",
     temperature: Annotated[float, typer.Option(help="kl: softmax temperature T (the loss is scaled by T^2).")] = 4.0,
     alpha: Annotated[float, typer.Option(help="Weight of the teacher term; 1 - alpha on the labels.")] = 0.9,
@@ -81,40 +89,20 @@ def distill(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Training batch size (global: split over torchrun ranks).")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    optimizer: TrainOptions.optimizer = "adamw",
-    schedule: Annotated[str, typer.Option(help="constant, cosine or step.")] = "cosine",
-    early_stopping: TrainOptions.early_stopping = None,
-    hflip: TrainOptions.hflip = False,
-    crop_padding: TrainOptions.crop_padding = 0,
-    mean: TrainOptions.mean = None,
-    std: TrainOptions.std = None,
-    color: TrainOptions.color = None,
-    checkpoint_dir: TrainOptions.checkpoint_dir = None,
-    resume: TrainOptions.resume = False,
-    max_accuracy_drop: GateOptions.max_accuracy_drop = None,
-    min_speedup: GateOptions.min_speedup = None,
-    min_agreement: GateOptions.min_agreement = None,
-    min_cosine: GateOptions.min_cosine = None,
-    default_gates: GateOptions.default_gates = True,
-    threads: GateOptions.threads = None,
-    seed: GateOptions.seed = 0,
-    cache: GateOptions.cache = True,
-    save_recipe: GateOptions.save_recipe = None,
-    dry_run: GateOptions.dry_run = False,
-    code_path: TrustOptions.code_path = None,
-    quiet: GateOptions.quiet = False,
-    as_json: GateOptions.as_json = False,
-    summary_file: GateOptions.summary_file = None,
-    junit: GateOptions.junit = None,
+    training: TrainingFlags,
+    preprocessing: PreprocessingFlags,
+    checkpoints: CheckpointFlags,
+    gates: GateFlags,
+    runtime: RuntimeFlags,
+    recipe_file: RecipeFileFlags,
+    grants: Annotated[GrantFlags, Pick("code_path")],
+    report: ReportFlags,
 ) -> int:
     """Distil a teacher into a smaller student (KD at temperature T, hints, or MSE/cosine); reports teacher,
     student and a label-only baseline side by side (accuracy, agreement, params, MACs, size, latency).
     Writes model.onnx and model.pt2 (the student); a Keras teacher and student give model.onnx and the Keras
     student (model.keras or model.h5). Data-parallel under torchrun."""
-    from functools import partial
-
-    from modelforge.cli.execute import execute
-    from modelforge.cli.options import finish
+    from modelforge.cli.execute import finish, recipe_from_flags
     from modelforge.errors import InputError
 
     if (teacher is None) == (teacher_factory is None):
@@ -126,34 +114,13 @@ def distill(
     if sum(x is not None for x in (student, student_factory, student_from_teacher)) != 1:
         raise InputError("give one student: --student FILE.pt2, --student-factory module:function, or "
                          "--student-from-teacher W")  # fmt: skip
-    if train_data is None:
+    if data.train_data is None:
         raise InputError("distillation trains: pass --train-data DATA (with labels)")
-    from modelforge.cli.quantize_cmd import _floats
-
-    preprocessing = {
-        k: v
-        for k, v in (("mean", _floats(mean, "--mean")), ("std", _floats(std, "--std")), ("color", color))
-        if v is not None
-    }
-    if preprocessing and not any(p is not None and p.is_dir() for p in (train_data, eval_data)):
-        raise InputError(f"{', '.join(f'--{k}' for k in preprocessing)} apply to image folders only")
-
-    def source(path: Path | None):
-        if path is None:
-            return None
-        return {"path": str(path), "preprocessing": preprocessing} if preprocessing and path.is_dir() else str(path)
-
-    train = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "hflip": hflip,
-        "crop_padding": crop_padding,
-    }
-    if early_stopping is not None:
-        train["early_stopping"] = early_stopping
+    source = {"path": str(teacher if teacher is not None else teacher_weights)}
+    if teacher_factory is not None:
+        source["factory"] = teacher_factory
+    raw: dict = {"model": source, "passes": []}
+    data.fill(raw, preprocessing)
     config = {
         "loss": loss,
         "temperature": temperature,
@@ -162,9 +129,7 @@ def distill(
         "hint_weight": hint_weight,
         "cache_teacher": cache_teacher,
         "baseline": baseline,
-        "train": train,
-        "resume": resume,
-        "checkpoint_dir": str(checkpoint_dir.resolve()) if checkpoint_dir is not None else None,
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr},
     }
     if student is not None:
         config["student"] = str(student.resolve())
@@ -174,26 +139,6 @@ def distill(
         config["student_weights"] = str(student_weights.resolve())
     if student_from_teacher is not None:
         config["student_from_teacher"] = student_from_teacher
-    from modelforge.run.grants import add_code_paths
-
-    add_code_paths(code_path)  # where --model-factory / --*-factory modules are imported from
-    recipe = common_recipe(
-        model=teacher if teacher is not None else teacher_weights,
-        model_factory=teacher_factory,
-        passes=[{"name": "distill", "config": config}],
-        data={"train": source(train_data), "eval_data": source(eval_data)},
-        output=output,
-        force=force,
-        threads=threads,
-        seed=seed,
-        cache=cache and not resume,
-        gates={
-            "max_accuracy_drop": max_accuracy_drop,
-            "min_speedup": min_speedup,
-            "min_agreement": min_agreement,
-            "min_cosine": min_cosine,
-            "default_gates": None if default_gates else False,
-        },
-    )
-    ci_execute = partial(execute, summary_file=summary_file, junit=junit)
-    return finish(recipe, save_recipe, dry_run, quiet, as_json, ci_execute)
+    raw["passes"].append({"name": "distill", "config": config})
+    recipe = recipe_from_flags(raw, training, output, gates, runtime, checkpoints, grants)
+    return finish(recipe, recipe_file, report)

@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions
+from modelforge.cli.flags import flag_groups
+from modelforge.cli.groups import ReportFlags, RuntimeFlags
 
 
+@flag_groups
 def drift(
+    *,
     baseline: Annotated[
         Path,
         typer.Argument(help="baseline_stats.json shipped with an export, or its folder (a Triton model's folder)."),
@@ -30,8 +33,8 @@ def drift(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the JSON report goes.")] = Path("drift.json"),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing JSON report.")] = False,
     top: Annotated[int, typer.Option(min=1, help="Worst features printed.")] = 10,
-    threads: GateOptions.threads = None,
-    quiet: GateOptions.quiet = False,
+    threads: RuntimeFlags.threads,
+    quiet: ReportFlags.quiet,
 ) -> int:
     """Score new data against an export's baseline: PSI and KS per input feature (channel for images), the
     shift of top-1 confidence; prints the worst features, writes JSON, exits 1 over a threshold."""

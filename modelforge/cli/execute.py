@@ -1,13 +1,44 @@
-"""Run a recipe from any command and show the result: progress, summary table, PASSED/FAILED line."""
+"""Run a recipe from any command and show the result: progress, summary table, PASSED/FAILED line; and the
+recipe a shortcut command's flags make."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from modelforge.cli.groups import RecipeFileFlags, ReportFlags
 from modelforge.recipe.schema import Recipe
+
+
+def recipe_from_flags(raw: dict[str, Any], *groups: Any) -> Recipe:
+    """The one-pass recipe: `raw` holds the model source and the pass; each group fills its part, in order."""
+    from modelforge.recipe.load import recipe_from_dict, resolve_paths
+
+    for group in groups:
+        group.fill(raw)
+    # Flags name paths relative to where the user runs: store them absolute, so that --save-recipe and
+    # recipe.resolved.yaml (whose relative paths would be read relative to their own folder) replay anywhere.
+    return resolve_paths(recipe_from_dict(raw, source="flags"), Path.cwd())
+
+
+def finish(recipe: Recipe, recipe_file: RecipeFileFlags, report: ReportFlags) -> int:
+    """Save the recipe if asked; then either show the plan (dry run: validates everything, writes nothing) or run."""
+    if recipe_file.save_recipe is not None:
+        save_recipe(recipe, recipe_file.save_recipe, recipe.output.force)
+    if recipe_file.dry_run:
+        from modelforge.cli.console import err_console
+        from modelforge.run.pipeline import plan_recipe
+
+        plan = plan_recipe(recipe)  # validates model, data, passes and gates; writes nothing
+        typer.echo(recipe.to_yaml(), nl=False)
+        err_console.print("[bold]Plan[/bold] (dry run: nothing was written)")
+        for key, value in plan.items():
+            err_console.print(f"  {key}: {value}", highlight=False, markup=False)
+        return 0
+    return execute(recipe, report.quiet, report.as_json, report.summary_file, report.junit)
 
 
 def save_recipe(recipe: Recipe, path: Path, force: bool) -> None:

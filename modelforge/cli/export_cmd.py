@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions, TrustOptions, common_recipe
+from modelforge.cli.flags import Help, Omit, Pick, flag_groups
+from modelforge.cli.groups import (
+    DataFlags,
+    GateFlags,
+    GrantFlags,
+    OutputFlags,
+    RecipeFileFlags,
+    ReportFlags,
+    RuntimeFlags,
+)
 from modelforge.export.targets import one_of, target_names
 from modelforge.report.ci import with_error_outputs
 
@@ -38,19 +47,22 @@ def _sizes(text: str) -> list[int]:
 
 
 @with_error_outputs
+@flag_groups
 def export(
     model: Annotated[
         Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize; tflite: a Keras model).")
     ],
+    *,
     target: Annotated[str, typer.Option(help=f"{one_of(target_names())}.")],
     name: Annotated[str, typer.Option(help="Model name (Triton model folder).")] = "model",
-    calibration: Annotated[
-        Path | None, typer.Option("--calibration", "-c", help="Samples for INT8 caches, warm-up, sweep, baseline.")
-    ] = None,
-    eval_data: Annotated[Path | None, typer.Option("--eval-data", "-e", help="Evaluation data.")] = None,
+    data: Annotated[
+        DataFlags,
+        Pick("calibration", "eval_data"),
+        Help(calibration="Samples for INT8 caches, warm-up, sweep, baseline.", eval_data="Evaluation data."),
+    ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="The run's own folder: report, manifest (never a repository).")
-    ] = Path("modelforge-out"),
+        OutputFlags, Pick("output"), Help(output="The run's own folder: report, manifest (never a repository).")
+    ],
     repository: Annotated[
         Path | None,
         typer.Option(help="triton: model repository to add the model to (default: OUT/model_repository, new)."),
@@ -58,7 +70,7 @@ def export(
     replace_config: Annotated[
         bool, typer.Option("--replace-config", help="triton: accept a version whose inputs/outputs differ.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    _force: Annotated[OutputFlags, Pick("force")],  # the same group object as `output`
     precision: Annotated[
         str,
         typer.Option(help="auto, fp32, fp16 or int8 (TensorRT); tflite: int8 (full integer, the auto), fp16, dynamic."),
@@ -101,19 +113,11 @@ def export(
     skip_latency: Annotated[
         bool, typer.Option("--skip-latency", help="No latency measurement (and no Triton batch sweep).")
     ] = False,
-    max_accuracy_drop: GateOptions.max_accuracy_drop = None,
-    min_agreement: GateOptions.min_agreement = None,
-    min_cosine: GateOptions.min_cosine = None,
-    default_gates: GateOptions.default_gates = True,
-    threads: GateOptions.threads = None,
-    seed: GateOptions.seed = 0,
-    save_recipe: GateOptions.save_recipe = None,
-    dry_run: GateOptions.dry_run = False,
-    trust_model_code: TrustOptions.trust_model_code = False,
-    quiet: GateOptions.quiet = False,
-    as_json: GateOptions.as_json = False,
-    summary_file: GateOptions.summary_file = None,
-    junit: GateOptions.junit = None,
+    gates: Annotated[GateFlags, Omit("min_speedup")],
+    runtime: Annotated[RuntimeFlags, Omit("cache")],
+    recipe_file: RecipeFileFlags,
+    grants: Annotated[GrantFlags, Pick("trust_model_code")],
+    report: ReportFlags,
 ) -> int:
     """Export a model for serving: a Triton model repository (config from a measured batch sweep), a Jetson
     bundle (TensorRT-ready ONNX, calibration cache, build_engine.sh, verify.sh), a TensorRT engine, or a Keras
@@ -122,10 +126,7 @@ def export(
     folder). `--repository REPO` adds the model to a repository that outlives the run (the next version of
     --name; the run's reports stay in -o). Without data, the export still runs: generated inputs for the
     sweep, Triton-made warm-up, no baseline and no evaluation."""
-    from functools import partial
-
-    from modelforge.cli.execute import execute
-    from modelforge.cli.options import finish
+    from modelforge.cli.execute import finish, recipe_from_flags
     from modelforge.errors import InputError
 
     if target not in target_names():
@@ -156,32 +157,15 @@ def export(
         "replace_config": replace_config,
     }
     if target == "tflite":
-        step = _tflite_pass(precision, calibration, io_type, calibration_samples, compare_float)
+        step = _tflite_pass(precision, data.calibration, io_type, calibration_samples, compare_float)
     else:
         step = {"name": "export", "config": config}
-    recipe = common_recipe(
-        model=model,
-        passes=[step],
-        data={
-            "calibration": str(calibration) if calibration else None,
-            "eval_data": str(eval_data) if eval_data else None,
-        },
-        output=output,
-        force=force,
-        threads=threads,
-        seed=seed,
-        trust_model_code=trust_model_code,
-        gates={
-            "max_accuracy_drop": max_accuracy_drop,
-            "min_agreement": min_agreement,
-            "min_cosine": min_cosine,
-            "default_gates": None if default_gates else False,
-        },
-    )
+    raw: dict = {"model": {"path": str(model)}, "passes": [step]}
+    data.fill(raw)
+    recipe = recipe_from_flags(raw, output, gates, runtime, grants)
     if skip_latency:
         recipe.evaluate.skip_latency = True
-    ci_execute = partial(execute, summary_file=summary_file, junit=junit)
-    return finish(recipe, save_recipe, dry_run, quiet, as_json, ci_execute)
+    return finish(recipe, recipe_file, report)
 
 
 def _tflite_pass(precision: str, calibration: Path | None, io_type: str | None, samples: int, compare: bool) -> dict:

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from modelforge.cli.options import TrustOptions
+from modelforge.cli.flags import flag_groups
+from modelforge.cli.groups import GrantFlags
 
 
 def describe(path: Path, trust_model_code: bool = False) -> dict[str, Any]:
@@ -39,12 +40,14 @@ def describe(path: Path, trust_model_code: bool = False) -> dict[str, Any]:
     return info
 
 
+@flag_groups
 def inspect(
+    *,
     model: Annotated[
         Path, typer.Argument(help="Model file: .onnx, .pt2, TorchScript, Keras (.keras/.h5) or a SavedModel folder.")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    trust_model_code: TrustOptions.trust_model_code = False,
+    trust_model_code: GrantFlags.trust_model_code,
 ) -> None:
     """Show a model's inputs and outputs (shapes, dtypes), operator histogram, parameter count and size."""
     info = describe(model, trust_model_code)

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.options import GateOptions
+from modelforge.cli.flags import flag_groups
+from modelforge.cli.groups import ReportFlags
 
 
 class ReportFormat(StrEnum):
@@ -40,14 +41,16 @@ def render(report: dict, fmt: ReportFormat) -> str:
     return json.dumps(report, indent=2) + "\n"
 
 
+@flag_groups
 def report(
+    *,
     source: Annotated[Path, typer.Argument(metavar="OUTDIR", help="An output directory or its report.json.")],
     fmt: Annotated[
         ReportFormat,
         typer.Option("--format", "-f", help="html, md (pull-request comment), json, junit, or summary (CI job)."),
     ] = ReportFormat.md,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    summary_file: GateOptions.summary_file = None,
+    summary_file: ReportFlags.summary_file,
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when the report's gates failed (as the run did).")
     ] = False,
