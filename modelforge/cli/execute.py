@@ -27,7 +27,7 @@ def execute(
     modelforge.report.ci.error_outputs, which the commands wrap around their whole body)."""
     from modelforge.cli.console import RichProgress, err_console, out_console, summary_table
     from modelforge.report.ci import write_report_outputs
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
     from modelforge.training import distributed
 
     primary = distributed.is_primary()  # under torchrun, rank 0 shows progress and the result

@@ -161,7 +161,7 @@ def finish(
         write_recipe(recipe, save_recipe, recipe.output.force)
     if dry_run:
         from modelforge.cli.console import err_console
-        from modelforge.run.pipeline import plan_recipe
+        from modelforge.run.plan import plan_recipe
 
         plan = plan_recipe(recipe)  # validates model, data, passes and gates; writes nothing
         typer.echo(recipe.to_yaml(), nl=False)
