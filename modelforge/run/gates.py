@@ -169,7 +169,9 @@ def slo_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return gates
 
 
-def judge(recipe: Recipe, resolved: ResolvedGates, summary: dict[str, Any], evaluation: dict[str, Any]) -> list:
+def judge(
+    recipe: Recipe, resolved: ResolvedGates, summary: dict[str, Any], evaluation: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The run's gate records: the metric gates, then the SLO's when the SLO is a gate."""
     gates = evaluate_gates(resolved.config, summary, resolved.defaults)
     if recipe.evaluate.slo is not None and recipe.evaluate.slo.gate:
