@@ -136,7 +136,7 @@ def test_accuracies(work: Path, out: Path) -> dict:
 
 def distill_once(work: Path, seed: int, epochs: int) -> dict:
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     out = work / f"out-seed{seed}"
     started = time.perf_counter()

@@ -46,7 +46,7 @@ def ort_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 def run(recipe: dict) -> dict:
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     started = time.perf_counter()
     result = run_recipe(recipe_from_dict(recipe, "bench"))

@@ -73,7 +73,7 @@ def bench_resnet(threads: int, calibration_samples: int, rounds: int) -> dict:
     from resnet import export_resnet18
 
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
     from modelforge.runtimes.onnxruntime import create_session
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -133,7 +133,7 @@ def bench_resnet(threads: int, calibration_samples: int, rounds: int) -> dict:
 
 def bench_quickstart() -> dict:
     from modelforge.recipe.load import load_recipe
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def _run(raw: dict) -> dict:
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     return run_recipe(recipe_from_dict(raw)).report
 

@@ -140,7 +140,7 @@ def measure(model: Path, data: Path, method: str, tool: str) -> dict:
 
 def digits_accuracy(method: str, workdir: Path) -> dict:
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     digits = ROOT / "calibration" / "digits"
     recipe = recipe_from_dict(

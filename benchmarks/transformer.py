@@ -295,7 +295,7 @@ def _embed(session, feeds: dict[str, np.ndarray], batch: int = 32) -> np.ndarray
 
 def _modelforge(model: Path, calibration: Path, eval_data: Path, out: Path, config: dict) -> Path:
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     recipe = recipe_from_dict(
         {

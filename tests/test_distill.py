@@ -173,7 +173,7 @@ def test_mismatched_output_shapes_exit_2_naming_both(teacher, tmp_path):
 
 def test_resume_equals_an_uninterrupted_run(teacher, tmp_path):
     from modelforge.passes.base import Progress
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     def recipe(name, resume, checkpoints):
         config = {
@@ -209,7 +209,7 @@ def test_resume_equals_an_uninterrupted_run(teacher, tmp_path):
 
 
 def test_a_student_from_the_teacher_with_hint_layers(teacher, tmp_path):
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     config = {
         "student_from_teacher": 0.5,
@@ -270,7 +270,7 @@ def test_the_distill_then_int8_recipe_is_valid(tmp_path):
     import yaml
 
     from modelforge.recipe.load import recipe_from_dict, resolve_paths
-    from modelforge.run.pipeline import check_pass_chain
+    from modelforge.run.plan import check_pass_chain
 
     path = pm.Path(__file__).parents[1] / "recipes" / "distill-then-int8.yaml"
     recipe = resolve_paths(recipe_from_dict(yaml.safe_load(path.read_text())), path.parent)

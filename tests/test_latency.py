@@ -17,7 +17,7 @@ from modelforge.measure.profile import (
     slo_verdicts,
     sweep_batch_sizes,
 )
-from modelforge.report.build import slo_gates
+from modelforge.run.gates import slo_gates
 
 KEPT_PER_BLOCK = BLOCK - DROPPED_PER_BLOCK
 

@@ -12,7 +12,7 @@ import modelforge.passes as passes_module
 from modelforge.errors import InputError
 from modelforge.passes import Pass, available_passes, get_pass
 from modelforge.recipe.load import recipe_from_dict
-from modelforge.run.pipeline import run_recipe
+from modelforge.run.runner import run_recipe
 
 PLUGIN_SOURCE = '''
 """A third-party pass: returns the model unchanged and records the note it was configured with."""

@@ -26,7 +26,7 @@ class RecordingProgress(Progress):
 
 def test_no_bar_counts_past_its_total_in_a_run(tmp_path):
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     recipe = recipe_from_dict(digits_recipe(tmp_path / "out", gates={"min_cosine": 0.9}, cache=False))
     progress = RecordingProgress()

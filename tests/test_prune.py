@@ -297,7 +297,7 @@ def test_prune_then_int8_recipe_reports_both_stages(trained, tmp_path):
     import yaml
 
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     folder, paths = trained
     raw = yaml.safe_load((pm.Path(__file__).parents[1] / "recipes" / "prune-then-int8.yaml").read_text())
@@ -320,7 +320,7 @@ def test_a_pytorch_pass_after_an_onnx_pass_is_refused(trained, tmp_path):
     folder, paths = trained
     from modelforge.errors import InputError
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import check_pass_chain
+    from modelforge.run.plan import check_pass_chain
 
     recipe = recipe_from_dict(
         {
@@ -348,7 +348,7 @@ def test_2_4_from_image_folders_is_recorded_in_the_onnx_model(trained, tmp_path)
     import onnx
 
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     folder, _ = trained
     (xt, yt), (xv, yv), _ = pm.digits_split()
@@ -399,7 +399,7 @@ def test_other_importances_and_a_macs_target(importance):
 def test_an_interrupted_prune_resumes_to_the_same_model(trained, tmp_path):
     from modelforge.passes.base import Progress
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     folder, paths = trained
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import FAST_LATENCY, load_report
 
 from modelforge.recipe.load import recipe_from_dict
-from modelforge.run.pipeline import run_recipe
+from modelforge.run.runner import run_recipe
 
 ROWS, HIDDEN, RIDGE = 8, 32, 100.0
 

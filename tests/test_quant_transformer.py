@@ -14,7 +14,7 @@ from quant_models import tiny_bert
 from modelforge.quantization.families import detect_family
 from modelforge.quantization.softmax import floor_attention_softmax
 from modelforge.recipe.load import recipe_from_dict
-from modelforge.run.pipeline import run_recipe
+from modelforge.run.runner import run_recipe
 
 
 @pytest.fixture(scope="module")

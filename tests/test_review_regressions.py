@@ -367,8 +367,9 @@ def test_accuracy_drop_exactly_at_the_threshold_passes():
     """(0.99 - 0.985) * 100 is 0.5000000000000004: a 0.5 pp gate failed on a drop of exactly 0.5 pp, which the
     quantize fallback (1e-9 tolerance) had accepted as within budget."""
     from modelforge.recipe.schema import GatesConfig
-    from modelforge.report.build import build_summary, evaluate_gates
+    from modelforge.report.build import build_summary
     from modelforge.report.compare import Tolerances, compare_reports
+    from modelforge.run.gates import evaluate_gates
 
     evaluation = {
         "metrics": {

@@ -56,7 +56,7 @@ def _recipe(files, out: Path, passes: list, data: dict | None = None, model: str
 
 def _run(raw: dict):
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     return run_recipe(recipe_from_dict(raw))
 
@@ -167,7 +167,7 @@ def test_keras_magnitude_pruning_with_tfmot(keras_files, tmp_path):
     data = {"train": str(keras_files["train"]), "eval_data": str(keras_files["eval"])}
     from modelforge.progress import Progress
     from modelforge.recipe.load import recipe_from_dict
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
 
     class Lines(Progress):
         def __init__(self) -> None:

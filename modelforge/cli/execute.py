@@ -30,7 +30,7 @@ def finish(recipe: Recipe, recipe_file: RecipeFileFlags, report: ReportFlags) ->
         save_recipe(recipe, recipe_file.save_recipe, recipe.output.force)
     if recipe_file.dry_run:
         from modelforge.cli.console import err_console
-        from modelforge.run.pipeline import plan_recipe
+        from modelforge.run.plan import plan_recipe
 
         plan = plan_recipe(recipe)  # validates model, data, passes and gates; writes nothing
         typer.echo(recipe.to_yaml(), nl=False)
@@ -58,7 +58,7 @@ def execute(
     modelforge.report.ci.error_outputs, which the commands wrap around their whole body)."""
     from modelforge.cli.console import RichProgress, err_console, out_console, summary_table
     from modelforge.report.ci import write_report_outputs
-    from modelforge.run.pipeline import run_recipe
+    from modelforge.run.runner import run_recipe
     from modelforge.training import distributed
 
     primary = distributed.is_primary()  # under torchrun, rank 0 shows progress and the result

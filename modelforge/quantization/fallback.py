@@ -40,13 +40,12 @@ class Budget:
 
     @classmethod
     def from_gates(cls, gates: Any) -> Budget:
+        """The run's behaviour gates (recipe.schema.GATE_METRICS): what the fallback must meet."""
+        from modelforge.recipe.schema import GATE_METRICS
+
         if gates is None:
             return cls()
-        return cls(
-            getattr(gates, "max_accuracy_drop", None),
-            getattr(gates, "min_cosine", None),
-            getattr(gates, "min_agreement", None),
-        )
+        return cls(**{m.name: getattr(gates, m.name, None) for m in GATE_METRICS if m.kind == "behaviour"})
 
     @property
     def active(self) -> bool:

@@ -7,6 +7,7 @@ The shortcut commands (`modelforge quantize ...`) build the same Recipe from fla
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -193,6 +194,37 @@ class EvaluateConfig(StrictModel):
         return specs
 
 
+@dataclass(frozen=True)
+class GateMetric:
+    """One metric gate: the GatesConfig field, the report summary figure it reads, which way it passes, and how
+    its default is chosen. The one definition every user reads: run.gates (defaults, the verdict), the quantize
+    fallback's budget (quantization.fallback.Budget)."""
+
+    name: str  # the GatesConfig field, and the gate's name in report.json
+    summary_key: str  # the figure of report.json's `summary` the gate is judged on
+    direction: Literal["min", "max"]  # min: the value must be >= the threshold; max: <= (a missing value fails)
+    # behaviour: compares the result's outputs with the original's; a default may set it (decided from the
+    # model's outputs and the passes, see run.gates) and it steers the quantize fallback. speed: depends on the
+    # machine, so never a default.
+    kind: Literal["behaviour", "speed"]
+    sanity_default: float | None = None  # after passes that must not change what the model computes
+    training_default: float | None = None  # after prune or distill, which change it on purpose
+    needs: Literal["labels", "latency"] | None = None  # what the run must measure for the gate to be judged
+
+    def passes(self, value: float | None, threshold: float) -> bool:
+        return value is not None and (value >= threshold if self.direction == "min" else value <= threshold)
+
+
+# In GatesConfig's field order (the order gates are listed in report.json).
+GATE_METRICS: tuple[GateMetric, ...] = (
+    GateMetric("max_accuracy_drop", "accuracy_drop_pp", "max", "behaviour", training_default=5.0, needs="labels"),
+    GateMetric("min_speedup", "speedup", "min", "speed", needs="latency"),
+    GateMetric("min_agreement", "top1_agreement", "min", "behaviour", sanity_default=0.99, training_default=0.9),
+    GateMetric("min_cosine", "output_cosine", "min", "behaviour", sanity_default=0.99, training_default=0.9),
+)
+GATES = {metric.name: metric for metric in GATE_METRICS}
+
+
 class GatesConfig(StrictModel):
     max_accuracy_drop: float | None = Field(
         None, ge=0, description="Fail when top-1 accuracy drops by more than this many percentage points."
@@ -209,9 +241,12 @@ class GatesConfig(StrictModel):
     )
     default_gates: bool = Field(
         True,
-        description="Add the default gates where no gate of that metric is set: top-1 agreement >= 0.99 for "
-        "classifier-like outputs, output cosine >= 0.99 otherwise; after prune or distill, accuracy drop <= 5 pp "
-        "(agreement >= 0.9 / cosine >= 0.9 without labels). They steer the quantize fallback as user gates do.",
+        description=f"Add the default gates where no gate of that metric is set: top-1 agreement >= "
+        f"{GATES['min_agreement'].sanity_default:g} for classifier-like outputs, output cosine >= "
+        f"{GATES['min_cosine'].sanity_default:g} otherwise; after prune or distill, accuracy drop <= "
+        f"{GATES['max_accuracy_drop'].training_default:g} pp (agreement >= {GATES['min_agreement'].training_default:g}"
+        f" / cosine >= {GATES['min_cosine'].training_default:g} without labels). They steer the quantize fallback "
+        "as user gates do.",
     )
 
 

@@ -1,5 +1,5 @@
 """report.json (versioned schema) and its renderings: Markdown for people, a rich table for terminals."""
 
-from modelforge.report.build import REPORT_SCHEMA_VERSION, build_report, evaluate_gates
+from modelforge.report.build import REPORT_SCHEMA_VERSION, build_report
 
-__all__ = ["REPORT_SCHEMA_VERSION", "build_report", "evaluate_gates"]
+__all__ = ["REPORT_SCHEMA_VERSION", "build_report"]

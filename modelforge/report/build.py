@@ -1,11 +1,11 @@
-"""Assemble report.json: a flat `summary` CI can read without knowing the passes, gates, and details."""
+"""Assemble report.json: a flat `summary` CI can read without knowing the passes, the gate records (judged in
+modelforge.run.gates: report/ only renders them), and the details."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from modelforge import __version__
-from modelforge.recipe.schema import GatesConfig
 
 REPORT_SCHEMA_VERSION = 2  # 2: gates carry `default`; `warnings`, `summary.original_shipped`
 
@@ -42,63 +42,6 @@ def build_summary(evaluation: dict[str, Any], size_baseline: int, size_result: i
         "size_bytes_result": size_result,
         "size_ratio": size_baseline / size_result if size_result else None,
     }
-
-
-# gate name -> (summary key, True when larger values pass)
-GATE_RULES = {
-    "max_accuracy_drop": ("accuracy_drop_pp", False),
-    "min_speedup": ("speedup", True),
-    "min_agreement": ("top1_agreement", True),
-    "min_cosine": ("output_cosine", True),
-}
-
-
-def evaluate_gates(
-    gates: GatesConfig, summary: dict[str, Any], defaults: frozenset[str] = frozenset()
-) -> list[dict[str, Any]]:
-    """Each configured gate with its threshold, the measured value and the verdict (a missing value fails);
-    `defaults`: the gates that are the tool's defaults rather than the user's (`"default": true`)."""
-    results = []
-    for name, threshold in gates.model_dump().items():
-        if threshold is None or name not in GATE_RULES:
-            continue
-        key, higher_is_better = GATE_RULES[name]
-        value = summary.get(key)
-        passed = value is not None and (value >= threshold if higher_is_better else value <= threshold)
-        results.append(
-            {
-                "name": name,
-                "metric": key,
-                "threshold": threshold,
-                "value": value,
-                "passed": passed,
-                "default": name in defaults,
-            }
-        )
-    return results
-
-
-def slo_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    """One gate per SLO limit, on the result model at the SLO's batch size (an unmeasured value fails)."""
-    latency = evaluation.get("latency") or {}
-    slo = latency.get("slo")
-    if not slo:
-        return []
-    values = slo["models"]["result"]["values_ms"] or {}
-    gates = []
-    for stat, limit in slo["limits_ms"].items():
-        value = values.get(stat)
-        gates.append(
-            {
-                "name": f"slo_latency_{stat}",
-                "metric": f"result {stat.removesuffix('_ms')} ms at batch {slo['batch_size']}",
-                "threshold": limit,
-                "value": value,
-                "passed": value is not None and value <= limit,
-                "default": False,
-            }
-        )
-    return gates
 
 
 def build_report(
