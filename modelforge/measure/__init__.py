@@ -1,0 +1,1 @@
+"""Runtime-agnostic measurement: interleaved latency, paired-block statistics, profiles, and output metrics."""

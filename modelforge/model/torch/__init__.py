@@ -1,5 +1,5 @@
-"""PyTorch models in the pipeline: loading .pt2 programs and factory+weights, rebuilding real nn modules from an
-exported graph (so pruning and training work on .pt2 input), and exporting back to .pt2 and ONNX.
+"""PyTorch models: loading .pt2 programs (weights-only) and factory+weights, rebuilding real nn modules from an
+exported graph (so pruning and training work on .pt2 input), and saving .pt2 programs.
 
 Importing this package does not import torch; each function does, so the CLI stays light.
 """
