@@ -6,7 +6,10 @@ The pipeline asks the final artifact (and the last PyTorch form a pass produced)
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelforge.errors import PassError
@@ -35,11 +38,56 @@ def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
 
 def write_openvino_ir(artifact: ModelArtifact, onnx_file: Path) -> list[Path]:
     """model.xml + model.bin beside model.onnx (openvino.convert_model + save_model). Weights are stored as
-    fp16 for bf16 serving (half the file; bf16 compute rounds them further anyway), exactly otherwise."""
+    fp16 for bf16 serving (half the file; bf16 compute rounds them further anyway), exactly otherwise.
+
+    The model may be one this writer already converted in this run (an export after an OpenVINO quantize
+    writes model.onnx and its IR into its work folder, and the output needs them again): its IR is copied."""
     from modelforge.runtimes.openvino import write_ir
 
     bf16 = artifact.served_on is not None and artifact.served_on.precision == "bf16"
-    return write_ir(onnx_file, onnx_file.with_suffix(".xml"), compress_to_fp16=bf16, stage="openvino")
+    xml = onnx_file.with_suffix(".xml")
+    earlier = _CONVERTED.get(_key(artifact.path))
+    if earlier is not None and earlier.compress_to_fp16 == bf16 and earlier.unchanged():
+        return [copy_file(ir, xml.with_suffix(ir.suffix), onnx_file.parent) for ir in earlier.ir_files]
+    written = write_ir(onnx_file, xml, compress_to_fp16=bf16, stage="openvino")
+    _CONVERTED[_key(onnx_file)] = _Conversion(bf16, tuple((f, _stamp(f)) for f in (onnx_file, *written)))
+    while len(_CONVERTED) > _CONVERSIONS_KEPT:  # a long-lived process (tests) keeps only the latest few
+        del _CONVERTED[next(iter(_CONVERTED))]
+    return written
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    """An ONNX file this process converted to OpenVINO IR, and the files as they were written."""
+
+    compress_to_fp16: bool
+    stamps: tuple[tuple[Path, tuple[int, int, int] | None], ...]  # the ONNX file, then model.xml, model.bin
+
+    @property
+    def ir_files(self) -> list[Path]:
+        return [path for path, _ in self.stamps[1:]]
+
+    def unchanged(self) -> bool:
+        """Every file still there as written (a deleted work folder, or a file rewritten since, fails)."""
+        return all(stamp is not None and _stamp(path) == stamp for path, stamp in self.stamps)
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Size, modification time and inode, without following a link (None: gone or a link)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return None if stat.S_ISLNK(info.st_mode) else (info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+# OpenVINO IR converted in this process, by the ONNX file it was converted from.
+_CONVERTED: dict[Path, _Conversion] = {}
+_CONVERSIONS_KEPT = 8
 
 
 def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
