@@ -62,7 +62,7 @@ def dynamic_candidate(
     written = write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), state.name).model
     if not any(n.op_type in _INTEGER_OPS for n in written.graph.node):
         return current  # onnxruntime's dynamic quantizer skipped every dense layer: nothing here to judge
-    del written
+    state.keep(path, written)
     saved = {key: metrics.get(key) for key in _RECORDS}
     if current == state.workdir / "model-fallback.onnx":  # the dynamic candidate's fallback writes there too
         state.forget(current)

@@ -22,6 +22,8 @@ from modelforge.errors import PassError
 from modelforge.quantization.state import FlowState, QuantizeInputs, self_contained
 
 if TYPE_CHECKING:
+    import onnx
+
     from modelforge.model.artifact import ModelArtifact
     from modelforge.quantization.config import QuantizeConfig
 
@@ -113,13 +115,15 @@ def quantize_int8(
         static = state.workdir / "model-static.onnx" if scheme.dynamic_op_types else output
         write_static(state, prepared, prepared_model, static, scheme, exclude)
         if scheme.dynamic_op_types:
-            dynamic_extra(state, static, output, scheme, exclude)
+            state.keep(output, dynamic_extra(state, static, output, scheme, exclude).model)
     elif scheme.mode == "dynamic":
         from modelforge.quantization.qdq import write_dynamic_model
 
-        floored = write_dynamic_model(prepared, output, scheme, exclude, name).floored
+        written = write_dynamic_model(prepared, output, scheme, exclude, name)
+        state.keep(output, written.model)
         if scheme.softmax_floor:
-            state.put("softmax_floored", len(floored))
+            state.put("softmax_floored", len(written.floored))
+        del written
     else:
         from modelforge.quantization.qdq import write_int4_model
 
@@ -141,7 +145,8 @@ def quantize_int8(
         from modelforge.quantization.candidates import dynamic_candidate
 
         output = dynamic_candidate(state, artifact.path, prepared, output, scheme, judge)
-    state.models.clear()  # what follows reads the shipped file as written
+    shipped = state.models.get(output)  # the shipped file as written, when the flow holds it
+    state.models.clear()
     if output == artifact.path:  # INT8 did not pay on this machine: the model goes on as it came
         state.put("quantized_nodes", 0)  # (onnxruntime optimizes it at load)
         return QuantizeResult(artifact, state.record)
@@ -153,17 +158,20 @@ def quantize_int8(
         with state.task("Comparing layers", total=min(32, data.num_samples)) as advance:
             rows = compare_layers(prepared, output, data, state.workdir, samples=32, advance=advance)
         state.put("layers", [r.record() for r in rows[: config.debug_layers]])
-    return QuantizeResult(_finish(state, output, metadata), state.record)
+    return QuantizeResult(_finish(state, output, shipped, metadata), state.record)
 
 
-def _finish(state: FlowState, output: Path, metadata: list[tuple[str, str]]) -> ModelArtifact:
-    """The shipped model, read once: the original's metadata (labels, preprocessing notes) added, its
-    quantized nodes counted, its artifact made."""
+def _finish(
+    state: FlowState, output: Path, model: onnx.ModelProto | None, metadata: list[tuple[str, str]]
+) -> ModelArtifact:
+    """The shipped model (`model`: its content, else read once): the original's metadata (labels,
+    preprocessing notes) added, its quantized nodes counted, its artifact made."""
     import onnx
 
     from modelforge.model.onnx_model import load_onnx, onnx_artifact, save_onnx
 
-    model = load_onnx(output)
+    if model is None:
+        model = load_onnx(output)
     present = {p.key for p in model.metadata_props}
     for key, value in metadata:
         if key not in present:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import onnx
 
+    from modelforge.quantization.qdq import DynamicModel
     from modelforge.quantization.schemes import Scheme
     from modelforge.quantization.state import FlowState
 
@@ -76,11 +77,11 @@ def write_static(
             )
 
 
-def dynamic_extra(state: FlowState, static: Path, output: Path, scheme: Scheme, exclude: list[str]) -> None:
+def dynamic_extra(state: FlowState, static: Path, output: Path, scheme: Scheme, exclude: list[str]) -> DynamicModel:
     """Mixed models: the scheme's dynamic op types (LSTM) quantized dynamically on top of the static model."""
     from modelforge.quantization.qdq import write_dynamic_model
 
     dynamic = replace(
         scheme, mode="dynamic", op_types=scheme.dynamic_op_types, constant_weights_only=False, softmax_floor=None
     )
-    write_dynamic_model(static, output, dynamic, exclude, state.name)
+    return write_dynamic_model(static, output, dynamic, exclude, state.name)
