@@ -129,7 +129,6 @@ def quantize_int8(
 
         write_int4_model(prepared, output, scheme, exclude, name, model=state.models.get(prepared))
     judge = latency_judge(state, prepared_model) if config.speed_aware else None
-    del prepared_model
 
     # The static search measures the model it returns; any other model is measured against float at the end.
     measured = None
