@@ -133,8 +133,9 @@ def scheme_variants(built: dict, folder: Path, threads: int, seconds: float) -> 
     from modelforge.data import bind, open_dataset
     from modelforge.errors import ModelforgeError
     from modelforge.model.onnx_model import onnx_artifact
-    from modelforge.passes.base import PassContext
-    from modelforge.passes.quantize import QuantizeConfig, QuantizeInt8
+    from modelforge.quantization.config import QuantizeConfig
+    from modelforge.quantization.flow import quantize_int8
+    from modelforge.quantization.state import QuantizeInputs
     from modelforge.recipe.schema import DataSource
 
     artifact = onnx_artifact(built["model"])
@@ -148,7 +149,7 @@ def scheme_variants(built: dict, folder: Path, threads: int, seconds: float) -> 
         workdir.mkdir()
         cfg = QuantizeConfig(speed_aware=False, fallback=False, calibration_samples=32, **config)
         try:
-            result = QuantizeInt8(cfg).quantize(artifact, PassContext(workdir=workdir, calibration=calibration))
+            result = quantize_int8(artifact, cfg, QuantizeInputs(workdir=workdir, calibration=calibration)).artifact
         except ModelforgeError as exc:
             errors[label] = exc.one_line()
             continue

@@ -64,7 +64,7 @@ if tool == "modelforge":
 
     artifact = onnx_artifact(model)
     dataset = bind(open_dataset(DataSource(path=data)), artifact.io, "calibration data")
-    prepared, _ = prepare_for_quantization(model, workdir, "quantize")
+    prepared, _, _ = prepare_for_quantization(model, workdir, "quantize")
     tensors = tensors_to_calibrate(load_onnx(prepared, load_external_data=False), quantizable_op_types())
     before = rss_mb()
     peak_reset = reset_peak()

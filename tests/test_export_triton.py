@@ -409,8 +409,9 @@ def test_a_model_quantized_for_openvino_is_served_by_tritons_openvino_backend(tm
     assert config.backend == "openvino" and config.default_model_filename == "model.xml"
     version = tmp_path / "run" / "model_repository" / "digits" / "1"
     assert sorted(p.name for p in version.iterdir()) == ["model.bin", "model.xml"]
-    # The same weights as the IR written beside model.onnx (the XML differs only in generated layer ids).
+    # The same IR as beside model.onnx (converted once in the export's work folder, then copied).
     assert (version / "model.bin").read_bytes() == (tmp_path / "run" / "model.bin").read_bytes()
+    assert (version / "model.xml").read_bytes() == (tmp_path / "run" / "model.xml").read_bytes()
     triton = _stage(tmp_path / "run")["triton"]
     assert triton["served_files"] == ["model.xml", "model.bin"]
     assert triton["sweep_runtime"]["runtime"] == "openvino"  # the batch sweep measured what Triton serves

@@ -122,6 +122,42 @@ def test_target_openvino_fp32_ships_the_float_model_as_ir(tmp_path):
     assert (out / "model.xml").is_file() and (out / "model.bin").is_file()
 
 
+@needs_openvino
+def test_ir_already_converted_in_the_run_is_copied_not_converted_again(tmp_path, monkeypatch):
+    """An export after an OpenVINO quantize writes model.onnx + IR into its work folder, and the output needs
+    them again: one conversion, the same files; when a file changed since, the model is converted again."""
+    import dataclasses
+
+    from modelforge.model.onnx_model import onnx_artifact
+    from modelforge.runtimes import openvino as openvino_runtime
+    from modelforge.runtimes.serving import serve_on
+    from modelforge.runtimes.writers import write_artifact
+
+    converted = []
+    convert = openvino_runtime.write_ir
+
+    def counting_write_ir(onnx_path, xml_path, **kwargs):  # the real conversion, counted
+        converted.append(onnx_path)
+        return convert(onnx_path, xml_path, **kwargs)
+
+    monkeypatch.setattr(openvino_runtime, "write_ir", counting_write_ir)
+    first, second, third = (tmp_path / name for name in ("export-work", "output", "again"))
+    for folder in (first, second, third):
+        folder.mkdir()
+    served = serve_on(onnx_artifact(DIGITS_MODEL), "openvino", "int8")
+    written = write_artifact(served, first)
+    copied = write_artifact(dataclasses.replace(served, path=written[0]), second)
+    assert converted == [first / "model.onnx"]
+    assert [p.name for p in copied] == ["model.onnx", "model.xml", "model.bin"]
+    for name in ("model.xml", "model.bin"):
+        assert (second / name).read_bytes() == (first / name).read_bytes()
+
+    (first / "model.bin").write_bytes(b"")  # no longer what was converted: convert again
+    write_artifact(dataclasses.replace(served, path=written[0]), third)
+    assert converted == [first / "model.onnx", third / "model.onnx"]
+    assert (third / "model.bin").read_bytes() == (second / "model.bin").read_bytes()
+
+
 def test_target_openvino_without_the_extra_exits_2_with_the_pip_command(tmp_path):
     """openvino made unimportable in a fresh process (sys.modules entry None), as on a core install."""
     for args in (

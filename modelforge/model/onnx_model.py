@@ -118,9 +118,11 @@ def check_structure(model: onnx.ModelProto, path: Path) -> None:
         raise InputError(f"{path}: not a valid ONNX model ({problem}; truncated or not an ONNX file?)")
 
 
-def onnx_artifact(path: Path) -> ModelArtifact:
-    """The artifact of an ONNX file; its metadata_props are kept as the model's own metadata, never as control."""
-    model = load_onnx(path, load_external_data=False)
+def onnx_artifact(path: Path, model: onnx.ModelProto | None = None) -> ModelArtifact:
+    """The artifact of an ONNX file; its metadata_props are kept as the model's own metadata, never as control.
+    `model`: the file's content when the caller has just read or written it (not parsed again)."""
+    if model is None:
+        model = load_onnx(path, load_external_data=False)
     check_structure(model, path)
     missing = [f for f in external_data_files(path, model) if not f.is_file()]
     if missing:

@@ -2,9 +2,10 @@
 
 Candidates: onnxruntime fp32 (the original, always), onnxruntime int8, and with the `[openvino]` extra OpenVINO
 fp32, bf16 (only where the CPU computes bf16 natively: `machine.precision_support`) and int8. Each INT8 candidate
-is built by the quantize pass for its runtime, with the run's accuracy gates and fallback and the speed-aware
-search measured on that runtime. Then every candidate is checked against the gates on the eval data, and all
-are timed interleaved in one process (same input, batch, threads; `evaluate.profile.batch_sweep`).
+is built by the INT8 flow (`flow.quantize_int8`, called as a function) for its runtime, with the run's accuracy
+gates and fallback and the speed-aware search measured on that runtime. Then every candidate is checked against
+the gates on the eval data, and all are timed interleaved in one process (same input, batch, threads;
+`evaluate.profile.batch_sweep`).
 
 The winner is the fastest candidate that meets the gates and is clearly faster than the original
 (MIN_WORTHWHILE_SPEEDUP, the speed-aware rule): otherwise the original ships, so auto never ships a slower
@@ -22,8 +23,10 @@ from modelforge.errors import InputError, PassError
 if TYPE_CHECKING:
     from modelforge.data import BoundDataset
     from modelforge.model.artifact import ModelArtifact
-    from modelforge.passes.base import PassContext
     from modelforge.progress import Progress
+    from modelforge.quantization.config import QuantizeConfig
+    from modelforge.quantization.flow import QuantizeResult
+    from modelforge.quantization.state import QuantizeInputs
 
 ALL_CANDIDATES = (
     ("onnxruntime", "fp32"),
@@ -105,70 +108,72 @@ def install_hint(flags: frozenset[str] | None = None) -> str | None:
     )
 
 
-def choose_target(quantize_pass: Any, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-    """The quantize pass with `target: auto` (see the module docstring)."""
+def choose_target(
+    artifact: ModelArtifact, config: QuantizeConfig, inputs: QuantizeInputs, *, name: str = "quantize"
+) -> QuantizeResult:
+    """The quantize flow with `target: auto` (see the module docstring)."""
     from modelforge.model.onnx_model import onnx_artifact
-    from modelforge.quantization.fallback import Budget
+    from modelforge.quantization.flow import QuantizeResult
     from modelforge.runtimes.openvino import openvino_installed
     from modelforge.runtimes.serving import serve_on
 
-    if not ctx.measure_latency:
+    if not inputs.latency.measure:
         raise InputError("target auto measures speed: evaluate.skip_latency is set", hint="drop skip_latency")
-    data = ctx.evaluation or ctx.calibration
+    data = inputs.evaluation or inputs.calibration
     usable, skipped = plan_candidates(openvino_installed())
     hint = None if openvino_installed() else install_hint()
     if hint:
-        ctx.progress.log(f"quantize: {hint}")
+        inputs.progress.log(f"quantize: {hint}")
 
-    candidates, sub_metrics = [], {}
+    candidates, sub_records = [], {}
     for runtime, precision in usable:
         if precision != "int8":
             candidates.append(Candidate(runtime, precision, artifact.path))
             continue
         try:
-            result, metrics = _quantized_for(quantize_pass, runtime, artifact, ctx)
+            result = _quantized_for(config, runtime, artifact, inputs, name)
         except PassError as exc:  # e.g. a graph this runtime cannot convert: the others still compete
             candidates.append(Candidate(runtime, precision, artifact.path, lost=f"not built: {exc.message}"))
             continue
-        sub_metrics[runtime] = metrics
-        candidate = Candidate(runtime, precision, result.path)
-        if result.path == artifact.path and "skipped" not in metrics:
-            reason = (metrics.get("speed_search") or {}).get("reason") or "INT8 was not faster than float"
+        sub_records[runtime] = result.record
+        candidate = Candidate(runtime, precision, result.artifact.path)
+        if result.artifact.path == artifact.path and "skipped" not in result.record:
+            reason = (result.record.get("speed_search") or {}).get("reason") or "INT8 was not faster than float"
             candidate.lost = f"not built: {reason}"
         candidates.append(candidate)
 
-    budget = Budget.from_gates(ctx.gates)
     winner = measure_and_pick(
         [c for c in candidates if c.lost is None],
         float_path=artifact.path,
         data=data,
-        budget=budget,
-        batch=ctx.latency_batch_size,
-        threads=ctx.threads,
-        progress=ctx.progress,
+        budget=inputs.budget,
+        batch=inputs.latency.batch_size,
+        threads=inputs.latency.threads,
+        progress=inputs.progress,
     )
-    record = auto_record(candidates, winner, skipped, hint)
-    ctx.record("auto", record)
+    auto = auto_record(candidates, winner, skipped, hint)
+    record: dict[str, Any] = {"auto": auto}
     if winner.precision == "int8":
-        ctx.metrics.update({k: v for k, v in sub_metrics[winner.runtime].items() if k not in ctx.metrics})
-    ctx.record("target", {"runtime": winner.runtime, "precision": winner.precision, "chosen_by": "auto"})
-    ctx.progress.log(f"quantize: target auto chose {winner.name}: {record['why']}")
+        record.update({k: v for k, v in sub_records[winner.runtime].items() if k not in record})
+    record["target"] = {"runtime": winner.runtime, "precision": winner.precision, "chosen_by": "auto"}
+    inputs.progress.log(f"quantize: target auto chose {winner.name}: {auto['why']}")
     chosen = artifact if winner.path == artifact.path else onnx_artifact(winner.path)
-    return serve_on(chosen, winner.runtime, winner.precision)
+    return QuantizeResult(serve_on(chosen, winner.runtime, winner.precision), record)
 
 
-def _quantized_for(quantize_pass: Any, runtime: str, artifact: ModelArtifact, ctx: PassContext):
-    """The quantize pass's INT8 flow for one runtime, in its own work folder, with the run's gates and data."""
+def _quantized_for(
+    config: QuantizeConfig, runtime: str, artifact: ModelArtifact, inputs: QuantizeInputs, name: str
+) -> QuantizeResult:
+    """The INT8 flow for one runtime, in its own work folder, with the run's gates and data."""
     from dataclasses import replace
 
-    config = type(quantize_pass.config).model_validate(
-        {**quantize_pass.config.model_dump(), "target": "openvino" if runtime == "openvino" else "cpu"}
-    )
-    workdir = ctx.workdir / f"auto-{runtime}-int8"
+    from modelforge.quantization.flow import quantize_int8
+
+    target = "openvino" if runtime == "openvino" else "cpu"
+    settings = type(config).model_validate({**config.model_dump(), "target": target})
+    workdir = inputs.workdir / f"auto-{runtime}-int8"
     workdir.mkdir(exist_ok=True)
-    sub = replace(ctx, workdir=workdir, metrics={})
-    result = type(quantize_pass)(config).quantize(artifact, sub)
-    return result, sub.metrics
+    return quantize_int8(artifact, settings, replace(inputs, workdir=workdir), name=name)
 
 
 def measure_and_pick(

@@ -21,12 +21,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from modelforge.data import BoundDataset
 from modelforge.errors import first_line
+
+if TYPE_CHECKING:
+    import onnx
 
 # Float tensors feeding or leaving these ops are the ones a QDQ quantizer may place Q/DQ pairs on.
 FLOAT_TYPES = (1, 10)  # onnx.TensorProto.FLOAT, FLOAT16
@@ -224,12 +227,22 @@ class CalibrationResult:
     batches: int
 
 
-def calibration_session(model_path: Path, tensors: list[str], threads: int | None, pass_name: str):
-    """A session of the model with every calibrated tensor exposed as an output."""
+def calibration_session(
+    model_path: Path, tensors: list[str], threads: int | None, pass_name: str, model: onnx.ModelProto | None = None
+):
+    """A session of the model with every calibrated tensor exposed as an output. `model`: the content of
+    `model_path` with its weights, when the caller holds it (copied, not changed; else the file is read)."""
+    import onnx
+
     from modelforge.errors import PassError
     from modelforge.model.onnx_model import load_onnx, save_onnx
 
-    model = load_onnx(model_path)
+    if model is None:
+        model = load_onnx(model_path)
+    else:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        model = copy
     add_outputs(model, tensors)
     augmented = model_path.with_name("calibration-augmented.onnx")
     save_onnx(model, augmented)
@@ -258,17 +271,18 @@ def calibrate(
     symmetric: bool = False,
     advance: Callable[[int], None] = lambda _: None,
     pass_name: str = "quantize",
+    model: onnx.ModelProto | None = None,
 ) -> CalibrationResult:
     """Ranges of every tensor over the calibration samples, reading the data once, batch by batch.
 
     `symmetric`: the activations will use a symmetric scale (entropy then gives non-negative tensors 128
-    levels instead of 256).
+    levels instead of 256). `model`: the model file's content, when the caller holds it with its weights.
     """
     from modelforge.errors import PassError
 
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}")
-    session = calibration_session(model_path, tensors, threads, pass_name)
+    session = calibration_session(model_path, tensors, threads, pass_name, model)
     output_names = [o.name for o in session.get_outputs()]
     wanted = set(tensors)
     observer = MinMaxObserver(tensors) if method == "minmax" else HistogramObserver(tensors, bins)

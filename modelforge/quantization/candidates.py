@@ -13,29 +13,36 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelforge.quantization.schemes import Scheme
+    from modelforge.quantization.speed import LatencyJudge
+    from modelforge.quantization.state import FlowState
 
 # Records the dynamic candidate's own fallback and speed check overwrite; restored when it does not ship.
 _RECORDS = ("fallback", "float_nodes", "speed_search", "speedup_vs_float")
 _INTEGER_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat"}
 
 
-def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Path, scheme, budget, judge, ctx):
+def dynamic_candidate(
+    state: FlowState, original: Path, prepared: Path, current: Path, scheme: Scheme, judge: LatencyJudge | None
+) -> Path:
     """The model to ship: `current` (the static result, or `original` for float) unless dynamic INT8 on the
-    dense layers meets the gates and is faster than float. `quantize_pass` is the running QuantizeInt8 (its
-    fallback and speed check are reused); the decision is recorded under `candidates`."""
-    from modelforge.model.onnx_model import load_onnx
+    dense layers meets the gates and is faster than float. The flow's fallback and speed check are reused;
+    the decision is recorded under `candidates`."""
     from modelforge.quantization.qdq import write_dynamic_model
     from modelforge.quantization.schemes import DENSE_OPS
+    from modelforge.quantization.search import accuracy_fallback, never_slower
 
-    cfg = quantize_pass.config
+    cfg, budget = state.config, state.inputs.budget
     if scheme.mode != "static" or scheme.target != "cpu" or cfg.mode != "auto" or cfg.op_types:
         return current  # a scheme the user chose is not second-guessed
-    skeleton = load_onnx(prepared, load_external_data=False)
+    skeleton = state.graph(prepared)
     weights = {t.name for t in skeleton.graph.initializer}
     if not any(n.op_type in DENSE_OPS and n.input[1:2] and n.input[1] in weights for n in skeleton.graph.node):
         return current
-    metrics: dict[str, Any] = ctx.metrics
+    metrics: dict[str, Any] = state.record
     if (metrics.get("fallback") or {}).get("stopped"):
         return current  # the search ran out of its time budget or was interrupted: no second search after it
     if current == original:
@@ -51,26 +58,27 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
         dynamic_op_types=(),
         why=scheme.why + "; static INT8 did not ship: dynamic int8 on MatMul/Gemm weights (activations exact)",
     )
-    path = ctx.workdir / "model-dynamic.onnx"
-    write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), quantize_pass.name)
-    written = load_onnx(path, load_external_data=False)
+    path = state.workdir / "model-dynamic.onnx"
+    written = write_dynamic_model(prepared, path, dynamic, list(cfg.exclude_nodes), state.name).model
     if not any(n.op_type in _INTEGER_OPS for n in written.graph.node):
         return current  # onnxruntime's dynamic quantizer skipped every dense layer: nothing here to judge
+    state.keep(path, written)
     saved = {key: metrics.get(key) for key in _RECORDS}
-    if current == ctx.workdir / "model-fallback.onnx":  # the dynamic candidate's fallback writes there too
-        current = current.rename(ctx.workdir / "model-static-fallback.onnx")
+    if current == state.workdir / "model-fallback.onnx":  # the dynamic candidate's fallback writes there too
+        state.forget(current)
+        current = current.rename(state.workdir / "model-static-fallback.onnx")
     outcome = "shipped"
-    if cfg.fallback and budget.active and ctx.evaluation is not None:
-        path = quantize_pass._fallback(prepared, path, dynamic, list(cfg.exclude_nodes), budget, ctx)
+    if cfg.fallback and budget.active and state.inputs.evaluation is not None:
+        path = accuracy_fallback(state, prepared, path, dynamic, list(cfg.exclude_nodes))
         if not metrics["fallback"]["met"]:
             outcome = f"gates not met: {metrics['fallback']['reason']}"
     if outcome == "shipped" and judge is not None:
         metrics.pop("speed_search", None)
-        path = quantize_pass._never_slower(original, path, judge, ctx)
+        path = never_slower(state, original, path, judge)
         if path == original:
             outcome = metrics["speed_search"]["reason"]
     shipped = outcome == "shipped"
-    ctx.record(
+    state.put(
         "candidates",
         [
             {"scheme": scheme.describe(), "shipped": False, "outcome": static_outcome},
@@ -84,7 +92,7 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
             else:
                 metrics[key] = value
         return current
-    ctx.record("scheme", dynamic.record())
+    state.put("scheme", dynamic.record())
     if judge is not None:
         speedup = metrics.get("speedup_vs_float")
         metrics["speed_search"] = {
@@ -94,5 +102,5 @@ def dynamic_candidate(quantize_pass, original: Path, prepared: Path, current: Pa
             "speedup_vs_float": speedup,
             "reason": f"static INT8 did not ship ({static_outcome}); dynamic INT8 on the dense layers: {speedup}x",
         }
-    ctx.progress.log(f"quantize: static INT8 did not ship ({static_outcome}); dynamic INT8 on dense layers ships")
+    state.log(f"quantize: static INT8 did not ship ({static_outcome}); dynamic INT8 on dense layers ships")
     return path

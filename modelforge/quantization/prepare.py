@@ -12,19 +12,29 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelforge.errors import PassError, first_line
 from modelforge.model.onnx_model import constants_to_initializers, load_onnx, save_onnx
 
+if TYPE_CHECKING:
+    import onnx
 
-def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tuple[Path, dict[str, Any]]:
-    """Returns the prepared model's path and what was done (for the stage record)."""
+
+def prepare_for_quantization(
+    source: Path, workdir: Path, pass_name: str, handover: list[onnx.ModelProto] | None = None
+) -> tuple[Path, dict[str, Any], onnx.ModelProto]:
+    """Returns the prepared model's path, what was done (for the stage record), and the prepared model as
+    read back (its graph; its weights too unless they are in an external data file).
+
+    `handover`: the source model already read with its weights, in a list this function empties (and then
+    edits the model), so the caller holds no reference while onnxruntime prepares the graph; else it is read."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from modelforge.quantization.graph_fixes import einsum_to_matmul, flatten_row_biases, upgrade_opset
+    from modelforge.quantization.state import self_contained
 
-    model = load_onnx(source)
+    model = handover.pop() if handover else load_onnx(source)
     moved = constants_to_initializers(model)
     fixes: dict[str, Any] = {}
     try:
@@ -60,18 +70,25 @@ def prepare_for_quantization(source: Path, workdir: Path, pass_name: str) -> tup
             raise PassError(pass_name, f"graph preparation failed: {first_line(exc)}") from exc
     skeleton = load_onnx(prepared, load_external_data=False)
     if any(not n.name for n in skeleton.graph.node) or _has_row_bias(skeleton):
-        model = load_onnx(prepared)  # the optimizer may add unnamed nodes, and fuse MatMul + Add into Gemm
+        # The optimizer may add unnamed nodes, and fuse MatMul + Add into Gemm. A self-contained file read
+        # without external data is already the whole model.
+        model = skeleton if self_contained(skeleton) else load_onnx(prepared)
         named += name_unnamed_nodes(model)
         flattened = flatten_row_biases(model)
         if flattened:
             fixes["row_biases_flattened"] = flattened
         save_onnx(model, prepared)
-    return prepared, {
-        "constants_to_initializers": moved,
-        "nodes_named": named,
-        "symbolic_shape_inference": int(symbolic),
-        **fixes,
-    }
+        skeleton = model  # as saved (a large model's weights went to the data file)
+    return (
+        prepared,
+        {
+            "constants_to_initializers": moved,
+            "nodes_named": named,
+            "symbolic_shape_inference": int(symbolic),
+            **fixes,
+        },
+        skeleton,
+    )
 
 
 @contextlib.contextmanager

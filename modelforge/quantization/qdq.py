@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from modelforge.errors import PassError, first_line
 from modelforge.quantization.isolation import failing_node
 
 if TYPE_CHECKING:
+    import onnx
+
     from modelforge.quantization.schemes import Scheme
 
 QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8"}
@@ -50,9 +52,17 @@ def _fail(pass_name: str, what: str, exc: BaseException) -> PassError:
     return PassError(pass_name, f"{what}{at}: {text}", hint="exclude the node (exclude_nodes) or its op type")
 
 
-def write_qdq_model(
+def write_qdq_model(prepared: Path, output: Path, ranges: dict[str, tuple[float, float]], **settings) -> list[dict]:
+    """`quantize_qdq`, saved to `output`; returns the isolated nodes' records."""
+    from modelforge.model.onnx_model import save_onnx
+
+    quantized, isolated = quantize_qdq(prepared, ranges, **settings)
+    save_onnx(quantized, output)
+    return isolated
+
+
+def quantize_qdq(
     prepared: Path,
-    output: Path,
     ranges: dict[str, tuple[float, float]],
     *,
     per_channel: bool,
@@ -66,15 +76,15 @@ def write_qdq_model(
     pass_name: str,
     quantize_bias: bool = True,
     inputs_only: bool = False,
-) -> list[dict[str, str]]:
-    """`inputs_only`: no Q/DQ on op outputs (TensorRT's placement); `quantize_bias`: int32 bias (CPU).
+) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
+    """The QDQ model of the prepared model, in memory (the caller saves it, and may keep using it).
+    `inputs_only`: no Q/DQ on op outputs (TensorRT's placement); `quantize_bias`: int32 bias (CPU).
 
     A failure of onnxruntime's quantizer on some node does not end the run: the node is isolated
-    (`quantization.isolation`), retried with per-tensor weights, else kept in float. Returns one record per
-    isolated node (name, op type, what was done, the quantizer's error) for the report."""
+    (`quantization.isolation`), retried with per-tensor weights, else kept in float. Returns, with the model,
+    one record per isolated node (name, op type, what was done, the quantizer's error) for the report."""
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
-    from modelforge.model.onnx_model import save_onnx
     from modelforge.quantization.isolation import quantize_isolating
 
     model = load_model_with_shape_infer(prepared)
@@ -96,13 +106,9 @@ def write_qdq_model(
         )
 
     try:
-        quantized, isolated = quantize_isolating(
-            attempt, model, list(op_types), list(exclude_nodes), per_channel=per_channel
-        )
+        return quantize_isolating(attempt, model, list(op_types), list(exclude_nodes), per_channel=per_channel)
     except Exception as exc:  # the quantizer raises bare ValueError/AssertionError on graphs it cannot handle
         raise _fail(pass_name, "QDQ placement failed", exc) from exc
-    save_onnx(quantized, output)
-    return isolated
 
 
 def quantize_qdq_once(
@@ -169,12 +175,19 @@ def quantize_qdq_once(
     return quantizer.model.model
 
 
+class DynamicModel(NamedTuple):
+    """A model written by dynamic quantization: its parsed form (the graph, without its weights when they went
+    to an external data file) and the attention Softmax nodes floored."""
+
+    model: onnx.ModelProto
+    floored: list[str]
+
+
 def write_dynamic_model(
     prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str
-) -> list[str]:
+) -> DynamicModel:
     """Dynamic INT8: weights quantized now, activations at run time from each batch's own range. With
-    `scheme.softmax_floor`, the attention Softmax inputs are floored (`softmax.py`); returns those Softmax
-    nodes' names."""
+    `scheme.softmax_floor`, the attention Softmax inputs are floored (`softmax.py`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     large = prepared.stat().st_size > (1 << 30) or prepared.with_name(prepared.name + ".data").exists()
@@ -199,14 +212,14 @@ def write_dynamic_model(
     return drop_shape_annotations(output, softmax_floor=scheme.softmax_floor)
 
 
-def drop_shape_annotations(path: Path, softmax_floor: float | None = None) -> list[str]:
+def drop_shape_annotations(path: Path, softmax_floor: float | None = None) -> DynamicModel:
     """Remove the intermediate shapes that graph preparation annotated (value_info), as exporters leave them.
 
     With them, onnxruntime fuses residual Add + LayerNormalization into SkipLayerNormalization, which is
     slower than the two ops on this CPU class: MiniLM-L6 dynamic INT8 ran 1.6x faster than FP32 with the
     annotations and 2.1-2.5x without (benchmarks/transformer.py). onnxruntime infers the shapes it needs itself.
     With `softmax_floor`, the attention Softmax inputs are floored first (the annotations give their dtypes);
-    returns the names of the Softmax nodes floored.
+    returns the model as saved and the names of the Softmax nodes floored.
     """
     from modelforge.model.onnx_model import load_onnx, save_onnx
     from modelforge.quantization.softmax import floor_attention_softmax
@@ -215,19 +228,34 @@ def drop_shape_annotations(path: Path, softmax_floor: float | None = None) -> li
     floored = floor_attention_softmax(model, softmax_floor) if softmax_floor else []
     del model.graph.value_info[:]
     save_onnx(model, path)
-    return floored
+    return DynamicModel(model, floored)
 
 
-def write_int4_model(prepared: Path, output: Path, scheme: Scheme, exclude_nodes: list[str], pass_name: str) -> None:
-    """4-bit block-wise symmetric weights for MatMul with constant weights (onnxruntime's MatMulNBits)."""
+def write_int4_model(
+    prepared: Path,
+    output: Path,
+    scheme: Scheme,
+    exclude_nodes: list[str],
+    pass_name: str,
+    model: onnx.ModelProto | None = None,
+) -> None:
+    """4-bit block-wise symmetric weights for MatMul with constant weights (onnxruntime's MatMulNBits).
+    `model`: the prepared model when the caller holds it with its weights (copied, not changed)."""
+    import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     from modelforge.model.onnx_model import load_onnx, save_onnx
 
+    if model is None:
+        model = load_onnx(prepared)
+    else:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)  # the quantizer edits the graph it is given
+        model = copy
     try:
         with quiet_quantizer():
             quantizer = MatMulNBitsQuantizer(
-                load_onnx(prepared),
+                model,
                 bits=4,
                 block_size=scheme.int4_block_size,
                 is_symmetric=True,

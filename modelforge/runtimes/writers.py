@@ -6,7 +6,9 @@ The pipeline asks the final artifact (and the last PyTorch form a pass produced)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelforge.errors import PassError
@@ -35,11 +37,59 @@ def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
 
 def write_openvino_ir(artifact: ModelArtifact, onnx_file: Path) -> list[Path]:
     """model.xml + model.bin beside model.onnx (openvino.convert_model + save_model). Weights are stored as
-    fp16 for bf16 serving (half the file; bf16 compute rounds them further anyway), exactly otherwise."""
+    fp16 for bf16 serving (half the file; bf16 compute rounds them further anyway), exactly otherwise.
+
+    The model may be one this writer already converted in this process (an export after an OpenVINO quantize
+    writes model.onnx and its IR into its work folder, and the run's output needs them again): while those
+    files hold what was written, the IR is copied instead of converted twice (the same files, byte for byte)."""
     from modelforge.runtimes.openvino import write_ir
 
     bf16 = artifact.served_on is not None and artifact.served_on.precision == "bf16"
-    return write_ir(onnx_file, onnx_file.with_suffix(".xml"), compress_to_fp16=bf16, stage="openvino")
+    xml = onnx_file.with_suffix(".xml")
+    earlier = _CONVERTED.get(_key(artifact.path))
+    if earlier is not None and earlier.compress_to_fp16 == bf16 and earlier.unchanged():
+        return [copy_file(ir, xml.with_suffix(ir.suffix), onnx_file.parent) for ir in earlier.ir_files]
+    ir_files = write_ir(onnx_file, xml, compress_to_fp16=bf16, stage="openvino")
+    weights = onnx_file.with_name(onnx_file.name + ".data")  # save_onnx's name for external data
+    sources = [onnx_file, weights] if weights.is_file() else [onnx_file]
+    _CONVERTED[_key(onnx_file)] = _Conversion(bf16, _digests(sources), _digests(ir_files))
+    while len(_CONVERTED) > _CONVERSIONS_KEPT:  # a long-lived process (tests) keeps only the latest few
+        del _CONVERTED[next(iter(_CONVERTED))]
+    return ir_files
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    """An ONNX file this process converted to OpenVINO IR: the digests of the model's files and of the IR."""
+
+    compress_to_fp16: bool
+    sources: dict[Path, str | None]
+    ir: dict[Path, str | None]
+
+    @property
+    def ir_files(self) -> list[Path]:
+        return list(self.ir)
+
+    def unchanged(self) -> bool:
+        """Every file still holds what it held at conversion (gone, a link, or rewritten since: convert again)."""
+        recorded = {**self.sources, **self.ir}
+        return None not in recorded.values() and _digests(list(recorded)) == recorded
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _digests(paths: list[Path]) -> dict[Path, str | None]:
+    """sha256 of each file (None: missing or a link)."""
+    from modelforge.manifest import file_sha256
+
+    return {path: None if path.is_symlink() or not path.is_file() else file_sha256(path) for path in paths}
+
+
+# OpenVINO IR converted in this process, by the ONNX file it was converted from.
+_CONVERTED: dict[Path, _Conversion] = {}
+_CONVERSIONS_KEPT = 8
 
 
 def write_torch_export(artifact: ModelArtifact, folder: Path) -> list[Path]:
