@@ -1,6 +1,6 @@
 """`quantize`: post-training INT8 (or 4-bit weight) quantization, with the scheme picked for the model family.
 
-A thin adapter: the settings are `quantization.config.QuantizeConfig`, the work is `quantization.flow.quantize`
+A thin adapter: the settings are `quantization.config.QuantizeConfig`, the work is `quantization.target.quantize`
 (target dispatch, calibration and QDQ writing, the speed-aware search, the accuracy fallback). The pass hands
 the flow its context's work folder, data, gate thresholds, latency settings and progress, and records what the
 flow returns.
@@ -26,8 +26,8 @@ class QuantizeInt8(Pass):
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         """Quantize for the target; the result is labelled with the runtime and precision it is served with."""
         from modelforge.quantization.fallback import Budget
-        from modelforge.quantization.flow import quantize
         from modelforge.quantization.state import LatencySettings, QuantizeInputs
+        from modelforge.quantization.target import quantize
 
         inputs = QuantizeInputs(
             workdir=ctx.workdir,

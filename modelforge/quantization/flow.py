@@ -1,4 +1,4 @@
-"""The quantize flow as a function: target dispatch, then the INT8 flow, returning the model and its stage record.
+"""The INT8 quantize flow as a function, returning the model and its stage record (`target.quantize` dispatches).
 
 Steps: detect the family (convolutional, transformer, recurrent, mixed) -> pick the scheme for the preset and
 the target (`schemes.py`) -> prepare the graph (`prepare.py`) -> calibrate with bounded memory and write the
@@ -40,29 +40,6 @@ class QuantizeResult:
 def runtime_for(config: QuantizeConfig) -> tuple[str, str]:
     """(runtime, precision) quantized variants are measured on: where the target serves them."""
     return ("openvino", "int8") if config.target == "openvino" else ("onnxruntime", "fp32")
-
-
-def quantize(
-    artifact: ModelArtifact, config: QuantizeConfig, inputs: QuantizeInputs, *, name: str = "quantize"
-) -> QuantizeResult:
-    """Quantize for the target; the result is labelled with the runtime and precision it is served with."""
-    from modelforge.runtimes.serving import check_offered, serve_on
-
-    if config.target == "auto":
-        from modelforge.quantization.auto_target import choose_target
-
-        return choose_target(artifact, config, inputs, name=name)
-    runtime = "openvino" if config.target == "openvino" else "onnxruntime"
-    if runtime == "openvino":
-        check_offered(runtime, config.precision)
-        if config.precision in ("bf16", "fp32"):  # the float model, run by OpenVINO in that precision
-            record = {"target": {"runtime": runtime, "precision": config.precision, "quantized": False}}
-            return QuantizeResult(serve_on(artifact, runtime, config.precision), record)
-    result = quantize_int8(artifact, config, inputs, name=name)
-    already_quantized = "skipped" in result.record  # a QDQ model given as input runs as INT8 too
-    precision = "int8" if result.artifact.path != artifact.path or already_quantized else "fp32"
-    result.record["target"] = {"runtime": runtime, "precision": precision, "quantized": precision == "int8"}
-    return QuantizeResult(serve_on(result.artifact, runtime, precision), result.record)
 
 
 def quantize_int8(
