@@ -6,6 +6,9 @@ It lives in the core (not in `passes/`) so that evaluate/, training/ and bench d
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 
 class Progress:
     """How passes report progress without printing: the CLI renders it, tests ignore it."""
@@ -14,6 +17,15 @@ class Progress:
     def advance(self, amount: int = 1) -> None: ...
     def stop(self) -> None: ...
     def log(self, message: str) -> None: ...
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        """A progress bar around one step (stopped however the step ends); yields its advance callable."""
+        self.start(description, total)
+        try:
+            yield self.advance
+        finally:
+            self.stop()
 
 
 class LineProgress(Progress):

@@ -121,15 +121,12 @@ def run_distillation(
 
     Once done, the student's best.pt and last.pt are copied into `workdir`/kept for the output, and a folder the
     user did not name (the cache's) is removed (modelforge.training.checkpoints)."""
-    from modelforge.training.checkpoints import keep_final, remove_default
+    from modelforge.training.checkpoints import finish_checkpoints
 
     path, record = _distill(teacher, config, train, evaluation, seed, workdir, checkpoints, progress)
     named = config.checkpoint_dir is not None
-    kept = keep_final(checkpoints / "student", ("best.pt", "last.pt"), workdir / "kept", named=named)
-    remove_default(checkpoints, named)
-    if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
-        record["checkpoints"] = "checkpoints/ in the output" if kept else None
-    return DistillResult(path, record, tuple(Path(k) for k in kept))
+    kept = finish_checkpoints(checkpoints / "student", checkpoints, workdir, named=named, record=record)
+    return DistillResult(path, record, kept)
 
 
 def _distill(

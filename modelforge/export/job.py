@@ -9,8 +9,8 @@ pipeline. Shared here: the TensorRT optimization profiles and the drift baseline
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,14 +40,9 @@ class ExportJob:
     output_dir: Path | None = None
     progress: Progress = field(default_factory=Progress)
 
-    @contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    def task(self, description: str, total: int | None = None) -> AbstractContextManager[Callable[[int], None]]:
         """A progress task around a step; yields the advance callable."""
-        self.progress.start(description, total)
-        try:
-            yield self.progress.advance
-        finally:
-            self.progress.stop()
+        return self.progress.task(description, total)
 
 
 @dataclass

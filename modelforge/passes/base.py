@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -56,13 +56,9 @@ class PassContext:
         """Attach a figure to this pass's stage record in the report."""
         self.metrics[key] = value
 
-    @contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-        self.progress.start(description, total)
-        try:
-            yield self.progress.advance
-        finally:
-            self.progress.stop()
+    def task(self, description: str, total: int | None = None) -> AbstractContextManager[Callable[[int], None]]:
+        """A progress bar around one step of the pass; yields its advance callable."""
+        return self.progress.task(description, total)
 
 
 class Pass:

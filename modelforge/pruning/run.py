@@ -94,16 +94,13 @@ def run_pruning(
 
     Once done, the final step's best.pt and last.pt are copied into `workdir`/kept for the output, and a
     folder the user did not name (the cache's) is removed (modelforge.training.checkpoints)."""
-    from modelforge.training.checkpoints import keep_final, remove_default
+    from modelforge.training.checkpoints import finish_checkpoints
 
     path, record = _prune(module, config, train, evaluation, seed, workdir, checkpoints, progress)
     named = config.checkpoint_dir is not None
     final_step = checkpoints / f"step-{len(record['steps'])}"
-    kept = keep_final(final_step, ("best.pt", "last.pt"), workdir / "kept", named=named)
-    remove_default(checkpoints, named)
-    if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
-        record["checkpoints"] = "checkpoints/ in the output" if kept else None
-    return PruneResult(path, record, tuple(Path(k) for k in kept))
+    kept = finish_checkpoints(final_step, checkpoints, workdir, named=named, record=record)
+    return PruneResult(path, record, kept)
 
 
 def _prune(

@@ -7,8 +7,8 @@ accuracy budget (the run's gate thresholds), where latency is reported, and a `P
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,15 +73,9 @@ class FlowState:
     def log(self, line: str) -> None:
         self.inputs.progress.log(line)
 
-    @contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    def task(self, description: str, total: int | None = None) -> AbstractContextManager[Callable[[int], None]]:
         """A progress bar for one step; yields its advance callback."""
-        progress = self.inputs.progress
-        progress.start(description, total)
-        try:
-            yield progress.advance
-        finally:
-            progress.stop()
+        return self.inputs.progress.task(description, total)
 
     def keep(self, path: Path, model: onnx.ModelProto) -> None:
         """Remember `model` as the content of `path` (just written or read), when it holds all its weights."""

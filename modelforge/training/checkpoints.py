@@ -67,3 +67,13 @@ def remove_default(folder: Path, named: bool) -> None:
 
     if not named and distributed.is_primary() and not folder.is_symlink():
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def finish_checkpoints(final: Path, root: Path, workdir: Path, *, named: bool, record: dict) -> tuple[Path, ...]:
+    """After a training pass: keep the final best.pt and last.pt for the output, remove the cache's folder `root`,
+    and say in the stage record where the kept ones went."""
+    kept = keep_final(final, ("best.pt", "last.pt"), workdir / "kept", named=named)
+    remove_default(root, named)
+    if not named:  # the cache's folder is gone: the output's checkpoints/ holds what is kept
+        record["checkpoints"] = "checkpoints/ in the output" if kept else None
+    return tuple(Path(k) for k in kept)
