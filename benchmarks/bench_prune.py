@@ -60,12 +60,14 @@ def stage(report: dict, name: str) -> dict:
 
 def bench_accuracy(work: Path, width: int, epochs: int, finetune: int, latency: dict) -> dict:
     import prune_models as pm
+    import torch
 
     from modelforge.convert.to_onnx import convert_to_onnx
     from modelforge.model.artifact import ModelArtifact
 
     paths = pm.write_data(work)
     (xt, yt), _, (xs, ys) = pm.digits_split()
+    torch.manual_seed(0)  # the dense model's initial weights too: the same model in every run and checkout
     model = pm.fit(pm.ResidualNet(width), xt, yt, epochs=epochs)
     program = pm.export(model, work / "model.pt2", xt)
     (work / "dense").mkdir()
