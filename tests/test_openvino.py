@@ -317,6 +317,41 @@ def test_auto_picks_the_fastest_candidate_that_meets_the_gates(tmp_path):
     assert winner.path == lean and again[1].lost.startswith("slower")
 
 
+def test_auto_ships_a_candidate_only_when_paired_blocks_clear_the_ship_line(tmp_path):
+    """The sweep ranks; paired blocks against the original decide, as the quantize pass's ship decision does. A
+    copy of the original (the same speed) never wins on noise; a clearly faster one wins with its interval on
+    record, above the ship line."""
+    import shutil
+
+    from modelforge.progress import Progress
+    from modelforge.quantization.auto_target import auto_record
+    from modelforge.quantization.fallback import Budget
+    from modelforge.quantization.speed import MIN_WORTHWHILE_SPEEDUP
+
+    original = _mlp(tmp_path / "original.onnx", seed=0, dead_width=512, dead_layers=2)
+    copy = shutil.copy(original, tmp_path / "copy.onnx")
+    lean = _mlp(tmp_path / "lean.onnx", seed=0)
+    fast = {"warmup": 2, "min_runs": 16, "max_seconds": 3.0, "min_seconds": 0.5}
+    data = _bound(tmp_path / "x.npz", original)
+
+    same = [Candidate("onnxruntime", "fp32", original), Candidate("onnxruntime", "int8", Path(copy))]
+    winner = measure_and_pick(
+        same, float_path=original, data=data, budget=Budget(), batch=1, threads=1, progress=Progress(), measure=fast
+    )
+    assert winner.path == original, same[1].lost
+    assert same[1].lost.startswith(("slower", "not clearly faster"))
+
+    both = [Candidate("onnxruntime", "fp32", original), Candidate("onnxruntime", "lean", lean)]
+    winner = measure_and_pick(
+        both, float_path=original, data=data, budget=Budget(), batch=1, threads=1, progress=Progress(), measure=fast
+    )
+    assert winner.path == lean
+    assert winner.confirmation.bounded and winner.confirmation.low > MIN_WORTHWHILE_SPEEDUP
+    record = auto_record(both, winner, [], None)
+    assert record["ship_comparison"]["candidate"] == "onnxruntime lean"
+    assert "paired blocks" in record["why"]
+
+
 @needs_openvino
 def test_target_auto_end_to_end_records_the_table_and_ships_the_winner(tmp_path):
     out = tmp_path / "auto"

@@ -22,6 +22,7 @@ from modelforge.errors import InputError, PassError
 
 if TYPE_CHECKING:
     from modelforge.data import BoundDataset
+    from modelforge.measure.paired import RatioInterval
     from modelforge.model.artifact import ModelArtifact
     from modelforge.progress import Progress
     from modelforge.quantization.config import QuantizeConfig
@@ -51,6 +52,7 @@ class Candidate:
     latency: dict[str, Any] | None = None  # p50_ms, p99_ms, ...
     misses: list[str] = field(default_factory=list)  # gates it does not meet
     lost: str | None = None  # why it was not chosen
+    confirmation: RatioInterval | None = None  # the paired ship comparison with the original (fastest only)
 
     @property
     def name(self) -> str:
@@ -193,7 +195,7 @@ def measure_and_pick(
     from modelforge.measure.profile import Subject, batch_sweep
     from modelforge.model.onnx_model import io_spec, load_onnx
     from modelforge.quantization.fallback import OutputJudge
-    from modelforge.quantization.speed import MIN_WORTHWHILE_SPEEDUP
+    from modelforge.quantization.speed import ship_verdict
     from modelforge.runtimes.base import open_backend
     from modelforge.runtimes.onnxruntime import default_threads, fixed_batch_size
 
@@ -239,21 +241,47 @@ def measure_and_pick(
     base = original.latency["p50_ms"]
     eligible = [c for c in candidates[1:] if not c.misses]
     fastest = min(eligible, key=lambda c: c.latency["p50_ms"], default=None)
-    worthwhile = fastest is not None and base / fastest.latency["p50_ms"] >= MIN_WORTHWHILE_SPEEDUP
-    winner = fastest if worthwhile else original
+    winner = original
+    if fastest is not None and fastest.latency["p50_ms"] < base:
+        # The sweep ranks; the ship decision is the quantize pass's: paired blocks against the original until the
+        # interval clears the ship line (a load change hits both models of a pair alike).
+        backends = {s.name: s.backend for s in subjects}
+        fastest.confirmation = confirm_speedup(backends[original.name], backends[fastest.name], feeds)
+        verdict = ship_verdict(fastest.confirmation, fastest.name)
+        # An unclear tie ships only a smaller (INT8) model; the same file on another runtime has no such claim.
+        if verdict.shipped == "quantized" and (verdict.decision == "clear" or fastest.precision == "int8"):
+            winner = fastest
+        else:
+            fastest.lost = f"not clearly faster than the original: {verdict.reason}"
     for candidate in candidates:
-        if candidate is winner:
+        if candidate is winner or candidate.lost is not None:
             continue
         p50 = candidate.latency["p50_ms"]
         if candidate.misses:
             candidate.lost = "misses the gates (" + "; ".join(candidate.misses) + ")"
-        elif candidate is fastest and p50 <= base:  # faster than the original, but not by enough to be sure
-            candidate.lost = (
-                f"not clearly faster than the original ({base / p50:.2f}x, needed {MIN_WORTHWHILE_SPEEDUP:.2f}x)"
-            )
         else:
             candidate.lost = f"slower: p50 {p50:.3f} ms vs {winner.latency['p50_ms']:.3f} ms ({winner.name})"
     return winner
+
+
+def confirm_speedup(original: Any, candidate: Any, feeds: dict[str, Any]) -> RatioInterval:
+    """How many times faster `candidate` is than `original` (two open backends), in paired blocks, with the
+    quantize pass's ship line, confidence and time allowance (`quantization.speed`)."""
+    from modelforge.measure.latency import paired_blocks
+    from modelforge.quantization.speed import FINAL_SECONDS, SHIP_CONFIDENCE, SHIP_MIN_PAIRS, ship_answered
+
+    def runner(backend: Any):
+        mine = {k: v for k, v in feeds.items() if k in set(backend.input_names)}
+        return lambda: backend.run(mine)
+
+    return paired_blocks(
+        runner(original),
+        runner(candidate),
+        decided=ship_answered,
+        max_seconds=FINAL_SECONDS,
+        confidence=SHIP_CONFIDENCE,
+        min_pairs=SHIP_MIN_PAIRS,
+    ).interval
 
 
 def auto_record(candidates: list[Candidate], winner: Candidate, skipped: list[dict], hint: str | None) -> dict:
@@ -263,12 +291,17 @@ def auto_record(candidates: list[Candidate], winner: Candidate, skipped: list[di
     why = (
         "no candidate meeting the gates was clearly faster than the original: the original ships on onnxruntime"
         if (winner.runtime, winner.precision) == ORIGINAL
-        else f"fastest candidate that meets the gates ({speedup:.2f}x the original's p50)"
+        else f"fastest candidate that meets the gates ({speedup:.2f}x the original's p50; paired blocks: "
+        f"{winner.confirmation.describe() if winner.confirmation else 'not measured'})"
     )
     record: dict[str, Any] = {
         "chosen": {"runtime": winner.runtime, "precision": winner.precision},
         "why": why,
         "candidates": [c.row(base, c is winner) for c in candidates if c.latency is not None],
+        # The fastest candidate against the original, in paired blocks: what the choice rests on.
+        "ship_comparison": next(
+            ({"candidate": c.name, **c.confirmation.record()} for c in candidates if c.confirmation), None
+        ),
         "not_measured": [
             *({"runtime": c.runtime, "precision": c.precision, "why": c.lost} for c in candidates if c.latency is None),
             *skipped,
