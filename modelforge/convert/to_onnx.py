@@ -48,6 +48,7 @@ def _export(torch, artifact: ModelArtifact, exported: Path, opset: int, example_
     return "torch.onnx (TorchScript) from TorchScript archive"
 
 
+# Side records a pass stores in its .pt2 (torch.export.save extra_files) that the ONNX form keeps as metadata.
 CARRIED_EXTRA_FILES = ("modelforge.sparsity",)
 
 

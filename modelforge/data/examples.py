@@ -15,6 +15,3 @@ def example_inputs(source, count: int = 1) -> dict | None:
     dataset = source if isinstance(source, Dataset) else open_dataset(source)
     count = min(count, dataset.num_samples) if count > 1 else 1
     return {key: np.array(dataset.read(key, 0, count)) for key in dataset.arrays}
-
-
-# Side records a pass stores in its .pt2 (torch.export.save extra_files) that the ONNX form keeps as metadata.

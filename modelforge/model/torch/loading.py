@@ -10,11 +10,8 @@ from typing import Any
 
 from modelforge.errors import InputError, first_line
 from modelforge.model.artifact import ModelArtifact
+from modelforge.model.torch.safe_load import import_torch
 from modelforge.optional import require
-
-
-def import_torch():
-    return require("torch", "a PyTorch model")
 
 
 def call_factory(spec: str) -> Any:
