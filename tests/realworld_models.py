@@ -39,11 +39,16 @@ Issue 19 section 2 (LayerNorm in every form):
 - `norm_form_model(form, opset, affine, shuffle)`: a MatMul -> one decomposed LayerNorm/RMSNorm -> residual
   Add -> MatMul graph, in each form of `NORM_FORMS` (torch's Pow/Sqrt/Div, tf2onnx's Mul x*x with
   Reciprocal, 1/Sqrt, Keras's x*inv + (beta - mean*inv), flax's E[x^2] - E[x]^2 with ReduceSum / n and
-  Max(., 0), RMSNorm with Pow or Mul), with or without the affine scale/shift, at opset 12, 13 or 17, nodes
+  Max(., 0), the same broadcast with Reshape + Expand to a computed shape as in Magika's model, RMSNorm with
+  Pow or Mul), with or without the affine scale/shift, at opset 12, 13 or 17, nodes
   optionally shuffled; also returns the names of the norm's nodes (what a detector must find, exactly).
 - `einsum_byte_classifier(folder)`: a byte classifier as jax2tf -> tf2onnx writes a flax model: int32 bytes,
   one-hot, dense layers as `Einsum` + bias, one Conv, three LayerNorms in the E[x^2] - E[x]^2 form, GELU
   (tanh form), residual blocks; trained in torch on the file-type windows, written with onnx.helper.
+
+- `magika_byte_classifier(folder)`: not a stand-in: Google's Magika model from the `magika` wheel, the real
+  model of issue 19's byte-classifier class, with its input features computed from real files of this
+  machine's Python installation.
 
 `python scripts/make_realworld_models.py OUTDIR` writes all of them.
 """
@@ -1030,6 +1035,9 @@ NORM_FORMS = (
     "centred-mul-one-over-sqrt",  # Div(1, Sqrt(.)) then Mul
     "centred-tf-fused",  # Keras via tf2onnx: x * inv + (beta - mean * inv), inv = gamma / sqrt(var + eps)
     "moments",  # flax via jax2tf: E[x^2] - E[x]^2 with ReduceSum / n, Max(., 0), Sqrt + Reciprocal
+    # Magika's export (jax2tf -> tf2onnx): moments with / n as Mul(1/n), Max(0, .), and each statistic broadcast
+    # with Reshape + Expand to a shape computed from Shape(x)
+    "moments-broadcast",
     "rms-pow-sqrt-div",  # RMSNorm (T5, LLaMA): x / sqrt(mean(x^2) + eps)
     "rms-mul-reciprocal",  # RMSNorm with Mul x*x and Reciprocal
 )
@@ -1057,8 +1065,13 @@ def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bo
         numpy_helper.from_array((1 + 0.1 * rng.normal(size=NORM_WIDTH)).astype(f32), "gamma"),
         numpy_helper.from_array((0.1 * rng.normal(size=NORM_WIDTH)).astype(f32), "beta"),
         numpy_helper.from_array(np.array([-1], np.int64), "axes_last"),
+        numpy_helper.from_array(np.array(1.0 / NORM_WIDTH, f32), "inv_count"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero_i"),
+        numpy_helper.from_array(np.array([2], np.int64), "two_i"),
+        numpy_helper.from_array(np.array([1], np.int64), "one_i"),
     ]
     norm: list = []
+    shape_math: list = []  # a converter's shape arithmetic: not part of the normalisation
 
     def n(op: str, inputs: list[str], output: str, **attrs) -> str:
         norm.append(helper.make_node(op, inputs, [output], name=f"norm/{output}", **attrs))
@@ -1106,6 +1119,26 @@ def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bo
             inv = n("Mul", [inv, "gamma"], "inv_scaled")
         normed = n("Mul", [n("Sub", [x, mean], "centred"), inv], "normed")
         out = n("Add", [normed, "beta"], "out") if affine else normed
+    elif form == "moments-broadcast":
+        shape_math.extend([
+            helper.make_node("Shape", [x], ["x_shape"], name="shape/Shape"),
+            helper.make_node("Slice", ["x_shape", "zero_i", "two_i", "zero_i"], ["lead"], name="shape/strided_slice"),
+            helper.make_node("Concat", ["lead", "one_i"], ["stat_shape_raw"], name="shape/Concat", axis=0),
+            helper.make_node("Cast", ["stat_shape_raw"], ["stat_shape"], name="shape/Cast", to=TensorProto.INT64),
+        ])  # fmt: skip
+
+        def broadcast(stat: str) -> str:
+            return n("Expand", [n("Reshape", [stat, "stat_shape"], f"{stat}_r"), "stat_shape"], f"{stat}_b")
+
+        mean = n("Mul", [reduce("ReduceSum", x, "sum"), "inv_count"], "mean")
+        mean_sq = n("Mul", [reduce("ReduceSum", n("Mul", [x, x], "sq"), "sum_sq"), "inv_count"], "mean_sq")
+        var = n("Max", ["zero", n("Sub", [mean_sq, n("Mul", [mean, mean], "mean2")], "var_raw")], "var")
+        var = broadcast(var)
+        inv = n("Reciprocal", [n("Sqrt", [n("Add", [var, "eps"], "var_eps")], "std")], "inv")
+        if affine:
+            inv = n("Mul", [inv, "gamma"], "inv_scaled")
+        normed = n("Mul", [n("Sub", [x, broadcast(mean)], "centred"), inv], "normed")
+        out = n("Add", [normed, "beta"], "out") if affine else normed
     elif form.startswith("rms"):
         square = n("Pow", [x, "two"], "sq") if "pow" in form else n("Mul", [x, x], "sq")
         var = n("Add", [reduce("ReduceMean", square, "ms"), "eps"], "ms_eps")
@@ -1118,6 +1151,7 @@ def norm_form_model(form: str, opset: int = 13, affine: bool = True, shuffle: bo
         raise ValueError(f"unknown norm form {form!r}")
     nodes = [
         helper.make_node("MatMul", ["x", "w_in"], ["h"], name="dense_in"),
+        *shape_math,
         *norm,
         helper.make_node("Add", [out, "h"], ["residual"], name="residual"),
         helper.make_node("MatMul", ["residual", "w_out"], ["y"], name="dense_out"),
@@ -1334,6 +1368,75 @@ def einsum_byte_classifier(folder: Path, steps: int = 250) -> Built:
     return Built(name, path, calibration, evaluation, accuracy, info={"classes": list(FILE_TYPES)})
 
 
+# ------------------------------------------------------------------ issue 19: the real byte classifier
+
+MAGIKA_PER_EXTENSION = 12  # at most this many files of one extension, so .py files do not fill the set
+
+
+def magika_model_path() -> Path:
+    """Google's Magika content-type model, as its wheel ships it (`magika` is in the test extra): the real
+    model of issue 19's class (jax2tf -> tf2onnx, opset 15: int32 bytes [N, 2048], one-hot, Einsum dense
+    layers as MatMul, GELU in its tanh form, one Conv, two LayerNorms as E[x^2] - E[x]^2 broadcast with
+    Reshape + Expand, 200+ content types)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("magika")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the magika package is not installed (pip install magika)")
+    [model] = sorted(Path(next(iter(spec.submodule_search_locations)), "models").glob("*/model.onnx"))
+    return model
+
+
+def magika_features(path: Path, beg: int = 1024, end: int = 1024, block: int = 4096, pad: int = 256) -> list[int]:
+    """Magika's model input for one file (its features v2): up to `block` bytes from each end, whitespace
+    stripped, the first `beg` and last `end` bytes as ints, padded with `pad`."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(min(block, size)).lstrip()[:beg]
+        handle.seek(max(0, size - block))
+        tail = handle.read().rstrip()[-end:] if end else b""
+    return list(head) + [pad] * (beg - len(head)) + [pad] * (end - len(tail)) + list(tail)
+
+
+def files_on_this_machine(count: int, seed: int) -> list[Path]:
+    """Real files of many types from this Python's standard library and installed packages (sources, text,
+    JSON, shared objects, images, archives...), at most MAGIKA_PER_EXTENSION per extension, a seeded choice."""
+    import os
+    import sysconfig
+
+    per_extension: dict[str, list[Path]] = {}
+    for root in sorted({sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}):
+        for folder, dirs, names in os.walk(root):
+            dirs.sort()
+            for name in sorted(names):
+                path = Path(folder, name)
+                if path.is_file() and not path.is_symlink() and path.stat().st_size >= 16:
+                    per_extension.setdefault(path.suffix.lower() or name, []).append(path)
+    rng = np.random.default_rng(seed)
+    chosen: list[Path] = []
+    for extension in sorted(per_extension):
+        paths = per_extension[extension]
+        picks = rng.choice(len(paths), size=min(MAGIKA_PER_EXTENSION, len(paths)), replace=False)
+        chosen.extend(paths[i] for i in sorted(picks))
+    order = rng.permutation(len(chosen))[:count]
+    return [chosen[i] for i in order]
+
+
+def magika_byte_classifier(folder: Path, calibration: int = 128, evaluation: int = 512) -> Built:
+    """Issue 19's real byte classifier: Magika's shipped model with its features of real files from this
+    machine. Writes magika.onnx, .calibration.npz and .eval.npz (`bytes`, disjoint files). No labels: the
+    float model's own answers are the reference (top-1 agreement)."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = Path(shutil.copyfile(magika_model_path(), folder / "magika.onnx"))
+    files = files_on_this_machine(calibration + evaluation, seed=SEED)
+    x = np.array([magika_features(path) for path in files], dtype=np.int32)
+    cal = _npz(folder / "magika.calibration.npz", bytes=x[:calibration])
+    ev = _npz(folder / "magika.eval.npz", bytes=x[calibration:])
+    return Built("magika", model, cal, ev, None, info={"files": len(files)})
+
+
 BUILDERS = {
     "cnn_opset11": opset11_constant_cnn,
     "cnn_opset12": opset12_constant_cnn,
@@ -1342,4 +1445,5 @@ BUILDERS = {
     "mobilenetv3_small": mobilenetv3_small_style,
     "crnn": crnn_pt2,
     "einsum_classifier": einsum_byte_classifier,
+    "magika": magika_byte_classifier,
 }

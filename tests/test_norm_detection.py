@@ -88,6 +88,20 @@ def test_byte_classifier_graph_has_three_moments_layernorms_and_einsum_dense_lay
     assert family.counts["dense_with_weights"] == 2 + 2 * rw.EINSUM_BLOCKS
 
 
+def test_the_real_magika_model_has_two_broadcast_layernorms():
+    """The real model of the class (from the magika wheel): tf2onnx broadcasts each statistic with Reshape +
+    Expand to a shape computed from Shape(bytes), and divides by n with Mul(1/n)."""
+    model = onnx.load(str(rw.magika_model_path()))
+    matches = decomposed_norms(model)
+    assert [m.kind for m in matches] == ["layernorm", "layernorm"]
+    for index, match in enumerate(matches):
+        assert len(match.nodes) == 19
+        assert all(f"/LayerNorm_{index}/" in name for name in match.nodes)
+        ops = {n.op_type for n in model.graph.node if n.name in match.nodes}
+        assert {"Reshape", "Expand", "Max", "Sqrt", "Reciprocal", "ReduceSum"} <= ops
+    assert "ApplyActivation" not in " ".join(norm_nodes(model))  # the GELUs' x*x are not norms
+
+
 def test_issue_8_jax_graph_layernorm_squared_with_mul_is_found():
     weights = {
         "embed": np.ones((256, rw.JAX_EMBED)),

@@ -69,6 +69,12 @@ _NORM_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Sqrt", "Reciprocal", "Rsqrt", 
 _AFFINE_OPS = {"Mul", "Add", "Sub", "Div"}  # scale and shift after the normalised tensor
 _MAX_AFFINE = 2  # Mul(gamma) then Add(beta): no more than that is taken from the following graph
 _REDUCE_OPS = {"ReduceMean", "ReduceSum"}
+# Ops that only reshape or broadcast their first input (tf2onnx broadcasts a statistic with Reshape + Expand
+# to a shape computed from Shape(x)): a statistic stays a statistic through them.
+_LAYOUT_OPS = {"Reshape", "Expand", "Unsqueeze", "Squeeze", "Identity"}
+# Ops whose output depends only on their inputs' shapes, not on the data; and ops that draw random numbers.
+_SHAPE_OPS = {"Shape", "Size"}
+_RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 
 @dataclass(frozen=True)
@@ -108,13 +114,45 @@ class _Graph:
                         np.asarray(value.get(attr.name, list(attr.ints)))
                     )
         self._to_array = numpy_helper.to_array
+        self.static = self._static_tensors()
+
+    def _static_tensors(self) -> set[str]:
+        """Tensors whose values do not depend on the input data: constants, shapes, and what is computed
+        from them alone (a converter's shape arithmetic, a reshaped gamma). Found by fixpoint, any order."""
+        static = set(self.values)
+        changed = True
+        while changed:
+            changed = False
+            for n in self.nodes:
+                if n.output[0] in static or n.op_type in _RANDOM_OPS:
+                    continue
+                inputs = [i for i in n.input if i]
+                if n.op_type in _SHAPE_OPS or (inputs and all(i in static for i in inputs)):
+                    static.update(n.output)
+                    changed = True
+        return static
 
     def constant(self, name: str):
         tensor = self.values.get(name)
         return None if tensor is None else self._to_array(tensor)
 
     def is_constant(self, name: str) -> bool:
-        return name in self.values
+        """Known without the input data (a constant, or computed from constants and shapes)."""
+        return name in self.static
+
+    def is_layout(self, node) -> bool:
+        """A reshape or broadcast of its first input to a shape known without the data."""
+        return node.op_type in _LAYOUT_OPS and all(self.is_constant(i) for i in node.input[1:] if i)
+
+    def through_layout(self, tensor: str) -> tuple[str, list]:
+        """(source, nodes): the tensor that `tensor` reshapes or broadcasts, with the layout ops between."""
+        passed: list = []
+        node = self.producer.get(tensor)
+        while node is not None and self.is_layout(node):
+            passed.append(node)
+            tensor = node.input[0]
+            node = self.producer.get(tensor)
+        return tensor, passed
 
     def axes(self, node) -> tuple | None:
         """The reduction axes (attribute before opset 18 / ReduceSum 13, input after), None for all."""
@@ -139,16 +177,18 @@ def _square_input(g: _Graph, node) -> str | None:
 
 
 def _mean_of(g: _Graph, tensor: str) -> tuple[str, tuple | None, list] | None:
-    """(x, axes, nodes) when `tensor` is a mean of x: ReduceMean(x), or ReduceSum(x) scaled by a constant."""
+    """(x, axes, nodes) when `tensor` is a mean of x: ReduceMean(x), or ReduceSum(x) scaled by a constant,
+    possibly reshaped or broadcast afterwards."""
+    tensor, layout = g.through_layout(tensor)
     node = g.producer.get(tensor)
     if node is None:
         return None
     if node.op_type == "ReduceMean":
-        return node.input[0], g.axes(node), [node]
+        return node.input[0], g.axes(node), [node, *layout]
     if node.op_type in ("Div", "Mul") and len(node.input) == 2 and g.is_constant(node.input[1]):
         inner = g.producer.get(node.input[0])
         if inner is not None and inner.op_type == "ReduceSum":
-            return inner.input[0], g.axes(inner), [inner, node]
+            return inner.input[0], g.axes(inner), [inner, node, *layout]
     return None
 
 
@@ -190,7 +230,15 @@ def _match_from_square(g: _Graph, square) -> NormMatch | None:
         changed = False
         for tensor in list(kind):
             for c in g.consumers.get(tensor, []):
-                if id(c) in core or c.op_type not in _NORM_ELEMENTWISE:
+                if id(c) in core:
+                    continue
+                if c.op_type in _LAYOUT_OPS:  # a statistic reshaped or broadcast is still a statistic
+                    if c.input[0] == tensor and kind[tensor] == "stat" and g.is_layout(c):
+                        core[id(c)] = c
+                        kind.update((out, "stat") for out in c.output)
+                        changed = True
+                    continue
+                if c.op_type not in _NORM_ELEMENTWISE:
                     continue
                 inputs = [i for i in c.input if i and not g.is_constant(i)]
                 if not inputs or any(i not in kind for i in inputs):
