@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -203,15 +204,17 @@ def outputs_of(model: Path, built: rw.Built) -> np.ndarray:
         feeds = {k: npz[k] for k in npz.files if k != "labels"}
     if len(feeds) == 1:
         feeds = {session.get_inputs()[0].name: next(iter(feeds.values()))}
+    return np.concatenate([session.run(None, batch)[0] for batch in eval_batches(session, feeds)])
+
+
+def eval_batches(session, feeds: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """Every eval sample in batches of 64; a fixed-batch model gets whole batches of its size only."""
     fixed = session.get_inputs()[0].shape[0]
     step = fixed if isinstance(fixed, int) else 64
     count = len(next(iter(feeds.values())))
-    return np.concatenate(
-        [
-            session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0]
-            for i in range(0, count - count % step, step)
-        ]
-    )
+    last = count - count % step if isinstance(fixed, int) else count
+    for start in range(0, last, step):
+        yield {k: v[start : start + step] for k, v in feeds.items()}
 
 
 def accuracy_of(model: Path, built: rw.Built) -> float | None:
@@ -224,15 +227,7 @@ def accuracy_of(model: Path, built: rw.Built) -> float | None:
     name = session.get_inputs()[0].name
     if len(feeds) == 1:
         feeds = {name: next(iter(feeds.values()))}
-    fixed = session.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) else 64
-    count = len(next(iter(feeds.values())))
-    outputs = np.concatenate(
-        [
-            session.run(None, {k: v[i : i + step] for k, v in feeds.items()})[0]
-            for i in range(0, count - count % step, step)
-        ]
-    )
+    outputs = np.concatenate([session.run(None, batch)[0] for batch in eval_batches(session, feeds)])
     if built.targets is not None:
         return rw.sequence_accuracy(outputs, rw.load_targets(built.targets)[: len(outputs)])
     if labels is None:
@@ -265,6 +260,7 @@ def bench_one(name: str, folder: Path, threads: int, seconds: float) -> dict:
                     "accuracy_baseline": accuracy_of(baseline, built),
                     "accuracy_result": accuracy_of(result, built),
                     "agreement": agreement_of(result, baseline, built),
+                    "report_agreement": summary.get("top1_agreement"),
                     "map_iou": map_iou_of(result, baseline, built),
                     "norm_nodes_float": stage.get("norm_nodes_float"),
                     "candidates": stage.get("candidates"),
@@ -333,8 +329,9 @@ def shipped_of(record: dict) -> str:
     search = record.get("speed_search") or {}
     if search.get("shipped") == "float" or not record.get("report_speedup"):
         return "float: " + (search.get("reason") or "see the report")
-    kept = ", ".join(search.get("float_groups") or [])
-    return "INT8" + (f" ({kept} kept float)" if kept else "")
+    candidate = next((c["scheme"].split(":")[0] for c in record.get("candidates") or [] if c.get("shipped")), None)
+    kept = ", ".join(search.get("float_groups") or []) if candidate in (None, "static QDQ") else ""
+    return (candidate or "INT8") + (f" ({kept} kept float)" if kept else "")
 
 
 def markdown_table(models: list[dict]) -> str:
