@@ -12,6 +12,7 @@ from modelforge.cli.groups import (
     DataFlags,
     GateFlags,
     GrantFlags,
+    HFModelFlags,
     OutputFlags,
     PreprocessingFlags,
     RecipeFileFlags,
@@ -69,7 +70,8 @@ def quantize(
     gates: GateFlags,
     runtime: RuntimeFlags,
     recipe_file: RecipeFileFlags,
-    grants: Annotated[GrantFlags, Pick("trust_model_code")],
+    hf_model: HFModelFlags,
+    grants: Annotated[GrantFlags, Pick("trust_model_code", "trust_remote_code")],
     report: ReportFlags,
 ) -> int:
     """INT8 post-training quantization with calibration data; reports accuracy, speed and size vs the original.
@@ -87,5 +89,5 @@ def quantize(
     if time_budget is not None:
         config["time_budget"] = time_budget
     raw["passes"].append({"name": "quantize", "config": config})
-    recipe = recipe_from_flags(raw, output, gates, runtime, grants)
+    recipe = recipe_from_flags(raw, output, gates, runtime, grants, hf_model)
     return finish(recipe, recipe_file, report)
