@@ -154,7 +154,9 @@ def _export_optimum(module: Any, model: Any, info: HFInfo, exported: Path, opset
 
     config = _optimum_config(info, model)
     opset = max(opset, config.DEFAULT_ONNX_OPSET)
-    export(module, config, exported, opset=opset)
+    # The transformers model itself where optimum's config describes its outputs (logits); the pooled wrapper
+    # for embeddings, whose one output PooledConfig names.
+    export(module if info.task == "feature-extraction" else model, config, exported, opset=opset)
     named = type(config).__bases__[0] if info.task == "feature-extraction" else type(config)  # not PooledConfig
     return f"optimum {__version__} ({named.__name__})"
 

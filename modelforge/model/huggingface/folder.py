@@ -31,6 +31,7 @@ COMPANION_FILES = (
     "merges.txt",
     "spiece.model",
     "sentencepiece.bpe.model",
+    "tokenizer.model",
     "added_tokens.json",
     "preprocessor_config.json",
     "modules.json",
@@ -39,7 +40,14 @@ COMPANION_FILES = (
     "1_Pooling/config.json",
 )
 # Any one of these makes a tokenizer transformers can load (tokenizer_config.json alone does not).
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 IMAGE_PROCESSOR = "preprocessor_config.json"
 # Pickled weight files: unpickling runs code, so they are never read.
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

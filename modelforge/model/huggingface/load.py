@@ -46,7 +46,9 @@ def import_transformers() -> ModuleType:
     from modelforge.optional import require
 
     require("torch", "loading Hugging Face models")
-    return require("transformers", "loading Hugging Face models")
+    transformers = require("transformers", "loading Hugging Face models")
+    transformers.logging.set_verbosity_error()  # its warnings would break the one-line errors and the tables
+    return transformers
 
 
 def load_error(folder: Path, exc: Exception) -> InputError:
