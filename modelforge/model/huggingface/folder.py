@@ -141,7 +141,7 @@ def remote_code_files(folder: Path, config: dict[str, Any]) -> list[str]:
 
 def known_model_type(model_type: str) -> bool:
     """Whether the installed transformers has this model_type built in (its own code, not the folder's)."""
-    from modelforge.model.huggingface.load import import_transformers
+    from modelforge.model.huggingface.offline import import_transformers
 
     import_transformers()
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES

@@ -7,26 +7,14 @@ The environment is set before transformers is imported: no hub access ever (HF_H
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from modelforge.errors import InputError, first_line
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.huggingface.info import HFInfo
+from modelforge.model.huggingface.offline import import_transformers
 
-# The environment transformers and huggingface_hub read at import: offline, PyTorch only, no telemetry.
-HF_ENVIRONMENT = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-    "USE_TF": "0",
-    "USE_TORCH": "1",
-    "USE_FLAX": "0",
-    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-}
 # Sequences are padded and truncated to the tokenizer's model_max_length, capped here (an unset one is 1e30).
 MAX_LENGTH_CAP = 512
 # The order of text inputs in the ONNX model (optimum's order; the torch exporter uses the same).
@@ -38,17 +26,6 @@ AUTO_CLASSES = {
     "feature-extraction": "AutoModel",
     "image-classification": "AutoModelForImageClassification",
 }
-
-
-def import_transformers() -> ModuleType:
-    """transformers, imported offline and without TensorFlow (the environment is set first, every time)."""
-    os.environ.update(HF_ENVIRONMENT)
-    from modelforge.optional import require
-
-    require("torch", "loading Hugging Face models")
-    transformers = require("transformers", "loading Hugging Face models")
-    transformers.logging.set_verbosity_error()  # its warnings would break the one-line errors and the tables
-    return transformers
 
 
 def load_error(folder: Path, exc: Exception) -> InputError:
