@@ -131,6 +131,7 @@ def _optimum_unsupported(info: HFInfo, model: Any) -> str | None:
 def _optimum_config(info: HFInfo, model: Any) -> Any:
     """optimum's OnnxConfig of the architecture for the task; for embeddings, with the pooled output."""
     with quiet():
+        import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the per-architecture configs)
         from optimum.exporters.tasks import TasksManager
 
         constructor = TasksManager.get_exporter_config_constructor(
