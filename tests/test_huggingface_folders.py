@@ -319,3 +319,15 @@ def test_detect_format_names_a_folder_with_config_json(tmp_path):
 
     (tmp_path / "config.json").write_text("{}")
     assert detect_format(tmp_path) == "huggingface"
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "model-00002-of-00002.safetensors"])
+def test_a_shard_index_naming_a_path_or_a_missing_file_is_refused(tmp_path, shard):
+    from modelforge.errors import InputError
+    from modelforge.model.huggingface.folder import check_weights
+
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"{}")
+    index = {"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": shard}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match="model.safetensors.index.json: shard"):
+        check_weights(tmp_path)

@@ -114,7 +114,27 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.safetensors") if p.is_file())
 
 
+SHARD_INDEX = "model.safetensors.index.json"
+
+
+def check_shard_index(folder: Path) -> None:
+    """A sharded checkpoint's index names its shard files, and transformers opens them by those names: each must
+    be a plain file name of a safetensors file in the folder (never a path out of it)."""
+    index = read_json(folder / SHARD_INDEX)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise InputError(f"{folder / SHARD_INDEX}: no weight_map")
+    for name in sorted({str(v) for v in weight_map.values()}):
+        plain = name == Path(name).name and name not in ("", ".", "..") and "\\" not in name
+        if not plain or not name.endswith(".safetensors"):
+            raise InputError(f"{folder / SHARD_INDEX}: shard {name!r} is not a .safetensors file name in the folder")
+        if not (folder / name).is_file() or (folder / name).is_symlink():
+            raise InputError(f"{folder / SHARD_INDEX}: shard {name} is missing from the folder")
+
+
 def check_weights(folder: Path) -> None:
+    if (folder / SHARD_INDEX).exists() or (folder / SHARD_INDEX).is_symlink():
+        check_shard_index(folder)
     if weight_files(folder):
         return
     pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLED_WEIGHTS and p.is_file())
