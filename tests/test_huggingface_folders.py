@@ -331,3 +331,37 @@ def test_a_shard_index_naming_a_path_or_a_missing_file_is_refused(tmp_path, shar
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(InputError, match="model.safetensors.index.json: shard"):
         check_weights(tmp_path)
+
+
+def test_the_writer_copies_the_allow_listed_files_and_keeps_a_pruned_models_own_config(tmp_path):
+    from conftest import DIGITS_MODEL
+
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.model.huggingface.info import HFInfo
+    from modelforge.runtimes.writers import write_artifact
+
+    original = tmp_path / "original"
+    (original / "1_Pooling").mkdir(parents=True)
+    for name, text in {"config.json": '{"layers": 4}', "tokenizer.json": "{}", "vocab.txt": "a\n"}.items():
+        (original / name).write_text(text)
+    (original / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    (original / "notes.py").write_text("never copied: not on the list")
+    pruned = tmp_path / "pruned"
+    pruned.mkdir()
+    (pruned / "config.json").write_text('{"layers": 2}')
+    (pruned / "model.safetensors").write_bytes(b"weights")
+    info = HFInfo(original, "feature-extraction", "bert", {}, ("input_ids", "attention_mask"), 64)
+    out = tmp_path / "out"
+    out.mkdir()
+    write_artifact(ModelArtifact(DIGITS_MODEL, "onnx", huggingface=info), out)  # the runner's order
+    write_artifact(ModelArtifact(pruned, "huggingface", huggingface=info), out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "1_Pooling/config.json",
+        "config.json",
+        "model.onnx",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.txt",
+    ]
+    assert (out / "config.json").read_text() == '{"layers": 2}'
+    assert (out / "vocab.txt").read_bytes() == (original / "vocab.txt").read_bytes()
