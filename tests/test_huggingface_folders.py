@@ -365,3 +365,13 @@ def test_the_writer_copies_the_allow_listed_files_and_keeps_a_pruned_models_own_
     ]
     assert (out / "config.json").read_text() == '{"layers": 2}'
     assert (out / "vocab.txt").read_bytes() == (original / "vocab.txt").read_bytes()
+
+
+def test_task_on_a_model_that_is_not_a_folder_is_refused():
+    from conftest import DIGITS_MODEL
+
+    from modelforge.errors import InputError
+    from modelforge.model.loader import load_model
+
+    with pytest.raises(InputError, match="applies to Hugging Face folders only"):
+        load_model(DIGITS_MODEL, task="text-classification")

@@ -108,6 +108,8 @@ def load_model(
         return ModelArtifact(path=path, format="torch-module", factory=factory)
     fmt = detect_format(path) if format == "auto" else format
     refuse_code_format(path, fmt, trust_code)
+    if task is not None and fmt != "huggingface":  # never silently ignored
+        raise InputError(f"model {path}: --task (model.task) applies to Hugging Face folders only")
     if fmt == "onnx":
         from modelforge.model.onnx_model import onnx_artifact
 
