@@ -375,3 +375,23 @@ def test_task_on_a_model_that_is_not_a_folder_is_refused():
 
     with pytest.raises(InputError, match="applies to Hugging Face folders only"):
         load_model(DIGITS_MODEL, task="text-classification")
+
+
+def test_the_data_writers_write_what_the_readers_expect(tmp_path):
+    import csv
+
+    sentences = hf_models.generated_sentences(8, seed=1)
+    assert {s.label for s in sentences} == set(hf_models.CLASSES)
+    assert all(len(s.words) == len(s.tags) and sum(t != "O" for t in s.tags) == 1 for s in sentences)
+    txt = hf_models.write_txt(tmp_path / "c.txt", [s.text for s in sentences])
+    assert txt.read_text().splitlines() == [s.text for s in sentences]
+    jsonl = hf_models.write_jsonl(tmp_path / "t.jsonl", hf_models.token_rows(sentences))
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert rows[0] == {"text": sentences[0].text, "label": list(sentences[0].tags)}
+    pairs = hf_models.write_csv(tmp_path / "p.csv", hf_models.pair_rows(hf_models.sentence_pairs(6)))
+    with pairs.open() as f:
+        read = list(csv.DictReader(f))
+    assert list(read[0]) == ["text", "text_pair", "score"] and len(read) == 6
+    images = hf_models.write_image_folder(tmp_path / "images", hf_models.generated_images(8, seed=2))
+    assert sorted(p.name for p in images.iterdir()) == sorted(hf_models.IMAGE_CLASSES)
+    assert len(list(images.rglob("*.png"))) == 8
