@@ -51,7 +51,11 @@ def _sizes(text: str) -> list[int]:
 @flag_groups
 def export(
     model: Annotated[
-        Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize; tflite: a Keras model).")
+        Path,
+        typer.Argument(
+            help="The model to export (.onnx, e.g. the output of quantize, or a Hugging Face folder; tflite: a Keras "
+            "model)."
+        ),
     ],
     *,
     target: Annotated[str, typer.Option(help=f"{one_of(target_names())}.")],

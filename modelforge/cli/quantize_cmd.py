@@ -27,7 +27,10 @@ from modelforge.report.ci import with_error_outputs
 def quantize(
     model: Annotated[
         Path,
-        typer.Argument(help="Model file: .onnx, .pt2 (torch.export), TorchScript, Keras (.keras/.h5) or a SavedModel."),
+        typer.Argument(
+            help="Model file: .onnx, .pt2 (torch.export), TorchScript, Keras (.keras/.h5), a SavedModel or a Hugging "
+            "Face folder (config.json + safetensors)."
+        ),
     ],
     *,
     data: Annotated[DataFlags, Pick("calibration", "eval_data"), Required("calibration")],
