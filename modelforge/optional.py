@@ -38,6 +38,8 @@ OPTIONAL: dict[str, OptionalModule] = {
     ),
     "tf2onnx": OptionalModule("tf2onnx", "tf", "converting TensorFlow models to ONNX"),
     "ai_edge_litert": OptionalModule("ai-edge-litert", "tf", "running .tflite models (LiteRT)"),
+    "transformers": OptionalModule("transformers", "hf", "Hugging Face model folders"),
+    "optimum": OptionalModule("optimum-onnx", "hf", "optimum's ONNX exporter for Hugging Face folders"),
     "tensorrt": OptionalModule("tensorrt", "tensorrt", "building and running TensorRT engines"),
     "openvino": OptionalModule("openvino", "openvino", "the OpenVINO runtime and IR files"),
     "tritonclient": OptionalModule("tritonclient", "triton", "checking Triton model configs"),

@@ -16,6 +16,7 @@ from modelforge.cli.groups import (
     DataFlags,
     GateFlags,
     GrantFlags,
+    HFModelFlags,
     OutputFlags,
     PreprocessingFlags,
     RecipeFileFlags,
@@ -95,7 +96,8 @@ def distill(
     gates: GateFlags,
     runtime: RuntimeFlags,
     recipe_file: RecipeFileFlags,
-    grants: Annotated[GrantFlags, Pick("code_path")],
+    hf_model: HFModelFlags,
+    grants: Annotated[GrantFlags, Pick("code_path", "trust_remote_code")],
     report: ReportFlags,
 ) -> int:
     """Distil a teacher into a smaller student (KD at temperature T, hints, or MSE/cosine); reports teacher,
@@ -140,5 +142,5 @@ def distill(
     if student_from_teacher is not None:
         config["student_from_teacher"] = student_from_teacher
     raw["passes"].append({"name": "distill", "config": config})
-    recipe = recipe_from_flags(raw, training, output, gates, runtime, checkpoints, grants)
+    recipe = recipe_from_flags(raw, training, output, gates, runtime, checkpoints, grants, hf_model)
     return finish(recipe, recipe_file, report)

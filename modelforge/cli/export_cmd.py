@@ -16,6 +16,7 @@ from modelforge.cli.groups import (
     DataFlags,
     GateFlags,
     GrantFlags,
+    HFModelFlags,
     OutputFlags,
     RecipeFileFlags,
     ReportFlags,
@@ -50,7 +51,11 @@ def _sizes(text: str) -> list[int]:
 @flag_groups
 def export(
     model: Annotated[
-        Path, typer.Argument(help="The model to export (.onnx, e.g. the output of quantize; tflite: a Keras model).")
+        Path,
+        typer.Argument(
+            help="The model to export (.onnx, e.g. the output of quantize, or a Hugging Face folder; tflite: a Keras "
+            "model)."
+        ),
     ],
     *,
     target: Annotated[str, typer.Option(help=f"{one_of(target_names())}.")],
@@ -116,7 +121,8 @@ def export(
     gates: Annotated[GateFlags, Omit("min_speedup")],
     runtime: Annotated[RuntimeFlags, Omit("cache")],
     recipe_file: RecipeFileFlags,
-    grants: Annotated[GrantFlags, Pick("trust_model_code")],
+    hf_model: HFModelFlags,
+    grants: Annotated[GrantFlags, Pick("trust_model_code", "trust_remote_code")],
     report: ReportFlags,
 ) -> int:
     """Export a model for serving: a Triton model repository (config from a measured batch sweep), a Jetson
@@ -162,7 +168,7 @@ def export(
         step = {"name": "export", "config": config}
     raw: dict = {"model": {"path": str(model)}, "passes": [step]}
     data.fill(raw)
-    recipe = recipe_from_flags(raw, output, gates, runtime, grants)
+    recipe = recipe_from_flags(raw, output, gates, runtime, grants, hf_model)
     if skip_latency:
         recipe.evaluate.skip_latency = True
     return finish(recipe, recipe_file, report)

@@ -196,6 +196,15 @@ class GrantFlags(FlagGroup):
         ),
         False,
     )
+    trust_remote_code = Flag(
+        bool,
+        typer.Option(
+            "--trust-remote-code",
+            help="Load Hugging Face folders whose config names Python code shipped in the folder (auto_map) or "
+            "an architecture transformers does not know; that code runs (refused by default).",
+        ),
+        False,
+    )
     allow_recipe_code = Flag(
         bool,
         typer.Option(
@@ -226,12 +235,39 @@ class GrantFlags(FlagGroup):
     )
 
     def fill(self, raw: dict[str, Any]) -> None:
-        """`--trust-model-code` into the model source; `--code-path` folders onto the import path, now."""
+        """`--trust-model-code` (and `--trust-remote-code`) into the model source; `--code-path` folders onto the
+        import path, now."""
         from modelforge.run.grants import add_code_paths
 
         if self.trust_model_code:
             raw["model"]["trust_model_code"] = True
+        if self.trust_remote_code:
+            raw["model"]["trust_remote_code"] = True
         add_code_paths(self.code_path)  # where --model-factory / --*-factory modules are imported from
+
+
+class HFModelFlags(FlagGroup):
+    """Hugging Face folders: the task, and which exporter makes the ONNX form."""
+
+    task = Flag(
+        str | None,
+        typer.Option(
+            help="Hugging Face folders: text-classification, token-classification, feature-extraction or "
+            "image-classification (default: from config.json).",
+        ),
+        None,
+    )
+    exporter = Flag(
+        str,
+        typer.Option(help="Hugging Face folders to ONNX: auto (optimum where it supports the model), optimum, torch."),
+        "auto",
+    )
+
+    def fill(self, raw: dict[str, Any]) -> None:
+        if self.task is not None:
+            raw["model"]["task"] = self.task
+        if self.given("exporter"):
+            raw["model"]["exporter"] = self.exporter
 
 
 class ReportFlags(FlagGroup):

@@ -13,6 +13,7 @@ from modelforge.cli.groups import (
     DataFlags,
     GateFlags,
     GrantFlags,
+    HFModelFlags,
     OutputFlags,
     PreprocessingFlags,
     RecipeFileFlags,
@@ -64,7 +65,8 @@ def prune(
     gates: GateFlags,
     runtime: RuntimeFlags,
     recipe_file: RecipeFileFlags,
-    grants: Annotated[GrantFlags, Pick("code_path")],
+    hf_model: HFModelFlags,
+    grants: Annotated[GrantFlags, Pick("code_path", "trust_remote_code")],
     report: ReportFlags,
 ) -> int:
     """Prune a PyTorch model (structured channels, magnitude, or 2:4) and fine-tune it; reports accuracy,
@@ -101,5 +103,5 @@ def prune(
     if target_macs is not None:
         config["target_macs"] = target_macs
     raw["passes"].append({"name": "prune", "config": config})
-    recipe = recipe_from_flags(raw, training, output, gates, runtime, checkpoints, grants)
+    recipe = recipe_from_flags(raw, training, output, gates, runtime, checkpoints, grants, hf_model)
     return finish(recipe, recipe_file, report)

@@ -12,6 +12,7 @@ from modelforge.cli.groups import (
     DataFlags,
     GateFlags,
     GrantFlags,
+    HFModelFlags,
     OutputFlags,
     PreprocessingFlags,
     RecipeFileFlags,
@@ -26,7 +27,10 @@ from modelforge.report.ci import with_error_outputs
 def quantize(
     model: Annotated[
         Path,
-        typer.Argument(help="Model file: .onnx, .pt2 (torch.export), TorchScript, Keras (.keras/.h5) or a SavedModel."),
+        typer.Argument(
+            help="Model file: .onnx, .pt2 (torch.export), TorchScript, Keras (.keras/.h5), a SavedModel or a Hugging "
+            "Face folder (config.json + safetensors)."
+        ),
     ],
     *,
     data: Annotated[DataFlags, Pick("calibration", "eval_data"), Required("calibration")],
@@ -69,7 +73,8 @@ def quantize(
     gates: GateFlags,
     runtime: RuntimeFlags,
     recipe_file: RecipeFileFlags,
-    grants: Annotated[GrantFlags, Pick("trust_model_code")],
+    hf_model: HFModelFlags,
+    grants: Annotated[GrantFlags, Pick("trust_model_code", "trust_remote_code")],
     report: ReportFlags,
 ) -> int:
     """INT8 post-training quantization with calibration data; reports accuracy, speed and size vs the original.
@@ -87,5 +92,5 @@ def quantize(
     if time_budget is not None:
         config["time_budget"] = time_budget
     raw["passes"].append({"name": "quantize", "config": config})
-    recipe = recipe_from_flags(raw, output, gates, runtime, grants)
+    recipe = recipe_from_flags(raw, output, gates, runtime, grants, hf_model)
     return finish(recipe, recipe_file, report)

@@ -28,8 +28,9 @@ def run(
 ) -> int:
     """Run a recipe: load, apply its passes, evaluate against the original, write the report and gate.
 
-    A recipe may come from someone else: the code it names, `output.force`, `model.trust_model_code` and files
-    outside its own folder and the current one take effect only when this command line allows them."""
+    A recipe may come from someone else: the code it names, `output.force`, `model.trust_model_code`,
+    `model.trust_remote_code` and files outside its own folder and the current one take effect only when this
+    command line allows them."""
     from modelforge.cli.execute import finish
     from modelforge.recipe.load import load_recipe
     from modelforge.run.grants import Grants, add_code_paths, apply_grants
@@ -39,6 +40,7 @@ def run(
         recipe.output.dir = output
     allowed = Grants(
         trust_model_code=grants.trust_model_code,
+        trust_remote_code=grants.trust_remote_code,
         allow_recipe_code=grants.allow_recipe_code,
         force=replace.force,
         allow_paths=tuple(grants.allow_paths or ()),

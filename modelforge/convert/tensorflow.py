@@ -2,8 +2,8 @@
 
 tf2onnx converts with `continue_on_error`: an op it cannot map is left behind or approximated, and the
 result can load and run yet compute something else. So every conversion runs both models on real samples
-(calibration data, else eval or training data) and records the max absolute difference and the cosine
-similarity; beyond tolerance the conversion is a failed pass (exit 3), never a silently wrong model.
+(calibration data, else eval or training data) through `modelforge.convert.check` (max absolute difference,
+cosine; beyond tolerance exit 3).
 """
 
 from __future__ import annotations
@@ -13,17 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from modelforge.convert.check import CHECK_SAMPLES, check_agreement
 from modelforge.errors import PassError, first_line
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.tensorflow.loading import TfModel, load_tf_model
 from modelforge.model.tensorflow.runtime import import_tf, quiet_native
 from modelforge.optional import require
-
-# A conversion differing by more than this (absolute, scaled by the output's magnitude when above 1) or with
-# a cosine below MIN_COSINE fails. Float32 kernels reorder sums: a faithful conversion stays near 1e-6.
-MAX_ABS_TOLERANCE = 1e-4
-MIN_COSINE = 0.9999
-CHECK_SAMPLES = 32
 
 
 def check_samples(tf_model: TfModel, examples: dict[str, np.ndarray] | None, seed: int = 0) -> tuple[dict, str]:
@@ -43,29 +38,6 @@ def check_samples(tf_model: TfModel, examples: dict[str, np.ndarray] | None, see
     return feeds, "random normal samples (no data given)"
 
 
-def compare_outputs(reference: list[np.ndarray], converted: list[np.ndarray]) -> dict[str, float]:
-    """Max absolute difference, mean per-sample cosine, and the tolerance they were held to."""
-    max_abs, cosines, scale = 0.0, [], 1.0
-    for ref, out in zip(reference, converted, strict=True):
-        ref = (
-            np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
-            if np.ndim(ref)
-            else np.asarray(ref, np.float64).reshape(1, 1)
-        )
-        out = np.asarray(out, dtype=np.float64).reshape(ref.shape)
-        max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
-        scale = max(scale, float(np.abs(ref).max(initial=0.0)))
-        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-        same = np.all(ref == out, axis=1)
-        cosines.append(np.where(same, 1.0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-30)))
-    return {
-        "max_abs_diff": max_abs,
-        "cosine": float(np.concatenate(cosines).mean()) if cosines else 1.0,
-        "max_abs_tolerance": MAX_ABS_TOLERANCE * scale,
-        "min_cosine": MIN_COSINE,
-    }
-
-
 def check_conversion(tf_model: TfModel, onnx_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
     """Run the TF model and its ONNX form on the same samples; a disagreement beyond tolerance is a PassError."""
     from modelforge.runtimes.onnxruntime import create_session
@@ -78,17 +50,8 @@ def check_conversion(tf_model: TfModel, onnx_path: Path, feeds: dict[str, np.nda
     converted = [
         by_name[name] if name in by_name else list(by_name.values())[i] for i, name in enumerate(tf_model.output_names)
     ]
-    if any(np.shape(r) != np.shape(c) for r, c in zip(reference, converted, strict=True)):
-        raise PassError("convert", f"the ONNX form of {onnx_path.name} returns other output shapes than TensorFlow")
-    check = compare_outputs(reference, converted)
-    if not (check["max_abs_diff"] <= check["max_abs_tolerance"] and check["cosine"] >= MIN_COSINE):
-        raise PassError(
-            "convert",
-            f"the ONNX form disagrees with the TensorFlow model: max abs diff {check['max_abs_diff']:.3g} "
-            f"(tolerance {check['max_abs_tolerance']:.3g}), cosine {check['cosine']:.6f} (min {MIN_COSINE})",
-            hint="an op tf2onnx cannot convert faithfully; rerun with MODELFORGE_DEBUG=1, or export to ONNX yourself",
-        )
-    return check
+    hint = "an op tf2onnx cannot convert faithfully; rerun with MODELFORGE_DEBUG=1, or export to ONNX yourself"
+    return check_agreement(reference, converted, "TensorFlow", hint)
 
 
 def tf_to_onnx(

@@ -65,9 +65,19 @@ def pt2_extra_files(artifact: ModelArtifact) -> dict[str, str]:
 
 
 def convert_to_onnx(
-    artifact: ModelArtifact, workdir: Path, opset: int, example_inputs: dict | None = None
+    artifact: ModelArtifact,
+    workdir: Path,
+    opset: int,
+    example_inputs: dict | None = None,
+    exporter: str = "auto",
+    trust_remote_code: bool = False,
 ) -> tuple[ModelArtifact, dict]:
-    """Export a PyTorch (or TensorFlow) artifact to ONNX; returns the ONNX artifact and what the conversion did."""
+    """Export a PyTorch (or TensorFlow, or Hugging Face) artifact to ONNX; returns the ONNX artifact and what the
+    conversion did. `exporter`, `trust_remote_code`: for Hugging Face folders (auto|optimum|torch)."""
+    if artifact.format == "huggingface":
+        from modelforge.convert.huggingface import hf_to_onnx
+
+        return hf_to_onnx(artifact, workdir, opset, example_inputs, exporter, trust_remote_code)
     if artifact.format in ("keras", "savedmodel"):
         from modelforge.convert.tensorflow import tf_to_onnx
 

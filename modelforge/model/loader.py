@@ -1,5 +1,8 @@
 """Open a model file as an artifact: ONNX as is, PyTorch converted to ONNX once (the hub format).
 
+A Hugging Face folder (config.json, safetensors weights, tokenizer or image processor) is checked by
+`model.huggingface` before transformers loads it; its pickled `pytorch_model.bin` is never read.
+
 PyTorch models are accepted as `torch.export` programs (.pt2), TorchScript archives, or code (`module:function`)
 plus weights (safetensors, or a state dict read weights-only), never by unpickling a whole module: a pickle can
 run arbitrary code.
@@ -29,8 +32,15 @@ def detect_format(path: Path) -> str:
     tf_fmt = tf_format(path)
     if tf_fmt is not None:
         return tf_fmt
+    from modelforge.model.huggingface.folder import is_hf_folder  # reads names only: transformers is not imported
+
+    if is_hf_folder(path):
+        return "huggingface"
     if path.is_dir():
-        raise InputError(f"model {path} is a directory, expected a model file (or a SavedModel folder)")
+        raise InputError(
+            f"model {path} is a directory, expected a model file, a SavedModel folder or a Hugging Face folder "
+            "(with config.json)"
+        )
     suffix = path.suffix.lower()
     from modelforge.model.formats import check_bytes, unknown_suffix_error
 
@@ -82,14 +92,24 @@ def refuse_code_format(path: Path, fmt: str, trust_code: bool) -> None:
         )
 
 
-def load_model(path: Path, format: str = "auto", factory: str | None = None, trust_code: bool = False) -> ModelArtifact:
-    """`trust_code`: the command line said --trust-model-code (TorchScript and SavedModels load only then)."""
+def load_model(
+    path: Path,
+    format: str = "auto",
+    factory: str | None = None,
+    trust_code: bool = False,
+    task: str | None = None,
+    trust_remote_code: bool = False,
+) -> ModelArtifact:
+    """`trust_code`: the command line said --trust-model-code (TorchScript and SavedModels load only then);
+    `task`, `trust_remote_code` (--trust-remote-code): for a Hugging Face folder."""
     if factory is not None or format == "torch-module":
         if not path.is_file():
             raise InputError(f"weights {path} not found")
         return ModelArtifact(path=path, format="torch-module", factory=factory)
     fmt = detect_format(path) if format == "auto" else format
     refuse_code_format(path, fmt, trust_code)
+    if task is not None and fmt != "huggingface":  # never silently ignored
+        raise InputError(f"model {path}: --task (model.task) applies to Hugging Face folders only")
     if fmt == "onnx":
         from modelforge.model.onnx_model import onnx_artifact
 
@@ -98,6 +118,10 @@ def load_model(path: Path, format: str = "auto", factory: str | None = None, tru
         from modelforge.model.tensorflow.loading import tf_artifact
 
         return tf_artifact(path, fmt)
+    if fmt == "huggingface":
+        from modelforge.model.huggingface.load import hf_artifact
+
+        return hf_artifact(path, task, trust_remote_code)
     if not path.is_file():
         raise InputError(f"model {path} not found")
     return ModelArtifact(path=path, format=fmt)

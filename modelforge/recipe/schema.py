@@ -66,13 +66,13 @@ class DataConfig(StrictModel):
 
 class ModelSource(StrictModel):
     path: Path = Field(
-        description="Model file: .onnx, .pt2 (torch.export), TorchScript (.pt/.ts), Keras (.keras/.h5) or a "
-        "SavedModel folder; with `factory`, the "
+        description="Model file: .onnx, .pt2 (torch.export), TorchScript (.pt/.ts), Keras (.keras/.h5), a "
+        "SavedModel folder or a Hugging Face folder (config.json + safetensors); with `factory`, the "
         "weights (.safetensors, or a state dict read with torch.load(weights_only=True))."
     )
-    format: Literal["auto", "onnx", "torch-export", "torchscript", "torch-module", "keras", "savedmodel"] = Field(
-        "auto", description="Model format; auto detects it from the file (torch-module when `factory` is set)."
-    )
+    format: Literal[
+        "auto", "onnx", "torch-export", "torchscript", "torch-module", "keras", "savedmodel", "huggingface"
+    ] = Field("auto", description="Model format; auto detects it from the file (torch-module when `factory` is set).")
     factory: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
@@ -86,6 +86,19 @@ class ModelSource(StrictModel):
         "effect only with --trust-model-code on the command line.",
     )
     opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
+    task: (
+        Literal["text-classification", "token-classification", "feature-extraction", "image-classification"] | None
+    ) = Field(None, description="Hugging Face folders: the task (default: from config.json's architectures).")
+    trust_remote_code: bool = Field(
+        False,
+        description="Hugging Face folders whose config names Python code in the folder (auto_map) or a model_type "
+        "transformers does not know. Takes effect only with --trust-remote-code on the command line.",
+    )
+    exporter: Literal["auto", "optimum", "torch"] = Field(
+        "auto",
+        description="Hugging Face folders to ONNX: optimum's exporter (auto: where it supports the model) or "
+        "torch.onnx.",
+    )
 
     @model_validator(mode="before")
     @classmethod

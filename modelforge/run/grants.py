@@ -2,7 +2,8 @@
 
 A recipe may come from someone else (a pull request, a shared folder). Whatever it says, it may not run code,
 replace a folder, trust a model that is a program, or read files outside the project unless the person at the
-command line said so: `--allow-recipe-code`, `--force`, `--trust-model-code`, `--allow-paths DIR`. Recipes built
+command line said so: `--allow-recipe-code`, `--force`, `--trust-model-code`, `--trust-remote-code`,
+`--allow-paths DIR`. Recipes built
 from a command's own flags need none of this: everything in them was typed at the command line.
 """
 
@@ -24,6 +25,7 @@ class Grants:
     """What the command line allowed a recipe file to do."""
 
     trust_model_code: bool = False
+    trust_remote_code: bool = False
     allow_recipe_code: bool = False
     force: bool = False
     allow_paths: Sequence[Path] = ()
@@ -100,6 +102,12 @@ def apply_grants(recipe: Recipe, recipe_file: Path, grants: Grants) -> Recipe:
             hint="pass --trust-model-code if you trust the model",
         )
     recipe.model.trust_model_code = grants.trust_model_code
+    if recipe.model.trust_remote_code and not grants.trust_remote_code:
+        raise InputError(
+            f"{recipe_file}: model.trust_remote_code: only the command line can trust a model folder's own code",
+            hint="pass --trust-remote-code if you trust the folder",
+        )
+    recipe.model.trust_remote_code = grants.trust_remote_code
     if recipe.output.force and not grants.force and not grants.output_from_command_line and recipe.output.dir.exists():
         raise InputError(
             f"{recipe_file}: output.force: the recipe asks to replace {recipe.output.dir}; only --force on the "

@@ -8,7 +8,7 @@ every stage's cache key read the same opened data set, and each file is hashed o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,15 @@ def convert(
 
     started = time.perf_counter()
     folder.mkdir()
-    from modelforge.convert.tensorflow import CHECK_SAMPLES  # TF conversions are checked on samples
+    from modelforge.convert.check import CHECK_SAMPLES  # TF and Hugging Face conversions are checked on samples
 
-    count = CHECK_SAMPLES if artifact.format in ("keras", "savedmodel") else 1
-    converted, info = convert_to_onnx(artifact, folder, recipe.model.opset, data.examples(count))
+    count = CHECK_SAMPLES if artifact.format in ("keras", "savedmodel", "huggingface") else 1
+    model = recipe.model
+    converted, info = convert_to_onnx(
+        artifact, folder, model.opset, data.examples(count), model.exporter, model.trust_remote_code
+    )
+    if artifact.huggingface is not None and converted.huggingface is None:  # every derived form keeps it
+        converted = replace(converted, huggingface=artifact.huggingface)
     stage = {
         "name": "convert",
         "pass": "convert",
@@ -133,14 +138,20 @@ def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> I
 
     data = RunData(recipe)
     stages: list[dict[str, Any]] = []
+    model = recipe.model
     source = load_model(
-        recipe.model.path, recipe.model.format, factory=recipe.model.factory, trust_code=recipe.model.trust_model_code
+        model.path,
+        model.format,
+        factory=model.factory,
+        trust_code=model.trust_model_code,
+        task=model.task,
+        trust_remote_code=model.trust_remote_code,
     )
     baseline = source
     if source.format != "onnx":
         baseline, stage = convert(source, workdir / "00-convert", recipe, data)
         stages.append(stage)
-        if source.io is None and source.format in ("keras", "savedmodel"):  # its signature, as the ONNX form has it
+        if source.io is None and source.format in ("keras", "savedmodel", "huggingface"):  # as the ONNX form has it
             source.io = baseline.io
 
     train = data.bound(recipe.data.train, baseline, "training data")

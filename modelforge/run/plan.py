@@ -21,7 +21,7 @@ from modelforge.run.output import check_output_dir, extends_output, previous_out
 from modelforge.runtimes.preflight import run_preflight
 
 # Formats a conversion stage can turn into ONNX.
-CONVERTIBLE = ("torch-export", "torchscript", "torch-module", "keras", "savedmodel")
+CONVERTIBLE = ("torch-export", "torchscript", "torch-module", "keras", "savedmodel", "huggingface")
 # Formats that are deployable results in their own right and have no ONNX form (evaluated on their runtime).
 FINAL_FORMATS = ("tflite",)
 # How each format is handed over, for errors that say which inputs a pass takes.
@@ -32,6 +32,7 @@ FORMAT_INPUTS = {
     "torch-module": "PyTorch factory (--model-factory)",
     "keras": "Keras (.keras/.h5)",
     "savedmodel": "SavedModel (folder)",
+    "huggingface": "Hugging Face (folder)",
 }
 
 
@@ -148,7 +149,11 @@ def _planned_model_files(source_format: str, pass_specs: list[tuple[Any, type]])
         framework = fmt if fmt != "onnx" else framework
     if fmt in FINAL_FORMATS:
         return [f"model.{fmt}"]
-    return ["model.onnx", *({"torch-export": ["model.pt2"], "keras": ["model.h5"]}.get(framework or "", []))]
+    framework_files = {"torch-export": ["model.pt2"], "keras": ["model.h5"], "huggingface": ["model.safetensors"]}
+    files = ["model.onnx", *framework_files.get(framework or "", [])]
+    if source_format == "huggingface":  # the output is a Hugging Face folder again
+        files.append("config.json and the tokenizer or image processor files, copied from the model folder")
+    return files
 
 
 def _planned_output(recipe: Recipe) -> str:

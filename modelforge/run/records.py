@@ -134,6 +134,8 @@ def framework_packages(source: ModelArtifact, final: ModelArtifact) -> tuple[str
     """The framework versions a report records: those that loaded, converted or ran the models."""
     if source.format in ("keras", "savedmodel") or final.format == "tflite":
         return ("tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_model_optimization", "ai_edge_litert")
+    if source.format == "huggingface":
+        return ("torch", "onnxscript", "transformers", "tokenizers", "safetensors", "optimum", "optimum-onnx")
     return ("torch", "onnxscript") if source.format != "onnx" else ()
 
 

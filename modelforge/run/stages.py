@@ -6,6 +6,7 @@ stage's record for the report.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ def run_pass_stage(
     )
     started = time.perf_counter()
     result = run_stage(recipe, spec, pass_cls, current, ctx, inputs)
+    if current.huggingface is not None and result.huggingface is None:  # the writer and the evaluator need it
+        result = replace(result, huggingface=current.huggingface)
     record = {
         "name": spec.name,
         "pass": spec.name,

@@ -1,19 +1,23 @@
 """What each model format writes into an output folder: one small writer per format.
 
 The pipeline asks the final artifact (and the last PyTorch form a pass produced) to write itself; new targets
-(OpenVINO IR, .tflite, TensorRT engines) add a writer here instead of editing the pipeline.
+(OpenVINO IR, .tflite, TensorRT engines) add a writer here instead of editing the pipeline. A model that came
+from a Hugging Face folder also gets that folder's companion files (tokenizer, config), so the output is a
+Hugging Face folder that optimum's ORTModel classes, or tokenizers + onnxruntime, load as it is.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelforge.errors import PassError
+from modelforge.errors import InputError, PassError
 from modelforge.model.artifact import ModelArtifact
-from modelforge.safe_files import copy_file, copy_tree
+from modelforge.safe_files import check_not_link, copy_file, copy_tree, link_refused, make_dirs, open_for_write
 
 
 def write_onnx(artifact: ModelArtifact, folder: Path) -> list[Path]:
@@ -116,6 +120,56 @@ def write_savedmodel(artifact: ModelArtifact, folder: Path) -> list[Path]:
     return [target]
 
 
+def write_huggingface(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """The weights and config.json of a Hugging Face folder a pass saved (a pruned or distilled model,
+    save_pretrained into its work folder): that model's own config, not the original's."""
+    written = []
+    for file in sorted(artifact.path.iterdir()):
+        if file.name in HF_MODEL_FILES or file.suffix == ".safetensors":
+            written.append(copy_file(file, folder / file.name, folder))
+    return written
+
+
+# What write_huggingface takes from a pass's saved folder, beside the *.safetensors weights.
+HF_MODEL_FILES = ("config.json", "model.safetensors.index.json", "generation_config.json")
+
+
+def write_hf_companions(artifact: ModelArtifact, folder: Path) -> list[Path]:
+    """The original folder's companion files (tokenizer or image processor, config.json, sentence-transformers
+    pooling), byte for byte, by the fixed allow-list COMPANION_FILES: the output is a Hugging Face folder again.
+    A file already written (a pruned model's own config.json) is kept; a link is refused, never followed."""
+    from modelforge.model.huggingface.folder import COMPANION_FILES
+
+    source = artifact.huggingface.folder
+    written = []
+    for name in COMPANION_FILES:
+        target = folder / name
+        missing = not (source / name).exists() and not (source / name).is_symlink()
+        if target.exists() or missing:
+            continue
+        written.append(_copy_regular(source / name, target, folder))
+    if (source / "2_Normalize").is_dir() and not (source / "2_Normalize").is_symlink():
+        make_dirs(folder / "2_Normalize", folder)  # sentence-transformers' Normalize module: an empty folder
+    return written
+
+
+def _copy_regular(source: Path, target: Path, root: Path) -> Path:
+    """Copy a file of the user's folder, refusing a link (O_NOFOLLOW) or anything but a regular file."""
+    check_not_link(source.parent)
+    try:
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if source.is_symlink():
+            raise link_refused(source) from None
+        raise InputError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise InputError(f"{source}: not a regular file")
+        with open_for_write(target, root) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return target
+
+
 def write_tflite(artifact: ModelArtifact, folder: Path) -> list[Path]:
     """model.tflite: a LiteRT flatbuffer."""
     target = folder / "model.tflite"
@@ -134,6 +188,7 @@ WRITERS: dict[str, Callable[[ModelArtifact, Path], list[Path]]] = {
     "keras": write_keras,
     "savedmodel": write_savedmodel,
     "tflite": write_tflite,
+    "huggingface": write_huggingface,
 }
 
 
@@ -142,6 +197,8 @@ def write_artifact(artifact: ModelArtifact, folder: Path) -> list[Path]:
     if writer is None:
         raise PassError("output", f"no writer for {artifact.format} models")
     written = writer(artifact, folder)
+    if artifact.huggingface is not None:  # a model from a Hugging Face folder: its output is one again
+        written += write_hf_companions(artifact, folder)
     for side_output in artifact.side_outputs:  # a target's own files (Triton repository, Jetson bundle)
         copy_tree(side_output, folder, folder)  # links in it are refused, never followed nor kept
     return written
