@@ -29,7 +29,7 @@ def quantize(
         typer.Argument(help="Model file: .onnx, .pt2 (torch.export), TorchScript, Keras (.keras/.h5) or a SavedModel."),
     ],
     *,
-    data: Annotated[DataFlags, Pick("calibration", "eval_data"), Required("calibration")],
+    data: Annotated[DataFlags, Pick("calibration", "eval_data", *DataFlags.TEXT), Required("calibration")],
     output: OutputFlags,
     method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
     calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from modelforge.data.text_records import TEXT_SUFFIXES
 from modelforge.errors import InputError
-from modelforge.recipe.schema import DataSource, Preprocessing
+from modelforge.model.huggingface.info import HFInfo
+from modelforge.recipe.schema import DataConfig, DataSource, Preprocessing
 
 LABELS_KEY = "labels"
+# Token labels: a position no metric counts (special tokens, padding, a word's later sub-tokens), as in transformers.
+IGNORE_LABEL = -100
 # What reading a corrupt, truncated or unsupported file or zip member raises: bad input, never a crash.
 READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -55,6 +59,10 @@ class Dataset:
 
     def labels(self) -> np.ndarray | None:
         return None
+
+    def settings_key(self) -> str:
+        """What decides the arrays besides the file's bytes (preprocessing, a tokenizer): part of cache keys."""
+        return ""
 
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of one array."""
@@ -222,15 +230,7 @@ class ImageFolderDataset(Dataset):
     def __init__(self, path: Path, preprocessing: Preprocessing | None, input_shape: tuple | None = None):
         self.path = path
         self.preprocessing = preprocessing or Preprocessing()
-        classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-        files: list[tuple[Path, int]] = []
-        if classes:
-            for class_id, name in enumerate(classes):
-                files += [(f, class_id) for f in sorted((path / name).rglob("*")) if _is_image(f)]
-        else:
-            files = [(f, -1) for f in sorted(path.iterdir()) if _is_image(f)]
-        if not files:
-            raise InputError(f"{path}: no image files found (accepted: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        classes, files = list_images(path)
         self.classes = classes
         self._files = files
         self.size = self._resolve_size(input_shape)
@@ -261,6 +261,9 @@ class ImageFolderDataset(Dataset):
 
     def nonfinite_samples(self, key: str) -> tuple[int, int | None, list[str]]:
         return 0, None, []  # pixels are 0..255 and mean/std finite (checked): never NaN, not worth decoding twice
+
+    def settings_key(self) -> str:
+        return self.preprocessing.model_dump_json()
 
     def labels(self) -> np.ndarray | None:
         if not self.classes:
@@ -302,17 +305,61 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_dataset(source: DataSource, input_shape: tuple | None = None) -> Dataset:
-    """Open a data source by its form: a folder of images, a .npz or a .npy file."""
+def list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class folder names, sorted; (image, class index) pairs): one sub-folder per class, or images with no
+    class (index -1). Exit 2 when there is no image."""
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files: list[tuple[Path, int]] = []
+    if classes:
+        for class_id, name in enumerate(classes):
+            files += [(f, class_id) for f in sorted((path / name).rglob("*")) if _is_image(f)]
+    else:
+        files = [(f, -1) for f in sorted(path.iterdir()) if _is_image(f)]
+    if not files:
+        raise InputError(f"{path}: no image files found (accepted: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return classes, files
+
+
+def open_dataset(
+    source: DataSource,
+    input_shape: tuple | None = None,
+    huggingface: HFInfo | None = None,
+    text: DataConfig | None = None,
+) -> Dataset:
+    """Open a data source by its form: a folder of images, a .npz or a .npy file; for a Hugging Face model
+    (`huggingface`) also text (.txt, .jsonl, .csv; columns and length from `text`, the recipe's data config),
+    and image folders through the folder's own image processor."""
     path = source.path
     if not path.exists():
         raise InputError(f"data {path} not found")
+    suffix = path.suffix.lower()
+    if huggingface is not None and (path.is_dir() or suffix in TEXT_SUFFIXES):
+        if source.preprocessing is not None:
+            raise InputError(
+                f"{path}: preprocessing is not taken for a Hugging Face model",
+                hint="its own tokenizer or preprocessor_config.json prepares the data",
+            )
+        if path.is_dir():
+            from modelforge.data.hf_images import ProcessorImageFolderDataset
+
+            return ProcessorImageFolderDataset(path, huggingface)
+        from modelforge.data.text import TextDataset
+
+        return TextDataset(path, huggingface, text)
     if path.is_dir():
         return ImageFolderDataset(path, source.preprocessing, input_shape)
     if source.preprocessing is not None:
         raise InputError(f"{path}: preprocessing applies to image folders only")
-    if path.suffix.lower() == ".npz":
+    if suffix == ".npz":
         return NpzDataset(path)
-    if path.suffix.lower() == ".npy":
+    if suffix == ".npy":
         return NpyDataset(path)
-    raise InputError(f"data {path}: expected a .npz file, a .npy file or an image folder")
+    if suffix in TEXT_SUFFIXES:
+        raise InputError(
+            f"data {path}: text data needs a Hugging Face model folder (its tokenizer prepares the text)",
+            hint="pass the model's folder (config.json, tokenizer), or tokenized arrays in a .npz",
+        )
+    raise InputError(
+        f"data {path}: expected a .npz file, a .npy file, an image folder, or text ({', '.join(TEXT_SUFFIXES)}) "
+        "for a Hugging Face model"
+    )

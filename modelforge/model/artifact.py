@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelforge.model.huggingface.info import HFInfo
+
 Dim = int | str | None  # fixed size, symbolic name, or unknown
 
 
@@ -68,7 +70,8 @@ class ModelArtifact:
     """A model on disk. Every field but `model_metadata` is set by modelforge's own code (loaders, passes)."""
 
     path: Path
-    format: str  # onnx | torch-export | torchscript | torch-module (factory + weights) | keras | savedmodel | tflite
+    # onnx | huggingface (a folder) | torch-export | torchscript | torch-module (factory + weights) | keras | ...
+    format: str
     io: IOSpec | None = None
     # The model file's own metadata (ONNX metadata_props), for display only: it reaches the written model because
     # the file itself is written, never through a decision made on it.
@@ -86,6 +89,9 @@ class ModelArtifact:
     factory: str | None = None
     # Which Keras loads the file: "keras3" or "tf_keras" (None: detect from the file's saved Keras version).
     keras_flavor: str | None = None
+    # The Hugging Face folder this model came from (format huggingface, and every artifact derived from it): the
+    # task for metrics, and the folder whose companion files the output writer copies.
+    huggingface: HFInfo | None = None
 
     def files(self) -> list[Path]:
         """The model file and the external-data files it references, for sizes and manifests."""
