@@ -33,8 +33,10 @@ def import_transformers() -> Any:
     os.environ["USE_TF"] = "0"
     os.environ.setdefault("USE_TORCH", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    import transformers
-
+    try:
+        import transformers
+    except ImportError:
+        raise InputError("Hugging Face folders need transformers, which is not installed") from None
     transformers.logging.set_verbosity_error()  # its warnings would break the one-line errors and tables
     return transformers
 
