@@ -7,6 +7,7 @@ proved by counting tokenizer calls on a 200k-line file, never by timing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tracemalloc
 from pathlib import Path
@@ -155,9 +156,9 @@ def test_token_classification_tags_on_first_sub_token(folder, tokenizer, tmp_pat
     rows[0] = {"text": ["unexpectedly", "pizzazz", "marathon"], "label": ["O", "FOOD", "SPORTS"]}  # a word list
     path = write_jsonl(tmp_path / "ner.jsonl", rows)
     info = hf_info(folder, "token-classification", labels=TOKEN_TAGS)
-    dataset = open_text(path, info, max_length=32)
+    dataset = open_text(path, info, max_length=48)
     labels = dataset.labels()
-    assert labels.shape == (10, 32) and labels.dtype == np.int64
+    assert labels.shape == (10, 48) and labels.dtype == np.int64
     ids = read_all(dataset, "input_ids")
     split_words = 0
     for row, record in enumerate(rows):
@@ -353,3 +354,41 @@ def test_text_flags_fill_the_recipe(tmp_path):
     data = yaml.safe_load(recipe.read_text())["data"]
     assert data["text_column"] == "sentence" and data["text_pair_column"] == "other"
     assert data["label_column"] == "topic" and data["max_length"] == 48
+
+
+# ---- the command line on a real Hugging Face folder (needs the loader of branch hf-core) ---------------------------
+
+HF_LOADER = importlib.util.find_spec("modelforge.model.huggingface.load") is not None
+needs_loader = pytest.mark.skipif(not HF_LOADER, reason="the Hugging Face folder loader (branch hf-core) is absent")
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> Path:
+    from hf_models import bert_text_classifier
+
+    return bert_text_classifier(tmp_path_factory.mktemp("hf") / "classifier", count=120, epochs=1)
+
+
+BAD_TEXT = {
+    "empty.txt": (b"\n\n", "holds no text"),
+    "latin1.txt": ("caf\xe9\n".encode("latin-1"), "line 1 is not UTF-8"),
+    "column.jsonl": (b'{"sentence": "hi"}\n', "line 1 has no 'text' field (it has: sentence)"),
+    "broken.jsonl": (b'{"text": "hi"}\n{"text": \n', "line 2 is not valid JSON"),
+    "column.csv": (b"sentence,label\nhi,food\n", "no column 'text' (columns: sentence, label)"),
+    "label.csv": (b"text,label\nhi,food\nho,politics\n", "line 3: label 'politics' is not one of the model's labels"),
+}
+
+
+@needs_loader
+@pytest.mark.parametrize("name", sorted(BAD_TEXT))
+def test_bad_text_exits_2_with_one_line_before_any_work(classifier, tmp_path, name):
+    content, message = BAD_TEXT[name]
+    bad_file = tmp_path / name
+    bad_file.write_bytes(content)
+    good = write_txt(tmp_path / "calib.txt", [s.text for s in SENTENCES[:8]])
+    out = tmp_path / "out"
+    result = run_cli("quantize", classifier, "--calibration", good, "--eval-data", bad_file, "-o", out)
+    assert result.returncode == 2, result.explain()
+    line = one_error_line(result)
+    assert str(bad_file) in line and message in line, line
+    assert not out.exists()

@@ -139,6 +139,10 @@ def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> I
         recipe.model.path, recipe.model.format, factory=recipe.model.factory, trust_code=recipe.model.trust_model_code
     )
     data.huggingface = source.huggingface
+    if source.huggingface is not None:  # text and image data are read and checked now, not after the conversion
+        for given in (recipe.data.calibration, recipe.data.eval_data, recipe.data.train):
+            if given is not None:
+                data.open(given)
     baseline = source
     if source.format != "onnx":
         baseline, stage = convert(source, workdir / "00-convert", recipe, data)
