@@ -136,6 +136,16 @@ def test_classification_pairs_are_encoded_jointly(folder, tokenizer, tmp_path):
     assert read_all(dataset, "token_type_ids").max() == 1  # the second text is segment 1
 
 
+def test_a_txt_file_ignores_the_columns(folder, tokenizer, tmp_path):
+    """The columns are one setting for all files of a run: .txt calibration beside an eval .csv of pairs."""
+    texts = [s.text for s in SENTENCES[:4]]
+    path = write_txt(tmp_path / "calib.txt", texts)
+    info = hf_info(folder, "feature-extraction")
+    dataset = open_text(path, info, text_column="a", text_pair_column="b", label_column="score")
+    assert dataset.pair_count == 0 and dataset.num_samples == 4
+    np.testing.assert_array_equal(read_all(dataset, "input_ids"), expected(tokenizer, texts)["input_ids"])
+
+
 def test_feature_extraction_pairs_hold_2n_samples_and_scores(folder, tokenizer, tmp_path):
     pairs = zip(SENTENCES[:5], SENTENCES[5:10], strict=True)
     rows = [{"a": x.text, "b": y.text, "score": i / 10} for i, (x, y) in enumerate(pairs)]

@@ -48,13 +48,14 @@ class TextDataset(Dataset):
         self.config = config or DataConfig()
         if "input_ids" not in info.input_names:
             raise InputError(f"{path}: text data, but the model takes {', '.join(info.input_names)} (not text)")
-        if path.suffix.lower() == ".txt" and self.config.text_pair_column:
-            raise InputError(f"{path}: a .txt file holds one text a line; a pair column needs .jsonl or .csv")
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(info.folder)
         self.max_length = self._max_length()
         self.words = info.task == "token-classification"  # tokenized as words: tags align to them
-        # A .txt line is the text itself (RecordIndex keys it "text"), whatever the text column is called.
-        self.text_column = "text" if path.suffix.lower() == ".txt" else self.config.text_column
+        # A .txt line is the text itself (RecordIndex keys it "text"), whatever the text column is called, and has
+        # no second text: the columns name the fields of .jsonl and .csv files (one setting for all files of a run).
+        txt = path.suffix.lower() == ".txt"
+        self.text_column = "text" if txt else self.config.text_column
+        self.pair_column = None if txt else self.config.text_pair_column
         self._labelled: bool | None = None
         self._scored: bool | None = None
         self._label_ids = array("q")
@@ -62,7 +63,7 @@ class TextDataset(Dataset):
         self._cache: tuple[tuple[int, int], dict[str, np.ndarray]] | None = None
         self._token_labels: np.ndarray | None = None
         self._records = RecordIndex(path, self._check, self._check_header)
-        paired = self.info.task == "feature-extraction" and self.config.text_pair_column is not None
+        paired = self.info.task == "feature-extraction" and self.pair_column is not None
         self.pair_count = len(self._records) if paired else 0
         count = 2 * self.pair_count if paired else len(self._records)
         self.arrays = {name: ArrayInfo((count, self.max_length), np.dtype(np.int64)) for name in info.input_names}
@@ -84,7 +85,7 @@ class TextDataset(Dataset):
         return self.info.max_length or min(limit or MAX_LENGTH_CAP, MAX_LENGTH_CAP)
 
     def _check_header(self, columns: list[str]) -> None:
-        for column in (self.text_column, self.config.text_pair_column):
+        for column in (self.text_column, self.pair_column):
             if column is not None and column not in columns:
                 raise InputError(f"{self.path}: no column '{column}' (columns: {', '.join(columns) or 'none'})")
 
@@ -95,11 +96,11 @@ class TextDataset(Dataset):
         if not isinstance(text, str) and not (self.words and word_list):
             kind = "a string or a list of words" if self.words else "a string"
             raise InputError(f"{where}: '{self.text_column}' must be {kind}, not {type(text).__name__}")
-        if self.words and self.config.text_pair_column:
+        if self.words and self.pair_column:
             raise InputError(f"{where}: token classification takes no pair column")
-        pair = self.config.text_pair_column
+        pair = self.pair_column
         if pair is not None and not isinstance(self._field(record, pair, where), str):
-            raise InputError(f"{where}: '{self.config.text_pair_column}' must be a string")
+            raise InputError(f"{where}: '{self.pair_column}' must be a string")
         if self.info.task == "feature-extraction":
             self._check_score(record, where)
         else:
@@ -139,7 +140,7 @@ class TextDataset(Dataset):
     def _check_score(self, record: Record, where: str) -> None:
         """The gold similarity of a pair: the `score` column, else the label column."""
         column = SCORE_COLUMN if SCORE_COLUMN in record else self.config.label_column
-        if self.config.text_pair_column is None:
+        if self.pair_column is None:
             return
         self._scored = self._present(record, column, "score", where)
         if self._scored:
@@ -171,7 +172,7 @@ class TextDataset(Dataset):
     def _texts(self, start: int, stop: int) -> tuple[list[Any], list[str] | None]:
         """Texts (and joint pair texts) of samples [start, stop): with pairs for feature extraction, samples
         [0, N) are the records' first texts and [N, 2N) their second."""
-        text, pair = self.text_column, self.config.text_pair_column
+        text, pair = self.text_column, self.pair_column
         n = self.pair_count
         if not n:
             records = self._records.fields(start, stop)
@@ -233,5 +234,5 @@ class TextDataset(Dataset):
             file = self.info.folder / name
             if file.is_file():
                 files[name] = hashlib.sha256(file.read_bytes()).hexdigest()
-        settings = self.config.model_dump(mode="json", include={"text_column", "text_pair_column", "label_column"})
+        settings = {"text": self.text_column, "pair": self.pair_column, "label": self.config.label_column}
         return json.dumps({**settings, "max_length": self.max_length, "tokenizer": files}, sort_keys=True)
