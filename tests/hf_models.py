@@ -36,6 +36,8 @@ CLASS_WORDS = {
     "food": ("pasta", "soup", "bread", "cheese", "pizza", "salad"),
 }
 TOKEN_TAGS = ("O", *(c.upper() for c in CLASSES))
+# Training pads to this many tokens: every generated sentence fits (at most 11 words and their sub-tokens).
+TRAIN_LENGTH = 24
 _TEMPLATES = (
     "yesterday the {w} was the main topic in town",
     "everyone talked about {w} during the long evening",
@@ -122,25 +124,33 @@ def _bert_config(tokenizer, hidden: int, layers: int, heads: int, **extra):
         intermediate_size=hidden * 2,
         max_position_embeddings=max(tokenizer.model_max_length, 64),
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=0.0,  # a tiny model trained for seconds: dropout only slows it down
+        attention_probs_dropout_prob=0.0,
         **extra,
     )
 
 
 def _train(model, batches, epochs: int, lr: float, loss_of) -> None:
-    """Adam for `epochs` passes over `batches` (a list of dicts of tensors), then eval mode."""
+    """Adam for `epochs` passes over `batches` (a list of dicts of tensors), then eval mode. One thread: these
+    models are so small that more threads only wait on each other (10x slower on a busy two-core machine)."""
     import torch
 
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for batch in batches:
-            opt.zero_grad()
-            loss_of(model, batch).backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model.train()
+        for _ in range(epochs):
+            for batch in batches:
+                opt.zero_grad()
+                loss_of(model, batch).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
 
 
-def _batches(encoded: dict, labels, size: int = 32) -> list[dict]:
+def _batches(encoded: dict, labels, size: int = 16) -> list[dict]:
     import torch
 
     n = len(labels)
@@ -164,7 +174,7 @@ def bert_text_classifier(
     hidden: int = 32,
     layers: int = 2,
     heads: int = 2,
-    epochs: int = 4,
+    epochs: int = 8,
     seed: int = 0,
     model_max_length: int = 64,
 ) -> Path:
@@ -186,8 +196,8 @@ def bert_text_classifier(
     config.architectures = ["BertForSequenceClassification"]
     model = BertForSequenceClassification(config)
     labels = np.array([CLASSES.index(s.label) for s in data], dtype=np.int64)
-    batches = _batches(_encode(tokenizer, [s.text for s in data], 32), labels)
-    _train(model, batches, epochs, 3e-3, lambda m, b: m(**b).loss)
+    batches = _batches(_encode(tokenizer, [s.text for s in data], TRAIN_LENGTH), labels)
+    _train(model, batches, epochs, 1e-3, lambda m, b: m(**b).loss)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -220,7 +230,7 @@ def bert_token_classifier(
     hidden: int = 32,
     layers: int = 2,
     heads: int = 2,
-    epochs: int = 4,
+    epochs: int = 8,
     seed: int = 0,
     model_max_length: int = 64,
 ) -> Path:
@@ -241,8 +251,8 @@ def bert_token_classifier(
     )
     config.architectures = ["BertForTokenClassification"]
     model = BertForTokenClassification(config)
-    arrays, labels = token_labels(tokenizer, data, 32)
-    _train(model, _batches(arrays, labels), epochs, 3e-3, lambda m, b: m(**b).loss)
+    arrays, labels = token_labels(tokenizer, data, TRAIN_LENGTH)
+    _train(model, _batches(arrays, labels), epochs, 1e-3, lambda m, b: m(**b).loss)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -280,7 +290,7 @@ def sentence_embedder(
     hidden: int = 32,
     layers: int = 2,
     heads: int = 2,
-    epochs: int = 4,
+    epochs: int = 8,
     seed: int = 0,
     model_max_length: int = 64,
     pooling: str = "mean",
@@ -307,8 +317,8 @@ def sentence_embedder(
 
     labels = np.array([CLASSES.index(s.label) for s in data], dtype=np.int64)
     wrapper = torch.nn.ModuleDict({"bert": model, "head": head})
-    batches = _batches(_encode(tokenizer, [s.text for s in data], 32), labels)
-    _train(wrapper, batches, epochs, 3e-3, lambda m, b: loss_of(m["bert"], b))
+    batches = _batches(_encode(tokenizer, [s.text for s in data], TRAIN_LENGTH), labels)
+    _train(wrapper, batches, epochs, 1e-3, lambda m, b: loss_of(m["bert"], b))
     model.save_pretrained(folder, safe_serialization=True)
     write_sentence_transformers_files(folder, hidden, pooling, normalize)
     return folder
@@ -341,7 +351,7 @@ def vit_image_classifier(
     hidden: int = 32,
     layers: int = 2,
     heads: int = 2,
-    epochs: int = 4,
+    epochs: int = 8,
     seed: int = 0,
     image_size: int = 32,
 ) -> Path:
@@ -369,7 +379,7 @@ def vit_image_classifier(
     images = generated_images(count, seed, image_size)
     pixels = processor([img for img, _ in images], return_tensors="np")["pixel_values"].astype(np.float32)
     labels = np.array([IMAGE_CLASSES.index(c) for _, c in images], dtype=np.int64)
-    _train(model, _batches({"pixel_values": pixels}, labels), epochs, 3e-3, lambda m, b: m(**b).loss)
+    _train(model, _batches({"pixel_values": pixels}, labels), epochs, 1e-3, lambda m, b: m(**b).loss)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     processor.save_pretrained(folder)

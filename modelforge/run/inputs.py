@@ -79,7 +79,8 @@ class RunData:
         return self._hashes[path]
 
     def fingerprint(self, data: BoundDataset | None) -> str | None:
-        """Content of the samples a pass can see: file bytes, the window, and how images are preprocessed."""
+        """Content of the samples a pass can see: file bytes, the window, and how the file becomes arrays (image
+        preprocessing; the tokenizer, columns and length of text)."""
         if data is None:
             return None
         return f"{self.sha256(data.dataset.path)}:{data.start}:{data.num_samples}:{data.dataset.settings_key()}"
