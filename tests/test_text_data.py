@@ -206,6 +206,27 @@ def test_image_folder_through_the_image_processor(tmp_path):
     assert set(IMAGE_CLASSES) == set(labels)
 
 
+def test_token_labels_are_checked_against_the_model_output_ignoring_minus_100(folder, tmp_path):
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.run.inputs import _check_labels
+
+    path = write_jsonl(tmp_path / "ner.jsonl", token_rows(SENTENCES[:6]))
+    bound = bind(open_text(path, hf_info(folder, "token-classification", labels=TOKEN_TAGS)), text_io())
+    assert (bound.labels() == IGNORE_LABEL).any()
+
+    def model(classes: int) -> ModelArtifact:
+        logits = TensorSpec("logits", "float32", ("batch", "sequence", classes))
+        return ModelArtifact(Path("model.onnx"), "onnx", IOSpec(text_io().inputs, (logits,)))
+
+    _check_labels(bound, model(len(TOKEN_TAGS)))  # -100 is no class: accepted
+    with pytest.raises(InputError, match=r"label 4 is out of range for output 'logits' \(expected 0\.\.2\)"):
+        _check_labels(bound, model(3))
+
+
+def text_io(names=BERT_INPUTS) -> IOSpec:
+    return IOSpec(tuple(TensorSpec(name, "int64", ("batch", "sequence")) for name in names), ())
+
+
 # ---- streaming ----------------------------------------------------------------------------------------------------
 
 
@@ -239,8 +260,7 @@ def test_a_big_file_streams_a_chunk_at_a_time(folder, tokenizer, tmp_path):
     assert peak < 16 << 20  # the index: two int64 offsets a line (3.2 MB), never the texts or their tokens
     assert counting.calls == [1]  # opening tokenized one example (to check the inputs), not the file
 
-    io = IOSpec(tuple(TensorSpec(name, "int64", ("batch", "sequence")) for name in BERT_INPUTS), ())
-    bound = bind(dataset, io).window(100_000, 100_016)
+    bound = bind(dataset, text_io()).window(100_000, 100_016)
     batches = list(bound.batches(8))
     assert counting.calls == [1, 8, 8]  # each batch tokenized once, for its three inputs
     want = expected(tokenizer, [lines[i % len(lines)] for i in range(100_000, 100_016)])
