@@ -68,16 +68,16 @@ class DataFlags(FlagGroup):
         Path | None, typer.Option("--eval-data", "-e", help="Evaluation data (labels enable accuracy)."), None
     )
 
-    text_column = Flag(str | None, typer.Option(help="Text data (.jsonl/.csv): the text column [default: text]."), None)
+    text_column = Flag(str | None, typer.Option(help="Text data (.jsonl/.csv): the text column (default: text)."), None)
     text_pair_column = Flag(
         str | None, typer.Option(help="Text data: a second text column (sentence pairs; embeddings: compared)."), None
     )
     label_column = Flag(
-        str | None, typer.Option(help="Text data: the label column, mapped through label2id [default: label]."), None
+        str | None, typer.Option(help="Text data: the label column, mapped through label2id (default: label)."), None
     )
     max_length = Flag(
         int | None,
-        typer.Option(help="Text data: tokens per example, padded and truncated [default: the tokenizer's, <= 512]."),
+        typer.Option(help="Text data: tokens per example, padded and truncated (default: the tokenizer's, <= 512)."),
         None,
     )
 
