@@ -66,7 +66,7 @@ def distill(
         float | None,
         typer.Option(help="Student = the teacher keeping this share of channels (structured pruning), in (0, 1)."),
     ] = None,
-    data: Annotated[DataFlags, Pick("train_data", "eval_data")],
+    data: Annotated[DataFlags, Pick("train_data", "eval_data", *DataFlags.TEXT)],
     output: OutputFlags,
     loss: Annotated[str, typer.Option(help="kl (soft targets), mse or cosine (match outputs).")] = "kl",
     temperature: Annotated[float, typer.Option(help="kl: softmax temperature T (the loss is scaled by T^2).")] = 4.0,

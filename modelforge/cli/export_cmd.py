@@ -62,7 +62,7 @@ def export(
     name: Annotated[str, typer.Option(help="Model name (Triton model folder).")] = "model",
     data: Annotated[
         DataFlags,
-        Pick("calibration", "eval_data"),
+        Pick("calibration", "eval_data", *DataFlags.TEXT),
         Help(calibration="Samples for INT8 caches, warm-up, sweep, baseline.", eval_data="Evaluation data."),
     ],
     output: Annotated[

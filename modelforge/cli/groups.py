@@ -50,16 +50,40 @@ class DataFlags(FlagGroup):
     """The data files or folders: calibration, training and evaluation samples."""
 
     calibration = Flag(
-        Path | None, typer.Option("--calibration", "-c", help="Calibration data: .npz, .npy or an image folder."), None
+        Path | None,
+        typer.Option(
+            "--calibration",
+            "-c",
+            help="Calibration data: .npz, .npy, an image folder, or text (.txt, .jsonl, "
+            ".csv) for a Hugging Face model.",
+        ),
+        None,
     )
     train_data = Flag(
-        Path | None, typer.Option("--train-data", "-t", help="Labelled training data: .npz or an image folder."), None
+        Path | None,
+        typer.Option("--train-data", "-t", help="Labelled training data: .npz, an image folder, or labelled text."),
+        None,
     )
     eval_data = Flag(
         Path | None, typer.Option("--eval-data", "-e", help="Evaluation data (labels enable accuracy)."), None
     )
 
+    text_column = Flag(str | None, typer.Option(help="Text data (.jsonl/.csv): the text column (default: text)."), None)
+    text_pair_column = Flag(
+        str | None, typer.Option(help="Text data: a second text column (sentence pairs; embeddings: compared)."), None
+    )
+    label_column = Flag(
+        str | None, typer.Option(help="Text data: the label column, mapped through label2id (default: label)."), None
+    )
+    max_length = Flag(
+        int | None,
+        typer.Option(help="Text data: tokens per example, padded and truncated (default: the tokenizer's, <= 512)."),
+        None,
+    )
+
     RECIPE_KEYS = {"calibration": "calibration", "train_data": "train", "eval_data": "eval_data"}
+    # The text flags (Hugging Face models' .txt/.jsonl/.csv data), for a command's Pick.
+    TEXT = ("text_column", "text_pair_column", "label_column", "max_length")
 
     def fill(self, raw: dict[str, Any], preprocessing: PreprocessingFlags | None = None, files_note: str = "") -> None:
         """`data:` of the recipe; the preprocessing flags apply to the folders among the data given."""
@@ -74,6 +98,7 @@ class DataFlags(FlagGroup):
             return {"path": str(path), "preprocessing": settings} if settings and path.is_dir() else str(path)
 
         raw["data"] = {key: source(path) for key, path in paths.items() if path is not None}
+        raw["data"].update({name: getattr(self, name) for name in self.TEXT if getattr(self, name) is not None})
 
 
 class OutputFlags(FlagGroup):

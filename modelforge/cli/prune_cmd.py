@@ -35,7 +35,7 @@ def prune(
         ),
     ] = None,
     *,
-    data: Annotated[DataFlags, Pick("train_data", "eval_data")],
+    data: Annotated[DataFlags, Pick("train_data", "eval_data", *DataFlags.TEXT)],
     model_factory: Annotated[
         str | None, typer.Option(help="'module:function' building the nn.Module (with --weights).")
     ] = None,

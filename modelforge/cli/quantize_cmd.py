@@ -33,7 +33,7 @@ def quantize(
         ),
     ],
     *,
-    data: Annotated[DataFlags, Pick("calibration", "eval_data"), Required("calibration")],
+    data: Annotated[DataFlags, Pick("calibration", "eval_data", *DataFlags.TEXT), Required("calibration")],
     output: OutputFlags,
     method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
     calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,

@@ -10,7 +10,8 @@ def example_inputs(source, count: int = 1) -> dict | None:
         return None
     import numpy as np
 
-    from modelforge.data.sources import Dataset, open_dataset
+    from modelforge.data.opening import open_dataset
+    from modelforge.data.sources import Dataset
 
     dataset = source if isinstance(source, Dataset) else open_dataset(source)
     count = min(count, dataset.num_samples) if count > 1 else 1

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from modelforge.errors import InputError
-from modelforge.recipe.schema import DataSource, Preprocessing
+from modelforge.recipe.schema import Preprocessing
 
 LABELS_KEY = "labels"
+# Token labels: a position no metric counts (special tokens, padding, a word's later sub-tokens), as in transformers.
+IGNORE_LABEL = -100
 # What reading a corrupt, truncated or unsupported file or zip member raises: bad input, never a crash.
 READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -55,6 +57,10 @@ class Dataset:
 
     def labels(self) -> np.ndarray | None:
         return None
+
+    def settings_key(self) -> str:
+        """What decides the arrays besides the file's bytes (preprocessing, a tokenizer): part of cache keys."""
+        return ""
 
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of one array."""
@@ -222,15 +228,7 @@ class ImageFolderDataset(Dataset):
     def __init__(self, path: Path, preprocessing: Preprocessing | None, input_shape: tuple | None = None):
         self.path = path
         self.preprocessing = preprocessing or Preprocessing()
-        classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-        files: list[tuple[Path, int]] = []
-        if classes:
-            for class_id, name in enumerate(classes):
-                files += [(f, class_id) for f in sorted((path / name).rglob("*")) if _is_image(f)]
-        else:
-            files = [(f, -1) for f in sorted(path.iterdir()) if _is_image(f)]
-        if not files:
-            raise InputError(f"{path}: no image files found (accepted: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        classes, files = list_images(path)
         self.classes = classes
         self._files = files
         self.size = self._resolve_size(input_shape)
@@ -261,6 +259,9 @@ class ImageFolderDataset(Dataset):
 
     def nonfinite_samples(self, key: str) -> tuple[int, int | None, list[str]]:
         return 0, None, []  # pixels are 0..255 and mean/std finite (checked): never NaN, not worth decoding twice
+
+    def settings_key(self) -> str:
+        return self.preprocessing.model_dump_json()
 
     def labels(self) -> np.ndarray | None:
         if not self.classes:
@@ -302,17 +303,16 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_dataset(source: DataSource, input_shape: tuple | None = None) -> Dataset:
-    """Open a data source by its form: a folder of images, a .npz or a .npy file."""
-    path = source.path
-    if not path.exists():
-        raise InputError(f"data {path} not found")
-    if path.is_dir():
-        return ImageFolderDataset(path, source.preprocessing, input_shape)
-    if source.preprocessing is not None:
-        raise InputError(f"{path}: preprocessing applies to image folders only")
-    if path.suffix.lower() == ".npz":
-        return NpzDataset(path)
-    if path.suffix.lower() == ".npy":
-        return NpyDataset(path)
-    raise InputError(f"data {path}: expected a .npz file, a .npy file or an image folder")
+def list_images(path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class folder names, sorted; (image, class index) pairs): one sub-folder per class, or images with no
+    class (index -1). Exit 2 when there is no image."""
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files: list[tuple[Path, int]] = []
+    if classes:
+        for class_id, name in enumerate(classes):
+            files += [(f, class_id) for f in sorted((path / name).rglob("*")) if _is_image(f)]
+    else:
+        files = [(f, -1) for f in sorted(path.iterdir()) if _is_image(f)]
+    if not files:
+        raise InputError(f"{path}: no image files found (accepted: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return classes, files

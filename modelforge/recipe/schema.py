@@ -40,7 +40,7 @@ class Preprocessing(StrictModel):
 
 
 class DataSource(StrictModel):
-    """A data set on disk: .npz, .npy or an image folder."""
+    """A data set on disk: .npz, .npy or an image folder; text (.txt, .jsonl, .csv) for a Hugging Face model."""
 
     path: Path = Field(description="File or folder holding the samples.")
     preprocessing: Preprocessing | None = Field(None, description="Required semantics for image folders.")
@@ -62,6 +62,22 @@ class DataConfig(StrictModel):
         "Without it, held-back calibration samples are used for agreement and cosine.",
     )
     eval_samples: int | None = Field(None, gt=0, description="Use at most this many evaluation samples.")
+    text_column: str = Field("text", min_length=1, description="Text data (.jsonl, .csv): the column holding the text.")
+    text_pair_column: str | None = Field(
+        None,
+        min_length=1,
+        description="Text data: a second text. Classification encodes the pair jointly; feature extraction embeds "
+        "both and compares their similarities (gold similarity: a `score` column, else the label column).",
+    )
+    label_column: str = Field(
+        "label", min_length=1, description="Text data: the label (a name in the model's label2id, or a class id)."
+    )
+    max_length: int | None = Field(
+        None,
+        gt=0,
+        description="Text data: tokens per example (padded and truncated to it); default: the tokenizer's "
+        "model_max_length, at most 512.",
+    )
 
 
 class ModelSource(StrictModel):

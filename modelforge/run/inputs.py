@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.data import BoundDataset, Dataset, bind, open_dataset
+from modelforge.data.sources import IGNORE_LABEL
 from modelforge.errors import InputError
 from modelforge.model.artifact import ModelArtifact
+from modelforge.model.huggingface.info import HFInfo
 from modelforge.passes import get_pass
 from modelforge.recipe.schema import DataSource, Recipe
 from modelforge.run.gates import check_gates_measurable
@@ -35,6 +37,8 @@ class RunData:
         self._opened: dict[tuple[Path, str], Dataset] = {}
         self._bound: dict[tuple[Path, str], BoundDataset] = {}
         self._hashes: dict[Path, str] = {}
+        # Set once the model is loaded: its tokenizer or image processor prepares text and image data.
+        self.huggingface: HFInfo | None = None
 
     @staticmethod
     def _key(source: DataSource) -> tuple[Path, str]:
@@ -46,7 +50,7 @@ class RunData:
         cannot have been opened before without it (opening it raises), so a data set opened once serves all."""
         key = self._key(source)
         if key not in self._opened:
-            self._opened[key] = open_dataset(source, input_shape)
+            self._opened[key] = open_dataset(source, input_shape, self.huggingface, self.recipe.data)
         return self._opened[key]
 
     def bound(self, source: DataSource | None, model: ModelArtifact, role: str) -> BoundDataset | None:
@@ -75,12 +79,11 @@ class RunData:
         return self._hashes[path]
 
     def fingerprint(self, data: BoundDataset | None) -> str | None:
-        """Content of the samples a pass can see: file bytes, the window, and how images are preprocessed."""
+        """Content of the samples a pass can see: file bytes, the window, and how the file becomes arrays (image
+        preprocessing; the tokenizer, columns and length of text)."""
         if data is None:
             return None
-        preprocessing = getattr(data.dataset, "preprocessing", None)
-        extra = preprocessing.model_dump_json() if preprocessing is not None else ""
-        return f"{self.sha256(data.dataset.path)}:{data.start}:{data.num_samples}:{extra}"
+        return f"{self.sha256(data.dataset.path)}:{data.start}:{data.num_samples}:{data.dataset.settings_key()}"
 
     def hashes(self) -> dict[str, str]:
         """The manifest's data hashes, by role."""
@@ -147,6 +150,11 @@ def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> I
         task=model.task,
         trust_remote_code=model.trust_remote_code,
     )
+    data.huggingface = source.huggingface
+    if source.huggingface is not None:  # text and image data are read and checked now, not after the conversion
+        for given in (recipe.data.calibration, recipe.data.eval_data, recipe.data.train):
+            if given is not None:
+                data.open(given)
     baseline = source
     if source.format != "onnx":
         baseline, stage = convert(source, workdir / "00-convert", recipe, data)
@@ -159,8 +167,8 @@ def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> I
         if train.labels() is None:
             raise InputError(
                 f"training data {recipe.data.train.path} has no labels",
-                hint="add a `labels` array of class ids to the .npz, or use an image folder with one sub-folder "
-                "per class",
+                hint="add a `labels` array of class ids to the .npz, a label column to text data, or use an image "
+                "folder with one sub-folder per class",
             )
         _check_labels(train, baseline)
     calibration = data.bound(recipe.data.calibration, baseline, "calibration data")
@@ -225,7 +233,12 @@ def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
     if labels is None or labels.size == 0:
         return
     output = model.io.outputs[0] if model.io and model.io.outputs else None
-    classes = output.shape[1] if output is not None and len(output.shape) == 2 else None
+    rank = labels.ndim + 1  # the output's: [batch, classes], or [batch, tokens, classes] for token labels
+    classes = output.shape[-1] if output is not None and len(output.shape) == rank else None
+    if labels.ndim == 2:  # token classification: positions no metric counts are ignored
+        labels = labels[labels != IGNORE_LABEL]
+        if labels.size == 0:
+            return
     if labels.min() < 0 or (isinstance(classes, int) and labels.max() >= classes):
         bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
         expected = f"0..{classes - 1}" if isinstance(classes, int) else "class ids >= 0"
