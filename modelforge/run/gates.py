@@ -34,7 +34,10 @@ TRAINING_PASSES = ("prune", "distill")
 # Metric gates a default may set (min_speedup and SLOs are never defaults: they depend on the machine).
 THRESHOLD_KEYS = tuple(m.name for m in GATE_METRICS if m.kind == "behaviour")
 # What to do when a gate's figure cannot be measured, by what it needs.
-NEEDS_HINTS = {"labels": "pass --eval-data with labels, or gate on --min-agreement / --min-cosine"}
+NEEDS_HINTS = {
+    "labels": "pass --eval-data with labels, or gate on --min-agreement / --min-cosine",
+    "pairs": "pass --eval-data with a second text column (--text-pair-column), or gate on --min-cosine",
+}
 
 
 def classifier_like(io: Any) -> bool:
@@ -102,6 +105,8 @@ def check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, impor
             continue
         if metric.needs == "labels" and (eval_data is None or eval_data.labels() is None):
             raise InputError(f"gate {metric.name} needs eval data with a `labels` array", hint=NEEDS_HINTS["labels"])
+        if metric.needs == "pairs" and (eval_data is None or not getattr(eval_data.dataset, "pair_count", 0)):
+            raise InputError(f"gate {metric.name} needs eval data with sentence pairs", hint=NEEDS_HINTS["pairs"])
         if metric.needs == "latency" and recipe.evaluate.skip_latency:
             raise InputError(f"gate {metric.name} needs latency: evaluate.skip_latency is set")
     if recipe.evaluate.slo is not None and recipe.evaluate.skip_latency:

@@ -14,6 +14,7 @@ from typing import Any
 
 from modelforge.data import BoundDataset, Dataset, bind, open_dataset
 from modelforge.errors import InputError
+from modelforge.measure.metrics import IGNORED_TOKEN
 from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import get_pass
 from modelforge.recipe.schema import DataSource, Recipe
@@ -209,12 +210,22 @@ def whole_batches(data: BoundDataset | None, batch: int, role: str) -> BoundData
 
 
 def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
-    """Labels are class ids of the first output: checked before any work, not after the passes have run."""
-    labels = data.labels()  # raises on a wrong dtype or rank
-    if labels is None or labels.size == 0:
+    """Labels are class ids of the first output: checked before any work, not after the passes have run.
+    [N, L] token tags belong to an [N, L, C] output; their untagged positions (-100) are not class ids."""
+    raw = data.labels()  # raises on a wrong dtype or rank
+    if raw is None:
+        return
+    labels = raw[raw != IGNORED_TOKEN] if raw.ndim == 2 else raw
+    if labels.size == 0:
         return
     output = model.io.outputs[0] if model.io and model.io.outputs else None
-    classes = output.shape[1] if output is not None and len(output.shape) == 2 else None
+    rank = raw.ndim + 1  # [N] ids -> [N, C] scores; [N, L] tags -> [N, L, C]
+    if raw.ndim == 2 and output is not None and len(output.shape) != rank:
+        raise InputError(
+            f"{data.dataset.path}: labels of shape {list(raw.shape)} are token tags, which need an output "
+            f"[N, {raw.shape[1]}, classes]; output '{output.name}' is {output.shape_text()}"
+        )
+    classes = output.shape[-1] if output is not None and len(output.shape) == rank else None
     if labels.min() < 0 or (isinstance(classes, int) and labels.max() >= classes):
         bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
         expected = f"0..{classes - 1}" if isinstance(classes, int) else "class ids >= 0"
