@@ -103,6 +103,7 @@ def test_the_task_comes_from_the_model_else_from_the_labels_shape():
     assert metric_task("feature-extraction", None) == "feature-extraction"
     assert metric_task(None, np.zeros((3, 5), dtype=np.int64)) == "token-classification"
     assert metric_task(None, np.zeros(3, dtype=np.int64)) == "classification"
+    assert metric_task(None, None) is None  # no labels, no config: the output comparison alone
     assert no_entity_tags({0: "O", 1: "B-PER", 2: "I-PER"}) == (0,)
     assert no_entity_tags({0: "sports", 1: "food"}) == () and no_entity_tags(None) == ()
 
@@ -272,3 +273,37 @@ def test_pair_spearman_against_the_original_and_the_gold_scores(tmp_path):
         "metrics"
     ]
     assert metrics["pair_spearman_baseline"] is None and metrics["pair_spearman_vs_original"] is not None
+
+
+def test_training_passes_on_a_token_tagger_with_tags_get_the_accuracy_gate():
+    from modelforge.model.artifact import IOSpec, TensorSpec
+    from modelforge.recipe.schema import GatesConfig
+    from modelforge.run.gates import resolve_gates
+
+    io = IOSpec((TensorSpec("x", "float32", ("N", 6, 8)),), (TensorSpec("y", "float32", ("N", 6, 3)),))
+    tagged = resolve_gates(GatesConfig(), io, ["distill"], True, token_labels=True)
+    assert tagged.defaults == {"max_accuracy_drop"} and tagged.config.max_accuracy_drop == 5.0
+    assert resolve_gates(GatesConfig(), io, ["distill"], True).defaults == {"min_cosine"}  # [N] labels: no accuracy
+    assert resolve_gates(GatesConfig(), io, ["quantize"], True, token_labels=True).defaults == {"min_cosine"}
+
+
+def test_the_pair_spearman_gate_reads_the_summary_and_needs_pairs(tmp_path):
+    from modelforge.errors import InputError
+    from modelforge.recipe.load import recipe_from_dict
+    from modelforge.recipe.schema import GatesConfig
+    from modelforge.run.gates import check_gates_measurable, evaluate_gates
+
+    gates = GatesConfig(min_pair_spearman=0.9)
+    (low,) = evaluate_gates(gates, {"pair_spearman_vs_original": 0.85})
+    (high,) = evaluate_gates(gates, {"pair_spearman_vs_original": 0.95})
+    (missing,) = evaluate_gates(gates, {})
+    assert low["metric"] == "pair_spearman_vs_original"
+    assert [low["passed"], high["passed"], missing["passed"]] == [False, True, False]
+
+    matmul_model(tmp_path / "m.onnx", np.ones((FEATURES, 4)), ["batch", FEATURES], ["batch", 4])
+    np.savez(tmp_path / "x.npz", x=np.ones((4, FEATURES), dtype=np.float32))
+    io = load_model(tmp_path / "m.onnx").io
+    recipe = recipe_from_dict({"model": str(tmp_path / "m.onnx"), "passes": [], "gates": {"min_pair_spearman": 0.9}})
+    with pytest.raises(InputError, match="min_pair_spearman needs eval data with sentence pairs"):
+        check_gates_measurable(recipe, bind(NpzDataset(tmp_path / "x.npz"), io))
+    check_gates_measurable(recipe, bind(PairData(tmp_path / "x.npz", 2, None), io))  # 2 pairs: measurable

@@ -20,13 +20,14 @@ FEATURE_EXTRACTION = "feature-extraction"
 NO_ENTITY_TAGS = ("o", "outside")
 
 
-def metric_task(hf_task: str | None, labels: np.ndarray | None) -> str:
-    """The task the metrics follow: the model's own when known, else what the labels' shape says."""
+def metric_task(hf_task: str | None, labels: np.ndarray | None) -> str | None:
+    """The task the metrics follow: the model's own when known, else what the labels' shape says (None: no
+    labels and no config to tell; the output comparison alone)."""
     if hf_task:
         return hf_task
-    if labels is not None and labels.ndim == 2:
-        return TOKEN_CLASSIFICATION
-    return "classification"
+    if labels is None:
+        return None
+    return TOKEN_CLASSIFICATION if labels.ndim == 2 else "classification"
 
 
 def no_entity_tags(id2label: Mapping[int, str] | None) -> tuple[int, ...]:
