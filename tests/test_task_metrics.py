@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import yaml
-from conftest import DIGITS_MODEL, load_report, run_cli
+from conftest import DIGITS_CALIBRATION, DIGITS_MODEL, load_report, run_cli
 from onnx import TensorProto, helper, numpy_helper, save
 from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import accuracy_score, f1_score
@@ -167,17 +167,17 @@ def tagger(tmp_path_factory):
     return folder, x[20:], labels[20:]
 
 
-def quantize_recipe(folder, out, gates) -> str:
+def quantize_recipe(folder, out, gates, fallback: bool = False) -> str:
     recipe = {
         "model": str(folder / "model.onnx"),
         "data": {"calibration": str(folder / "calibration.npz"), "eval_data": str(folder / "eval.npz")},
-        "passes": [{"name": "quantize", "config": {"speed_aware": False, "fallback": False}}],
+        "passes": [{"name": "quantize", "config": {"speed_aware": False, "fallback": fallback}}],
         "evaluate": {"skip_latency": True},
         "gates": {"default_gates": False, **gates},
         "output": str(out),
         "cache": False,
     }
-    path = folder / f"{out.name}.yaml"
+    path = out.parent / f"{out.name}.yaml"  # beside the output; the model and data are allowed by flag
     path.write_text(yaml.safe_dump(recipe))
     return str(path)
 
@@ -215,13 +215,30 @@ def test_token_classification_metrics_and_the_accuracy_gate_through_the_cli(tagg
     assert "Token F1 (macro)" in passed.stdout  # the terminal table shows the measured task metrics
 
 
+@pytest.mark.slow
+def test_the_quantize_fallback_aims_at_token_accuracy(tagger, tmp_path):
+    """The same gate with the fallback on: it measures token accuracy as the verdict does, and keeps the tagger's
+    MatMul in float until the gate is met."""
+    folder, _, _ = tagger
+    out = tmp_path / "fallback"
+    recipe = quantize_recipe(folder, out, {"max_accuracy_drop": 5.0}, fallback=True)
+    result = run_cli("run", recipe, "-q", "--allow-paths", folder)
+    assert result.returncode == 0, result.explain()
+    report = load_report(out)
+    assert report["summary"]["accuracy_drop_pp"] <= 5.0 and report["gates"][0]["passed"]
+    assert report["summary"]["token_f1_result"] is not None
+    fallback = report["stages"][0]["metrics"]["fallback"]
+    assert fallback["metrics_all_quantized"]["accuracy_drop_pp"] > 5.0  # token accuracy, measured by the search
+    assert fallback["met"] and fallback["float_nodes"]
+
+
 def test_token_labels_for_a_classifier_output_are_refused_before_any_work(tmp_path):
     x = np.load(DIGITS_MODEL.parent / "eval.npz")
     inputs = {k: x[k] for k in x.files if k != "labels"}
     n = len(next(iter(inputs.values())))
     np.savez(tmp_path / "eval.npz", **inputs, labels=np.zeros((n, 4), dtype=np.int64))
     out = tmp_path / "out"
-    result = run_cli("export", DIGITS_MODEL, "--eval-data", tmp_path / "eval.npz", "-o", out, "--skip-latency")
+    result = run_cli("quantize", DIGITS_MODEL, "-c", DIGITS_CALIBRATION, "-e", tmp_path / "eval.npz", "-o", out)
     assert result.returncode == 2, result.explain()
     assert "token tags" in result.stderr and "[N, 4, classes]" in result.stderr
     assert not out.exists()
