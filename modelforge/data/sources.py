@@ -15,6 +15,8 @@ from modelforge.errors import InputError
 from modelforge.recipe.schema import DataSource, Preprocessing
 
 LABELS_KEY = "labels"
+# Token labels: a position no metric counts (special tokens, padding, a word's later sub-tokens), as in transformers.
+IGNORE_LABEL = -100
 # What reading a corrupt, truncated or unsupported file or zip member raises: bad input, never a crash.
 READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError,

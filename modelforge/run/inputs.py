@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.data import BoundDataset, Dataset, bind, open_dataset
+from modelforge.data.sources import IGNORE_LABEL
 from modelforge.errors import InputError
-from modelforge.measure.metrics import IGNORED_TOKEN
 from modelforge.model.artifact import ModelArtifact
 from modelforge.passes import get_pass
 from modelforge.recipe.schema import DataSource, Recipe
@@ -210,22 +210,18 @@ def whole_batches(data: BoundDataset | None, batch: int, role: str) -> BoundData
 
 
 def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
-    """Labels are class ids of the first output: checked before any work, not after the passes have run.
-    [N, L] token tags belong to an [N, L, C] output; their untagged positions (-100) are not class ids."""
-    raw = data.labels()  # raises on a wrong dtype or rank
-    if raw is None:
-        return
-    labels = raw[raw != IGNORED_TOKEN] if raw.ndim == 2 else raw
-    if labels.size == 0:
+    """Labels are class ids of the first output: checked before any work, not after the passes have run."""
+    labels = data.labels()  # raises on a wrong dtype or rank
+    _check_token_labels_rank(data, labels, model)
+    if labels is None or labels.size == 0:
         return
     output = model.io.outputs[0] if model.io and model.io.outputs else None
-    rank = raw.ndim + 1  # [N] ids -> [N, C] scores; [N, L] tags -> [N, L, C]
-    if raw.ndim == 2 and output is not None and len(output.shape) != rank:
-        raise InputError(
-            f"{data.dataset.path}: labels of shape {list(raw.shape)} are token tags, which need an output "
-            f"[N, {raw.shape[1]}, classes]; output '{output.name}' is {output.shape_text()}"
-        )
+    rank = labels.ndim + 1  # the output's: [batch, classes], or [batch, tokens, classes] for token labels
     classes = output.shape[-1] if output is not None and len(output.shape) == rank else None
+    if labels.ndim == 2:  # token classification: positions no metric counts are ignored
+        labels = labels[labels != IGNORE_LABEL]
+        if labels.size == 0:
+            return
     if labels.min() < 0 or (isinstance(classes, int) and labels.max() >= classes):
         bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
         expected = f"0..{classes - 1}" if isinstance(classes, int) else "class ids >= 0"
@@ -233,3 +229,14 @@ def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
             f"{data.dataset.path}: label {bad} is out of range for output '{output.name if output else '?'}' "
             f"(expected {expected})"
         )
+
+
+def _check_token_labels_rank(data: BoundDataset, labels: Any, model: ModelArtifact) -> None:
+    """[N, L] labels are token tags: they need an [N, L, classes] output (a classifier's [N, C] has no tokens)."""
+    output = model.io.outputs[0] if model.io and model.io.outputs else None
+    if labels is None or labels.ndim != 2 or output is None or len(output.shape) == 3:
+        return
+    raise InputError(
+        f"{data.dataset.path}: labels of shape {list(labels.shape)} are token tags, which need an output "
+        f"[N, {labels.shape[1]}, classes]; output '{output.name}' is {output.shape_text()}"
+    )
