@@ -90,7 +90,7 @@ def is_classifier_output(output: np.ndarray) -> bool:
 
 
 # Token labels [N, L]: this id marks a position that carries no tag (padding, special tokens, later sub-tokens),
-# the convention of Hugging Face's token-classification data.
+# the convention of Hugging Face's token-classification data (data.sources.IGNORE_LABEL; numpy-only here).
 IGNORED_TOKEN = -100
 
 
