@@ -324,3 +324,26 @@ def test_the_pair_spearman_gate_reads_the_summary_and_needs_pairs(tmp_path):
     with pytest.raises(InputError, match="min_pair_spearman needs eval data with sentence pairs"):
         check_gates_measurable(recipe, bind(NpzDataset(tmp_path / "x.npz"), io))
     check_gates_measurable(recipe, bind(PairData(tmp_path / "x.npz", 2, None), io))  # 2 pairs: measurable
+
+
+def test_a_hugging_face_tagger_leaves_its_o_tag_out_of_the_token_f1(tagger, tmp_path):
+    """The task and the tag names come from the model's config (`artifact.huggingface`, set by the loader for
+    a Hugging Face folder): "O" counts in token accuracy, not in the token F1."""
+    from types import SimpleNamespace
+
+    folder, x, labels = tagger
+    rng = np.random.default_rng(5)
+    noisy = rng.standard_normal((FEATURES, 3))
+    matmul_model(tmp_path / "b.onnx", noisy, ["batch", LENGTH, FEATURES], ["batch", LENGTH, 3])
+    baseline, result = load_model(folder / "model.onnx"), load_model(tmp_path / "b.onnx")
+    baseline.huggingface = SimpleNamespace(task="token-classification", id2label={0: "O", 1: "B-X", 2: "I-X"})
+    data = bind(NpzDataset(folder / "eval.npz"), baseline.io)
+    metrics = evaluate_pair(baseline, result, data, "eval", EvaluateConfig(skip_latency=True), Progress())["metrics"]
+    kept = labels != IGNORED_TOKEN
+    truth = labels[kept]
+    pred_a = run_onnx(folder / "model.onnx", x).argmax(axis=2)[kept]
+    pred_b = run_onnx(tmp_path / "b.onnx", x).argmax(axis=2)[kept]
+    assert metrics["task"] == "token-classification"
+    assert metrics["accuracy_result"] == pytest.approx(accuracy_score(truth, pred_b))  # "O" counted
+    assert metrics["token_f1_baseline"] == pytest.approx(f1_score(truth, pred_a, labels=[1, 2], average="macro"))
+    assert metrics["token_f1_result"] == pytest.approx(f1_score(truth, pred_b, labels=[1, 2], average="macro"))
