@@ -162,11 +162,18 @@ class GateFlags(FlagGroup):
     """The pass/fail checks a CI job reads from the exit code (1: a gate failed)."""
 
     max_accuracy_drop = Flag(
-        float | None, typer.Option(help="Gate: fail (exit 1) if top-1 accuracy drops more than PP points."), None
+        float | None,
+        typer.Option(help="Gate: fail (exit 1) if top-1 accuracy (token accuracy: taggers) drops more than PP points."),
+        None,
     )
     min_speedup = Flag(float | None, typer.Option(help="Gate: fail if baseline p50 / result p50 < X."), None)
     min_agreement = Flag(float | None, typer.Option(help="Gate: fail if top-1 agreement < F (0..1)."), None)
     min_cosine = Flag(float | None, typer.Option(help="Gate: fail if mean output cosine < F."), None)
+    min_pair_spearman = Flag(
+        float | None,
+        typer.Option(help="Gate: fail if the Spearman of the sentence-pair similarities vs the original's < F."),
+        None,
+    )
     default_gates = Flag(
         bool,
         typer.Option(
@@ -178,7 +185,7 @@ class GateFlags(FlagGroup):
     )
 
     def fill(self, raw: dict[str, Any]) -> None:
-        names = ("max_accuracy_drop", "min_speedup", "min_agreement", "min_cosine")
+        names = ("max_accuracy_drop", "min_speedup", "min_agreement", "min_cosine", "min_pair_spearman")
         gates = {name: getattr(self, name) for name in names}
         gates["default_gates"] = None if self.default_gates else False  # None: the recipe's default (on)
         raw["gates"] = {k: v for k, v in gates.items() if v is not None}

@@ -185,9 +185,10 @@ class NpzDataset(Dataset):
         if self._labels is None:
             return None
         labels = self._labels.read(0, self._labels.info.shape[0])
-        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        # [N] class ids, or [N, L] tags of a token classifier (-100: a position without a tag).
+        if labels.ndim not in (1, 2) or labels.dtype.kind not in "iu":
             raise InputError(
-                f"{self.path}[{LABELS_KEY}]: expected a 1-D integer array of class ids, "
+                f"{self.path}[{LABELS_KEY}]: expected an integer array of class ids, [N] (or [N, L] token tags), "
                 f"got {labels.dtype} {list(labels.shape)}"
             )
         return labels.astype(np.int64)

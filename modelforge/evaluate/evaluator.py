@@ -2,6 +2,9 @@
 
 Each side runs on its own runtime through the `Backend` interface (the baseline on onnxruntime, the result on
 the runtime its target names: onnxruntime, OpenVINO, ...), and the report records each side's `RuntimeInfo`.
+The metrics follow the model's task (`modelforge.measure.task_metrics.metric_task`): accuracy and macro F1 for
+classifiers, token accuracy and token F1 for token classifiers, pair-similarity Spearman for embedding models
+given sentence pairs; output cosine, agreement and SQNR for every model.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from modelforge.data import BoundDataset
 from modelforge.errors import InputError
-from modelforge.measure.metrics import ComparisonAccumulator
+from modelforge.measure.metrics import ComparisonAccumulator, is_token_output
 from modelforge.measure.profile import (
     INTERLEAVE_METHOD,
     Subject,
@@ -25,6 +28,14 @@ from modelforge.measure.profile import (
     stop_rule,
     sweep_batch_sizes,
     sweep_entry,
+)
+from modelforge.measure.task_metrics import (
+    TOKEN_CLASSIFICATION,
+    PairSimilarity,
+    has_embedding,
+    metric_task,
+    no_entity_tags,
+    sentence_embedding,
 )
 from modelforge.model.artifact import ModelArtifact
 from modelforge.progress import Progress
@@ -58,7 +69,12 @@ def evaluate_pair(
     kept_outputs: tuple[list, list] | None = ([], []) if config.custom_metrics else None
     batch = fixed_batch_size(baseline.io) or EVAL_BATCH
 
-    accumulator = ComparisonAccumulator()
+    # Set only by modelforge's own loader for Hugging Face folders (hf-core): the task and the tag names.
+    info = getattr(baseline, "huggingface", None)
+    task = metric_task(getattr(info, "task", None), labels)
+    no_entity = no_entity_tags(getattr(info, "id2label", None)) if task == TOKEN_CLASSIFICATION else ()
+    accumulator = ComparisonAccumulator(token_f1_exclude=no_entity)
+    pairs = pair_similarity(data)
     seen = 0
     progress.start("Evaluating", data.num_samples)
     try:
@@ -66,12 +82,11 @@ def evaluate_pair(
             n = len(next(iter(feeds.values())))
             out_a, out_b = session_a.run(feeds), session_b.run(feeds)
             batch_labels = labels[seen : seen + n] if labels is not None else None
-            if batch_labels is not None and out_a[0].ndim == 2 and batch_labels.max(initial=0) >= out_a[0].shape[1]:
-                raise InputError(
-                    f"eval data {data.dataset.path}: label {int(batch_labels.max())} is out of range for "
-                    f"output '{baseline.io.outputs[0].name}' with {out_a[0].shape[1]} classes"
-                )
+            if batch_labels is not None:
+                check_batch_labels(batch_labels, out_a[0], baseline, data)
             accumulator.update(out_a, out_b, batch_labels)
+            if pairs is not None and has_embedding(out_a):
+                pairs.update(sentence_embedding(out_a, feeds), sentence_embedding(out_b, feeds))
             if kept_outputs is not None:
                 kept_outputs[0].append(out_a)
                 kept_outputs[1].append(out_b)
@@ -79,7 +94,9 @@ def evaluate_pair(
             progress.advance(n)
     finally:
         progress.stop()
-    metrics = accumulator.summary(has_labels=labels is not None)
+    metrics: dict[str, Any] = {"task": task, **accumulator.summary(has_labels=labels is not None)}
+    if pairs is not None:
+        metrics.update(pairs.summary())
     if kept_outputs is not None:
         from modelforge.evaluate.custom import compute_custom_metrics
 
@@ -100,6 +117,33 @@ def evaluate_pair(
     if not config.skip_latency:
         record["latency"] = _latency(session_a, session_b, data, baseline, config, threads, progress)
     return record
+
+
+def check_batch_labels(labels: np.ndarray, output: np.ndarray, model: ModelArtifact, data: BoundDataset) -> None:
+    """Labels must name classes of the first output: [N] ids for [N, C] scores, [N, L] tags for [N, L, C]."""
+    name = model.io.outputs[0].name
+    if labels.ndim == 2 and not is_token_output(output, labels):
+        raise InputError(
+            f"eval data {data.dataset.path}: token labels of shape {list(labels.shape)} need an output "
+            f"[N, {labels.shape[1]}, classes]; output '{name}' has shape {list(output.shape)}"
+        )
+    classes = output.shape[-1] if output.ndim == labels.ndim + 1 else None
+    if classes is not None and labels.max(initial=0) >= classes:
+        raise InputError(
+            f"eval data {data.dataset.path}: label {int(labels.max())} is out of range for "
+            f"output '{name}' with {classes} classes"
+        )
+
+
+def pair_similarity(data: BoundDataset) -> PairSimilarity | None:
+    """Sentence pairs in the eval data (the text data's `pair_count`: A texts then B texts), with their gold
+    scores when the data has them; None when the data holds no pairs or only part of them is evaluated."""
+    count = int(getattr(data.dataset, "pair_count", 0) or 0)
+    if count <= 0 or data.start != 0 or data.num_samples != 2 * count:
+        return None
+    scores = getattr(data.dataset, "pair_scores", None)
+    gold = scores() if callable(scores) else None
+    return PairSimilarity(count, gold)
 
 
 def latency_feeds(data: BoundDataset, batch_size: int) -> dict[str, np.ndarray]:

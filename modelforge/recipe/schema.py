@@ -234,11 +234,12 @@ class GateMetric:
     direction: Literal["min", "max"]  # min: the value must be >= the threshold; max: <= (a missing value fails)
     # behaviour: compares the result's outputs with the original's; a default may set it (decided from the
     # model's outputs and the passes, see run.gates) and it steers the quantize fallback. speed: depends on the
-    # machine, so never a default.
-    kind: Literal["behaviour", "speed"]
+    # machine, so never a default. task: a metric of the model's task that only the final evaluation measures
+    # (never a default, and the quantize fallback does not aim at it).
+    kind: Literal["behaviour", "speed", "task"]
     sanity_default: float | None = None  # after passes that must not change what the model computes
     training_default: float | None = None  # after prune or distill, which change it on purpose
-    needs: Literal["labels", "latency"] | None = None  # what the run must measure for the gate to be judged
+    needs: Literal["labels", "latency", "pairs"] | None = None  # what the run must measure for the gate to be judged
 
     def passes(self, value: float | None, threshold: float) -> bool:
         return value is not None and (value >= threshold if self.direction == "min" else value <= threshold)
@@ -250,13 +251,17 @@ GATE_METRICS: tuple[GateMetric, ...] = (
     GateMetric("min_speedup", "speedup", "min", "speed", needs="latency"),
     GateMetric("min_agreement", "top1_agreement", "min", "behaviour", sanity_default=0.99, training_default=0.9),
     GateMetric("min_cosine", "output_cosine", "min", "behaviour", sanity_default=0.99, training_default=0.9),
+    GateMetric("min_pair_spearman", "pair_spearman_vs_original", "min", "task", needs="pairs"),
 )
 GATES = {metric.name: metric for metric in GATE_METRICS}
 
 
 class GatesConfig(StrictModel):
     max_accuracy_drop: float | None = Field(
-        None, ge=0, description="Fail when top-1 accuracy drops by more than this many percentage points."
+        None,
+        ge=0,
+        description="Fail when top-1 accuracy (token accuracy for a token classifier) drops by more than this many "
+        "percentage points.",
     )
     min_speedup: float | None = Field(None, gt=0, description="Fail when baseline p50 / result p50 is below this.")
     min_agreement: float | None = Field(
@@ -267,6 +272,13 @@ class GatesConfig(StrictModel):
     )
     min_cosine: float | None = Field(
         None, ge=-1, le=1, description="Fail when the mean output cosine similarity is below this."
+    )
+    min_pair_spearman: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Embedding models with sentence pairs in the eval data: fail when the Spearman correlation of "
+        "the result's pair similarities with the original's is below this.",
     )
     default_gates: bool = Field(
         True,

@@ -23,6 +23,18 @@ SUMMARY_KEYS = (
     "size_ratio",
 )
 
+# Metrics of the model's task, in the summary only where the run measured them (a classifier has no pair
+# Spearman): macro F1 with class labels, token F1 with token tags, pair Spearman for embeddings given pairs.
+TASK_SUMMARY_KEYS = (
+    "macro_f1_baseline",
+    "macro_f1_result",
+    "token_f1_baseline",
+    "token_f1_result",
+    "pair_spearman_vs_original",
+    "pair_spearman_baseline",
+    "pair_spearman_result",
+)
+
 
 def build_summary(evaluation: dict[str, Any], size_baseline: int, size_result: int) -> dict[str, Any]:
     metrics = evaluation["metrics"]
@@ -41,6 +53,7 @@ def build_summary(evaluation: dict[str, Any], size_baseline: int, size_result: i
         "size_bytes_baseline": size_baseline,
         "size_bytes_result": size_result,
         "size_ratio": size_baseline / size_result if size_result else None,
+        **{key: metrics[key] for key in TASK_SUMMARY_KEYS if metrics.get(key) is not None},
     }
 
 

@@ -30,6 +30,17 @@ SUMMARY_METRICS: dict[str, tuple[str, int, str]] = {
     "size_ratio": ("Size ratio", 1, "x"),
 }
 
+# Task metrics: in a summary only where that run measured them, so compared only when either report has them.
+TASK_SUMMARY_METRICS: dict[str, tuple[str, int, str]] = {
+    "macro_f1_baseline": ("Macro F1, baseline", 0, "float"),
+    "macro_f1_result": ("Macro F1, result", 1, "float"),
+    "token_f1_baseline": ("Token F1, baseline", 0, "float"),
+    "token_f1_result": ("Token F1, result", 1, "float"),
+    "pair_spearman_vs_original": ("Pair Spearman vs original", 1, "float"),
+    "pair_spearman_baseline": ("Pair Spearman vs gold, baseline", 0, "float"),
+    "pair_spearman_result": ("Pair Spearman vs gold, result", 1, "float"),
+}
+
 
 def _detail(report: dict[str, Any], *path: str) -> Any:
     node: Any = report.get("evaluation") or {}
@@ -175,7 +186,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any], tolerances: Tolerances
     extra = [k for side in (a, b) for k, v in side["summary"].items() if isinstance(v, int | float | type(None))]
     keys = list(SUMMARY_METRICS) + [k for k in extra if k not in SUMMARY_METRICS]
     for key in dict.fromkeys(keys):
-        label, direction, kind = SUMMARY_METRICS.get(key, (key, 0, "float"))
+        label, direction, kind = SUMMARY_METRICS.get(key) or TASK_SUMMARY_METRICS.get(key, (key, 0, "float"))
         rows.append(_row(key, label, direction, kind, a["summary"].get(key), b["summary"].get(key)))
     details = []
     for key, (label, direction, kind, path) in DETAIL_METRICS.items():

@@ -42,6 +42,39 @@ def fmt_speedup(value: float | None) -> str:
     return f"{value:.2f}x faster" if value >= 1 else f"{1 / value:.2f}x slower"
 
 
+def fmt_change(baseline: float | None, result: float | None, digits: int = 4) -> str:
+    """result - baseline, signed (no "-0.0000" for no change)."""
+    if baseline is None or result is None:
+        return "n/a"
+    return f"{result - baseline + 0.0:+.{digits}f}"
+
+
+# Task metric rows (summary keys of report.build.TASK_SUMMARY_KEYS): label -> (baseline key, result key).
+TASK_ROWS = {
+    "Macro F1": ("macro_f1_baseline", "macro_f1_result"),
+    "Token F1 (macro)": ("token_f1_baseline", "token_f1_result"),
+    "Pair Spearman vs gold": ("pair_spearman_baseline", "pair_spearman_result"),
+    "Pair Spearman vs original": (None, "pair_spearman_vs_original"),
+}
+
+
+def accuracy_label(summary: dict[str, Any]) -> str:
+    """A token classifier's accuracy is over tagged tokens, not top-1 over samples: say which."""
+    tokens = summary.get("token_f1_result") is not None or summary.get("token_f1_baseline") is not None
+    return "Token accuracy" if tokens else "Top-1 accuracy"
+
+
+def task_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Rows of the task metrics the run measured (none of them for a run without labels or pairs)."""
+    rows = []
+    for label, (key_a, key_b) in TASK_ROWS.items():
+        a, b = summary.get(key_a) if key_a else None, summary.get(key_b)
+        if b is None and a is None:
+            continue
+        rows.append((label, fmt_float(a, 4) if key_a else "", fmt_float(b, 4), fmt_change(a, b) if key_a else ""))
+    return rows
+
+
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(metric, baseline, result, change) rows for people."""
     s = summary
@@ -49,11 +82,12 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     same = "original shipped" if s.get("original_shipped") else None
     return [
         (
-            "Top-1 accuracy",
+            accuracy_label(s),
             fmt_percent(s["accuracy_baseline"]),
             fmt_percent(s["accuracy_result"]),
             fmt_pp_change(s["accuracy_drop_pp"]),
         ),
+        *task_rows(s),
         ("Top-1 agreement", "", fmt_percent(s["top1_agreement"]), ""),
         ("Output cosine", "", fmt_float(s["output_cosine"], 5), ""),
         (

@@ -6,6 +6,8 @@ from html import escape
 from typing import Any
 
 from modelforge.report.format import (
+    TASK_ROWS,
+    accuracy_label,
     fmt_bytes,
     fmt_float,
     fmt_percent,
@@ -22,6 +24,8 @@ from modelforge.report.html_cells import data_value, fmt_ms, html_table, pill, t
 # summary rows from format.summary_rows, with the raw values they show (for data-value attributes)
 SUMMARY_ROW_KEYS = {
     "Top-1 accuracy": ("accuracy_baseline", "accuracy_result", "accuracy_drop_pp"),
+    "Token accuracy": ("accuracy_baseline", "accuracy_result", "accuracy_drop_pp"),
+    **{label: (key_a, key_b, None) for label, (key_a, key_b) in TASK_ROWS.items()},
     "Top-1 agreement": (None, "top1_agreement", None),
     "Output cosine": (None, "output_cosine", None),
     "Latency p50": ("latency_p50_ms_baseline", "latency_p50_ms_result", "speedup"),
@@ -55,9 +59,8 @@ def kpi_cards(report: dict[str, Any]) -> str:
     if s.get("accuracy_result") is not None:
         drop = s.get("accuracy_drop_pp") or 0.0
         cls = "good" if drop <= 0 else ("bad" if drop > 0.5 else "")
-        cards.append(
-            ("Top-1 accuracy", fmt_percent(s["accuracy_result"]), f"{fmt_pp_change(drop)} vs baseline", cls, "accuracy")
-        )
+        change = f"{fmt_pp_change(drop)} vs baseline"
+        cards.append((accuracy_label(s), fmt_percent(s["accuracy_result"]), change, cls, "accuracy"))
     else:
         cards.append(("Top-1 agreement", fmt_percent(s.get("top1_agreement")), "no labels: vs baseline", "", "agree"))
     speedup = s.get("speedup")

@@ -7,7 +7,15 @@ from html import escape
 from typing import Any
 
 from modelforge.report.charts.scatter import Point, tradeoff_scatter
-from modelforge.report.format import fmt_bytes, fmt_float, fmt_percent, fmt_pp_change, fmt_size_ratio, fmt_speedup
+from modelforge.report.format import (
+    accuracy_label,
+    fmt_bytes,
+    fmt_float,
+    fmt_percent,
+    fmt_pp_change,
+    fmt_size_ratio,
+    fmt_speedup,
+)
 from modelforge.report.html_cells import fmt_ms, html_table, td
 
 
@@ -17,7 +25,7 @@ def tradeoff_section(report: dict[str, Any]) -> str:
         return ""
     with_labels = s.get("accuracy_result") is not None
     if with_labels:
-        y_a, y_b, y_label = s["accuracy_baseline"] * 100, s["accuracy_result"] * 100, "top-1 accuracy (%)"
+        y_a, y_b, y_label = s["accuracy_baseline"] * 100, s["accuracy_result"] * 100, f"{accuracy_label(s).lower()} (%)"
     else:
         agreement = s.get("top1_agreement")
         if agreement is None:
@@ -42,7 +50,7 @@ def tradeoff_section(report: dict[str, Any]) -> str:
         f"<b>{escape(fmt_speedup(s.get('speedup')))}</b> and "
         f"<b>{escape(fmt_size_ratio(s.get('size_ratio')))}</b>"
         + (
-            f", with top-1 accuracy {escape(fmt_percent(s['accuracy_result']))} "
+            f", with {accuracy_label(s).lower()} {escape(fmt_percent(s['accuracy_result']))} "
             f"({fmt_pp_change(s.get('accuracy_drop_pp') or 0.0)}).</p>"
             if with_labels
             else f", agreeing with the baseline on {escape(fmt_percent(s.get('top1_agreement')))} of samples.</p>"

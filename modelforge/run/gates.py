@@ -34,7 +34,10 @@ TRAINING_PASSES = ("prune", "distill")
 # Metric gates a default may set (min_speedup and SLOs are never defaults: they depend on the machine).
 THRESHOLD_KEYS = tuple(m.name for m in GATE_METRICS if m.kind == "behaviour")
 # What to do when a gate's figure cannot be measured, by what it needs.
-NEEDS_HINTS = {"labels": "pass --eval-data with labels, or gate on --min-agreement / --min-cosine"}
+NEEDS_HINTS = {
+    "labels": "pass --eval-data with labels, or gate on --min-agreement / --min-cosine",
+    "pairs": "pass --eval-data with a second text column (--text-pair-column), or gate on --min-cosine",
+}
 
 
 def classifier_like(io: Any) -> bool:
@@ -46,12 +49,13 @@ def classifier_like(io: Any) -> bool:
     return len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 1
 
 
-def default_gates(io: Any, pass_names: Iterable[str], has_labels: bool) -> dict[str, float]:
-    """The default thresholds for a run of these passes on a model with this signature."""
+def default_gates(io: Any, pass_names: Iterable[str], has_labels: bool, token_labels: bool = False) -> dict[str, float]:
+    """The default thresholds for a run of these passes on a model with this signature. `token_labels`: the
+    labels are [N, L] tags of an [N, L, C] output, whose accuracy (token accuracy) is measured as a classifier's."""
     names = set(pass_names)
     classifier = classifier_like(io)
     if names & set(TRAINING_PASSES):
-        if has_labels and classifier:
+        if has_labels and (classifier or token_labels):
             return {"max_accuracy_drop": TRAINING_MAX_ACCURACY_DROP}
         return {"min_agreement": TRAINING_MIN_AGREEMENT} if classifier else {"min_cosine": TRAINING_MIN_COSINE}
     if not classifier:
@@ -63,11 +67,14 @@ def default_gates(io: Any, pass_names: Iterable[str], has_labels: bool) -> dict[
     return gates
 
 
-def resolve_gates(gates: GatesConfig, io: Any, pass_names: Iterable[str], has_labels: bool) -> ResolvedGates:
+def resolve_gates(
+    gates: GatesConfig, io: Any, pass_names: Iterable[str], has_labels: bool, token_labels: bool = False
+) -> ResolvedGates:
     """The recipe's gates with the defaults filled in where the user set no gate of that metric."""
     if not gates.default_gates:
         return ResolvedGates(gates, frozenset())
-    defaults = {k: v for k, v in default_gates(io, pass_names, has_labels).items() if getattr(gates, k) is None}
+    chosen = default_gates(io, pass_names, has_labels, token_labels)
+    defaults = {k: v for k, v in chosen.items() if getattr(gates, k) is None}
     return ResolvedGates(gates.model_copy(update=defaults), frozenset(defaults))
 
 
@@ -91,8 +98,10 @@ def run_gates(recipe: Recipe, inputs: Inputs, pass_specs: list[tuple[Any, type]]
     """The recipe's gates plus the default sanity gates, decided from the original's outputs."""
     if inputs.eval_data is None:  # an export without data: nothing to judge, and the run says it skipped it
         return ResolvedGates(recipe.gates, frozenset())
-    has_labels = inputs.eval_data.labels() is not None
-    return resolve_gates(recipe.gates, inputs.baseline.io, [cls.name for _, cls in pass_specs], has_labels)
+    labels = inputs.eval_data.labels()
+    token_labels = labels is not None and labels.ndim == 2  # checked against the output's rank (run.inputs)
+    names = [cls.name for _, cls in pass_specs]
+    return resolve_gates(recipe.gates, inputs.baseline.io, names, labels is not None, token_labels)
 
 
 def check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, import_code: bool = True) -> None:
@@ -102,6 +111,8 @@ def check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, impor
             continue
         if metric.needs == "labels" and (eval_data is None or eval_data.labels() is None):
             raise InputError(f"gate {metric.name} needs eval data with a `labels` array", hint=NEEDS_HINTS["labels"])
+        if metric.needs == "pairs" and (eval_data is None or not getattr(eval_data.dataset, "pair_count", 0)):
+            raise InputError(f"gate {metric.name} needs eval data with sentence pairs", hint=NEEDS_HINTS["pairs"])
         if metric.needs == "latency" and recipe.evaluate.skip_latency:
             raise InputError(f"gate {metric.name} needs latency: evaluate.skip_latency is set")
     if recipe.evaluate.slo is not None and recipe.evaluate.skip_latency:

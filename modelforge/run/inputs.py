@@ -230,6 +230,7 @@ def whole_batches(data: BoundDataset | None, batch: int, role: str) -> BoundData
 def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
     """Labels are class ids of the first output: checked before any work, not after the passes have run."""
     labels = data.labels()  # raises on a wrong dtype or rank
+    _check_token_labels_rank(data, labels, model)
     if labels is None or labels.size == 0:
         return
     output = model.io.outputs[0] if model.io and model.io.outputs else None
@@ -246,3 +247,14 @@ def _check_labels(data: BoundDataset, model: ModelArtifact) -> None:
             f"{data.dataset.path}: label {bad} is out of range for output '{output.name if output else '?'}' "
             f"(expected {expected})"
         )
+
+
+def _check_token_labels_rank(data: BoundDataset, labels: Any, model: ModelArtifact) -> None:
+    """[N, L] labels are token tags: they need an [N, L, classes] output (a classifier's [N, C] has no tokens)."""
+    output = model.io.outputs[0] if model.io and model.io.outputs else None
+    if labels is None or labels.ndim != 2 or output is None or len(output.shape) == 3:
+        return
+    raise InputError(
+        f"{data.dataset.path}: labels of shape {list(labels.shape)} are token tags, which need an output "
+        f"[N, {labels.shape[1]}, classes]; output '{output.name}' is {output.shape_text()}"
+    )
