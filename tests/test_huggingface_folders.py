@@ -134,7 +134,8 @@ def test_feature_extraction_exports_the_pooled_normalized_sentence_embedding(tmp
     import torch
 
     from modelforge.convert.to_onnx import convert_to_onnx
-    from modelforge.model.huggingface.load import load_hf_model, load_tokenizer
+    from modelforge.model.huggingface.load import load_hf_model
+    from modelforge.model.huggingface.preprocess import load_tokenizer
     from modelforge.model.loader import load_model
 
     artifact = load_model(embed_folder)

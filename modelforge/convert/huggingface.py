@@ -96,7 +96,7 @@ def probe_feeds(info: HFInfo, model: Any, examples: dict[str, np.ndarray] | None
         size = (size, size) if isinstance(size, int) else tuple(size)
         noise = np.random.default_rng(0).standard_normal((4, channels, *size)).astype(np.float32)
         return {"pixel_values": noise}, "seeded noise images (no data given)"
-    from modelforge.model.huggingface.load import load_tokenizer
+    from modelforge.model.huggingface.preprocess import load_tokenizer
 
     tokenizer = load_tokenizer(info.folder)
     encoded = tokenizer(list(PROBE_TEXTS), padding=True, truncation=True, max_length=info.max_length)

@@ -14,6 +14,7 @@ from modelforge.errors import InputError, first_line
 from modelforge.model.artifact import ModelArtifact
 from modelforge.model.huggingface.info import HFInfo
 from modelforge.model.huggingface.offline import import_transformers
+from modelforge.model.huggingface.preprocess import load_tokenizer
 
 # Sequences are padded and truncated to the tokenizer's model_max_length, capped here (an unset one is 1e30).
 MAX_LENGTH_CAP = 512
@@ -31,20 +32,6 @@ AUTO_CLASSES = {
 def load_error(folder: Path, exc: Exception) -> InputError:
     """What transformers raised on a folder we checked, as one line naming the folder."""
     return InputError(f"model folder {folder}: transformers cannot load it ({first_line(exc)})")
-
-
-def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
-    """The folder's tokenizer (AutoTokenizer, local files only)."""
-    transformers = import_transformers()
-    try:
-        from modelforge.quiet import quiet
-
-        with quiet():
-            return transformers.AutoTokenizer.from_pretrained(
-                str(folder), local_files_only=True, trust_remote_code=trust_remote_code
-            )
-    except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-        raise load_error(folder, exc) from None
 
 
 def text_input_names(tokenizer: Any) -> tuple[str, ...]:

@@ -2,16 +2,17 @@
 
 The data is prepared exactly as the model was trained to see it, and never with code or files from elsewhere:
 the hub is switched off before transformers is imported (a missing file is an error, never a download), and
-`trust_remote_code` stays off (a tokenizer class the folder names must be one transformers ships).
+`trust_remote_code` stays off unless the command line said --trust-remote-code.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from modelforge.errors import InputError, first_line
+from modelforge.model.huggingface.offline import import_transformers
+from modelforge.quiet import quiet
 
 # The files a tokenizer is read from, in the order we name them when none is found.
 TOKENIZER_FILES = (
@@ -25,25 +26,9 @@ TOKENIZER_FILES = (
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 
 
-def import_transformers() -> Any:
-    """transformers, offline: set before the first import, because it reads these once (and would otherwise
-    import TensorFlow, and query the hub for a file the folder lacks)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ["USE_TF"] = "0"
-    os.environ.setdefault("USE_TORCH", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    try:
-        import transformers
-    except ImportError:
-        raise InputError("Hugging Face folders need transformers, which is not installed") from None
-    transformers.logging.set_verbosity_error()  # its warnings would break the one-line errors and tables
-    return transformers
-
-
-def load_tokenizer(folder: Path) -> Any:
+def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     """The folder's tokenizer (fast where the folder has tokenizer.json). Exit 2, naming the file, when it is
-    missing or cannot be read."""
+    missing or cannot be read. `trust_remote_code`: only from the command line (--trust-remote-code)."""
     folder = Path(folder)
     present = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
     if not present:
@@ -53,7 +38,10 @@ def load_tokenizer(folder: Path) -> Any:
         )
     transformers = import_transformers()
     try:
-        return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        with quiet():
+            return transformers.AutoTokenizer.from_pretrained(
+                folder, local_files_only=True, trust_remote_code=trust_remote_code
+            )
     except Exception as exc:  # noqa: BLE001 (a broken file surfaces as any exception type of transformers/tokenizers)
         raise InputError(f"{folder / present[0]}: the tokenizer cannot be loaded ({first_line(exc, 200)})") from exc
 
