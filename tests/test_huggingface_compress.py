@@ -44,7 +44,7 @@ def setup(tmp_path_factory):
         train, eval_, test = (task.token_data(n, seed) for n, seed in ((1200, 0), (300, 1), (600, 2)))
         torch.manual_seed(0)
         teacher = task.tiny_bert(layers=TEACHER_LAYERS)
-        task.fit(teacher, *train, epochs=6, lr=2e-3, folder=folder / "teacher-ckpt")
+        task.fit(teacher, *train, epochs=10, lr=3e-3, folder=folder / "teacher-ckpt")
     finally:
         torch.set_num_threads(threads)
     files = {
@@ -52,7 +52,7 @@ def setup(tmp_path_factory):
         "eval": task.write_npz(folder / "eval.npz", *eval_),
     }
     assert task.accuracy(teacher, *test) > 0.9  # the task is learnt: what the student keeps means something
-    return {"teacher": teacher, "files": files, "test": test, "folder": folder}
+    return {"teacher": teacher, "files": files, "test": test, "eval": eval_, "folder": folder}
 
 
 def _same_logits(folder, model, arrays) -> float:
@@ -114,10 +114,16 @@ def test_student_copies_the_kept_layers_and_hints_map_to_them():
 
 
 def test_distilled_half_depth_student_keeps_97_percent_and_reloads(setup, tmp_path):
+    """Half the layers, the middle two: on this task the teacher's first and last layers alone already classify
+    every sample, so the student keeps layers 1 and 2, which start far below the teacher (measured 0.79 against
+    1.0): the distillation, not the choice of layers, brings it back."""
     teacher = copy.deepcopy(setup["teacher"])
-    files = setup["files"]
+    files, test = setup["files"], setup["test"]
+    kept = [1, 2]
+    teacher_accuracy = task.accuracy(setup["teacher"], *test)
+    assert task.accuracy(layer_dropped_student(teacher, kept).eval(), *test) < 0.9 * teacher_accuracy
     config = DistillConfig(
-        student_layers=TEACHER_LAYERS // 2,
+        student_layers=kept,
         train=TrainConfig(epochs=4, batch_size=32, lr=1e-3, device="cpu"),
         checkpoint_dir=tmp_path / "ckpt",
     )
@@ -137,8 +143,8 @@ def test_distilled_half_depth_student_keeps_97_percent_and_reloads(setup, tmp_pa
     finally:
         torch.set_num_threads(threads)
     figures = result.figures
-    assert figures["student_layers"] == [0, 3]
-    assert figures["hints"] == [{"student_layer": 0, "teacher_layer": 0}, {"student_layer": 1, "teacher_layer": 3}]
+    assert figures["student_layers"] == kept
+    assert figures["hints"] == [{"student_layer": 0, "teacher_layer": 1}, {"student_layer": 1, "teacher_layer": 2}]
     assert figures["teacher_cache"]["enabled"] is False  # hints need the teacher's features every batch
     assert figures["params_ratio"] < 0.9 and figures["macs_ratio"] < 0.6
 
@@ -146,10 +152,10 @@ def test_distilled_half_depth_student_keeps_97_percent_and_reloads(setup, tmp_pa
     assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
     student = transformers.BertForSequenceClassification.from_pretrained(str(folder), local_files_only=True).eval()
     assert student.config.num_hidden_layers == 2 and len(student.bert.encoder.layer) == 2
-    test = setup["test"]
-    teacher_accuracy, student_accuracy = task.accuracy(setup["teacher"], *test), task.accuracy(student, *test)
+    student_accuracy = task.accuracy(student, *test)
     assert student_accuracy >= 0.97 * teacher_accuracy, (student_accuracy, teacher_accuracy)
-    assert _same_logits(folder, student, test[0]) == 0.0
+    assert figures["reload_max_abs_diff"] <= 1e-5  # the trained student in memory against its saved folder
+    assert task.accuracy(student, *setup["eval"]) == figures["models"]["student"]["accuracy"]
     for name, value in setup["teacher"].state_dict().items():  # the teacher was never trained
         assert torch.equal(value, teacher.state_dict()[name])
 

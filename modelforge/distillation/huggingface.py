@@ -194,6 +194,9 @@ def _distill(teacher, config, train_data, eval_data, seed: int, workdir: Path, c
 
     folder = workdir / "student"
     student.save_pretrained(str(folder), safe_serialization=True)
+    from modelforge.pruning.huggingface import check_reload
+
+    reload_diff = check_reload(folder, student_w, example, "distill")
     record: dict[str, Any] = {
         "loss": "kl",
         "temperature": config.temperature,
@@ -210,6 +213,7 @@ def _distill(teacher, config, train_data, eval_data, seed: int, workdir: Path, c
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from_epoch,
         "training_curve": result.history,
+        "reload_max_abs_diff": reload_diff,
         "baseline": "off (a Hugging Face student starts from the teacher's layers)",
     }
     if eval_t is not None:

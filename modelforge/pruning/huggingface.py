@@ -137,9 +137,9 @@ def prune_encoder(wrapper, layers, example: tuple, *, heads: float, ffn: float, 
     return chosen
 
 
-def check_reload(folder: Path, wrapper, example: tuple) -> float:
-    """Reload the saved folder as a user would and compare logits: a config that does not describe the pruned
-    shapes fails here (exit 3), not in the user's hands."""
+def check_reload(folder: Path, wrapper, example: tuple, pass_name: str = "prune") -> float:
+    """Reload the saved folder as a user would and compare logits: a config that does not describe the saved
+    shapes (pruned heads, FFN size, layer count) fails here (exit 3), not in the user's hands."""
     import torch
 
     from modelforge.pruning.hf_encoder import import_transformers, logits_module
@@ -149,13 +149,13 @@ def check_reload(folder: Path, wrapper, example: tuple) -> float:
     try:
         again = cls.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise PassError("prune", f"the pruned model does not reload from {folder}: {exc}") from None
+        raise PassError(pass_name, f"the saved model does not reload from {folder}: {exc}") from None
     reloaded = logits_module(again.eval(), wrapper.names)
     wrapper.eval()
     with torch.no_grad():
         diff = float((reloaded(*example) - wrapper(*example)).abs().max())
     if diff > 1e-4:
-        raise PassError("prune", f"the reloaded pruned model's logits differ by {diff:.3g} from the pruned model's")
+        raise PassError(pass_name, f"the reloaded model's logits differ by {diff:.3g} from the trained model's")
     return diff
 
 
