@@ -242,3 +242,14 @@ def test_check_source_pairs_student_layers_with_hugging_face_teachers(tmp_path):
     with pytest.raises(InputError, match="Hugging Face folder"):
         check_source(tmp_path / "model.pt2", "torch-export", {"student_layers": 6})
     check_source(tmp_path, "huggingface", {"student_layers": 6})  # accepted
+
+
+def test_a_pruned_teacher_keeps_its_pruned_heads_on_the_kept_layers(tmp_path):
+    torch.manual_seed(0)
+    teacher = task.tiny_bert(layers=TEACHER_LAYERS).eval()
+    teacher.prune_heads({1: [2], 3: [0, 1]})
+    student = layer_dropped_student(teacher, [0, 3]).eval()
+    assert student.config.pruned_heads == {1: [0, 1]}  # teacher layer 3 is student layer 1; layer 1 was dropped
+    student.save_pretrained(str(tmp_path / "s"), safe_serialization=True)
+    arrays, _ = task.token_data(4, seed=6)
+    assert _same_logits(tmp_path / "s", student, arrays) <= 1e-6
