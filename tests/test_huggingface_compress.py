@@ -83,6 +83,16 @@ def test_student_config_is_one_student_among_the_others():
             DistillConfig(**bad)
 
 
+def test_transformers_fine_tune_at_a_small_learning_rate_unless_one_is_set():
+    from modelforge.pruning.hf_encoder import TRANSFORMER_LR, transformer_train
+
+    assert transformer_train(DistillConfig(student_layers=2)).lr == TRANSFORMER_LR  # the CNN default (3e-3) replaced
+    assert transformer_train(DistillConfig(student_layers=2, train={"epochs": 2})).lr == TRANSFORMER_LR
+    assert transformer_train(DistillConfig(student_layers=2, train={"lr": 1e-3})).lr == 1e-3
+    assert transformer_train(PruneConfig()).lr == TRANSFORMER_LR
+    assert transformer_train(PruneConfig(train={"lr": 2e-4, "epochs": 1})).lr == 2e-4
+
+
 def test_student_copies_the_kept_layers_and_hints_map_to_them():
     torch.manual_seed(0)
     teacher = task.tiny_bert(layers=TEACHER_LAYERS).eval()

@@ -119,7 +119,12 @@ def _distill(teacher, config, train_data, eval_data, seed: int, workdir: Path, c
     from modelforge.distillation.losses import DistillationLoss
     from modelforge.distillation.run import _hinted, _measure, _tensors, first_output_top1
     from modelforge.distillation.teacher_cache import TeacherCache, cache_disabled
-    from modelforge.pruning.hf_encoder import check_sequence_classifier, encoder_layers, logits_module
+    from modelforge.pruning.hf_encoder import (
+        check_sequence_classifier,
+        encoder_layers,
+        logits_module,
+        transformer_train,
+    )
     from modelforge.training import device_for
     from modelforge.training import train as train_loop
     from modelforge.training.checkpoints import check_checkpoint_dir
@@ -171,12 +176,13 @@ def _distill(teacher, config, train_data, eval_data, seed: int, workdir: Path, c
         hint_weight=config.hint_weight,
     )
     evaluated = eval_t if eval_t and eval_t[1] is not None else None
+    train_config = transformer_train(config)
     started = time.perf_counter()
     result = train_loop(
         trained,
         train_t,
         evaluated,
-        config.train,
+        train_config,
         checkpoint_dir=checkpoints / "student",
         seed=seed,
         progress=progress,
@@ -206,6 +212,7 @@ def _distill(teacher, config, train_data, eval_data, seed: int, workdir: Path, c
         "student_layers": kept,
         "hints": [{"student_layer": i, "teacher_layer": t} for i, t in enumerate(kept)] if pairs else [],
         "hint_weight": config.hint_weight,
+        "learning_rate": train_config.lr,
         "train_samples": int(train_t[1].shape[0]),
         "teacher_cache": cache_record,
         "seconds_distill": round(seconds, 3),

@@ -95,6 +95,19 @@ def check_sequence_classifier(model, what: str) -> None:
         )
 
 
+# Fine-tuning a pre-trained transformer takes a small learning rate: the CNN defaults (1e-3, 3e-3) wreck its weights.
+TRANSFORMER_LR = 5e-5
+
+
+def transformer_train(config):
+    """The training settings for a transformer: the caller's, except a learning rate nobody set explicitly (the
+    recipe default made for CNNs), which becomes TRANSFORMER_LR."""
+    train = config.train
+    if "train" in config.model_fields_set and "lr" in train.model_fields_set:
+        return train
+    return train.model_copy(update={"lr": TRANSFORMER_LR})
+
+
 def logits_module(model, input_names: tuple[str, ...]):
     """`model` as a module called with tensors in `input_names` order, returning the logits tensor: the shared
     training loop, the distillation losses and Torch-Pruning all call `module(*tensors)` and read one tensor."""

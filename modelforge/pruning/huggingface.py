@@ -174,7 +174,12 @@ def run_hf_pruning(
     model.safetensors) and return a PruneResult whose path is that folder. Checkpoints as run_pruning's."""
     import torch
 
-    from modelforge.pruning.hf_encoder import check_sequence_classifier, encoder_layers, logits_module
+    from modelforge.pruning.hf_encoder import (
+        check_sequence_classifier,
+        encoder_layers,
+        logits_module,
+        transformer_train,
+    )
     from modelforge.pruning.run import PruneResult, _tensors, weights_sizes
     from modelforge.pruning.structured import count_macs_params
     from modelforge.training import accuracy
@@ -203,6 +208,7 @@ def run_hf_pruning(
         "importance": config.importance,
         "head_sparsity": heads,
         "ffn_sparsity": ffn,
+        "learning_rate": transformer_train(config).lr,
         "params_before": params_before,
         "macs_before": macs_before,
         "accuracy_before_prune": accuracy(wrapper, *eval_t) if eval_t else None,
@@ -217,7 +223,7 @@ def run_hf_pruning(
         wrapper,
         train_t,
         eval_t,
-        config.train,
+        transformer_train(config),
         checkpoint_dir=checkpoints / "step-1",
         seed=seed + 1,
         progress=progress,
