@@ -1,15 +1,16 @@
 """Benchmark of the DistilBERT-style target of issue 21; prints and writes JSON, never asserts.
 
-A 12-layer BERT (hidden 64, 4 heads, FFN 256; --hidden) is trained here on the generated token task (sequences of
-16, tests/hf_token_task.py: a class-bearing token somewhere among filler tokens), then distilled by
-modelforge.distillation.huggingface into the teacher with 6 layers (0, 2, 4, 7, 9, 11 kept, hidden-state hints).
+A 6-layer BERT (hidden 64, 4 heads, FFN 256; --layers, --hidden) is trained here on the generated token task
+(sequences of 16, tests/hf_token_task.py: a class-bearing token somewhere among filler tokens), then distilled by
+modelforge.distillation.huggingface into the teacher with half its layers (6 -> layers 0, 3, 5 kept; hidden-state hints).
 Accuracies are on a test split neither saw in training. Speed: teacher vs student, batch 1, sequence 128,
 interleaved blocks (modelforge.measure), in PyTorch eager and in ONNX Runtime (each exported with torch.onnx), on
-the named CPU and thread count.
+the named CPU and thread count. Why 6 and not 12 layers: a 12-layer post-LN BERT trained from scratch on this
+small task with no warm-up stays at chance (measured: lr 3e-4, 1e-3, 2e-3, 3e-3), so its accuracy says nothing.
 
 Targets: the student keeps >= 97% of the teacher's accuracy and runs >= 1.8x faster.
 
-    python benchmarks/bench_hf_distill.py --out bench-results/hf_distill.json [--threads 2] [--epochs 8]
+    python benchmarks/bench_hf_distill.py --out bench-results/hf_distill.json [--threads 2] [--layers 6]
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "hf_distill.json")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=8, help="teacher training epochs")
-    parser.add_argument("--lr", type=float, default=1e-3, help="teacher and student learning rate")
+    parser.add_argument("--epochs", type=int, default=10, help="teacher training epochs")
+    parser.add_argument("--layers", type=int, default=6, help="teacher layers (the student keeps half)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="teacher learning rate (the student's: a third)")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size (4 heads, FFN 4x)")
     parser.add_argument("--distill-epochs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget of each speed comparison")
@@ -80,19 +82,19 @@ def main() -> None:
     from modelforge.training import TrainConfig
 
     torch.set_num_threads(args.threads)
-    record: dict = {"cpu": cpu_info(), "threads": args.threads, "torch": torch.__version__}
+    record: dict = {"cpu": cpu_info(), "threads": args.threads, "torch": torch.__version__, "layers": args.layers}
     with tempfile.TemporaryDirectory() as temp:
         work = Path(temp)
         train, eval_, test = (task.token_data(n, seed) for n, seed in ((1200, 0), (300, 1), (600, 2)))
         torch.manual_seed(0)
-        teacher = task.tiny_bert(layers=12, hidden=args.hidden, heads=4, ffn=4 * args.hidden, positions=128)
+        teacher = task.tiny_bert(layers=args.layers, hidden=args.hidden, heads=4, ffn=4 * args.hidden, positions=128)
         started = time.perf_counter()
         task.fit(teacher, *train, epochs=args.epochs, lr=args.lr, folder=work / "teacher-ckpt")
         record["teacher_train_seconds"] = round(time.perf_counter() - started, 1)
         files = {"train": task.write_npz(work / "train.npz", *train), "eval": task.write_npz(work / "eval.npz", *eval_)}
         config = DistillConfig(
-            student_layers=6,
-            train=TrainConfig(epochs=args.distill_epochs, batch_size=32, lr=args.lr, device="cpu"),
+            student_layers=args.layers // 2,
+            train=TrainConfig(epochs=args.distill_epochs, batch_size=32, lr=args.lr / 3, device="cpu"),
             checkpoint_dir=work / "ckpt",
         )
         result = run_hf_distillation(
