@@ -263,3 +263,29 @@ def test_a_pruned_teacher_keeps_its_pruned_heads_on_the_kept_layers(tmp_path):
     student.save_pretrained(str(tmp_path / "s"), safe_serialization=True)
     arrays, _ = task.token_data(4, seed=6)
     assert _same_logits(tmp_path / "s", student, arrays) <= 1e-6
+
+
+def test_roberta_layout_is_distilled_and_pruned_alike(tmp_path):
+    """RoBERTa names its modules as BERT does (roberta.encoder.layer): both engines rewrite it and it reloads."""
+    torch.manual_seed(0)
+    config = transformers.RobertaConfig(vocab_size=96, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                                        intermediate_size=64, max_position_embeddings=40, num_labels=task.CLASSES,
+                                        type_vocab_size=1, pad_token_id=0)  # fmt: skip
+    model = transformers.RobertaForSequenceClassification(config).eval()
+    student = layer_dropped_student(model, [0, 3]).eval()
+    student.save_pretrained(str(tmp_path / "student"), safe_serialization=True)
+    arrays, labels = task.token_data(64, seed=7)
+    assert _same_logits(tmp_path / "student", student, arrays) <= 1e-6
+    data = task.write_npz(tmp_path / "data.npz", arrays, labels)
+    result = run_hf_pruning(
+        model,
+        PruneConfig(sparsity=0.5, train=TrainConfig(epochs=0, device="cpu")),
+        train=task.bound(data),
+        evaluation=None,
+        seed=0,
+        workdir=tmp_path / "work",
+        checkpoints=tmp_path / "ckpt",
+        progress=Progress(),
+    )
+    assert all(row["after"] == {"heads": 2, "ffn": 32} for row in result.figures["layers"])
+    assert _same_logits(result.path, model, arrays) <= 1e-5
