@@ -2,7 +2,7 @@
 
 A 6-layer BERT (hidden 64, 4 heads, FFN 256; --layers, --hidden) is trained here on the generated token task
 (sequences of 16, tests/hf_token_task.py: a class-bearing token somewhere among filler tokens), then distilled by
-modelforge.distillation.huggingface into the teacher with half its layers (6 -> layers 0, 3, 5 kept; hidden-state hints).
+modelforge.distillation.huggingface into the teacher with half its layers (6 -> layers 0, 3, 5; hidden-state hints).
 Accuracies are on a test split neither saw in training. Speed: teacher vs student, batch 1, sequence 128,
 interleaved blocks (modelforge.measure), in PyTorch eager and in ONNX Runtime (each exported with torch.onnx), on
 the named CPU and thread count. Why 6 and not 12 layers: a 12-layer post-LN BERT trained from scratch on this
