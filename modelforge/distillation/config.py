@@ -40,6 +40,13 @@ class DistillConfig(BaseModel):
         description="Derive the student from the teacher: keep this share of the channels of every layer "
         "(structured pruning; 0.5 gives about a quarter of the parameters).",
     )
+    student_layers: int | list[int] | None = Field(
+        None,
+        description="A Hugging Face encoder teacher: the student is the teacher with fewer transformer layers "
+        "(DistilBERT's way), weights copied: a count (kept evenly spread, first and last included, e.g. 12 -> 6 "
+        "keeps 0,2,4,7,9,11) or the teacher layer indices to keep. Hidden-state hints map each student layer to "
+        "the teacher layer it was copied from (hint_weight 0 turns them off).",
+    )
     loss: Literal["kl", "mse", "cosine"] = Field(
         "kl",
         description="kl: soft targets at `temperature` (x T^2) against the labels, weighted by alpha; mse or "
@@ -77,9 +84,21 @@ class DistillConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_student(self) -> DistillConfig:
-        given = [self.student is not None, self.student_factory is not None, self.student_from_teacher is not None]
+        given = [
+            self.student is not None,
+            self.student_factory is not None,
+            self.student_from_teacher is not None,
+            self.student_layers is not None,
+        ]
         if sum(given) != 1:
-            raise ValueError("give exactly one student: student (.pt2), student_factory, or student_from_teacher")
+            raise ValueError(
+                "give exactly one student: student (.pt2), student_factory, student_from_teacher, or student_layers"
+            )
+        layers = self.student_layers
+        if isinstance(layers, int) and layers < 1:
+            raise ValueError("student_layers must keep at least 1 layer")
+        if isinstance(layers, list) and (not layers or min(layers) < 0 or len(set(layers)) != len(layers)):
+            raise ValueError("student_layers as a list: distinct teacher layer indices (0-based), at least one")
         if self.student_weights is not None and self.student_factory is None:
             raise ValueError("student_weights goes with student_factory")
         if self.train.epochs < 1:  # zero epochs would ship the untrained student

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 def check_source(teacher: Path, fmt: str, config: dict[str, Any]) -> None:
     """Before any work: teacher and student in different frameworks, or PyTorch-only options for a Keras
     teacher, are refused (exit 2), as is a student file that is not a .pt2 archive."""
+    layers_given = config.get("student_layers") is not None
+    if fmt == "huggingface" and not layers_given:
+        raise InputError(
+            "a Hugging Face teacher is distilled into itself with fewer layers", hint="pass --student-layers N"
+        )
+    if layers_given and fmt != "huggingface":
+        raise InputError(f"student_layers applies to a Hugging Face folder teacher, not a {fmt} model")
     student = config.get("student")
     keras_student = student is not None and Path(student).suffix.lower() in (".keras", ".h5", ".hdf5")
     if fmt in ("keras", "savedmodel") or keras_student:
@@ -289,4 +296,6 @@ def _student_source(config) -> str:
     if config.student_factory is not None:
         weights = f" with weights {config.student_weights}" if config.student_weights else " (fresh weights)"
         return f"factory {config.student_factory}{weights}"
+    if config.student_layers is not None:
+        return f"the teacher with layers {config.student_layers} kept (weights copied)"
     return f"the teacher at width {config.student_from_teacher:g} (structured channel pruning, L1)"

@@ -35,6 +35,8 @@ def load_student(config, teacher, example: tuple):
         if config.student_weights is not None:
             return build_from_factory(config.student_factory, Path(config.student_weights))
         return call_factory(config.student_factory)
+    if getattr(config, "student_layers", None) is not None:
+        raise InputError("student_layers applies to a Hugging Face encoder teacher (a folder with config.json)")
     return narrowed_teacher(teacher, config.student_from_teacher, example)
 
 

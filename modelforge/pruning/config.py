@@ -29,6 +29,13 @@ class PruneConfig(BaseModel):
         description="magnitude: share of weights zeroed; structured: share of channels removed per layer "
         "(default 0.5, unless target_macs is set).",
     )
+    head_sparsity: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Hugging Face encoders: share of attention heads removed per layer (default: sparsity, which "
+        "is then the share of FFN neurons removed).",
+    )
     target_macs: float | None = Field(
         None, gt=0, lt=1, description="structured: remove channels until MACs <= this share of the original's."
     )
