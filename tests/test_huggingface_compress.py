@@ -154,7 +154,10 @@ def test_distilled_half_depth_student_keeps_97_percent_and_reloads(setup, tmp_pa
         torch.set_num_threads(threads)
     figures = result.figures
     assert figures["student_layers"] == kept
-    assert figures["hints"] == [{"student_layer": 0, "teacher_layer": 1}, {"student_layer": 1, "teacher_layer": 2}]
+    assert [(h["teacher"], h["student"]) for h in figures["hints"]] == [
+        ("model.bert.encoder.layer.1", "model.bert.encoder.layer.0"),
+        ("model.bert.encoder.layer.2", "model.bert.encoder.layer.1"),
+    ]
     assert figures["teacher_cache"]["enabled"] is False  # hints need the teacher's features every batch
     assert figures["params_ratio"] < 0.9 and figures["macs_ratio"] < 0.6
 

@@ -27,6 +27,17 @@ from modelforge.cli.groups import (
 from modelforge.report.ci import with_error_outputs
 
 
+def _layer_list(text: str) -> int | list[int]:
+    """--student-layers: a count ("6") or comma-separated layer indices ("0,2,4")."""
+    from modelforge.errors import InputError
+
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise InputError(f"--student-layers {text!r}: expected a layer count (6) or layer indices (0,2,4,7,9,11)")
+    values = [int(p) for p in parts]
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
 def _hint_pairs(hints: list[str]) -> list[dict[str, str]]:
     from modelforge.errors import InputError
 
@@ -66,6 +77,13 @@ def distill(
         float | None,
         typer.Option(help="Student = the teacher keeping this share of channels (structured pruning), in (0, 1)."),
     ] = None,
+    student_layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Hugging Face encoders: the student is the teacher with fewer layers: a count (6: evenly spread) or "
+            "the layer indices to keep (0,2,4,7,9,11), initialised from the teacher's."
+        ),
+    ] = None,
     data: Annotated[DataFlags, Pick("train_data", "eval_data", *DataFlags.TEXT)],
     output: OutputFlags,
     loss: Annotated[str, typer.Option(help="kl (soft targets), mse or cosine (match outputs).")] = "kl",
@@ -89,7 +107,9 @@ def distill(
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Training batch size (global: split over torchrun ranks).")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate [default: 3e-3; 5e-5 for Hugging Face encoders].")
+    ] = None,
     training: TrainingFlags,
     preprocessing: PreprocessingFlags,
     checkpoints: CheckpointFlags,
@@ -103,7 +123,8 @@ def distill(
     """Distil a teacher into a smaller student (KD at temperature T, hints, or MSE/cosine); reports teacher,
     student and a label-only baseline side by side (accuracy, agreement, params, MACs, size, latency).
     Writes model.onnx and model.pt2 (the student); a Keras teacher and student give model.onnx and the Keras
-    student (model.keras or model.h5). Data-parallel under torchrun."""
+    student (model.keras or model.h5). A Hugging Face encoder folder is distilled into the teacher with fewer
+    layers (--student-layers) and written as a Hugging Face folder. Data-parallel under torchrun."""
     from modelforge.cli.execute import finish, recipe_from_flags
     from modelforge.errors import InputError
 
@@ -113,9 +134,9 @@ def distill(
         raise InputError("--teacher-factory needs --teacher-weights (.safetensors or a state dict)")
     if teacher is not None and teacher_weights is not None:
         raise InputError("--teacher-weights goes with --teacher-factory")
-    if sum(x is not None for x in (student, student_factory, student_from_teacher)) != 1:
-        raise InputError("give one student: --student FILE.pt2, --student-factory module:function, or "
-                         "--student-from-teacher W")  # fmt: skip
+    if sum(x is not None for x in (student, student_factory, student_from_teacher, student_layers)) != 1:
+        raise InputError("give one student: --student FILE.pt2, --student-factory module:function, "
+                         "--student-from-teacher W, or --student-layers N (Hugging Face encoders)")  # fmt: skip
     if data.train_data is None:
         raise InputError("distillation trains: pass --train-data DATA (with labels)")
     source = {"path": str(teacher if teacher is not None else teacher_weights)}
@@ -131,8 +152,12 @@ def distill(
         "hint_weight": hint_weight,
         "cache_teacher": cache_teacher,
         "baseline": baseline,
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr},
+        "train": {"epochs": epochs, "batch_size": batch_size},
     }
+    if lr is not None or student_layers is None:  # unset: a Hugging Face encoder's engine picks its own
+        config["train"]["lr"] = 3e-3 if lr is None else lr
+    if student_layers is not None:
+        config["student_layers"] = _layer_list(student_layers)
     if student is not None:
         config["student"] = str(student.resolve())
     if student_factory is not None:

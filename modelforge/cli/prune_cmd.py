@@ -58,7 +58,13 @@ def prune(
     ] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after the last pruning step.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
+    lr: Annotated[
+        float | None, typer.Option(help="Fine-tuning learning rate [default: 1e-3; 5e-5 for Hugging Face encoders].")
+    ] = None,
+    head_sparsity: Annotated[
+        float | None,
+        typer.Option(help="Hugging Face encoders: share of attention heads removed per layer [default: --sparsity]."),
+    ] = None,
     training: Annotated[TrainingFlags, Pick("optimizer", "early_stopping", "hflip", "crop_padding")],
     preprocessing: PreprocessingFlags,
     checkpoints: CheckpointFlags,
@@ -71,7 +77,8 @@ def prune(
 ) -> int:
     """Prune a PyTorch model (structured channels, magnitude, or 2:4) and fine-tune it; reports accuracy,
     MACs, size and speed vs the original. Writes model.onnx and model.pt2. Keras 2 models are pruned with
-    TF-MOT (magnitude or 2:4) and written as model.h5."""
+    TF-MOT (magnitude or 2:4) and written as model.h5. A Hugging Face encoder folder loses attention heads and
+    FFN neurons (--sparsity, --head-sparsity) and is written as a Hugging Face folder."""
     from modelforge.cli.execute import finish, recipe_from_flags
     from modelforge.errors import InputError
 
@@ -96,10 +103,14 @@ def prune(
         "steps": steps,
         "step_epochs": step_epochs,
         "skip_layers": list(skip_layer or []),
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr},
+        "train": {"epochs": epochs, "batch_size": batch_size},
     }
     if sparsity is not None:
         config["sparsity"] = sparsity
+    if head_sparsity is not None:
+        config["head_sparsity"] = head_sparsity
+    if lr is not None or model is None or not (model / "config.json").is_file():
+        config["train"]["lr"] = 1e-3 if lr is None else lr  # unset: a Hugging Face encoder's engine picks its own
     if target_macs is not None:
         config["target_macs"] = target_macs
     raw["passes"].append({"name": "prune", "config": config})

@@ -210,7 +210,7 @@ def _distill(teacher, config, train_data, eval_data, seed: int, workdir: Path, c
         "student_source": f"the teacher with layers {kept} of {len(layers)} kept (weights copied)",
         "teacher_layers": len(layers),
         "student_layers": kept,
-        "hints": [{"student_layer": i, "teacher_layer": t} for i, t in enumerate(kept)] if pairs else [],
+        "hints": [h.model_dump() for h in pairs] if pairs else [],  # the same records run_distillation writes
         "hint_weight": config.hint_weight,
         "learning_rate": train_config.lr,
         "train_samples": int(train_t[1].shape[0]),

@@ -4,7 +4,9 @@ Accepts the teacher as a `.pt2` program (rebuilt into real nn layers) or a facto
 student as a `.pt2` program, which the pipeline converts to ONNX for the evaluation (teacher vs student, same
 runtime, interleaved) and for quantization after it. A Keras teacher (`.keras`/`.h5`) is distilled into a Keras
 student file instead (modelforge.distillation.tensorflow); the student stays Keras and is converted to ONNX the
-same way. This module only adapts: the Config's fields are modelforge.distillation.config's, the procedure is
+same way. A Hugging Face encoder folder is distilled the DistilBERT way (the student is the teacher with fewer
+layers, `student_layers`; modelforge.distillation.huggingface) into a Hugging Face folder. This module only
+adapts: the Config's fields are modelforge.distillation.config's, the procedure is
 modelforge.distillation.run's (and .tensorflow's).
 """
 
@@ -27,9 +29,10 @@ class DistillConfig(distill_config.DistillConfig, PassConfig):
 class Distill(Pass):
     name = "distill"
     description = "Distil the model (teacher) into a smaller student trained to imitate it."
-    accepts = ("torch-export", "torch-module", "keras")
+    accepts = ("torch-export", "torch-module", "keras", "huggingface")
     produces = "torch-export"
-    produces_by_input = {"keras": "keras"}  # a Keras teacher is distilled into a Keras student (model.keras/.h5)
+    # A Keras teacher is distilled into a Keras student (model.keras/.h5), a Hugging Face one into a folder.
+    produces_by_input = {"keras": "keras", "huggingface": "huggingface"}
     needs_train_data = True
     Config = DistillConfig
 
@@ -59,6 +62,19 @@ class Distill(Pass):
             from modelforge.distillation.tensorflow import run_keras_distillation
 
             result = run_keras_distillation(artifact, self.config, **data, progress=ctx.progress)
+        elif artifact.format == "huggingface":
+            from modelforge.distillation.huggingface import run_hf_distillation
+            from modelforge.model.huggingface.load import load_hf_model
+            from modelforge.training.checkpoints import checkpoint_dir
+
+            checkpoints = checkpoint_dir(self.config.checkpoint_dir, ctx.output_dir, ctx.workdir)
+            teacher = load_hf_model(artifact.huggingface, folder=artifact.path)
+            result = run_hf_distillation(teacher, self.config, **data, checkpoints=checkpoints, progress=ctx.progress)
+            for key, value in result.figures.items():
+                ctx.record(key, value)
+            return ModelArtifact(
+                path=result.path, format="huggingface", huggingface=artifact.huggingface, checkpoints=result.checkpoints
+            )
         else:
             from modelforge.distillation.run import run_distillation
             from modelforge.model.torch.loading import load_module

@@ -1,5 +1,6 @@
 """`prune`: magnitude (unstructured), structured channel or 2:4 pruning of a PyTorch model, with fine-tuning;
-Keras 2 models are pruned with TF-MOT (magnitude, 2:4) in modelforge.pruning.tensorflow.
+Keras 2 models are pruned with TF-MOT (magnitude, 2:4) in modelforge.pruning.tensorflow; Hugging Face encoder
+folders lose attention heads and FFN neurons (modelforge.pruning.huggingface) and stay Hugging Face folders.
 
 Accepts a `.pt2` program (rebuilt into real nn layers, modelforge.model.torch.rebuild) or a factory-built module;
 produces a `.pt2` program. The pipeline converts it to ONNX for the evaluation and for quantization after it.
@@ -28,9 +29,10 @@ class Prune(Pass):
     description = (
         "Prune a PyTorch model (structured channels, magnitude or 2:4) or a Keras 2 model (TF-MOT), and fine-tune it."
     )
-    accepts = ("torch-export", "torch-module", "keras")
+    accepts = ("torch-export", "torch-module", "keras", "huggingface")
     produces = "torch-export"
-    produces_by_input = {"keras": "keras"}  # Keras models are pruned with TF-MOT and stay Keras (model.h5)
+    # Keras models are pruned with TF-MOT and stay Keras (model.h5); Hugging Face folders stay folders.
+    produces_by_input = {"keras": "keras", "huggingface": "huggingface"}
     needs_train_data = True
     Config = PruneConfig
 
@@ -41,6 +43,17 @@ class Prune(Pass):
 
             result = prune_keras(artifact, self.config, **data, progress=ctx.progress)
             pruned = ModelArtifact(path=result.path, format="keras", io=artifact.io, keras_flavor="tf_keras")
+        elif artifact.format == "huggingface":
+            from modelforge.model.huggingface.load import load_hf_model
+            from modelforge.pruning.huggingface import run_hf_pruning
+            from modelforge.training.checkpoints import checkpoint_dir
+
+            checkpoints = checkpoint_dir(self.config.checkpoint_dir, ctx.output_dir, ctx.workdir)
+            model = load_hf_model(artifact.huggingface, folder=artifact.path)
+            result = run_hf_pruning(model, self.config, **data, checkpoints=checkpoints, progress=ctx.progress)
+            pruned = ModelArtifact(
+                path=result.path, format="huggingface", huggingface=artifact.huggingface, checkpoints=result.checkpoints
+            )
         else:
             from modelforge.model.torch.loading import load_module
             from modelforge.pruning.run import run_pruning
