@@ -50,6 +50,8 @@ def bench(session: nox.Session) -> None:
     # (cosine, pair Spearman, per-process speed-up at batch 1 x 128 tokens) beside Optimum's ORTQuantizer and plain
     # quantize_dynamic; and a generated-text classifier's accuracy drop.
     session.run("python", "benchmarks/bench_hf.py", "--out", "bench-results/hf.json")
+    # Issue 21: a BERT encoder distilled into half its layers (accuracy share of the teacher, speed-up).
+    session.run("python", "benchmarks/bench_hf_distill.py", "--out", "bench-results/hf_distill.json")
     # Pruning: structured 50% (accuracy, latency at batch 1 and 32), magnitude 80% (accuracy, gzip), prune + INT8.
     session.run("python", "benchmarks/bench_prune.py", "--out", "bench-results/prune.json")
     # Export: Triton batch sweep (latency, throughput, peak memory per batch; budgeted max_batch_size), drift speed.
