@@ -11,19 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.errors import InputError, first_line
+from modelforge.model.huggingface.folder import IMAGE_PROCESSOR, TOKENIZER_FILES
 from modelforge.model.huggingface.offline import import_transformers
 from modelforge.quiet import quiet
 
-# The files a tokenizer is read from, in the order we name them when none is found.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "vocab.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-)
-IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+IMAGE_PROCESSOR_FILE = IMAGE_PROCESSOR
 
 
 def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
