@@ -45,9 +45,9 @@ def test_a_run_opens_and_hashes_each_data_file_once(tmp_path, monkeypatch):
     opened, hashed = Counter(), Counter()
     open_dataset, data_sha256 = modelforge.run.inputs.open_dataset, modelforge.manifest.data_sha256
 
-    def counting_open(source, input_shape=None):
+    def counting_open(source, *args):
         opened[source.path] += 1
-        return open_dataset(source, input_shape)
+        return open_dataset(source, *args)
 
     def counting_sha256(path):
         hashed[path] += 1
