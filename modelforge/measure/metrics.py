@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modelforge.data.sources import IGNORE_LABEL
+
 
 def _flatten(outputs: list[np.ndarray]) -> np.ndarray:
     """All outputs of each sample as one float64 vector (rows = samples)."""
@@ -90,8 +92,8 @@ def is_classifier_output(output: np.ndarray) -> bool:
 
 
 # Token labels [N, L]: this id marks a position that carries no tag (padding, special tokens, later sub-tokens),
-# the convention of Hugging Face's token-classification data (data.sources.IGNORE_LABEL; numpy-only here).
-IGNORED_TOKEN = -100
+# the convention of Hugging Face's token-classification data.
+IGNORED_TOKEN = IGNORE_LABEL
 
 
 def is_token_output(output: np.ndarray, labels: np.ndarray | None) -> bool:

@@ -18,19 +18,6 @@ SUPPORTED = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 SUPPORTED_TEXT = f"BERT-style encoders with encoder.layer[i].attention.self.query/key/value ({', '.join(SUPPORTED)})"
 
 
-def import_transformers():
-    """transformers with TensorFlow kept out and the hub unreachable: modelforge only reads local folders."""
-    import os
-
-    os.environ["USE_TF"] = "0"
-    os.environ["USE_TORCH"] = "1"
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    import transformers
-
-    return transformers
-
-
 def _describe(model) -> str:
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None) or "unknown"

@@ -142,7 +142,8 @@ def check_reload(folder: Path, wrapper, example: tuple, pass_name: str = "prune"
     shapes (pruned heads, FFN size, layer count) fails here (exit 3), not in the user's hands."""
     import torch
 
-    from modelforge.pruning.hf_encoder import import_transformers, logits_module
+    from modelforge.model.huggingface.offline import import_transformers
+    from modelforge.pruning.hf_encoder import logits_module
 
     transformers = import_transformers()
     cls = getattr(transformers, type(wrapper.model).__name__)
