@@ -1,7 +1,8 @@
 """report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched when viewed).
 
-It shows the summary and gates, the latency distributions of both models, the batch sweep, accuracy vs size
-vs speed, output-comparison metrics, session cold start and memory, per-stage details and the machine.
+It shows the summary and gates, the optimize search (when the report has one), the latency distributions of
+both models, the batch sweep, accuracy vs size vs speed, output-comparison metrics, session cold start and
+memory, per-stage details and the machine.
 Everything is read from report.json, so `modelforge report OUTDIR --format html` re-renders it, and older
 reports without the newer sections still render (those sections are left out).
 
@@ -20,6 +21,7 @@ from modelforge.report.html_latency import latency_section, report_sweep_section
 from modelforge.report.html_overview import gates_section, kpi_cards, page_header, summary_section
 from modelforge.report.html_page import page
 from modelforge.report.html_quality import outputs_section, tradeoff_section
+from modelforge.report.html_search import search_section
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -39,6 +41,7 @@ def render_html(report: dict[str, Any]) -> str:
             "</div><div>",
             gates_section(report),
             "</div></div>",
+            search_section(report),
             latency_section(report),
             report_sweep_section(report),
             tradeoff_section(report),

@@ -56,6 +56,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
             + "."
         )
+    if isinstance(report.get("search"), dict):
+        from modelforge.report.markdown_search import search_lines
+
+        lines += search_lines(report["search"])
     if report["gates"]:
         lines += [
             "",
