@@ -16,7 +16,7 @@ from rich.console import Console
 from modelforge.cli.search_tables import optimize_tables
 from modelforge.report.html import render_html
 from modelforge.report.markdown import render_markdown
-from modelforge.report.pareto import closest_candidates, effective_slo_ms, pareto_front
+from modelforge.report.pareto import closest_candidates, misses, pareto_front, slo_ms, speedup_p50_ms
 
 STORED = Path(__file__).parent / "data" / "report_digits.json"
 
@@ -160,9 +160,14 @@ def test_pareto_front_is_the_trials_nothing_beats_on_both_axes():
 
 
 def test_slo_from_a_speedup_and_the_closest_candidates():
-    assert effective_slo_ms(make_search()) == 4.0
+    assert slo_ms(make_search()) == 4.0 and speedup_p50_ms(make_search()) is None
+    # A speed-up is original p50 / trial p50: the limit is on the p50.
     by_speedup = make_search(constraints={"latency_p99_ms": None, "speedup": 3.0, "max_accuracy_drop": 1.0})
-    assert effective_slo_ms(by_speedup) == pytest.approx(11.4 / 3)
+    assert slo_ms(by_speedup) is None and speedup_p50_ms(by_speedup) == pytest.approx(3.0)
+    slow = next(t for t in TRIALS if t["id"] == "p0.50-kd-fp32-onnxruntime")  # p50 2.88 ms, drop 0.5 pp
+    assert misses(slow, by_speedup) == [] and misses(slow, make_search(constraints={"speedup": 4.0})) == [
+        "p50 2.88 ms > 2.25 ms"
+    ]
     # An SLO nothing meets: the nearest fully measured trials come first (relative miss), never an unmeasured one.
     strict = make_search(constraints={"latency_p99_ms": 1.0, "max_accuracy_drop": 1.0}, winner=None, passed=False)
     closest = [t["id"] for t in closest_candidates(strict)]

@@ -11,7 +11,7 @@ from modelforge.report.charts.bars import hbars
 from modelforge.report.charts.scatter import Mark, pareto_scatter
 from modelforge.report.format import fmt_bytes, fmt_percent
 from modelforge.report.html_cells import data_value, fmt_ms, html_table, td
-from modelforge.report.pareto import closest_candidates, effective_slo_ms, misses, ordered_trials, pareto_front
+from modelforge.report.pareto import closest_candidates, misses, ordered_trials, pareto_front, slo_ms, speedup_p50_ms
 
 LOST_BECAUSE = {
     "slo": "misses the SLO",
@@ -73,7 +73,7 @@ def search_chart(search: dict[str, Any]) -> str:
         )
     if not marks:
         return '<p class="note">No trial had its latency measured.</p>'
-    slo = effective_slo_ms(search)
+    slo = slo_ms(search)
     constraints = search.get("constraints") or {}
     gate = None
     max_drop = constraints.get("max_accuracy_drop")
@@ -167,7 +167,8 @@ def _constraints_text(search: dict[str, Any]) -> str:
     if c.get("latency_p99_ms") is not None:
         parts.append(f"p99 ≤ {c['latency_p99_ms']:g} ms")
     if c.get("speedup") is not None:
-        parts.append(f"speed-up ≥ {c['speedup']:g}x")
+        p50 = speedup_p50_ms(search)
+        parts.append(f"speed-up ≥ {c['speedup']:g}x" + (f" (p50 ≤ {p50:.3g} ms)" if p50 is not None else ""))
     if c.get("max_accuracy_drop") is not None:
         parts.append(f"accuracy drop ≤ {c['max_accuracy_drop']:g} pp")
     where = search.get("measured_on") or {}

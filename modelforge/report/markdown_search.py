@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelforge.report.format import fmt_bytes, fmt_percent, md_table
-from modelforge.report.pareto import closest_candidates, effective_slo_ms, misses, ordered_trials
+from modelforge.report.pareto import closest_candidates, misses, ordered_trials, slo_ms
 
 
 def _ms(value: float | None) -> str:
@@ -16,7 +16,7 @@ def _ms(value: float | None) -> str:
 def winner_line(search: dict[str, Any]) -> str:
     """One line: the winner and what it measured against the constraints, or that nothing met them."""
     winner = next((t for t in search.get("trials") or [] if t.get("id") == search.get("winner")), None)
-    slo = effective_slo_ms(search)
+    slo = slo_ms(search)
     limit = (search.get("constraints") or {}).get("max_accuracy_drop")
     if winner is None:
         closest = "; ".join(

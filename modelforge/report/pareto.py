@@ -42,25 +42,36 @@ def pareto_front(trials: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
     return front
 
 
-def effective_slo_ms(search: Mapping[str, Any]) -> float | None:
-    """The p99 limit in ms: the SLO as given, or the baseline's p99 divided by the asked speed-up."""
-    constraints = search.get("constraints") or {}
-    if constraints.get("latency_p99_ms") is not None:
-        return float(constraints["latency_p99_ms"])
-    speedup = constraints.get("speedup")
-    baseline = (search.get("baseline") or {}).get("latency_p99_ms")
-    if speedup and baseline is not None:
-        return float(baseline) / float(speedup)
-    return None
+def slo_ms(search: Mapping[str, Any]) -> float | None:
+    """The p99 latency limit in ms (None when the search was given a speed-up instead)."""
+    value = (search.get("constraints") or {}).get("latency_p99_ms")
+    return None if value is None else float(value)
+
+
+def speedup_p50_ms(search: Mapping[str, Any]) -> float | None:
+    """The p50 a trial must reach to meet the asked speed-up (original p50 / trial p50 >= speed-up)."""
+    speedup = (search.get("constraints") or {}).get("speedup")
+    baseline = (search.get("baseline") or {}).get("latency_p50_ms")
+    return None if not speedup or baseline is None else float(baseline) / float(speedup)
+
+
+def _limits(search: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(trial field, most it may be) for each latency constraint."""
+    out = []
+    if (slo := slo_ms(search)) is not None:
+        out.append(("latency_p99_ms", slo))
+    if (p50 := speedup_p50_ms(search)) is not None:
+        out.append(("latency_p50_ms", p50))
+    return out
 
 
 def misses(trial: Mapping[str, Any], search: Mapping[str, Any]) -> list[str]:
     """What `trial` misses of the constraints, one short phrase each (empty: it meets every measured one)."""
     out = []
-    slo = effective_slo_ms(search)
-    p99 = trial.get("latency_p99_ms")
-    if slo is not None and p99 is not None and p99 > slo:
-        out.append(f"p99 {p99:.3g} ms > {slo:.3g} ms")
+    for field, limit in _limits(search):
+        value = trial.get(field)
+        if value is not None and value > limit:
+            out.append(f"{field.split('_')[1]} {value:.3g} ms > {limit:.3g} ms")
     limit = (search.get("constraints") or {}).get("max_accuracy_drop")
     drop = trial.get("accuracy_drop_pp")
     if limit is not None and drop is not None and drop > limit:
@@ -69,16 +80,15 @@ def misses(trial: Mapping[str, Any], search: Mapping[str, Any]) -> list[str]:
 
 
 def _shortfall(trial: Mapping[str, Any], search: Mapping[str, Any]) -> tuple[int, float]:
-    """(constraints missed or not measured, summed relative miss): smaller is closer."""
-    slo = effective_slo_ms(search)
-    limit = (search.get("constraints") or {}).get("max_accuracy_drop")
+    """(constraints not measured, summed relative miss): smaller is closer."""
     unmeasured, miss = 0, 0.0
-    p99, drop = trial.get("latency_p99_ms"), trial.get("accuracy_drop_pp")
-    if slo is not None:
-        if p99 is None:
+    for field, limit in _limits(search):
+        if trial.get(field) is None:
             unmeasured += 1
         else:
-            miss += max(0.0, p99 / slo - 1)
+            miss += max(0.0, trial[field] / limit - 1)
+    limit = (search.get("constraints") or {}).get("max_accuracy_drop")
+    drop = trial.get("accuracy_drop_pp")
     if limit is not None:
         if drop is None:
             unmeasured += 1
@@ -89,11 +99,11 @@ def _shortfall(trial: Mapping[str, Any], search: Mapping[str, Any]) -> tuple[int
 
 def closest_candidates(search: Mapping[str, Any], count: int = 3) -> list[Mapping[str, Any]]:
     """The `count` trials that came nearest to meeting every constraint (shown when nothing met them):
-    fully measured trials first, then by how far they miss (relative excess over the SLO plus the accuracy
-    drop's excess over its limit)."""
+    fully measured trials first, then by how far they miss (relative excess over each latency limit plus the
+    accuracy drop's excess over its limit)."""
     trials: Sequence[Mapping[str, Any]] = search.get("trials") or []
     ranked = sorted(
-        (t for t in trials if t.get("latency_p99_ms") is not None),
+        (t for t in trials if t.get("latency_p99_ms") is not None or t.get("latency_p50_ms") is not None),
         key=lambda t: (_shortfall(t, search), str(t.get("id"))),
     )
     return ranked[:count]
