@@ -65,6 +65,9 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_tf.py", "--out", "bench-results/tf.json")
     # Distillation: student (<= 25% params) vs teacher vs label-only baseline on held-out data, latency, torchrun.
     session.run("python", "benchmarks/bench_distill.py", "--out", "bench-results/distill.json")
+    # Issue 22: `modelforge optimize` vs the hand-run grid (prune {0.3, 0.5, 0.7} x fp32/int8 x runtime) on a residual
+    # CNN with projection shortcuts: SLO 0.35x the FP32 p99, winner vs grid accuracy, search vs grid wall, loose SLO.
+    session.run("python", "benchmarks/bench_optimize.py", "--out", "bench-results/optimize.json")
 
 
 @nox.session(python="3.11")
