@@ -192,10 +192,10 @@ def run_optimize(work: Path, name: str, slo: float, finetune: int, threads: int,
     rc, took = modelforge(args, work / f"cache-{name}", log)
     record: dict = {"rc": rc, "seconds": took, "slo_ms": slo, "folder": str(out)}
     search_file = next((p for p in (out / "search.json", out / "report.json") if p.is_file()), None)
-    if search_file is not None:
-        document = json.loads(search_file.read_text())
-        search = document.get("search", document)
-        winner = next((t for t in search.get("trials", []) if t.get("id") == search.get("winner")), None)
+    document = json.loads(search_file.read_text()) if search_file is not None else {}
+    search = document.get("search") or (document if "trials" in document else None)
+    if search is not None:
+        winner = next((t for t in search["trials"] if t.get("id") == search.get("winner")), None)
         record |= {"winner": winner, "stage_seconds": search.get("stage_seconds"), "trials": len(search["trials"])}
     return record
 
@@ -268,6 +268,8 @@ def verdicts(record: dict) -> dict:
         "grid_wall_s": record["grid"]["wall_seconds"],
     }
     search = record.get("optimize") or {}
+    if "trials" in search and search.get("winner") is None:  # the search ran and shipped nothing
+        out |= {"winner": None, "winner_meets_slo": False}
     if "search" in measured:
         winner = measured["search"]
         drop = 100 * (fp32["test_accuracy"] - winner["test_accuracy"])
@@ -278,15 +280,15 @@ def verdicts(record: dict) -> dict:
             "winner_drop_within_1pt": drop <= MAX_DROP_PP,
             "winner_at_least_best_grid": None if best is None else winner["test_accuracy"] >= best["test_accuracy"],
         }
-    if search.get("seconds") is not None:
+    if "trials" in search:  # the command ran a search (not a usage error)
         out["search_wall_s"] = search["seconds"]
         out["search_wall_share_of_grid"] = search["seconds"] / record["grid"]["wall_seconds"]
         out["search_within_half_grid"] = out["search_wall_share_of_grid"] <= 0.5
     loose = record.get("loose") or {}
-    if loose.get("winner") is not None:
-        w = loose["winner"]
+    if "trials" in loose:
+        w = loose.get("winner") or {}
         out["loose_winner"] = w.get("id")
-        out["loose_ships_unpruned_int8"] = not w.get("prune_ratio") and w.get("precision") == "int8"
+        out["loose_ships_unpruned_int8"] = bool(w) and not w.get("prune_ratio") and w.get("precision") == "int8"
     return out
 
 

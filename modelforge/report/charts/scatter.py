@@ -213,9 +213,12 @@ def pareto_scatter(
             f"<title>{escape(m.label or m.name)}</title></circle>"
         )
         if m.status in ("winner", "baseline"):
+            text = m.status if m.status == "baseline" else f"winner: {m.name}"
+            # To the right of the bubble, or to its left where the text would leave the chart.
+            right = cx + r + 5 + 7 * len(text) <= width - frame.right
+            x, anchor = (cx + r + 5, "start") if right else (cx - r - 5, "end")
             parts.append(
-                f'<text class="point-label" x="{cx + r + 5:.1f}" y="{cy + 4:.1f}">'
-                f"{escape(m.status if m.status == 'baseline' else 'winner: ' + m.name)}</text>"
+                f'<text class="point-label" x="{x:.1f}" y="{cy + 4:.1f}" text-anchor="{anchor}">{escape(text)}</text>'
             )
     for m in rug:
         x = frame.sx(m.x)
