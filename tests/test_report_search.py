@@ -57,7 +57,8 @@ TRIALS = [
     trial("p0.50-kd-int8-openvino", 0.5, "kd", "int8", "openvino", 1.8, 0.979, 125_000, "winner", cached=True),
     trial("p0.30-kd-int8-openvino", 0.3, "kd", "int8", "openvino", 4.4, 0.985, 230_000, "lost", "slo",
           "p99 4.4 ms > SLO 4 ms"),
-    trial("p0.70-kd-int8-openvino", 0.7, "kd", "int8", "openvino", 1.5, 0.955, 70_000, "lost", "accuracy_gate",
+    # A finalist (quantized, measured interleaved) that lost: drawn grey like every loser.
+    trial("p0.70-kd-int8-openvino", 0.7, "kd", "int8", "openvino", 1.5, 0.955, 70_000, "finalist", "accuracy_gate",
           "drop 2.5 pp > 1 pp"),
     trial("p0.50-kd-bf16-onnxruntime", 0.5, "kd", "bf16", "onnxruntime", None, None, None, "lost", "failed",
           "onnxruntime has no bf16 kernel for Conv on this CPU"),
@@ -183,7 +184,11 @@ def test_html_pareto_chart(page):
     assert by_id["p0.50-kd-int8-openvino"]["data-status"] == "winner"
     assert by_id["baseline"]["data-status"] == "baseline"
     assert {a["data-series"] for a in bubbles if a["data-status"] == "lost"} == {
-        t["id"] for t in BOTH if t["status"] == "lost"
+        t["id"] for t in BOTH if t["lost_because"]
+    }
+    assert {a["data-series"] for a in bubbles if a["data-status"] == "finalist"} == {
+        "p0.50-kd-int8-onnxruntime",
+        "p0.70-labels-int8-onnxruntime",
     }
     for t in BOTH:  # x is the p99, y the accuracy in %, as in the trial
         assert float(by_id[t["id"]]["data-x"]) == pytest.approx(t["latency_p99_ms"])
@@ -269,7 +274,8 @@ def test_terminal_tables(width):
     assert max(len(line) for line in out.splitlines()) <= width
     assert "Finalists" in out and "1.800" in out and "2.100" in out and "1.600" in out  # numbers never cut
     assert "Winner: p0.50-kd-int8-openvino" in " ".join(out.split())
-    assert "12 trials; lost: 3 slo, 2 accuracy gate" in " ".join(out.split())
+    assert "12 trials; lost: 3 slo, 2 accuracy gate, 1 dominated" in " ".join(out.split())
+    assert "accuracy gate" in " ".join(out.split()).split("Winner")[0]  # the finalist that lost says why
     assert "2.900" not in out  # a trial that lost is not a finalist
     failed = make_search(constraints={"latency_p99_ms": 1.0, "max_accuracy_drop": 1.0}, winner=None, passed=False)
     out = " ".join(render(optimize_tables(failed, width), width).split())

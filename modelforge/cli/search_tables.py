@@ -46,6 +46,12 @@ def _table(title: str, rows: list[dict[str, Any]], last: str, last_cell) -> Tabl
     return table
 
 
+def _status(trial: dict[str, Any]) -> str:
+    """winner, finalist, or why a finalist lost (slo, accuracy gate, dominated, ...)."""
+    lost = trial.get("lost_because")
+    return str(lost).replace("_", " ") if lost and trial.get("status") != "winner" else str(trial.get("status"))
+
+
 def optimize_tables(search: dict[str, Any], width: int | None = None) -> list[RenderableType]:
     """The renderables `optimize` prints, fitted to `width` columns (the terminal's by default): the finalists
     with the winner in bold (or the closest candidates and what each misses), the winner line, the count of
@@ -62,7 +68,7 @@ def optimize_tables(search: dict[str, Any], width: int | None = None) -> list[Re
     if search.get("winner") is not None:
         finalists = [t for t in ordered_trials(trials) if t.get("status") in ("winner", "finalist")]
         table, dropped = fit(
-            _table("Finalists (measured interleaved)", finalists, "Status", lambda t: t["status"]), width, drop_order
+            _table("Finalists (measured interleaved)", finalists, "Status", _status), width, drop_order
         )
     else:
         closest = list(closest_candidates(search))
@@ -80,8 +86,12 @@ def optimize_tables(search: dict[str, Any], width: int | None = None) -> list[Re
     note = left_out_note(dropped, "see report.html or search.json")
     if note is not None:
         out.append(note)
-    out.append(Text(winner_line(search).replace("**", "").replace("`", "")))
-    lost = Counter(str(t.get("lost_because") or "?") for t in trials if t.get("status") == "lost")
+    out.append(Text(winner_line(search, closest=False).replace("**", "").replace("`", "")))
+    lost = Counter(
+        str(t.get("lost_because") or "?")
+        for t in trials
+        if t.get("status") == "lost" or (t.get("status") != "winner" and t.get("lost_because"))
+    )
     if lost:
         out.append(
             Text(

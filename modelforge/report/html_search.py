@@ -41,6 +41,12 @@ def _hover(trial: dict[str, Any]) -> str:
     return ", ".join(parts) + f": {status}" + (f"; {trial['detail']}" if trial.get("detail") else "")
 
 
+def _drawn_status(trial: dict[str, Any]) -> str:
+    """winner, finalist or lost: a finalist that lost (a reason is set) is drawn grey like every loser."""
+    status = str(trial.get("status", "lost"))
+    return "lost" if status != "winner" and trial.get("lost_because") else status
+
+
 def search_chart(search: dict[str, Any]) -> str:
     """The Pareto chart of every trial with a p99 latency (those without accuracy as ticks on the x axis)."""
     trials = search.get("trials") or []
@@ -51,7 +57,7 @@ def search_chart(search: dict[str, Any]) -> str:
             t["latency_p99_ms"],
             _pct(t.get("accuracy")),
             t.get("size_bytes"),
-            str(t.get("status", "lost")),
+            _drawn_status(t),
             front=id(t) in front,
             label=_hover(t),
         )

@@ -13,18 +13,19 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else (f"{value:.4f} ms" if value < 0.1 else f"{value:.3f} ms")
 
 
-def winner_line(search: dict[str, Any]) -> str:
-    """One line: the winner and what it measured against the constraints, or that nothing met them."""
+def winner_line(search: dict[str, Any], closest: bool = True) -> str:
+    """One line: the winner and what it measured against the constraints, or that nothing met them (and, with
+    `closest`, the candidates that came nearest)."""
     winner = next((t for t in search.get("trials") or [] if t.get("id") == search.get("winner")), None)
     slo = slo_ms(search)
     limit = (search.get("constraints") or {}).get("max_accuracy_drop")
     if winner is None:
-        closest = "; ".join(
+        nearest = "; ".join(
             f"`{t['id']}` ({', '.join(misses(t, search)) or t.get('detail') or 'not measured'})"
-            for t in closest_candidates(search)
+            for t in (closest_candidates(search) if closest else [])
         )
         return "**No candidate met the constraints**; nothing shipped as passing." + (
-            f" Closest: {closest}." if closest else ""
+            f" Closest: {nearest}." if nearest else ""
         )
     drop = winner.get("accuracy_drop_pp")
     return (
