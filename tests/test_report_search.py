@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -281,3 +282,27 @@ def test_terminal_tables(width):
     out = " ".join(render(optimize_tables(failed, width), width).split())
     assert "No candidate met the constraints" in out and "Misses" in out
     assert "p99 1.8 ms > 1 ms" in out
+
+
+def test_a_damaged_search_section_is_bad_input(tmp_path, report):
+    """report.json may come from someone else: a damaged search is one line and exit 2, never a traceback."""
+    from conftest import run_cli
+
+    from modelforge.errors import InputError
+    from modelforge.report.compare import load_report
+
+    for damage, field in (
+        (lambda s: s["trials"][2].update(latency_p99_ms="fast"), "search.trials[2].latency_p99_ms"),
+        (lambda s: s.update(trials={"a": 1}), "search.trials: expected a list"),
+        (lambda s: s["constraints"].update(latency_p99_ms=[4]), "search.constraints.latency_p99_ms"),
+        (lambda s: s["trials"][0].update(status=3), "search.trials[0].status"),
+    ):
+        damaged = copy.deepcopy(report)
+        damage(damaged["search"])
+        (tmp_path / "report.json").write_text(json.dumps(damaged))
+        with pytest.raises(InputError, match=re.escape(field)):
+            load_report(tmp_path)
+    result = run_cli("report", tmp_path, "--format", "html")  # the last damage, through the command
+    assert result.returncode == 2 and "search.trials[0].status" in result.stderr, result.stderr
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert load_report(tmp_path)["search"]["winner"] == "p0.50-kd-int8-openvino"

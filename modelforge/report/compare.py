@@ -93,6 +93,12 @@ def load_report(path: Path) -> dict[str, Any]:
         raise InputError(
             f"{file} is not a valid modelforge report ({', '.join(wrong) or 'models.result'} missing or wrong)"
         )
+    if "search" in report:  # `modelforge optimize`'s record, read by the renderers as it is
+        from modelforge.report.pareto import search_problem
+
+        problem = search_problem(report["search"])
+        if problem is not None:
+            raise InputError(f"{file} is not a valid modelforge report ({problem})")
     from modelforge.report.build import REPORT_SCHEMA_VERSION
 
     if report["schema_version"] > REPORT_SCHEMA_VERSION:

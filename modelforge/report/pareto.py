@@ -112,3 +112,48 @@ def closest_candidates(search: Mapping[str, Any], count: int = 3) -> list[Mappin
 def ordered_trials(trials: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The winner first, then finalists, then the trials that lost (each group in the search's order)."""
     return sorted(trials, key=lambda t: STATUS_ORDER.get(str(t.get("status")), 3))
+
+
+NUMBER_FIELDS = (
+    "prune_ratio",
+    "epochs",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "accuracy",
+    "accuracy_drop_pp",
+    "size_bytes",
+)
+TEXT_FIELDS = ("fine_tune", "precision", "runtime", "status", "lost_because", "detail")
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def search_problem(search: Any) -> str | None:
+    """What is wrong with a stored `search` section (report.json is a file someone may hand over), as
+    'search.FIELD: expected ...'; None when the renderers can read it."""
+    if not isinstance(search, dict):
+        return "search: expected an object"
+    for key in ("constraints", "baseline", "stage_seconds", "measured_on", "ray"):
+        if search.get(key) is not None and not isinstance(search[key], dict):
+            return f"search.{key}: expected an object"
+    for section in ("constraints", "baseline", "stage_seconds"):
+        for key, value in (search.get(section) or {}).items():
+            if key not in ("batch_size", "threads") and not _number(value):
+                return f"search.{section}.{key}: expected a number or null"
+    trials = search.get("trials")
+    if not isinstance(trials, list):
+        return "search.trials: expected a list"
+    for index, trial in enumerate(trials):
+        if not isinstance(trial, dict) or not isinstance(trial.get("id"), str):
+            return f"search.trials[{index}]: expected an object with a text id"
+        for key in NUMBER_FIELDS:
+            if not _number(trial.get(key)):
+                return f"search.trials[{index}].{key}: expected a number or null"
+        for key in TEXT_FIELDS:
+            if trial.get(key) is not None and not isinstance(trial[key], str):
+                return f"search.trials[{index}].{key}: expected text or null"
+    if search.get("winner") is not None and not isinstance(search["winner"], str):
+        return "search.winner: expected a trial id or null"
+    return None
