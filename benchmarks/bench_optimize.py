@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,8 @@ def prepare(work: Path, width: int, epochs: int) -> dict:
     from modelforge.model.torch.export import save_program
     from modelforge.training import TrainConfig, train
 
+    if (work / "task.json").is_file():  # --keep on a folder of an earlier run: its data and trained model
+        return json.loads((work / "task.json").read_text())
     (xt, yt), (xv, yv), (xs, ys) = task.distorted_digits()
     for name, (x, y) in {"train": (xt, yt), "val": (xv, yv), "test": (xs, ys)}.items():
         np.savez(work / f"{name}.npz", pixels=x, labels=y)
@@ -104,7 +107,7 @@ def prepare(work: Path, width: int, epochs: int) -> dict:
     save_program(model.eval(), (torch.from_numpy(xt[:4]),), work / "model.pt2")
     (work / "fp32").mkdir()
     dense, _ = convert_to_onnx(ModelArtifact(work / "model.pt2", "torch-export"), work / "fp32", 17)
-    return {
+    record = {
         "model": f"residual CNN with projection shortcuts, width {width}, 1x16x16 input, 10 classes",
         "params": sum(p.numel() for p in model.parameters()),
         "train_samples": len(yt),
@@ -114,16 +117,32 @@ def prepare(work: Path, width: int, epochs: int) -> dict:
         "training_seconds": round(time.perf_counter() - started, 1),
         "onnx": str(dense.path),
     }
+    (work / "task.json").write_text(json.dumps(record))
+    return record
+
+
+def command_env(cache: Path | None = None) -> dict[str, str]:
+    """The environment of every command: the modelforge this process imported first on the path (the
+    commands run in the work folder, so `python -m` cannot pick up another checkout from the current folder)."""
+    import modelforge as package
+
+    source = str(Path(package.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])))
+    if cache is not None:
+        env["MODELFORGE_CACHE_DIR"] = str(cache)
+    return env
 
 
 def modelforge(args: list[str], cache: Path, log: Path) -> tuple[int, float]:
     """`python -m modelforge ARGS` with its own cache folder; (exit code, wall seconds). Output goes to `log`."""
-    env = dict(os.environ, MODELFORGE_CACHE_DIR=str(cache))
+    env = command_env(cache)
     started = time.perf_counter()
     with log.open("a") as out:
         out.write(f"$ modelforge {' '.join(args)}\n")
         out.flush()
-        rc = subprocess.run([sys.executable, "-m", "modelforge", *args], env=env, stdout=out, stderr=out).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "modelforge", *args], env=env, cwd=log.parent, stdout=out, stderr=out
+        ).returncode
     return rc, time.perf_counter() - started
 
 
@@ -178,7 +197,11 @@ def run_grid(work: Path, finetune: int, threads: int, runtimes: list[str], log: 
 
 def optimize_flags() -> str:
     return subprocess.run(
-        [sys.executable, "-m", "modelforge", "optimize", "--help"], capture_output=True, text=True, env=os.environ
+        [sys.executable, "-m", "modelforge", "optimize", "--help"],
+        capture_output=True,
+        text=True,
+        env=command_env(),
+        cwd=tempfile.gettempdir(),
     ).stdout
 
 
@@ -186,9 +209,10 @@ def run_optimize(work: Path, name: str, slo: float, finetune: int, threads: int,
     out = work / name
     args = ["optimize", str(work / "model.pt2"), "--train-data", str(work / "train.npz"), "--eval-data",
             str(work / "val.npz"), "--latency-p99-ms", f"{slo:.6g}", "--batch", "1", "--threads", str(threads),
-            "--max-accuracy-drop", str(MAX_DROP_PP), "-o", str(out), "--quiet"]  # fmt: skip
+            "--max-accuracy-drop", str(MAX_DROP_PP), "-o", str(out), "--force", "--quiet"]  # fmt: skip
     if "--epochs" in optimize_flags():  # the same most fine-tuning epochs per trial as each grid entry had
         args += ["--epochs", str(finetune)]
+    shutil.rmtree(work / f"cache-{name}", ignore_errors=True)  # every trial measured, none from an earlier run
     rc, took = modelforge(args, work / f"cache-{name}", log)
     record: dict = {"rc": rc, "seconds": took, "slo_ms": slo, "folder": str(out)}
     search_file = next((p for p in (out / "search.json", out / "report.json") if p.is_file()), None)
@@ -343,7 +367,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="Time budget of the interleaved measurement.")
     parser.add_argument("--skip", choices=["grid", "optimize", "loose"], action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="A smoke run: few epochs, short measurements.")
-    parser.add_argument("--keep", type=Path, default=None, help="Work in this folder and keep it (logs, models).")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="Work in this folder and keep it (logs, models); a folder of an "
+        "earlier run keeps its data and trained model (the commands run again).",
+    )
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.finetune, args.seconds, args.width = 2, 1, 4.0, 16
