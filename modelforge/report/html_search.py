@@ -198,7 +198,7 @@ def stage_chart(search: dict[str, Any]) -> str:
     ray_text = (
         f"Ray {ray.get('address', 'local')}, {ray.get('nodes', '?')} node(s), {ray.get('scheduler', '?')} scheduler"
         + (
-            f" (max {ray['max_epochs']} epochs, reduction factor {ray['reduction_factor']})"
+            f" (max {ray['max_epochs']} epochs, reduction factor {ray.get('reduction_factor', '?')})"
             if ray.get("max_epochs")
             else ""
         )
@@ -221,9 +221,10 @@ def search_section(report: dict[str, Any]) -> str:
         f'<section id="search"><h2>Optimize search ({escape(count)})</h2>'
         f'{_verdict(search)}<p class="note">{escape(_constraints_text(search))}</p>'
         f"{search_chart(search)}"
-        '<h3>Every trial</h3><p class="note">Ringed bubbles and bold lines are the Pareto front (no other trial '
-        "is both faster and more accurate); a trial lost to the SLO, the accuracy gate, a dominating trial, "
-        "ASHA stopping it early, the time budget, or a failure.</p>"
+        '<h3>Every trial</h3><p class="note">The ringed bubbles joined by a line are the Pareto front (no '
+        "other trial is both faster and more accurate). A trial lost to the SLO, the accuracy gate, a dominating "
+        "trial, ASHA stopping it early, the time budget, or a failure; fine-tuning trials are measured in torch "
+        "(accuracy only), the quantized finalists on their runtime.</p>"
         f'<div style="overflow-x:auto">{trial_table(search)}</div>'
         f"<h3>Time per stage</h3>{stage_chart(search)}</section>"
     )
