@@ -38,7 +38,7 @@ def _table(title: str, rows: list[dict[str, Any]], last: str, last_cell) -> Tabl
             _num(t.get("latency_p50_ms"), "{:.3f}"),
             _num(t.get("latency_p99_ms"), "{:.3f}"),
             fmt_percent(t.get("accuracy")),
-            _num(None if drop is None else -drop, "{:+.2f}"),
+            _num(None if drop is None else 0.0 - drop, "{:+.2f}"),
             fmt_bytes(t.get("size_bytes")),
             escape(last_cell(t)),
             style=style,

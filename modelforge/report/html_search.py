@@ -121,7 +121,11 @@ def trial_table(search: dict[str, Any]) -> str:
                 td(fmt_ms(t.get("latency_p50_ms")), f"trial.{trial_id}.latency_p50_ms", t.get("latency_p50_ms")),
                 td(fmt_ms(t.get("latency_p99_ms")), f"trial.{trial_id}.latency_p99_ms", t.get("latency_p99_ms")),
                 td(fmt_percent(t.get("accuracy")), f"trial.{trial_id}.accuracy", t.get("accuracy")),
-                td(_cell(None if drop is None else -drop, "{:+.2f} pp"), f"trial.{trial_id}.accuracy_drop_pp", drop),
+                td(
+                    _cell(None if drop is None else 0.0 - drop, "{:+.2f} pp"),
+                    f"trial.{trial_id}.accuracy_drop_pp",
+                    drop,
+                ),
                 td(fmt_bytes(t.get("size_bytes")), f"trial.{trial_id}.size_bytes", t.get("size_bytes")),
                 f'<td class="left" data-trial-status="{escape(status)}"><span class="pill {pill}">'
                 f"{escape(status)}</span>{cached}</td>",
@@ -152,7 +156,7 @@ def _verdict(search: dict[str, Any]) -> str:
         return (
             f'<p data-winner="{escape(str(winner["id"]))}">Winner: <code>{escape(str(winner["id"]))}</code>, p99 '
             f"{escape(fmt_ms(winner.get('latency_p99_ms')))}, accuracy {escape(fmt_percent(winner.get('accuracy')))}"
-            + (f" ({-drop:+.2f} pp)" if drop is not None else "")
+            + (f" ({0.0 - drop:+.2f} pp)" if drop is not None else "")
             + f", {escape(fmt_bytes(winner.get('size_bytes')))}; chosen by {escape(str(search.get('objective')))} "
             "among the candidates that met every constraint.</p>"
         )

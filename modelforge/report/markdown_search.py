@@ -32,7 +32,11 @@ def winner_line(search: dict[str, Any], closest: bool = True) -> str:
         f"**Winner: `{winner['id']}`**: p99 {_ms(winner.get('latency_p99_ms'))}"
         + (f" (SLO {slo:.3g} ms)" if slo is not None else "")
         + f", accuracy {fmt_percent(winner.get('accuracy'))}"
-        + (f" ({-drop:+.2f} pp" + (f", limit -{limit:g} pp)" if limit is not None else ")") if drop is not None else "")
+        + (
+            f" ({0.0 - drop:+.2f} pp" + (f", limit -{limit:g} pp)" if limit is not None else ")")
+            if drop is not None
+            else ""
+        )
         + f", {fmt_bytes(winner.get('size_bytes'))}; objective {search.get('objective', '?')}."
     )
 
@@ -52,7 +56,7 @@ def trial_rows(search: dict[str, Any]) -> list[tuple[str, ...]]:
                 "n/a" if t.get("epochs") is None else str(t["epochs"]),
                 _ms(t.get("latency_p99_ms")),
                 fmt_percent(t.get("accuracy")),
-                "n/a" if drop is None else f"{-drop:+.2f} pp",
+                "n/a" if drop is None else f"{0.0 - drop:+.2f} pp",
                 fmt_bytes(t.get("size_bytes")),
                 str(t.get("status", "")) + (" (cached)" if t.get("cached") else ""),
                 (f"{why}: " if why else "") + str(t.get("detail") or ""),

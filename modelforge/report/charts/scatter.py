@@ -212,8 +212,13 @@ def pareto_scatter(
             f'stroke-width="{stroke_w + (0.6 if m.front else 0):.1f}"{dash}>'
             f"<title>{escape(m.label or m.name)}</title></circle>"
         )
-        if m.status in ("winner", "baseline"):
-            text = m.status if m.status == "baseline" else f"winner: {m.name}"
+        if m.status == "baseline":  # under its bubble: the winner may sit on it (the original can win)
+            parts.append(
+                f'<text class="point-sub" x="{cx:.1f}" y="{min(cy + r + 13, bottom - 3):.1f}" '
+                f'text-anchor="middle">baseline</text>'
+            )
+        elif m.status == "winner":
+            text = f"winner: {m.name}"
             # To the right of the bubble, or to its left where the text would leave the chart.
             right = cx + r + 5 + 7 * len(text) <= width - frame.right
             x, anchor = (cx + r + 5, "start") if right else (cx - r - 5, "end")
