@@ -304,8 +304,11 @@ def verdicts(record: dict) -> dict:
             "winner_meets_slo": winner["p99_ms"] <= slo,
             "winner_accuracy_drop_pp": drop,
             "winner_drop_within_1pt": drop <= MAX_DROP_PP,
-            "winner_at_least_best_grid": None if best is None else winner["test_accuracy"] >= best["test_accuracy"],
         }
+        if grid:  # None: no grid entry meets the SLO
+            out["winner_at_least_best_grid"] = (
+                None if best is None else winner["test_accuracy"] >= best["test_accuracy"]
+            )
     if ran and record["grid"]["cells"]:
         out["search_wall_s"] = search["seconds"]
         out["search_wall_share_of_grid"] = search["seconds"] / record["grid"]["wall_seconds"]
