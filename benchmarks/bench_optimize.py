@@ -244,7 +244,8 @@ def model_bytes(path: Path) -> int:
 
 def measure(models: dict[str, tuple[Path, str, str]], work: Path, threads: int, seconds: float) -> dict:
     """Every model in one process, timed interleaved at batch 1; test accuracy of each."""
-    from modelforge.measure.latency import interleaved_runs
+    from modelforge.measure.latency import BLOCK, DROPPED_PER_BLOCK, interleaved_runs
+    from modelforge.measure.paired import block_medians, ratio_interval
 
     test = np.load(work / "test.npz")
     x, y = test["pixels"], test["labels"]
@@ -255,7 +256,11 @@ def measure(models: dict[str, tuple[Path, str, str]], work: Path, threads: int, 
     runs = [lambda b=b: b.run({b.input_names[0]: feed}) for b in backends.values()]
     timings = interleaved_runs(runs, warmup=20, min_runs=200, max_seconds=seconds, min_seconds=seconds / 3)
     out = {}
-    for (name, backend), stats in zip(backends.items(), timings.stats(1), strict=True):
+    # Each model's blocks ran beside the FP32 model's in the same rounds: paired block medians give its
+    # speed-up over FP32 with a 95% interval (modelforge.measure.paired).
+    kept = BLOCK - DROPPED_PER_BLOCK
+    fp32_blocks = block_medians(timings.seconds[0], kept)
+    for (name, backend), stats, times in zip(backends.items(), timings.stats(1), timings.seconds, strict=True):
         out[name] = {
             "runtime": backend.info.runtime,
             "precision": models[name][2],
@@ -264,6 +269,7 @@ def measure(models: dict[str, tuple[Path, str, str]], work: Path, threads: int, 
             "runs": stats.runs,
             "test_accuracy": accuracy_on(backend, x, y),
             "size_bytes": model_bytes(models[name][0]),
+            "p50_speedup_vs_fp32": ratio_interval(fp32_blocks, block_medians(times, kept)).record(),
         }
     out["_stopped"] = timings.stopped
     return out
@@ -321,6 +327,13 @@ def verdicts(record: dict) -> dict:
     return out
 
 
+def speedup_text(paired: dict) -> str:
+    low, high = paired["interval"]
+    if paired["speedup"] is None:
+        return "n/a"
+    return f"{paired['speedup']:.2f}x" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")
+
+
 def markdown(record: dict) -> str:
     v = record["verdicts"]
     measured = record["measured"]
@@ -335,15 +348,16 @@ def markdown(record: dict) -> str:
             else "."
         ),
         "",
-        "| model | runtime | precision | p50 ms | p99 ms | meets SLO | test accuracy | size |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | runtime | precision | p50 ms | p99 ms | meets SLO | p50 speed-up (95%) | test accuracy | size |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in measured.items():
         if name.startswith("_"):
             continue
         lines.append(
             f"| {name} | {row['runtime']} | {row['precision']} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | "
-            f"{'yes' if row['p99_ms'] <= v['slo_ms'] else 'no'} | {100 * row['test_accuracy']:.2f}% | "
+            f"{'yes' if row['p99_ms'] <= v['slo_ms'] else 'no'} | {speedup_text(row['p50_speedup_vs_fp32'])} | "
+            f"{100 * row['test_accuracy']:.2f}% | "
             f"{row['size_bytes'] / 1024:.0f} KiB |"
         )
     lines += ["", "| target | result |", "|---|---|"]
