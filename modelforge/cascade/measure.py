@@ -1,0 +1,90 @@
+"""Latency of the real cascade graph, at the run's batch size, at several thresholds along the curve, interleaved
+with the two single models (measure/latency.py): never computed from the two models' latencies, because the
+gather/scatter, the `If` and which rows escalate are what a cascade costs.
+
+Every callable cycles through the same eval batches in the same order, so each threshold escalates exactly the
+rows it would in production on that data, and its mean is the mean over that mix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modelforge.cascade.graph import THRESHOLD_INPUT
+from modelforge.measure.latency import LatencyStats, interleaved_runs
+
+
+def cycling(backend: Any, batches: Sequence[Mapping[str, np.ndarray]], extra: Mapping[str, np.ndarray] | None = None
+            ) -> Callable[[], object]:  # fmt: skip
+    """A callable running `backend` on the next batch each call (and `extra` feeds, the threshold)."""
+    feeds = [{**batch, **(extra or {})} for batch in batches]
+    counter = itertools.count()
+
+    def run() -> object:
+        return backend.run(feeds[next(counter) % len(feeds)])
+
+    return run
+
+
+def measure_thresholds(
+    cascade: Any,
+    small: Any,
+    large: Any,
+    batches: Sequence[Mapping[str, np.ndarray]],
+    thresholds: Sequence[float],
+    *,
+    batch_size: int,
+    warmup: int = 5,
+    min_runs: int = 50,
+    min_seconds: float = 1.0,
+    max_seconds: float = 10.0,
+) -> dict[str, Any]:
+    """{"small": stats, "large": stats, "cascade": [{"threshold": t, **stats}, ...], "stopped": ...}: each model
+    and each threshold measured in interleaved blocks on the same batches."""
+    runs = [cycling(small, batches), cycling(large, batches)]
+    runs += [cycling(cascade, batches, {THRESHOLD_INPUT: np.array(t, dtype=np.float32)}) for t in thresholds]
+    timings = interleaved_runs(
+        runs, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds, max_seconds=max_seconds
+    )
+    stats = timings.stats(batch_size)
+    return {
+        "batch_size": batch_size,
+        "small": _record(stats[0]),
+        "large": _record(stats[1]),
+        "cascade": [{"threshold": float(t), **_record(s)} for t, s in zip(thresholds, stats[2:], strict=True)],
+        "stopped": timings.stopped,
+        "seconds": timings.elapsed_s,
+    }
+
+
+def _record(stats: LatencyStats) -> dict[str, float | int]:
+    return {
+        "runs": stats.runs,
+        "mean_ms": stats.mean_ms,
+        "p50_ms": stats.p50_ms,
+        "p99_ms": stats.p99_ms,
+        "throughput_per_s": stats.throughput_per_s,
+    }
+
+
+def latency_by_share(measured: Sequence[tuple[float, float]]) -> Callable[[float], float]:
+    """Mean latency at any escalation share, interpolated linearly between measured (share, mean ms) points:
+    only used to pick a threshold for --max-mean-latency-ms, which is then measured itself."""
+    points = sorted(measured)
+    shares = np.array([p[0] for p in points])
+    means = np.array([p[1] for p in points])
+    return lambda share: float(np.interp(share, shares, means))
+
+
+def thresholds_to_measure(points: Sequence[Any], chosen: float | None, shares: Sequence[float]) -> list[float]:
+    """The chosen threshold and the curve points nearest the given escalation shares (no repeats)."""
+    picked: list[float] = [] if chosen is None else [float(chosen)]
+    for share in shares:
+        nearest = min(points, key=lambda p: abs(p.escalated_share - share))
+        if nearest.threshold not in picked:
+            picked.append(nearest.threshold)
+    return picked
