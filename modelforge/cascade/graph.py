@@ -237,7 +237,6 @@ def build_cascade(
         const("axes_last", [-1]),
         const("axes_first", [0]),
         const("zero", 0),
-        const("k", [2 if measure == "margin" else 1]),
     ]
     probs = s_class
     if not small_probabilities:
@@ -245,6 +244,7 @@ def build_cascade(
         probs = own("probs")
     answer = probs if as_probabilities else s_class  # what the rows the small model keeps hold
     if measure in ("max-prob", "margin"):
+        constants.append(const("k", [2 if measure == "margin" else 1]))
         nodes.append(
             helper.make_node("TopK", [probs, own("k")], [own("top"), own("top_index")], axis=-1, name=own("topk"))
         )

@@ -106,17 +106,49 @@ def run_cascade(settings: CascadeSettings, progress: Progress | None = None) -> 
     return report
 
 
-def _load(settings: CascadeSettings, path: Path, workdir: Path, role: str):
-    from modelforge.run.inputs import prepare_inputs
+@dataclass
+class Loaded:
+    """One model as the run uses it: the user's form, its ONNX form (converted once), the convert stages."""
 
+    source: Any
+    baseline: Any
+    stages: list[dict[str, Any]]
+    data: Any  # run.inputs.RunData: the eval file opened once, hashed once
+
+
+def _load(settings: CascadeSettings, path: Path, workdir: Path, role: str) -> Loaded:
+    """The model loaded and converted to ONNX the way every run does it (model.loader + run.inputs.convert);
+    the data is bound only after both models are known to be compatible, so a mismatch names both models."""
+    from modelforge.model.loader import load_model
+    from modelforge.run.inputs import RunData, convert
+
+    recipe = _recipe(settings, path)
+    data = RunData(recipe)
     folder = workdir / role
     folder.mkdir()
     try:
-        return prepare_inputs(_recipe(settings, path), folder)
+        source = load_model(path)
+        data.huggingface = source.huggingface
+        baseline, stages = source, []
+        if source.format != "onnx":
+            baseline, stage = convert(source, folder / "00-convert", recipe, data)
+            stages.append(stage)
     except InputError as exc:
-        if str(exc).startswith(f"--{role}") or str(exc).startswith(role):
+        if exc.message.startswith((f"--{role}", "model ")):
             raise
         raise InputError(f"--{role}: {exc.message}", hint=exc.hint) from None
+    return Loaded(source, baseline, stages, data)
+
+
+def _bind_eval(loaded: Loaded, settings: CascadeSettings, classes: int):
+    eval_data = loaded.data.bound(loaded.data.recipe.data.eval_data, loaded.baseline, "eval data")
+    labels = eval_data.labels()
+    if labels is not None and (labels.ndim != 1 or labels.min() < 0 or labels.max() >= classes):
+        raise InputError(
+            f"eval data {settings.eval_data}: labels must be one class id in 0..{classes - 1} per sample "
+            f"(got shape {list(labels.shape)}, range {labels.min()}..{labels.max()})"
+        )
+    return eval_data, labels
 
 
 def _outputs(backend: Any, data: Any) -> np.ndarray:
@@ -134,17 +166,14 @@ def _build(
 
     small_in = _load(settings, small_path, workdir, "small")
     large_in = _load(settings, large_path, workdir, "large")
-    eval_data = large_in.eval_data
-    labels = eval_data.labels()
-    if labels is not None and labels.ndim != 1:
-        raise InputError(f"eval data {settings.eval_data}: labels must be one class id per sample")
+    small_onnx, large_onnx = load_onnx(small_in.baseline.path), load_onnx(large_in.baseline.path)
+    _, large_class = check_compatible(small_onnx, large_onnx)
+    eval_data, labels = _bind_eval(large_in, settings, large_class.classes)
     if settings.rule() == "max_accuracy_drop" and labels is None:
         raise InputError(
             f"eval data {settings.eval_data} has no labels: --max-accuracy-drop needs them",
             hint="add a `labels` array, or choose by --max-mean-latency-ms or --threshold",
         )
-    small_onnx, large_onnx = load_onnx(small_in.baseline.path), load_onnx(large_in.baseline.path)
-    check_compatible(small_onnx, large_onnx)
 
     progress.log("running both models on the eval data")
     small_backend = open_backend(small_in.baseline.path, runtime="onnxruntime", threads=settings.threads)
