@@ -61,11 +61,16 @@ def models(tmp_path_factory):
     torch.manual_seed(0)
     large = _train(
         torch.nn.Sequential(
-            torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(),
+            torch.nn.Linear(64, 128),
+            torch.nn.ReLU(),
+            torch.nn.Linear(128, 128),
+            torch.nn.ReLU(),
             torch.nn.Linear(128, 10),
         ),
-        x[:1300], y[:1300], 30,
-    )  # fmt: skip
+        x[:1300],
+        y[:1300],
+        30,
+    )
     torch.manual_seed(0)
     small = _train(torch.nn.Sequential(torch.nn.Linear(64, 10)), x[:1300], y[:1300], 2)
     regression = torch.nn.Sequential(torch.nn.Linear(64, 1))
@@ -96,9 +101,22 @@ def cascade_out(models):
     """One real run: the default rule (0.5 pt of the large model), OpenVINO IR beside the graph."""
     out = models["folder"] / "out"
     result = run_cli(
-        "cascade", "--small", models["small"], "--large", models["large"], "--eval-data",
-        models["folder"] / "eval.npz", "-o", out, "--target", "openvino", "--latency-seconds", "0.5", "--threads", "1",
-    )  # fmt: skip
+        "cascade",
+        "--small",
+        models["small"],
+        "--large",
+        models["large"],
+        "--eval-data",
+        models["folder"] / "eval.npz",
+        "-o",
+        out,
+        "--target",
+        "openvino",
+        "--latency-seconds",
+        "0.5",
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.explain()
     return out
 
@@ -113,9 +131,13 @@ def test_graph_rows_equal_the_models_run_separately(models, measure):
     from modelforge.cascade.graph import build_cascade
 
     graph = build_cascade(
-        onnx.load(models["small"]), onnx.load(models["large"]), measure=measure,
-        small_probabilities=False, large_probabilities=False, threshold=0.5,
-    )  # fmt: skip
+        onnx.load(models["small"]),
+        onnx.load(models["large"]),
+        measure=measure,
+        small_probabilities=False,
+        large_probabilities=False,
+        threshold=0.5,
+    )
     path = models["folder"] / f"graph-{measure}.onnx"
     onnx.save(graph, path)
     x = models["x"]

@@ -80,8 +80,13 @@ def point_at(
     answer = np.where(escalate, large_pred, small_pred)
     n = max(len(conf), 1)
     accuracy = float((answer == labels).mean()) if labels is not None and len(labels) else None
-    return CurvePoint(float(threshold), int(escalate.sum()), float(escalate.sum() / n), accuracy,
-                      float((answer == large_pred).sum() / n))  # fmt: skip
+    return CurvePoint(
+        float(threshold),
+        int(escalate.sum()),
+        float(escalate.sum() / n),
+        accuracy,
+        float((answer == large_pred).sum() / n),
+    )
 
 
 @dataclass(frozen=True)
@@ -103,9 +108,7 @@ def choose_by_accuracy(points: list[CurvePoint], large_accuracy: float, max_drop
     return Choice(best, "max_accuracy_drop", False, f"no threshold is within {max_drop_pp} pt of the large model")
 
 
-def choose_by_latency(
-    points: list[CurvePoint], latency_at: Callable[[float], float], max_mean_ms: float
-) -> Choice:
+def choose_by_latency(points: list[CurvePoint], latency_at: Callable[[float], float], max_mean_ms: float) -> Choice:
     """The most accurate point (agreement with the large model without labels) whose mean latency, interpolated
     over escalation share between measured thresholds, is within `max_mean_ms`."""
 

@@ -269,8 +269,9 @@ def build_cascade(
             helper.make_node("Max", [probs, own("eps")], [own("clipped")], name=own("clip")),
             helper.make_node("Log", [own("clipped")], [own("log_p")], name=own("log")),
             helper.make_node("Mul", [probs, own("log_p")], [own("p_log_p")], name=own("p_log_p")),
-            helper.make_node("ReduceSum", [own("p_log_p"), own("axes_last")], [own("neg_h")], keepdims=0,
-                             name=own("sum")),  # fmt: skip
+            helper.make_node(
+                "ReduceSum", [own("p_log_p"), own("axes_last")], [own("neg_h")], keepdims=0, name=own("sum")
+            ),
             helper.make_node("Mul", [own("neg_h"), own("inv_log_c")], [own("scaled")], name=own("scale")),
             helper.make_node("Add", [own("one"), own("scaled")], [own("conf")], name=own("flip")),
         ]

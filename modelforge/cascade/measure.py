@@ -18,8 +18,9 @@ from modelforge.cascade.graph import THRESHOLD_INPUT
 from modelforge.measure.latency import LatencyStats, interleaved_runs
 
 
-def cycling(backend: Any, batches: Sequence[Mapping[str, np.ndarray]], extra: Mapping[str, np.ndarray] | None = None
-            ) -> Callable[[], object]:  # fmt: skip
+def cycling(
+    backend: Any, batches: Sequence[Mapping[str, np.ndarray]], extra: Mapping[str, np.ndarray] | None = None
+) -> Callable[[], object]:
     """A callable running `backend` on the next batch each call (and `extra` feeds, the threshold)."""
     feeds = [{**batch, **(extra or {})} for batch in batches]
     counter = itertools.count()
@@ -47,9 +48,7 @@ def measure_thresholds(
     and each threshold measured in interleaved blocks on the same batches."""
     runs = [cycling(small, batches), cycling(large, batches)]
     runs += [cycling(cascade, batches, {THRESHOLD_INPUT: np.array(t, dtype=np.float32)}) for t in thresholds]
-    timings = interleaved_runs(
-        runs, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds, max_seconds=max_seconds
-    )
+    timings = interleaved_runs(runs, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds, max_seconds=max_seconds)
     stats = timings.stats(batch_size)
     return {
         "batch_size": batch_size,

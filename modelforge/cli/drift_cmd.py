@@ -45,7 +45,8 @@ def drift(
     quiet: ReportFlags.quiet,
 ) -> int:
     """Score new data against an export's baseline: PSI and KS per input feature (channel for images), the
-    shift of top-1 confidence, a cascade's escalation share; prints the worst features, writes JSON, exits 1 over a threshold."""
+    shift of top-1 confidence, a cascade's escalation share; prints the worst features, writes JSON, exits 1
+    over a threshold."""
     import json
 
     from modelforge.cli.console import err_console, out_console

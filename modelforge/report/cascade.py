@@ -52,8 +52,12 @@ def cascade_chart(cascade: dict[str, Any], width: int = 620, height: int = 320) 
         ("small model", small["mean_ms"], 100 * small["accuracy"] if labelled else None, SMALL_COLOR),
         ("large model", large["mean_ms"], 100 * large["accuracy"] if labelled else 100.0, LARGE_COLOR),
     ]
-    measured = [(m["mean_ms"], _quality(p), p) for m in cascade["latency"]["cascade"]
-                for p in [_point_at(cascade, m["threshold"])] if p is not None]  # fmt: skip
+    measured = [
+        (m["mean_ms"], _quality(p), p)
+        for m in cascade["latency"]["cascade"]
+        for p in [_point_at(cascade, m["threshold"])]
+        if p is not None
+    ]
     xs = [c[0] for c in curve] + [s[1] for s in singles] + [m[0] for m in measured]
     ys = [c[1] for c in curve] + [s[2] for s in singles if s[2] is not None] + [m[1] for m in measured]
     x_ticks = nice_ticks(0.0, max(xs) * 1.08 if xs else 1.0, 5)
@@ -120,13 +124,31 @@ def measured_rows(cascade: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = []
     for name in ("small", "large"):
         m = cascade[name]
-        rows.append((f"{name} model", "", "", _pct(m.get("accuracy")), f"{m['mean_ms']:.3f}", f"{m['p99_ms']:.3f}",
-                     f"{m['throughput_per_s']:.0f}"))  # fmt: skip
+        rows.append(
+            (
+                f"{name} model",
+                "",
+                "",
+                _pct(m.get("accuracy")),
+                f"{m['mean_ms']:.3f}",
+                f"{m['p99_ms']:.3f}",
+                f"{m['throughput_per_s']:.0f}",
+            )
+        )
     for m in sorted(cascade["latency"]["cascade"], key=lambda m: m["threshold"]):
         p = _point_at(cascade, m["threshold"]) or {}
         mark = " (chosen)" if m["threshold"] == cascade["chosen"]["threshold"] else ""
-        rows.append((f"cascade{mark}", f"{m['threshold']:.4g}", _pct(p.get("escalated_share")), _pct(p.get("accuracy")),
-                     f"{m['mean_ms']:.3f}", f"{m['p99_ms']:.3f}", f"{m['throughput_per_s']:.0f}"))  # fmt: skip
+        rows.append(
+            (
+                f"cascade{mark}",
+                f"{m['threshold']:.4g}",
+                _pct(p.get("escalated_share")),
+                _pct(p.get("accuracy")),
+                f"{m['mean_ms']:.3f}",
+                f"{m['p99_ms']:.3f}",
+                f"{m['throughput_per_s']:.0f}",
+            )
+        )
     return rows
 
 
@@ -164,8 +186,9 @@ def render_cascade_markdown(report: dict[str, Any]) -> str:
         + ".",
     ]
     for gate in report["gates"]:
-        lines.append(f"Gate {gate['name']}: {gate['value']} vs {gate['threshold']}: "
-                     f"{'passed' if gate['passed'] else 'FAILED'}.")  # fmt: skip
+        lines.append(
+            f"Gate {gate['name']}: {gate['value']} vs {gate['threshold']}: {'passed' if gate['passed'] else 'FAILED'}."
+        )
     return "\n".join(lines) + "\n"
 
 

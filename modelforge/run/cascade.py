@@ -57,8 +57,11 @@ def check_settings(settings: CascadeSettings) -> None:
         raise InputError(f"--confidence {settings.confidence}: expected one of {', '.join(MEASURES)}")
     if settings.threshold is not None and not 0 < settings.threshold < 1:
         raise InputError(f"--threshold {settings.threshold}: expected a value in (0, 1), exclusive")
-    given = [settings.threshold is not None, settings.max_mean_latency_ms is not None,
-             settings.max_accuracy_drop is not None]  # fmt: skip
+    given = [
+        settings.threshold is not None,
+        settings.max_mean_latency_ms is not None,
+        settings.max_accuracy_drop is not None,
+    ]
     if sum(given) > 1:
         raise InputError("give one of --threshold, --max-mean-latency-ms, --max-accuracy-drop")
     if settings.rule() == "max_accuracy_drop" and settings.max_accuracy_drop is None:
@@ -216,8 +219,17 @@ def _build(
         measured = [(p.escalated_share, shares[p.threshold]) for p in points if p.threshold in shares]
         choice = choose_by_latency(points, latency_by_share(measured), settings.max_mean_latency_ms)
         if choice.point.threshold not in shares:
-            extra = _measure(settings, cascade_backend, small_backend, large_backend, eval_data, points, choice,
-                             progress, only_chosen=True)  # fmt: skip
+            extra = _measure(
+                settings,
+                cascade_backend,
+                small_backend,
+                large_backend,
+                eval_data,
+                points,
+                choice,
+                progress,
+                only_chosen=True,
+            )
             latency["cascade"] += extra["cascade"]
     chosen = choice.point
     chosen_latency = next(c for c in latency["cascade"] if c["threshold"] == chosen.threshold)
@@ -241,16 +253,29 @@ def _build(
     model_file = folder / "model.onnx"
     save_onnx(graph, model_file)
 
-    check = _check_rows(model_file, eval_data, conf, small_out, large_out, chosen.threshold, settings, small_probs,
-                        large_probs)  # fmt: skip
+    check = _check_rows(
+        model_file, eval_data, conf, small_out, large_out, chosen.threshold, settings, small_probs, large_probs
+    )
     written = [model_file, *[p for p in folder.iterdir() if p.name.startswith("model.onnx.")]]
     if settings.target == "openvino":
         check["openvino"] = _openvino(model_file, eval_data, settings)
         written += [folder / "model.xml", folder / "model.bin"]
     _write_baseline(folder, model_file, eval_data, check["escalated"], chosen.threshold, settings)
 
-    report = _report(settings, small_in, large_in, points, choice, latency, chosen_latency, check,
-                     small_acc, large_acc, model_file, written)  # fmt: skip
+    report = _report(
+        settings,
+        small_in,
+        large_in,
+        points,
+        choice,
+        latency,
+        chosen_latency,
+        check,
+        small_acc,
+        large_acc,
+        model_file,
+        written,
+    )
     _write_records(folder, report, settings, large_in)
     return report
 
@@ -265,9 +290,15 @@ def _measure(settings, cascade, small, large, eval_data, points, choice, progres
     batches = list(usable.batches(batch))
     progress.log(f"measuring latency at batch {batch}: both models and the cascade at {len(thresholds)} thresholds")
     return measure_thresholds(
-        cascade, small, large, batches, thresholds, batch_size=batch, max_seconds=settings.latency_seconds,
+        cascade,
+        small,
+        large,
+        batches,
+        thresholds,
+        batch_size=batch,
+        max_seconds=settings.latency_seconds,
         min_seconds=min(1.0, settings.latency_seconds),
-    )  # fmt: skip
+    )
 
 
 def _check_rows(model_file, eval_data, conf, small_out, large_out, threshold, settings, small_probs, large_probs):
@@ -300,8 +331,9 @@ def _openvino(model_file: Path, eval_data, settings: CascadeSettings) -> dict[st
     from modelforge.runtimes.openvino import write_ir
 
     write_ir(model_file, model_file.with_suffix(".xml"), compress_to_fp16=False, stage="cascade")
-    ov_backend = open_backend(model_file.with_suffix(".xml"), runtime="openvino", threads=settings.threads,
-                              stage="cascade")  # fmt: skip
+    ov_backend = open_backend(
+        model_file.with_suffix(".xml"), runtime="openvino", threads=settings.threads, stage="cascade"
+    )
     ort_backend = open_backend(model_file, runtime="onnxruntime", threads=settings.threads, stage="cascade")
     worst, mismatches, rows = 0.0, 0, 0
     for feeds in eval_data.batches(EVAL_BATCH):
@@ -311,12 +343,17 @@ def _openvino(model_file: Path, eval_data, settings: CascadeSettings) -> dict[st
         rows += len(ov_out[0])
     if mismatches > rows * 0.01:
         raise PassError("cascade", f"OpenVINO escalates {mismatches} of {rows} rows differently from onnxruntime")
-    return {"rows": rows, "escalation_mismatches": mismatches, "max_abs_diff_vs_onnxruntime": worst,
-            "threshold": "fixed at the chosen value (OpenVINO folds an input's default into a constant)"}  # fmt: skip
+    return {
+        "rows": rows,
+        "escalation_mismatches": mismatches,
+        "max_abs_diff_vs_onnxruntime": worst,
+        "threshold": "fixed at the chosen value (OpenVINO folds an input's default into a constant)",
+    }
 
 
-def _write_baseline(folder: Path, model_file: Path, eval_data, escalated: np.ndarray, threshold: float,
-                    settings: CascadeSettings) -> None:  # fmt: skip
+def _write_baseline(
+    folder: Path, model_file: Path, eval_data, escalated: np.ndarray, threshold: float, settings: CascadeSettings
+) -> None:
     from modelforge.monitoring.baseline import BASELINE_NAME, build_baseline, escalation_record
     from modelforge.safe_files import write_text
 
@@ -325,8 +362,20 @@ def _write_baseline(folder: Path, model_file: Path, eval_data, escalated: np.nda
     write_text(folder / BASELINE_NAME, json.dumps(baseline, indent=2) + "\n")
 
 
-def _report(settings, small_in, large_in, points, choice, latency, chosen_latency, check, small_acc, large_acc,
-            model_file, written) -> dict[str, Any]:  # fmt: skip
+def _report(
+    settings,
+    small_in,
+    large_in,
+    points,
+    choice,
+    latency,
+    chosen_latency,
+    check,
+    small_acc,
+    large_acc,
+    model_file,
+    written,
+) -> dict[str, Any]:
     from modelforge.machine import machine_record
     from modelforge.report.build import build_report
     from modelforge.run.records import json_safe, model_record
@@ -358,12 +407,26 @@ def _report(settings, small_in, large_in, points, choice, latency, chosen_latenc
     }
     gates = []
     if choice.rule == "max_accuracy_drop":
-        gates.append(_gate("max_accuracy_drop", "accuracy_drop_pp", settings.max_accuracy_drop,
-                           summary["accuracy_drop_pp"], choice.target_met))  # fmt: skip
+        gates.append(
+            _gate(
+                "max_accuracy_drop",
+                "accuracy_drop_pp",
+                settings.max_accuracy_drop,
+                summary["accuracy_drop_pp"],
+                choice.target_met,
+            )
+        )
     elif choice.rule == "max_mean_latency_ms":
         met = chosen_latency["mean_ms"] <= settings.max_mean_latency_ms
-        gates.append(_gate("max_mean_latency_ms", "latency_mean_ms_result", settings.max_mean_latency_ms,
-                           chosen_latency["mean_ms"], met))  # fmt: skip
+        gates.append(
+            _gate(
+                "max_mean_latency_ms",
+                "latency_mean_ms_result",
+                settings.max_mean_latency_ms,
+                chosen_latency["mean_ms"],
+                met,
+            )
+        )
     rows = {k: v for k, v in check.items() if k not in ("escalated", "answer")}
     cascade = {
         "version": 1,
@@ -382,8 +445,13 @@ def _report(settings, small_in, large_in, points, choice, latency, chosen_latenc
     }
     evaluation = {
         "data": f"eval data {settings.eval_data}",
-        "metrics": {"samples": check["rows"], "accuracy_baseline": large_acc, "accuracy_result": acc,
-                    "top1_agreement": chosen.agreement_large, "output_cosine": None},  # fmt: skip
+        "metrics": {
+            "samples": check["rows"],
+            "accuracy_baseline": large_acc,
+            "accuracy_result": acc,
+            "top1_agreement": chosen.agreement_large,
+            "output_cosine": None,
+        },
         "latency": None,
     }
     from modelforge.model.onnx_model import onnx_artifact
@@ -395,8 +463,9 @@ def _report(settings, small_in, large_in, points, choice, latency, chosen_latenc
             "source": str(settings.large),
             "baseline": model_record(large_in.baseline, settings.large, large_in.source.format),
             "small": model_record(small_in.baseline, settings.small, small_in.source.format),
-            "result": model_record(onnx_artifact(model_file), settings.output / model_file.name,
-                                   size_bytes=cascade_size),  # fmt: skip
+            "result": model_record(
+                onnx_artifact(model_file), settings.output / model_file.name, size_bytes=cascade_size
+            ),
         },
         stages=[*small_in.stages, *large_in.stages],
         preflight={},
@@ -410,8 +479,14 @@ def _report(settings, small_in, large_in, points, choice, latency, chosen_latenc
 
 
 def _gate(name: str, metric: str, threshold: float, value: float | None, passed: bool) -> dict[str, Any]:
-    return {"name": name, "metric": metric, "threshold": threshold, "value": value, "passed": bool(passed),
-            "default": False}  # fmt: skip
+    return {
+        "name": name,
+        "metric": metric,
+        "threshold": threshold,
+        "value": value,
+        "passed": bool(passed),
+        "default": False,
+    }
 
 
 def _write_records(folder: Path, report: dict[str, Any], settings: CascadeSettings, large_in) -> None:
@@ -426,7 +501,10 @@ def _write_records(folder: Path, report: dict[str, Any], settings: CascadeSettin
     write_text(folder / "report.md", render_cascade_markdown(report))
     write_text(folder / "report.html", render_cascade_html(report))
     write_text(folder / "cascade.resolved.json", json.dumps(settings.to_json(), indent=2) + "\n")
-    manifest = build_manifest(folder, {"command": "cascade", **settings.to_json()},
-                              {"eval_data": large_in.data.sha256(settings.eval_data)},
-                              report["machine"]["versions"])  # fmt: skip
+    manifest = build_manifest(
+        folder,
+        {"command": "cascade", **settings.to_json()},
+        {"eval_data": large_in.data.sha256(settings.eval_data)},
+        report["machine"]["versions"],
+    )
     write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
