@@ -65,6 +65,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_tf.py", "--out", "bench-results/tf.json")
     # Distillation: student (<= 25% params) vs teacher vs label-only baseline on held-out data, latency, torchrun.
     session.run("python", "benchmarks/bench_distill.py", "--out", "bench-results/distill.json")
+    # The cascade (issue 23): a large MLP and its distilled student as one graph, batch 1 and 32.
+    session.run("python", "benchmarks/bench_cascade.py", "--out", "bench-results/cascade.json")
 
 
 @nox.session(python="3.11")
