@@ -174,6 +174,11 @@ def test_cascade_run_meets_the_rule_and_records_everything(models, cascade_out):
     html = (cascade_out / "report.html").read_text()
     assert 'data-chart="cascade-curve"' in html and 'data-series="chosen"' in html
     assert 'data-series="small model"' in html and 'data-series="large model"' in html
+    from modelforge.report.html import render_html
+    from modelforge.report.markdown import render_markdown
+
+    assert render_html(report) == html  # `modelforge report OUT --format html` renders the same page
+    assert render_markdown(report) == (cascade_out / "report.md").read_text()
     baseline = json.loads((cascade_out / "baseline_stats.json").read_text())
     assert baseline["escalation"]["share"] == pytest.approx(s["escalated_share"])
 
@@ -183,6 +188,12 @@ def test_cascade_run_meets_the_rule_and_records_everything(models, cascade_out):
     meta = {p.key: p.value for p in model.metadata_props}
     assert float(meta["modelforge.cascade.threshold"]) == s["threshold"]
     assert json.loads(meta["modelforge.cascade.curve"])[0]["escalated_share"] == 0
+
+
+def test_an_earlier_output_folder_stands_for_its_model(cascade_out):
+    from modelforge.run.cascade import model_path
+
+    assert model_path(cascade_out, "small") == cascade_out / "model.onnx"
 
 
 def test_threshold_input_moves_without_a_rebuild(models, cascade_out):
@@ -261,3 +272,27 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(models, case, expect
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (folder / f"bad-{case}").exists()
+
+
+def test_curve_is_exact_and_the_rules_choose_as_documented():
+    """Every curve point equals the cascade evaluated directly at its threshold; the accuracy rule takes the
+    fewest escalations within the drop; the latency rule the most accurate point under the limit."""
+    from modelforge.cascade.curve import cascade_curve, choose_by_accuracy, choose_by_latency, point_at
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 300)
+    conf = rng.uniform(0, 1, 300).astype(np.float32)
+    large = np.where(rng.uniform(size=300) < 0.95, labels, (labels + 1) % 5)
+    small = np.where(rng.uniform(size=300) < conf, labels, (labels + 2) % 5)  # unsure rows are wrong more often
+    points = cascade_curve(conf, small, large, labels)
+    assert points[0].escalated == 0 and points[-1].escalated == 300
+    for p in points[:: max(1, len(points) // 25)]:
+        assert point_at(conf, small, large, labels, p.threshold) == p
+    large_acc = float((large == labels).mean())
+    choice = choose_by_accuracy(points, large_acc, 1.0)
+    assert choice.target_met and choice.point.accuracy >= large_acc - 0.01
+    assert all(p.accuracy < large_acc - 0.01 for p in points if p.escalated < choice.point.escalated)
+    by_latency = choose_by_latency(points, lambda share: 1.0 + 4.0 * share, 3.0)  # 3 ms: at most 50% escalated
+    assert by_latency.target_met and by_latency.point.escalated_share <= 0.5
+    assert by_latency.point.accuracy == max(p.accuracy for p in points if p.escalated_share <= 0.5)
+    assert not choose_by_latency(points, lambda share: 2.0, 1.0).target_met
