@@ -31,7 +31,7 @@ def cascade(
         float | None,
         typer.Option(
             min=0,
-            help="Fewest escalations within this many points of the large model's accuracy [default rule: 0.5].",
+            help="Fewest escalations within this many points of the large model's accuracy (the default rule, at 0.5).",
         ),
     ] = None,
     max_mean_latency_ms: Annotated[
