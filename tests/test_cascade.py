@@ -31,7 +31,7 @@ def _train(model, x, y, epochs: int):
     return model.eval()
 
 
-def _export(model, path: Path, features: int = 64) -> Path:
+def _export(model, path: Path, features: int = 64, dynamic: bool = True) -> Path:
     import torch
 
     torch.onnx.export(
@@ -40,7 +40,7 @@ def _export(model, path: Path, features: int = 64) -> Path:
         str(path),
         input_names=["x"],
         output_names=["logits"],
-        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None,
         opset_version=17,
         dynamo=False,
     )
@@ -87,6 +87,8 @@ def models(tmp_path_factory):
         "large": _export(large, folder / "large.onnx"),
         "regression": _export(regression, folder / "regression.onnx"),
         "narrow": _export(narrow, folder / "narrow.onnx", features=32),
+        "five": _export(torch.nn.Sequential(torch.nn.Linear(64, 5)), folder / "five.onnx"),
+        "fixed": _export(small, folder / "fixed.onnx", dynamic=False),
         "x": eval_x,
         "y": eval_y,
     }
@@ -251,6 +253,8 @@ def test_drift_flags_a_rising_escalation_share(models, cascade_out):
     [
         ("narrow", "input 'x' differs: small [batch, 64] float, large [batch, 32] float"),
         ("regression", "small model: output 'logits' is [batch, 1], not class scores"),
+        ("five", "the models' outputs differ: small 'logits' [batch, 10], large 'logits' [batch, 5]"),
+        ("fixed", "small model: input 'x' [2, 64] has a fixed batch axis"),
         ("threshold", "--threshold 1.5: expected a value in (0, 1)"),
         ("unlabelled", "has no labels: --max-accuracy-drop needs them"),
     ],
@@ -262,6 +266,10 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(models, case, expect
         large = models["narrow"]
     elif case == "regression":
         small = models["regression"]
+    elif case == "five":
+        large = models["five"]
+    elif case == "fixed":
+        small = models["fixed"]
     elif case == "threshold":
         extra = ["--threshold", "1.5"]
     else:

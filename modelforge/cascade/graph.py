@@ -79,7 +79,7 @@ def check_compatible(small: onnx.ModelProto, large: onnx.ModelProto) -> tuple[Cl
         l_ = large_inputs[name]
         s_dims, l_dims = _dims(s), _dims(l_)
         s_type, l_type = s.type.tensor_type.elem_type, l_.type.tensor_type.elem_type
-        if s_type != l_type or len(s_dims) != len(l_dims) or s_dims[1:] != l_dims[1:]:
+        if s_type != l_type or len(s_dims) != len(l_dims) or not _same_dims(s_dims[1:], l_dims[1:]):
             raise InputError(
                 f"input '{name}' differs: small {_shape_text(s_dims)} {_type_name(s_type)}, "
                 f"large {_shape_text(l_dims)} {_type_name(l_type)}"
@@ -99,6 +99,14 @@ def check_compatible(small: onnx.ModelProto, large: onnx.ModelProto) -> tuple[Cl
             f"large '{large_out.name}' {_shape_text(l_dims)}"
         )
     return small_out, large_out
+
+
+def _same_dims(a: list[int | str | None], b: list[int | str | None]) -> bool:
+    """Fixed sizes must be equal; two dynamic axes match whatever their names ("sequence" vs "seq_len")."""
+    return all(
+        x == y if isinstance(x, int) and isinstance(y, int) else not (isinstance(x, int) or isinstance(y, int))
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def _real_inputs(model: onnx.ModelProto) -> list[Any]:
