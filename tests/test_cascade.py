@@ -226,7 +226,7 @@ def test_openvino_ir_runs_unchanged(models, cascade_out):
 
 def test_triton_export_of_the_cascade(models, cascade_out):
     out = models["folder"] / "triton"
-    result = run_cli("export", cascade_out / "model.onnx", "--target", "triton", "-o", out)
+    result = run_cli("export", cascade_out / "model.onnx", "--target", "triton", "-o", out, "--batch-sizes", "1,4")
     assert result.returncode == 0, result.explain()
     config = (out / "model_repository" / "model" / "config.pbtxt").read_text()
     assert '"escalated"' in config and "reshape: { shape: [ ] }" in config
