@@ -371,3 +371,16 @@ def build_cascade(
     for key, value in (metadata or {}).items():
         combined.metadata_props.add(key=METADATA_PREFIX + key, value=value)
     return combined
+
+
+def set_threshold(model: onnx.ModelProto, threshold: float, metadata: dict[str, str]) -> None:
+    """The chosen threshold as the default of the `cascade_threshold` input, and the metadata (replacing any)."""
+    for init in model.graph.initializer:
+        if init.name == THRESHOLD_INPUT:
+            init.ClearField("raw_data")
+            init.float_data[:] = [float(threshold)]
+    kept = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=METADATA_PREFIX + key, value=value)

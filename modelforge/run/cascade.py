@@ -9,7 +9,7 @@ choose; check the written graph row by row (and on OpenVINO); baseline_stats.jso
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,17 +155,61 @@ def _bind_eval(loaded: Loaded, settings: CascadeSettings, classes: int):
     return eval_data, labels
 
 
-def _outputs(backend: Any, data: Any) -> np.ndarray:
-    return np.concatenate([backend.run(feeds)[0] for feeds in data.batches(EVAL_BATCH)])
+@dataclass
+class Observed:
+    """Both models on the eval data, and the curve they give: what every later step reads."""
+
+    small_out: np.ndarray
+    large_out: np.ndarray
+    small_probabilities: bool  # the output already is a softmax (rows sum to 1)
+    large_probabilities: bool
+    conf: np.ndarray
+    labels: np.ndarray | None
+    points: list[Any]  # cascade.curve.CurvePoint, by threshold
+
+    @property
+    def small_pred(self) -> np.ndarray:
+        return self.small_out.argmax(-1)
+
+    @property
+    def large_pred(self) -> np.ndarray:
+        return self.large_out.argmax(-1)
+
+    def accuracy(self, role: str) -> float | None:
+        pred = self.small_pred if role == "small" else self.large_pred
+        return float((pred == self.labels).mean()) if self.labels is not None else None
+
+
+def _observe(settings: CascadeSettings, small: Any, large: Any, eval_data: Any, labels: np.ndarray | None) -> Observed:
+    from modelforge.cascade.confidence import confidence, is_probabilities
+    from modelforge.cascade.curve import cascade_curve
+
+    small_out = np.concatenate([small.run(feeds)[0] for feeds in eval_data.batches(EVAL_BATCH)])
+    large_out = np.concatenate([large.run(feeds)[0] for feeds in eval_data.batches(EVAL_BATCH)])
+    small_probs = is_probabilities(small_out)
+    conf = confidence(small_out, settings.confidence, small_probs)
+    points = cascade_curve(conf, small_out.argmax(-1), large_out.argmax(-1), labels)
+    return Observed(small_out, large_out, small_probs, is_probabilities(large_out), conf, labels, points)
+
+
+def _choose_before_measuring(settings: CascadeSettings, seen: Observed) -> Any:
+    """The choice that needs no latency (--threshold, --max-accuracy-drop); None for --max-mean-latency-ms."""
+    from modelforge.cascade.curve import Choice, choose_by_accuracy, point_at
+
+    if settings.rule() == "threshold":
+        point = point_at(seen.conf, seen.small_pred, seen.large_pred, seen.labels, settings.threshold)
+        return Choice(point, "threshold", True, f"threshold {settings.threshold} given")
+    if settings.rule() == "max_accuracy_drop":
+        return choose_by_accuracy(seen.points, seen.accuracy("large"), settings.max_accuracy_drop)
+    return None
 
 
 def _build(
     settings: CascadeSettings, small_path: Path, large_path: Path, workdir: Path, folder: Path, progress: Progress
 ) -> dict[str, Any]:
-    from modelforge.cascade.confidence import confidence, is_probabilities
-    from modelforge.cascade.curve import cascade_curve, choose_by_accuracy, point_at
-    from modelforge.cascade.graph import build_cascade, check_compatible
+    from modelforge.cascade.graph import build_cascade, check_compatible, set_threshold
     from modelforge.model.onnx_model import load_onnx, save_onnx
+    from modelforge.run.cascade_records import write_baseline, write_records
     from modelforge.runtimes.base import open_backend
 
     small_in = _load(settings, small_path, workdir, "small")
@@ -180,121 +224,81 @@ def _build(
         )
 
     progress.log("running both models on the eval data")
-    small_backend = open_backend(small_in.baseline.path, runtime="onnxruntime", threads=settings.threads)
-    large_backend = open_backend(large_in.baseline.path, runtime="onnxruntime", threads=settings.threads)
-    small_out, large_out = _outputs(small_backend, eval_data), _outputs(large_backend, eval_data)
-    small_probs, large_probs = is_probabilities(small_out), is_probabilities(large_out)
-    conf = confidence(small_out, settings.confidence, small_probs)
-    small_pred, large_pred = small_out.argmax(-1), large_out.argmax(-1)
-    points = cascade_curve(conf, small_pred, large_pred, labels)
-    large_acc = float((large_pred == labels).mean()) if labels is not None else None
-    small_acc = float((small_pred == labels).mean()) if labels is not None else None
-
-    choice = None
-    if settings.rule() == "threshold":
-        from modelforge.cascade.curve import Choice
-
-        point = point_at(conf, small_pred, large_pred, labels, settings.threshold)
-        choice = Choice(point, "threshold", True, f"threshold {settings.threshold} given")
-    elif settings.rule() == "max_accuracy_drop":
-        choice = choose_by_accuracy(points, large_acc, settings.max_accuracy_drop)
-
+    backends = {
+        role: open_backend(loaded.baseline.path, runtime="onnxruntime", threads=settings.threads, stage="cascade")
+        for role, loaded in (("small", small_in), ("large", large_in))
+    }
+    seen = _observe(settings, backends["small"], backends["large"], eval_data, labels)
+    choice = _choose_before_measuring(settings, seen)
     graph = build_cascade(
         small_onnx,
         large_onnx,
         measure=settings.confidence,
-        small_probabilities=small_probs,
-        large_probabilities=large_probs,
-        threshold=choice.point.threshold if choice else 0.5,
+        small_probabilities=seen.small_probabilities,
+        large_probabilities=seen.large_probabilities,
+        threshold=choice.point.threshold if choice else 0.5,  # the measurement feeds every threshold it times
     )
-    measured_path = workdir / "cascade.onnx"
-    save_onnx(graph, measured_path)
-    cascade_backend = open_backend(measured_path, runtime="onnxruntime", threads=settings.threads)
-
-    latency = _measure(settings, cascade_backend, small_backend, large_backend, eval_data, points, choice, progress)
-    if choice is None:  # --max-mean-latency-ms: chosen from the measured points, then measured itself
+    save_onnx(graph, workdir / "cascade.onnx")
+    backends["cascade"] = open_backend(
+        workdir / "cascade.onnx", runtime="onnxruntime", threads=settings.threads, stage="cascade"
+    )
+    chosen = [choice.point.threshold] if choice else []
+    latency = _measure(settings, backends, eval_data, seen.points, chosen, MEASURED_SHARES, progress)
+    if choice is None:  # --max-mean-latency-ms: chosen between the measured points, then measured itself
         from modelforge.cascade.curve import choose_by_latency
         from modelforge.cascade.measure import latency_by_share
 
-        shares = {c["threshold"]: c["mean_ms"] for c in latency["cascade"]}
-        measured = [(p.escalated_share, shares[p.threshold]) for p in points if p.threshold in shares]
-        choice = choose_by_latency(points, latency_by_share(measured), settings.max_mean_latency_ms)
-        if choice.point.threshold not in shares:
-            extra = _measure(
-                settings,
-                cascade_backend,
-                small_backend,
-                large_backend,
-                eval_data,
-                points,
-                choice,
-                progress,
-                only_chosen=True,
-            )
+        means = {c["threshold"]: c["mean_ms"] for c in latency["cascade"]}
+        measured = [(p.escalated_share, means[p.threshold]) for p in seen.points if p.threshold in means]
+        choice = choose_by_latency(seen.points, latency_by_share(measured), settings.max_mean_latency_ms)
+        if choice.point.threshold not in means:
+            extra = _measure(settings, backends, eval_data, seen.points, [choice.point.threshold], (), progress)
             latency["cascade"] += extra["cascade"]
-    chosen = choice.point
-    chosen_latency = next(c for c in latency["cascade"] if c["threshold"] == chosen.threshold)
 
-    # The shipped graph: the chosen threshold as the input's default, the curve as metadata.
-    from modelforge.cascade.curve import thin_points
-    from modelforge.cascade.graph import METADATA_PREFIX, THRESHOLD_INPUT
-
-    for init in graph.graph.initializer:
-        if init.name == THRESHOLD_INPUT:
-            init.float_data[:] = [float(chosen.threshold)]
-    metadata = {
-        "threshold": repr(float(chosen.threshold)),
-        "confidence": settings.confidence,
-        "rule": choice.rule,
-        "escalated_share": f"{chosen.escalated_share:.6f}",
-        "curve": json.dumps([p.to_dict() for p in thin_points(points, CURVE_IN_METADATA)]),
-    }
-    for key, value in metadata.items():
-        graph.metadata_props.add(key=METADATA_PREFIX + key, value=value)
+    set_threshold(graph, choice.point.threshold, _metadata(settings, choice, seen.points))
     model_file = folder / "model.onnx"
     save_onnx(graph, model_file)
-
-    check = _check_rows(
-        model_file, eval_data, conf, small_out, large_out, chosen.threshold, settings, small_probs, large_probs
-    )
-    written = [model_file, *[p for p in folder.iterdir() if p.name.startswith("model.onnx.")]]
+    check = _check_rows(model_file, eval_data, seen, choice.point.threshold, settings)
     if settings.target == "openvino":
         check["openvino"] = _openvino(model_file, eval_data, settings)
-        written += [folder / "model.xml", folder / "model.bin"]
-    _write_baseline(folder, model_file, eval_data, check["escalated"], chosen.threshold, settings)
-
-    report = _report(
-        settings,
-        small_in,
-        large_in,
-        points,
-        choice,
-        latency,
-        chosen_latency,
-        check,
-        small_acc,
-        large_acc,
-        model_file,
-        written,
-    )
-    _write_records(folder, report, settings, large_in)
-    return report
+    write_baseline(folder, model_file, eval_data, check.pop("escalated"), choice.point.threshold, settings)
+    return write_records(folder, settings, small_in, large_in, seen, choice, latency, check)
 
 
-def _measure(settings, cascade, small, large, eval_data, points, choice, progress, only_chosen=False):
+def _metadata(settings: CascadeSettings, choice: Any, points: list[Any]) -> dict[str, str]:
+    from modelforge.cascade.curve import thin_points
+
+    return {
+        "threshold": repr(float(choice.point.threshold)),
+        "confidence": settings.confidence,
+        "rule": choice.rule,
+        "escalated_share": f"{choice.point.escalated_share:.6f}",
+        "curve": json.dumps([p.to_dict() for p in thin_points(points, CURVE_IN_METADATA)]),
+    }
+
+
+def _measure(
+    settings: CascadeSettings,
+    backends: dict[str, Any],
+    eval_data: Any,
+    points: list[Any],
+    chosen: list[float],
+    shares: tuple[float, ...],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Both models and the cascade at `chosen` and at the curve points nearest `shares`, on whole batches of
+    the run's batch size."""
     from modelforge.cascade.measure import measure_thresholds, thresholds_to_measure
 
-    chosen = choice.point.threshold if choice is not None else None
-    thresholds = [chosen] if only_chosen else thresholds_to_measure(points, chosen, MEASURED_SHARES)
+    thresholds = thresholds_to_measure(points, chosen[0] if chosen else None, shares)
     batch = min(settings.batch, eval_data.num_samples)
     usable = eval_data.window(0, eval_data.num_samples - eval_data.num_samples % batch)
-    batches = list(usable.batches(batch))
     progress.log(f"measuring latency at batch {batch}: both models and the cascade at {len(thresholds)} thresholds")
     return measure_thresholds(
-        cascade,
-        small,
-        large,
-        batches,
+        backends["cascade"],
+        backends["small"],
+        backends["large"],
+        list(usable.batches(batch)),
         thresholds,
         batch_size=batch,
         max_seconds=settings.latency_seconds,
@@ -302,8 +306,11 @@ def _measure(settings, cascade, small, large, eval_data, points, choice, progres
     )
 
 
-def _check_rows(model_file, eval_data, conf, small_out, large_out, threshold, settings, small_probs, large_probs):
-    """The written graph on onnxruntime, row by row against the two models run separately."""
+def _check_rows(
+    model_file: Path, eval_data: Any, seen: Observed, threshold: float, settings: CascadeSettings
+) -> dict[str, Any]:
+    """The written graph on onnxruntime, row by row against the two models run separately: which rows
+    escalate (against the confidence computed here) and what each row holds."""
     from modelforge.cascade.confidence import softmax
     from modelforge.runtimes.base import open_backend
 
@@ -311,18 +318,16 @@ def _check_rows(model_file, eval_data, conf, small_out, large_out, threshold, se
     outs = [backend.run(feeds) for feeds in eval_data.batches(EVAL_BATCH)]
     answer = np.concatenate([o[0] for o in outs])
     escalated = np.concatenate([o[1] for o in outs]).astype(bool)
-    mixed = small_probs or large_probs
-    s = softmax(small_out) if mixed and not small_probs else small_out
-    lg = softmax(large_out) if mixed and not large_probs else large_out
-    expected_rows = conf < threshold
-    expected = np.where(escalated[:, None], lg, s)
+    mixed = seen.small_probabilities or seen.large_probabilities  # then both are served as probabilities
+    small = softmax(seen.small_out) if mixed and not seen.small_probabilities else seen.small_out
+    large = softmax(seen.large_out) if mixed and not seen.large_probabilities else seen.large_out
+    expected = np.where(escalated[:, None], large, small)
     return {
         "rows": int(len(answer)),
         "escalated": escalated,
-        "escalation_mismatches": int((escalated != expected_rows).sum()),
+        "escalation_mismatches": int((escalated != (seen.conf < threshold)).sum()),
         "max_abs_diff": float(np.abs(answer - expected).max()) if len(answer) else 0.0,
         "outputs_are": "probabilities" if mixed else "the models' own scores",
-        "answer": answer,
     }
 
 
@@ -350,169 +355,3 @@ def _openvino(model_file: Path, eval_data, settings: CascadeSettings) -> dict[st
         "max_abs_diff_vs_onnxruntime": worst,
         "threshold": "fixed at the chosen value (OpenVINO folds an input's default into a constant)",
     }
-
-
-def _write_baseline(
-    folder: Path, model_file: Path, eval_data, escalated: np.ndarray, threshold: float, settings: CascadeSettings
-) -> None:
-    from modelforge.monitoring.baseline import BASELINE_NAME, build_baseline, escalation_record
-    from modelforge.safe_files import write_text
-
-    baseline = build_baseline(model_file, None, eval_data, seed=settings.seed, threads=settings.threads)
-    baseline["escalation"] = escalation_record(escalated, threshold)
-    write_text(folder / BASELINE_NAME, json.dumps(baseline, indent=2) + "\n")
-
-
-def _report(
-    settings,
-    small_in,
-    large_in,
-    points,
-    choice,
-    latency,
-    chosen_latency,
-    check,
-    small_acc,
-    large_acc,
-    model_file,
-    written,
-) -> dict[str, Any]:
-    from modelforge.machine import machine_record
-    from modelforge.report.build import build_report
-    from modelforge.run.records import json_safe, model_record
-
-    chosen = choice.point
-    large_lat = latency["large"]
-    cascade_size = sum(p.stat().st_size for p in written if p.suffix in (".onnx", ".data") or ".onnx." in p.name)
-    large_size = large_in.baseline.size_bytes()
-    acc = chosen.accuracy
-    summary = {
-        "accuracy_baseline": large_acc,
-        "accuracy_result": acc,
-        "accuracy_drop_pp": round((large_acc - acc) * 100, 9) if acc is not None and large_acc is not None else None,
-        "top1_agreement": chosen.agreement_large,
-        "output_cosine": None,
-        "latency_p50_ms_baseline": large_lat["p50_ms"],
-        "latency_p50_ms_result": chosen_latency["p50_ms"],
-        "speedup": large_lat["mean_ms"] / chosen_latency["mean_ms"] if chosen_latency["mean_ms"] else None,
-        "size_bytes_baseline": large_size,
-        "size_bytes_result": cascade_size,
-        "size_ratio": large_size / cascade_size if cascade_size else None,
-        "latency_mean_ms_baseline": large_lat["mean_ms"],
-        "latency_mean_ms_result": chosen_latency["mean_ms"],
-        "latency_p99_ms_baseline": large_lat["p99_ms"],
-        "latency_p99_ms_result": chosen_latency["p99_ms"],
-        "accuracy_small": small_acc,
-        "threshold": chosen.threshold,
-        "escalated_share": chosen.escalated_share,
-    }
-    gates = []
-    if choice.rule == "max_accuracy_drop":
-        gates.append(
-            _gate(
-                "max_accuracy_drop",
-                "accuracy_drop_pp",
-                settings.max_accuracy_drop,
-                summary["accuracy_drop_pp"],
-                choice.target_met,
-            )
-        )
-    elif choice.rule == "max_mean_latency_ms":
-        met = chosen_latency["mean_ms"] <= settings.max_mean_latency_ms
-        if not met and choice.target_met:  # chosen by interpolation, then measured over the limit
-            choice = replace(
-                choice,
-                target_met=False,
-                detail=choice.detail
-                + (f"; measured {chosen_latency['mean_ms']:.4g} ms at the chosen threshold, over the limit"),
-            )
-        gates.append(
-            _gate(
-                "max_mean_latency_ms",
-                "latency_mean_ms_result",
-                settings.max_mean_latency_ms,
-                chosen_latency["mean_ms"],
-                met,
-            )
-        )
-    rows = {k: v for k, v in check.items() if k not in ("escalated", "answer")}
-    cascade = {
-        "version": 1,
-        "confidence": settings.confidence,
-        "rule": choice.rule,
-        "rule_detail": choice.detail,
-        "target_met": choice.target_met,
-        "chosen": {**chosen.to_dict(), "mean_ms": chosen_latency["mean_ms"], "p99_ms": chosen_latency["p99_ms"]},
-        "small": {"path": str(settings.small), "accuracy": small_acc, **latency["small"]},
-        "large": {"path": str(settings.large), "accuracy": large_acc, **large_lat},
-        "curve": [p.to_dict() for p in points],
-        "latency": latency,
-        "check": rows,
-        "threshold_input": "cascade_threshold",
-        "outputs": [large_in.baseline.io.outputs[0].name, "escalated"],
-    }
-    evaluation = {
-        "data": f"eval data {settings.eval_data}",
-        "metrics": {
-            "samples": check["rows"],
-            "accuracy_baseline": large_acc,
-            "accuracy_result": acc,
-            "top1_agreement": chosen.agreement_large,
-            "output_cosine": None,
-        },
-        "latency": None,
-    }
-    from modelforge.model.onnx_model import onnx_artifact
-
-    frameworks = ("torch", "onnxscript") if "onnx" not in (small_in.source.format, large_in.source.format) else ()
-    report = build_report(
-        recipe={"command": "cascade", **settings.to_json()},
-        models={
-            "source": str(settings.large),
-            "baseline": model_record(large_in.baseline, settings.large, large_in.source.format),
-            "small": model_record(small_in.baseline, settings.small, small_in.source.format),
-            "result": model_record(
-                onnx_artifact(model_file), settings.output / model_file.name, size_bytes=cascade_size
-            ),
-        },
-        stages=[*small_in.stages, *large_in.stages],
-        preflight={},
-        evaluation=evaluation,
-        summary=summary,
-        gates=gates,
-        machine=machine_record(frameworks + (("openvino",) if settings.target == "openvino" else ())),
-    )
-    report["cascade"] = cascade
-    return json_safe(report)
-
-
-def _gate(name: str, metric: str, threshold: float, value: float | None, passed: bool) -> dict[str, Any]:
-    return {
-        "name": name,
-        "metric": metric,
-        "threshold": threshold,
-        "value": value,
-        "passed": bool(passed),
-        "default": False,
-    }
-
-
-def _write_records(folder: Path, report: dict[str, Any], settings: CascadeSettings, large_in) -> None:
-    """report.json/md/html, the resolved settings (the cascade is a command, not a pass chain: no recipe form),
-    and the manifest hashing every file (last)."""
-    from modelforge.manifest import MANIFEST_NAME, build_manifest
-    from modelforge.report.cascade import render_cascade_html, render_cascade_markdown
-    from modelforge.run.records import json_default
-    from modelforge.safe_files import write_text
-
-    write_text(folder / "report.json", json.dumps(report, indent=2, allow_nan=False, default=json_default) + "\n")
-    write_text(folder / "report.md", render_cascade_markdown(report))
-    write_text(folder / "report.html", render_cascade_html(report))
-    write_text(folder / "cascade.resolved.json", json.dumps(settings.to_json(), indent=2) + "\n")
-    manifest = build_manifest(
-        folder,
-        {"command": "cascade", **settings.to_json()},
-        {"eval_data": large_in.data.sha256(settings.eval_data)},
-        report["machine"]["versions"],
-    )
-    write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
