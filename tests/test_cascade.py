@@ -300,7 +300,8 @@ def test_curve_is_exact_and_the_rules_choose_as_documented():
     choice = choose_by_accuracy(points, large_acc, 1.0)
     assert choice.target_met and choice.point.accuracy >= large_acc - 0.01
     assert all(p.accuracy < large_acc - 0.01 for p in points if p.escalated < choice.point.escalated)
-    by_latency = choose_by_latency(points, lambda share: 1.0 + 4.0 * share, 3.0)  # 3 ms: at most 50% escalated
-    assert by_latency.target_met and by_latency.point.escalated_share <= 0.5
-    assert by_latency.point.accuracy == max(p.accuracy for p in points if p.escalated_share <= 0.5)
-    assert not choose_by_latency(points, lambda share: 2.0, 1.0).target_met
+    timed = {p.threshold: 1.0 + 4.0 * p.escalated_share for p in points[::7]}  # 3 ms: at most 50% escalated
+    by_latency = choose_by_latency(points, timed, 3.0)
+    assert by_latency.target_met and by_latency.point.threshold in timed
+    assert by_latency.point.accuracy == max(p.accuracy for p in points if timed.get(p.threshold, 9) <= 3.0)
+    assert not choose_by_latency(points, {t: 2.0 for t in timed}, 1.0).target_met

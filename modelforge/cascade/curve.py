@@ -7,7 +7,6 @@ rows it escalates do not depend on the last bit of a softmax computed by another
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,19 +107,21 @@ def choose_by_accuracy(points: list[CurvePoint], large_accuracy: float, max_drop
     return Choice(best, "max_accuracy_drop", False, f"no threshold is within {max_drop_pp} pt of the large model")
 
 
-def choose_by_latency(points: list[CurvePoint], latency_at: Callable[[float], float], max_mean_ms: float) -> Choice:
-    """The most accurate point (agreement with the large model without labels) whose mean latency, interpolated
-    over escalation share between measured thresholds, is within `max_mean_ms`."""
+def choose_by_latency(points: list[CurvePoint], mean_ms: dict[float, float], max_mean_ms: float) -> Choice:
+    """The most accurate measured point (agreement with the large model without labels) whose measured mean
+    latency is within `max_mean_ms`: only thresholds timed in the same interleaved run are compared, never an
+    interpolation or a figure from another run."""
 
     def quality(p: CurvePoint) -> float:
         return p.accuracy if p.accuracy is not None else p.agreement_large
 
-    ok = [p for p in points if latency_at(p.escalated_share) <= max_mean_ms]
+    measured = [p for p in points if p.threshold in mean_ms]
+    ok = [p for p in measured if mean_ms[p.threshold] <= max_mean_ms]
     if ok:
         best = max(ok, key=lambda p: (quality(p), -p.escalated))
-        return Choice(best, "max_mean_latency_ms", True, f"most accurate with mean latency <= {max_mean_ms} ms")
-    best = min(points, key=lambda p: p.escalated)
-    return Choice(best, "max_mean_latency_ms", False, f"no threshold has mean latency <= {max_mean_ms} ms")
+        return Choice(best, "max_mean_latency_ms", True, f"most accurate measured threshold within {max_mean_ms} ms")
+    best = min(measured or points, key=lambda p: p.escalated)
+    return Choice(best, "max_mean_latency_ms", False, f"no measured threshold has mean latency <= {max_mean_ms} ms")
 
 
 def thin_points(points: list[CurvePoint], keep: int) -> list[CurvePoint]:

@@ -70,15 +70,6 @@ def _record(stats: LatencyStats) -> dict[str, float | int]:
     }
 
 
-def latency_by_share(measured: Sequence[tuple[float, float]]) -> Callable[[float], float]:
-    """Mean latency at any escalation share, interpolated linearly between measured (share, mean ms) points:
-    only used to pick a threshold for --max-mean-latency-ms, which is then measured itself."""
-    points = sorted(measured)
-    shares = np.array([p[0] for p in points])
-    means = np.array([p[1] for p in points])
-    return lambda share: float(np.interp(share, shares, means))
-
-
 def thresholds_to_measure(points: Sequence[Any], chosen: float | None, shares: Sequence[float]) -> list[float]:
     """The chosen threshold and the curve points nearest the given escalation shares (no repeats)."""
     picked: list[float] = [] if chosen is None else [float(chosen)]

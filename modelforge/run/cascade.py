@@ -20,6 +20,8 @@ from modelforge.progress import Progress
 
 # Escalation shares whose nearest curve points are measured (besides the chosen threshold).
 MEASURED_SHARES = (0.0, 0.1, 0.25, 0.5, 1.0)
+# --max-mean-latency-ms chooses among measured thresholds only: a finer grid of escalation shares.
+LATENCY_RULE_SHARES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
 EVAL_BATCH = 64
 CURVE_IN_METADATA = 50  # points of the curve kept in the model's metadata (the report has them all)
 
@@ -243,17 +245,13 @@ def _build(
         workdir / "cascade.onnx", runtime="onnxruntime", threads=settings.threads, stage="cascade"
     )
     chosen = [choice.point.threshold] if choice else []
-    latency = _measure(settings, backends, eval_data, seen.points, chosen, MEASURED_SHARES, progress)
-    if choice is None:  # --max-mean-latency-ms: chosen between the measured points, then measured itself
+    shares = MEASURED_SHARES if choice else LATENCY_RULE_SHARES
+    latency = _measure(settings, backends, eval_data, seen.points, chosen, shares, progress)
+    if choice is None:  # --max-mean-latency-ms: the best of the thresholds just measured, side by side
         from modelforge.cascade.curve import choose_by_latency
-        from modelforge.cascade.measure import latency_by_share
 
         means = {c["threshold"]: c["mean_ms"] for c in latency["cascade"]}
-        measured = [(p.escalated_share, means[p.threshold]) for p in seen.points if p.threshold in means]
-        choice = choose_by_latency(seen.points, latency_by_share(measured), settings.max_mean_latency_ms)
-        if choice.point.threshold not in means:
-            extra = _measure(settings, backends, eval_data, seen.points, [choice.point.threshold], (), progress)
-            latency["cascade"] += extra["cascade"]
+        choice = choose_by_latency(seen.points, means, settings.max_mean_latency_ms)
 
     set_threshold(graph, choice.point.threshold, _metadata(settings, choice, seen.points))
     model_file = folder / "model.onnx"
