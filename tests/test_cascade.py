@@ -305,3 +305,31 @@ def test_curve_is_exact_and_the_rules_choose_as_documented():
     assert by_latency.target_met and by_latency.point.threshold in timed
     assert by_latency.point.accuracy == max(p.accuracy for p in points if timed.get(p.threshold, 9) <= 3.0)
     assert not choose_by_latency(points, {t: 2.0 for t in timed}, 1.0).target_met
+
+
+def test_lower_opset_converted_and_mixed_scores_served_as_probabilities(models):
+    """A small model at opset 13 beside a large one at 17 is converted; a large model ending in a softmax next
+    to a small one giving logits: every row of the output is a probability distribution."""
+    import onnx
+    from onnx import helper, version_converter
+
+    from modelforge.cascade.confidence import confidence, softmax
+    from modelforge.cascade.graph import build_cascade, default_opset
+
+    small = version_converter.convert_version(onnx.load(models["small"]), 13)
+    large = onnx.load(models["large"])
+    large.graph.node[-1].output[0] = "raw"
+    large.graph.node.append(helper.make_node("Softmax", ["raw"], ["logits"], axis=-1))
+    graph = build_cascade(
+        small, large, measure="max-prob", small_probabilities=False, large_probabilities=True, threshold=0.5
+    )
+    assert default_opset(graph) == 17
+    path = models["folder"] / "mixed.onnx"
+    onnx.save(graph, path)
+    x = models["x"]
+    small_out = _run(models["small"], {"x": x})[0]
+    large_probs = softmax(_run(models["large"], {"x": x})[0])
+    out, escalated = _run(path, {"x": x})
+    np.testing.assert_array_equal(escalated, confidence(small_out) < 0.5)
+    assert 0 < escalated.mean() < 1
+    np.testing.assert_allclose(out, np.where(escalated[:, None], large_probs, softmax(small_out)), atol=1e-5)
