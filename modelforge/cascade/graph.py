@@ -92,6 +92,13 @@ def check_compatible(small: onnx.ModelProto, large: onnx.ModelProto) -> tuple[Cl
                     hint="export the model with a dynamic batch axis (dim 0)",
                 )
     small_out, large_out = class_output(small, "small"), class_output(large, "large")
+    taken = set(small_inputs) | {large_out.name}
+    if taken & {THRESHOLD_INPUT, ESCALATED_OUTPUT}:
+        raise InputError(
+            f"the models use the name '{sorted(taken & {THRESHOLD_INPUT, ESCALATED_OUTPUT})[0]}', which the cascade "
+            "graph adds itself (its threshold input and escalation output)",
+            hint="rename that input or output when exporting the model",
+        )
     if small_out.classes != large_out.classes:
         s_dims, l_dims = _dims(small.graph.output[0]), _dims(large.graph.output[0])
         raise InputError(
