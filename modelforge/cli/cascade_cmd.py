@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from modelforge.cli.flags import flag_groups
-from modelforge.cli.groups import ReportFlags, RuntimeFlags
+from modelforge.cli.groups import GrantFlags, ReportFlags, RuntimeFlags
 
 
 @flag_groups
@@ -50,6 +50,7 @@ def cascade(
     ] = 10.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output (kept as OUT.previous).")] = False,
     threads: RuntimeFlags.threads,
+    trust_model_code: GrantFlags.trust_model_code,
     quiet: ReportFlags.quiet,
 ) -> int:
     """Cascade two classifiers into one ONNX graph: the small model answers, the large one takes the rows whose
@@ -75,6 +76,7 @@ def cascade(
         target=target,
         force=force,
         latency_seconds=latency_seconds,
+        trust_model_code=trust_model_code,
     )
     report = run_cascade(settings, RichProgress(quiet=quiet))
     s, c = report["summary"], report["cascade"]

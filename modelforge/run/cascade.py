@@ -42,6 +42,7 @@ class CascadeSettings:
     force: bool = False
     latency_seconds: float = 10.0
     seed: int = 0
+    trust_model_code: bool = False  # only from the command line: TorchScript / SavedModel code runs when loaded
 
     def rule(self) -> str:
         if self.threshold is not None:
@@ -133,7 +134,7 @@ def _load(settings: CascadeSettings, path: Path, workdir: Path, role: str) -> Lo
     folder = workdir / role
     folder.mkdir()
     try:
-        source = load_model(path)
+        source = load_model(path, trust_code=settings.trust_model_code)
         data.huggingface = source.huggingface
         baseline, stages = source, []
         if source.format != "onnx":
