@@ -2,8 +2,11 @@
 with the two single models (measure/latency.py): never computed from the two models' latencies, because the
 gather/scatter, the `If` and which rows escalate are what a cascade costs.
 
-Every callable cycles through the same eval batches in the same order, so each threshold escalates exactly the
-rows it would in production on that data, and its mean is the mean over that mix.
+Every callable cycles through the same eval batches in the same (seeded, shuffled: data sorted by class would
+put one class in every early run) order, so each threshold escalates exactly the rows it would on that data,
+and its mean is the mean over that mix. Each threshold is run at least once over every batch where the time
+budget allows (`min_runs`), and the cycle shifts by one batch per pass: the runs the interleaving drops at the
+start of each block (measure/latency.py) would otherwise always fall on the same batches.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ def cycling(
     counter = itertools.count()
 
     def run() -> object:
-        return backend.run(feeds[next(counter) % len(feeds)])
+        n = next(counter)
+        return backend.run(feeds[(n + n // len(feeds)) % len(feeds)])
 
     return run
 
@@ -43,15 +47,21 @@ def measure_thresholds(
     min_runs: int = 50,
     min_seconds: float = 1.0,
     max_seconds: float = 10.0,
+    seed: int = 0,
+    max_runs_per_pass: int = 2000,
 ) -> dict[str, Any]:
     """{"small": stats, "large": stats, "cascade": [{"threshold": t, **stats}, ...], "stopped": ...}: each model
     and each threshold measured in interleaved blocks on the same batches."""
+    order = np.random.default_rng(seed).permutation(len(batches))
+    batches = [batches[i] for i in order]
+    min_runs = max(min_runs, min(len(batches), max_runs_per_pass))  # one whole pass over the data, if time allows
     runs = [cycling(small, batches), cycling(large, batches)]
     runs += [cycling(cascade, batches, {THRESHOLD_INPUT: np.array(t, dtype=np.float32)}) for t in thresholds]
     timings = interleaved_runs(runs, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds, max_seconds=max_seconds)
     stats = timings.stats(batch_size)
     return {
         "batch_size": batch_size,
+        "batches": len(batches),
         "small": _record(stats[0], batch_size),
         "large": _record(stats[1], batch_size),
         "cascade": [

@@ -171,7 +171,8 @@ def render_cascade_markdown(report: dict[str, Any]) -> str:
         *md_table(("Metric", "Large model", "Cascade", "Change"), summary_rows(report["summary"])),
         "",
         f"Latency measured on the cascade graph at batch {c['latency']['batch_size']}, interleaved with both models "
-        f"(speed-up = large mean / cascade mean).",
+        f"(speed-up = large mean / cascade mean; {c['latency']['cascade'][0]['runs']} runs each over "
+        f"{c['latency'].get('batches', '?')} batches, stopped: {c['latency']['stopped']}).",
         "",
         *md_table(HEADER, measured_rows(c)),
         "",

@@ -302,6 +302,7 @@ def _measure(
         batch_size=batch,
         max_seconds=settings.latency_seconds,
         min_seconds=min(1.0, settings.latency_seconds),
+        seed=settings.seed,
     )
 
 
