@@ -345,8 +345,9 @@ def build_cascade(
     for i in inputs:
         copy = onnx.ValueInfoProto()
         copy.CopyFrom(i)
-        copy.type.tensor_type.shape.dim[0].Clear()
-        copy.type.tensor_type.shape.dim[0].dim_param = "batch"
+        if copy.type.tensor_type.shape.dim:  # an input of unknown rank keeps it
+            copy.type.tensor_type.shape.dim[0].Clear()
+            copy.type.tensor_type.shape.dim[0].dim_param = "batch"
         graph_inputs.append(copy)
     graph_inputs.append(helper.make_tensor_value_info(THRESHOLD_INPUT, TensorProto.FLOAT, []))
     outputs = [
