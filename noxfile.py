@@ -68,6 +68,8 @@ def bench(session: nox.Session) -> None:
     # Issue 22: `modelforge optimize` vs the hand-run grid (prune {0.3, 0.5, 0.7} x fp32/int8 x runtime) on a residual
     # CNN with projection shortcuts: SLO 0.35x the FP32 p99, winner vs grid accuracy, search vs grid wall, loose SLO.
     session.run("python", "benchmarks/bench_optimize.py", "--out", "bench-results/optimize.json")
+    # The cascade (issue 23): a large MLP and its distilled student as one graph, batch 1 and 32.
+    session.run("python", "benchmarks/bench_cascade.py", "--out", "bench-results/cascade.json")
 
 
 @nox.session(python="3.11")

@@ -27,6 +27,14 @@ def drift(
     max_confidence_drop: Annotated[
         float | None, typer.Option(min=0, max=1, help="Fail if mean top-1 confidence fell by more than this.")
     ] = None,
+    max_escalation_rise: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="A cascade's baseline: fail if the escalation share rose by more than this many points and the "
+            "rise is significant (one-sided two-proportion z-test, p < 0.001).",
+        ),
+    ] = 5.0,
     model: Annotated[
         Path | None, typer.Option(help="Model for the confidence shift (default: the one beside the baseline).")
     ] = None,
@@ -37,7 +45,8 @@ def drift(
     quiet: ReportFlags.quiet,
 ) -> int:
     """Score new data against an export's baseline: PSI and KS per input feature (channel for images), the
-    shift of top-1 confidence; prints the worst features, writes JSON, exits 1 over a threshold."""
+    shift of top-1 confidence, a cascade's escalation share; prints the worst features, writes JSON, exits 1
+    over a threshold."""
     import json
 
     from modelforge.cli.console import err_console, out_console
@@ -58,6 +67,7 @@ def drift(
         max_psi=max_psi,
         max_ks=max_ks,
         max_confidence_drop=max_confidence_drop,
+        max_escalation_rise=max_escalation_rise,
         threads=threads,
     )
     from modelforge.safe_files import write_text
@@ -90,6 +100,13 @@ def drift(
             out_console.print(
                 f"top-1 confidence: mean {c['mean_baseline']:.3f} -> {c['mean_now']:.3f} "
                 f"(PSI {c['psi']:.3f}, KS {c['ks']:.3f}; against {c['reference']})",
+                highlight=False,
+            )
+        if report.get("escalation"):
+            e = report["escalation"]
+            out_console.print(
+                f"cascade escalation share: {100 * e['share_baseline']:.1f}% -> {100 * e['share_now']:.1f}% "
+                f"({e['rise_pp']:+.1f} pt, z {e['z']:.2f}{', significant' if e['significant'] else ''})",
                 highlight=False,
             )
         out_console.print(f"Wrote {output}", highlight=False, markup=False)

@@ -96,7 +96,10 @@ def _quote(text: str) -> str:
 def _tensor_block(spec: TensorSpec, batched: bool, label_file: str | None = None) -> str:
     dims = ", ".join(str(d) for d in _dims(spec, batched))
     label = f"\n    label_filename: {_quote(label_file)}" if label_file else ""
-    return f"  {{\n    name: {_quote(spec.name)}\n    data_type: {_dtype(spec)}\n    dims: [ {dims} ]{label}\n  }}"
+    # A [batch] tensor (a cascade's `escalated` flags): Triton's dims cannot be empty, so [1] reshaped to [].
+    reshape = "\n    reshape: { shape: [ ] }" if batched and not spec.shape[1:] else ""
+    head = f"  {{\n    name: {_quote(spec.name)}\n    data_type: {_dtype(spec)}\n"
+    return f"{head}    dims: [ {dims} ]{label}{reshape}\n  }}"
 
 
 def warmup_file_name(input_name: str) -> str:

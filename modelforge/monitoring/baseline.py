@@ -131,6 +131,19 @@ def build_baseline(
     }
 
 
+def escalation_record(escalated: np.ndarray, threshold: float, output: str = "escalated") -> dict[str, Any]:
+    """A cascade's escalation share on the eval data (the `escalation` field): in production a rising share is
+    the first sign the inputs changed, before any label arrives. `output`: the graph output holding the flags."""
+    flags = np.asarray(escalated, dtype=bool)
+    return {
+        "output": output,
+        "threshold": float(threshold),
+        "samples": int(flags.size),
+        "escalated": int(flags.sum()),
+        "share": float(flags.mean()) if flags.size else 0.0,
+    }
+
+
 def find_baseline(path: Path) -> Path:
     """The baseline file a `drift` argument names: the file itself, or the one in a folder (a Jetson bundle,
     a Triton model folder `<repo>/<name>/`, or the root of a repository written before models had their own)."""

@@ -148,3 +148,35 @@ def score_confidence(baseline: dict[str, Any], backend: Any, data) -> dict[str, 
         "ks": statistic,
         "ks_p_value": p_value,
     }
+
+
+# A rise in the escalation share is flagged when it is both significant (one-sided two-proportion z-test,
+# z above this: p < 0.001) and larger than the caller's limit in points: the test alone flags a 0.3-point rise
+# on a million requests, the limit alone flags noise on fifty.
+ESCALATION_Z = 3.09
+
+
+def score_escalation(baseline: dict[str, Any], backend: Any, data) -> dict[str, Any] | None:
+    """How the cascade's escalation share moved against the baseline's (None without an `escalation` field or
+    a model that has its output)."""
+    recorded = baseline.get("escalation")
+    if not isinstance(recorded, dict) or recorded.get("output") not in getattr(backend, "output_names", ()):
+        return None
+    index = list(backend.output_names).index(recorded["output"])
+    data = data.window(0, min(data.num_samples, MAX_BASELINE_SAMPLES))
+    flags = np.concatenate([np.asarray(backend.run(feeds)[index], dtype=bool).ravel() for feeds in data.batches(64)])
+    n0, n1 = int(recorded.get("samples") or 0), int(flags.size)
+    p0, p1 = float(recorded.get("share") or 0.0), float(flags.mean()) if flags.size else 0.0
+    pooled = (p0 * n0 + p1 * n1) / max(n0 + n1, 1)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / max(n0, 1) + 1 / max(n1, 1)))
+    z = (p1 - p0) / spread if spread > 0 else (0.0 if p1 == p0 else math.copysign(math.inf, p1 - p0))
+    return {
+        "share_baseline": p0,
+        "share_now": p1,
+        "rise_pp": (p1 - p0) * 100,
+        "samples_baseline": n0,
+        "samples_now": n1,
+        "z": z,
+        "p_value": 0.5 * math.erfc(z / math.sqrt(2)) if math.isfinite(z) else (0.0 if z > 0 else 1.0),
+        "significant": bool(z > ESCALATION_Z),
+    }

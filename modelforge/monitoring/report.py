@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelforge.monitoring.drift import bind_to_baseline, load_baseline, score_confidence, score_features
+from modelforge.monitoring.drift import (
+    bind_to_baseline,
+    load_baseline,
+    score_confidence,
+    score_escalation,
+    score_features,
+)
 
 
 def model_beside(baseline_path: Path, named: Any) -> Path | None:
@@ -33,6 +39,7 @@ def drift_report(
     max_psi: float = 0.2,
     max_ks: float | None = None,
     max_confidence_drop: float | None = None,
+    max_escalation_rise: float = 5.0,
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Score `data_path` against the baseline; `model_path` (default: the model named beside the baseline)
@@ -42,11 +49,14 @@ def drift_report(
     features = score_features(baseline, data)
     if model_path is None and baseline.get("model"):
         model_path = model_beside(baseline_path, baseline["model"])
-    confidence = None
-    if model_path is not None and baseline.get("confidence"):
+    confidence = escalation = None
+    if model_path is not None and (baseline.get("confidence") or baseline.get("escalation")):
         from modelforge.runtimes.base import open_backend
 
-        confidence = score_confidence(baseline, open_backend(model_path, threads=threads, stage="drift"), data)
+        backend = open_backend(model_path, threads=threads, stage="drift")
+        if baseline.get("confidence"):
+            confidence = score_confidence(baseline, backend, data)
+        escalation = score_escalation(baseline, backend, data)
     checks = [
         _check("max_psi", max_psi, max((f["psi"] for f in features), default=0.0)),
     ]
@@ -59,6 +69,8 @@ def drift_report(
     if max_confidence_drop is not None:
         drop = -confidence["mean_shift"] if confidence else None
         checks.append(_check("max_confidence_drop", max_confidence_drop, drop))
+    if baseline.get("escalation"):  # a cascade's baseline: a significant rise over the limit (pp) fails
+        checks.append(_escalation_check(max_escalation_rise, escalation))
     return {
         "drift_version": 1,
         "baseline": str(baseline_path),
@@ -68,6 +80,7 @@ def drift_report(
         "features": features,
         "drifted_features": [f for f in features if f["psi"] > max_psi],
         "confidence": confidence,
+        "escalation": escalation,
         "checks": checks,
         "passed": all(c["passed"] for c in checks),
     }
@@ -76,3 +89,12 @@ def drift_report(
 def _check(name: str, threshold: float, value: float | None) -> dict[str, Any]:
     # An unmeasurable check (no model for the confidence) fails rather than passes silently.
     return {"name": name, "threshold": threshold, "value": value, "passed": value is not None and value <= threshold}
+
+
+def _escalation_check(max_rise_pp: float, escalation: dict[str, Any] | None) -> dict[str, Any]:
+    """Passes unless the escalation share rose by more than `max_rise_pp` points AND significantly (z-test)."""
+    if escalation is None:
+        return _check("max_escalation_rise_pp", max_rise_pp, None)
+    rise = escalation["rise_pp"]
+    failed = rise > max_rise_pp and escalation["significant"]
+    return {"name": "max_escalation_rise_pp", "threshold": max_rise_pp, "value": rise, "passed": not failed}

@@ -29,6 +29,10 @@ def render_html(report: dict[str, Any]) -> str:
     from modelforge.report.export import export_section
     from modelforge.report.pruning import pruning_section
 
+    if report.get("cascade"):  # `modelforge cascade`: its own page (the curve, both models)
+        from modelforge.report.cascade import render_cascade_html
+
+        return render_cascade_html(report)
     verdict = "PASSED" if report["passed"] else "FAILED"
     evaluation = report.get("evaluation") or {}
     recipe = json.dumps(report.get("recipe", {}), indent=2)

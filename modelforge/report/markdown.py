@@ -23,6 +23,10 @@ _table = md_table  # every table of this module escapes its cells there
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    if report.get("cascade"):  # `modelforge cascade`: its own summary (the measured thresholds, both models)
+        from modelforge.report.cascade import render_cascade_markdown
+
+        return render_cascade_markdown(report)
     verdict = "PASSED" if report["passed"] else "FAILED"
     models = report["models"]
     evaluation = report["evaluation"]
