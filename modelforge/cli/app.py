@@ -82,6 +82,7 @@ COMMANDS: dict[str, str] = {
     "export": "export_cmd:export",
     "drift": "drift_cmd:drift",
     "distill": "distill_cmd:distill",
+    "optimize": "optimize_cmd:optimize",
 }
 
 

@@ -62,7 +62,16 @@ def execute(
     from modelforge.training import distributed
 
     primary = distributed.is_primary()  # under torchrun, rank 0 shows progress and the result
-    result = run_recipe(recipe, RichProgress(quiet=quiet or as_json or not primary))
+    try:
+        result = run_recipe(recipe, RichProgress(quiet=quiet or as_json or not primary))
+    except Exception as exc:
+        from modelforge.run.optimize import NothingMeets
+
+        if isinstance(exc, NothingMeets):  # the closest candidates, then the one-line error (exit 1)
+            from modelforge.cli.optimize_cmd import closest_table
+
+            (err_console if as_json else out_console).print(closest_table(exc.closest))
+        raise
     if result is None:  # another rank of a torchrun job: it trained, rank 0 writes
         return 0
     report = result.report

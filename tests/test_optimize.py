@@ -1,0 +1,180 @@
+"""`modelforge optimize`: the latency screen before training, fine-tuning trials on Ray (ASHA), finalists timed
+interleaved, the choice, the winner shipped through the normal runner, and the recipe that replays it.
+
+A small residual CNN trained on scikit-learn's digits in the module fixture; a small space (2 ratios, 1-2 epochs).
+Latency thresholds are either far above anything this model takes (1000 ms: every form meets it) or far below
+(1 ns: none does), so no verdict depends on how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import FAST_LATENCY, cli_env, load_report, one_error_line, run_cli, write_recipe
+
+pytest.importorskip("ray")
+torch = pytest.importorskip("torch")
+
+from tests import prune_models as pm  # noqa: E402
+
+LOOSE_MS = 1000.0  # every form of this model meets it on any machine
+IMPOSSIBLE_MS = 1e-6
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("optimize-model")
+    paths = pm.write_data(folder)
+    (xt, yt), _, _ = pm.digits_split()
+    torch.manual_seed(0)
+    model = pm.fit(pm.ResidualNet(8), xt, yt, epochs=4)
+    pm.export(model, folder / "model.pt2", xt)
+    return folder / "model.pt2", paths
+
+
+def _recipe(model: Path, paths: dict, out: Path, **optimize) -> dict:
+    section = {"latency_p99_ms": LOOSE_MS, "max_accuracy_drop": 5.0, "epochs": 1, **optimize}
+    return {
+        "version": 1,
+        "model": str(model),
+        "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
+        "evaluate": {"latency": dict(FAST_LATENCY)},
+        "output": {"dir": str(out)},
+        "optimize": section,
+    }
+
+
+def _trials(out: Path) -> dict[str, dict]:
+    return {t["id"]: t for t in json.loads((out / "search.json").read_text())["trials"]}
+
+
+def test_loose_slo_ships_the_unpruned_int8_model_without_training(digits_model, tmp_path):
+    model, paths = digits_model
+    out = tmp_path / "out"
+    recipe = _recipe(model, paths, out, prune_ratios=[0.5], precisions=["int8"], runtimes=["onnxruntime"])
+    result = run_cli("run", write_recipe(tmp_path / "r.yaml", recipe), "--allow-paths", model.parent)
+    assert result.returncode == 0, result.explain()
+    search = load_report(out)["search"]
+    assert search == json.loads((out / "search.json").read_text())
+    assert search["winner"] == "p0.00-none-int8-onnxruntime" and search["passed"] is True
+    trials = {t["id"]: t for t in search["trials"]}
+    for mode in ("kd", "labels"):  # pruning was never trained: the unpruned INT8 model meets everything
+        assert trials[f"p0.50-{mode}"]["lost_because"] == "dominated"
+        assert trials[f"p0.50-{mode}"]["detail"].startswith("not trained")
+    resolved = yaml.safe_load((out / "recipe.resolved.yaml").read_text())
+    assert "optimize" not in resolved or resolved["optimize"] is None
+    assert [p["name"] for p in resolved["passes"]] == ["quantize"]
+
+
+def test_an_impossible_slo_is_reported_before_any_training(digits_model, tmp_path):
+    model, paths = digits_model
+    out = tmp_path / "out"
+    result = run_cli(
+        "optimize", model, "--train-data", paths["train"], "--eval-data", paths["val"], "--latency-p99-ms",
+        str(IMPOSSIBLE_MS), "--prune-ratios", "0.5", "--runtimes", "onnxruntime", "--precisions", "fp32",
+        "-o", out,
+    )  # fmt: skip
+    assert result.returncode == 1, result.explain()
+    line = one_error_line(result)
+    assert "out of reach" in line and "fastest candidate" in line and "nothing was trained" in line
+    assert " ms " in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--runtimes", "tensorflow-lite"), "runtime 'tensorflow-lite' is not installed or not known; installed: "),
+        (("--no-train",), "pass --train-data"),
+        (("--onnx",), "need a PyTorch/Keras/Hugging Face source"),
+    ],
+    ids=["unknown-runtime", "no-train-data", "onnx-with-pruning"],
+)
+def test_bad_input_exits_2_with_one_line(digits_model, tmp_path, args, expected):
+    model, paths = digits_model
+    argv = ["optimize", model, "--train-data", paths["train"], "--eval-data", paths["val"], "--latency-p99-ms", "5"]
+    if args == ("--no-train",):
+        argv = ["optimize", model, "--eval-data", paths["val"], "--latency-p99-ms", "5"]
+    elif args == ("--onnx",):
+        from tests.conftest import DIGITS_EVAL, DIGITS_MODEL
+
+        argv = ["optimize", DIGITS_MODEL, "--eval-data", DIGITS_EVAL, "--train-data", DIGITS_EVAL, "--latency-p99-ms",
+                "5"]  # fmt: skip
+    else:
+        argv += list(args)
+    result = run_cli(*argv, "-o", tmp_path / "out")
+    assert result.returncode == 2, result.explain()
+    line = one_error_line(result)
+    assert expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_model, tmp_path):
+    """A real two-node Ray cluster on this machine: trials run on both nodes; the same search again reuses every
+    trial (cached); the winner's recipe replays the winning chain with no search."""
+    model, paths = digits_model
+    ray_bin = Path(sys.executable).with_name("ray")
+    temp = Path("/tmp") / f"mf-ray-test-{os.getpid()}"  # short: Ray's socket paths must fit 107 bytes
+    port = _free_port()
+    env = cli_env(RAY_USAGE_STATS_ENABLED="0")
+    cache = tmp_path / "cache"
+    env["MODELFORGE_CACHE_DIR"] = str(cache)
+    head = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+            "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
+    worker = [str(ray_bin), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--node-ip-address=127.0.0.1"]
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(worker, env=env, check=True, capture_output=True, timeout=120)
+        out = tmp_path / "out"
+        recipe = _recipe(
+            model, paths, out, latency_p99_ms=None, speedup=1e-3, objective="size", prune_ratios=[0.25, 0.5],
+            fine_tune=["labels"], precisions=["fp32"], runtimes=["onnxruntime"], epochs=1,
+            ray_address=f"127.0.0.1:{port}",
+        )  # fmt: skip
+        recipe_file = write_recipe(tmp_path / "r.yaml", recipe)
+        first = run_cli("run", recipe_file, "--allow-paths", model.parent, env=env)
+        assert first.returncode == 0, first.explain()
+        search = load_report(out)["search"]
+        assert search["ray"]["nodes"] == 2
+        trials = _trials(out)
+        ran = [trials["p0.25-labels"], trials["p0.50-labels"]]
+        assert all(t["accuracy"] is not None and t["cached"] is False for t in ran)
+        assert len({t["node"] for t in ran}) == 2, ran  # one trial on each node
+        # objective size: the most pruned finalist that meets the (loose) constraints
+        assert search["winner"] == "p0.50-labels-fp32-onnxruntime"
+        resolved = yaml.safe_load((out / "recipe.resolved.yaml").read_text())
+        assert resolved.get("optimize") is None
+        assert [p["name"] for p in resolved["passes"]] == ["prune"]
+        assert resolved["passes"][0]["config"]["sparsity"] == 0.5
+        shipped = load_report(out)["summary"]
+
+        again = run_cli("run", recipe_file, "-o", tmp_path / "again", "--allow-paths", model.parent, env=env)
+        assert again.returncode == 0, again.explain()
+        assert all(_trials(tmp_path / "again")[t]["cached"] for t in ("p0.25-labels", "p0.50-labels"))
+
+        replay = run_cli("run", out / "recipe.resolved.yaml", "-o", tmp_path / "replay", "--allow-paths", model.parent,
+                         env=cli_env(
+            MODELFORGE_CACHE_DIR=str(tmp_path / "fresh-cache")))  # fmt: skip
+        assert replay.returncode == 0, replay.explain()
+        replayed = load_report(tmp_path / "replay")
+        assert "search" not in replayed
+        # trained again from the start on a fresh cache, seeded: the same model
+        assert replayed["summary"]["accuracy_result"] == shipped["accuracy_result"]
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
