@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,14 @@ def test_an_impossible_slo_is_reported_before_any_training(digits_model, tmp_pat
     result = run_cli(
         "optimize", model, "--train-data", paths["train"], "--eval-data", paths["val"], "--latency-p99-ms",
         str(IMPOSSIBLE_MS), "--prune-ratios", "0.5", "--runtimes", "onnxruntime", "--precisions", "fp32",
-        "-o", out,
+        "-o", out, "-q",
     )  # fmt: skip
     assert result.returncode == 1, result.explain()
     line = one_error_line(result)
     assert "out of reach" in line and "fastest candidate" in line and "nothing was trained" in line
     assert " ms " in line
     assert not out.exists()
+    assert not (Path(os.environ["MODELFORGE_CACHE_DIR"]) / "search").exists()  # no trial folder: nothing trained
 
 
 @pytest.mark.parametrize(
@@ -95,7 +97,7 @@ def test_an_impossible_slo_is_reported_before_any_training(digits_model, tmp_pat
     [
         (("--runtimes", "tensorflow-lite"), "runtime 'tensorflow-lite' is not installed or not known; installed: "),
         (("--no-train",), "pass --train-data"),
-        (("--onnx",), "need a PyTorch/Keras/Hugging Face source"),
+        (("--onnx",), "needs a PyTorch/Keras/Hugging Face source"),
     ],
     ids=["unknown-runtime", "no-train-data", "onnx-with-pruning"],
 )
@@ -131,7 +133,8 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
     ray_bin = Path(sys.executable).with_name("ray")
     temp = Path("/tmp") / f"mf-ray-test-{os.getpid()}"  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
-    env = cli_env(RAY_USAGE_STATS_ENABLED="0")
+    # Token authentication on, the token in the environment of every process (nothing written to ~/.ray).
+    env = cli_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex)
     cache = tmp_path / "cache"
     env["MODELFORGE_CACHE_DIR"] = str(cache)
     head = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
@@ -142,7 +145,8 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
         subprocess.run(worker, env=env, check=True, capture_output=True, timeout=120)
         out = tmp_path / "out"
         recipe = _recipe(
-            model, paths, out, latency_p99_ms=None, speedup=1e-3, objective="size", prune_ratios=[0.25, 0.5],
+            model, paths, out, latency_p99_ms=None, speedup=1e-3, max_accuracy_drop=100.0, objective="size",
+            prune_ratios=[0.25, 0.5],
             fine_tune=["labels"], precisions=["fp32"], runtimes=["onnxruntime"], epochs=1,
             ray_address=f"127.0.0.1:{port}",
         )  # fmt: skip
@@ -167,13 +171,14 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
         assert again.returncode == 0, again.explain()
         assert all(_trials(tmp_path / "again")[t]["cached"] for t in ("p0.25-labels", "p0.50-labels"))
 
-        replay = run_cli("run", out / "recipe.resolved.yaml", "-o", tmp_path / "replay", "--allow-paths", model.parent,
-                         env=cli_env(
-            MODELFORGE_CACHE_DIR=str(tmp_path / "fresh-cache")))  # fmt: skip
+        replay = run_cli(
+            "run", out / "recipe.resolved.yaml", "-o", tmp_path / "replay", "--allow-paths", model.parent, env=env
+        )
         assert replay.returncode == 0, replay.explain()
         replayed = load_report(tmp_path / "replay")
-        assert "search" not in replayed
-        # trained again from the start on a fresh cache, seeded: the same model
+        assert "search" not in replayed and not (tmp_path / "replay" / "search.json").exists()
+        prune = next(s for s in replayed["stages"] if s["pass"] == "prune")
+        assert prune["metrics"]["cache"] == "hit"  # the winning chain's stage, as the search shipped it
         assert replayed["summary"]["accuracy_result"] == shipped["accuracy_result"]
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)

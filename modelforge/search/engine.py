@@ -49,10 +49,11 @@ class SearchOutcome:
 
 
 def _example(train) -> tuple:
+    import numpy as np
     import torch
 
     batch = next(train.batches(2))
-    return tuple(torch.from_numpy(batch[name]) for name in train.keys)
+    return tuple(torch.from_numpy(np.array(batch[name])) for name in train.keys)  # a writable copy
 
 
 def _module_factory(source) -> Callable[[], Any]:

@@ -159,11 +159,14 @@ def _history(value: Any) -> list[dict[str, Any]]:
 
 
 class _Reporter(Progress):
-    """The engines' progress channel, turned into Tune reports: one per epoch, kept in epochs.json too."""
+    """The engines' progress channel, turned into Tune reports: one per epoch, kept in epochs.json too. The last
+    epoch's report waits until the trial has written its model: ASHA may stop a trial at any report, and one
+    stopped after its last epoch must still leave the model it trained."""
 
-    def __init__(self, folder: Path, report):
-        self.folder, self.report = folder, report
+    def __init__(self, folder: Path, report, epochs: int):
+        self.folder, self.report, self.epochs = folder, report, epochs
         self.rows = _history(read_record(folder, EPOCHS_RECORD))
+        self.final: dict | None = None
 
     def epoch(self, record: dict) -> None:
         from modelforge.safe_files import write_text
@@ -171,7 +174,10 @@ class _Reporter(Progress):
         row = {k: v for k, v in record.items() if isinstance(v, int | float)}
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         write_text(self.folder / EPOCHS_RECORD, json.dumps(self.rows), self.folder)
-        self.report(row)
+        if row["epoch"] >= self.epochs:
+            self.final = row
+        else:
+            self.report(row)
 
 
 def _node() -> str:
@@ -182,12 +188,6 @@ def _node() -> str:
 
 def run_one(trial: dict[str, Any], payload: dict[str, Any], report) -> None:
     """One trial, wherever Ray placed it: `report(row)` is called after every epoch (ASHA may stop us there)."""
-    import warnings
-
-    from modelforge.model.artifact import ModelArtifact
-    from modelforge.model.torch.loading import load_module
-    from modelforge.safe_files import make_dirs, write_bytes, write_text
-
     spec = TrialSpec(**trial["spec"])
     folder = Path(trial["folder"])
     node = _node()
@@ -196,11 +196,18 @@ def run_one(trial: dict[str, Any], payload: dict[str, Any], report) -> None:
         for row in _history(done.get("history")):
             report({**row, "cached": 1, "node": node})
         return
+    import warnings
+
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.model.torch.loading import load_module
+    from modelforge.safe_files import make_dirs, write_bytes, write_text
+
     make_dirs(folder, folder.parent)
     source = write_bytes(folder / "source.pt2", payload["model"], folder)
-    reporter = _Reporter(folder, lambda row: report({**row, "cached": 0, "node": node}))
+    reporter = _Reporter(folder, lambda row: report({**row, "cached": 0, "node": node}), spec.epochs)
     for row in reporter.rows:  # what an interrupted run of this trial already did
-        report({**row, "cached": 0, "node": node})
+        if row["epoch"] < spec.epochs:
+            reporter.report(row)
     data = {
         "train": payload["train"],
         "evaluation": payload["evaluation"],
@@ -228,6 +235,9 @@ def run_one(trial: dict[str, Any], payload: dict[str, Any], report) -> None:
     shutil.copyfile(result.path, folder / "model.pt2")
     shutil.rmtree(data["workdir"], ignore_errors=True)
     write_text(folder / TRIAL_RECORD, json.dumps({"history": reporter.rows}), folder)
+    final = reporter.final or (reporter.rows[-1] if reporter.rows else None)
+    if final is not None:  # now that the model is written, ASHA may see the last epoch
+        reporter.report(final)
 
 
 def _trainable(config: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -245,6 +255,7 @@ class LocalRay:
     def __init__(self, address: str | None):
         self.address = address
         self.temp = None
+        self.saved: dict[str, str | None] = {}
 
     def __enter__(self) -> LocalRay:
         import logging
@@ -267,6 +278,14 @@ class LocalRay:
                 configure_logging=True,
             )
         else:
+            # Token authentication, as Ray does for a local cluster, but with a token of this run held in the
+            # environment (inherited by its workers), so nothing is written to ~/.ray.
+            import secrets
+
+            self.saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+            if self.saved["RAY_AUTH_MODE"] is None:
+                os.environ["RAY_AUTH_MODE"] = "token"
+                os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
             # A short path: Ray's socket names must fit in 107 bytes.
             self.temp = tempfile.mkdtemp(prefix="mf-ray-")
             ray.init(
@@ -291,6 +310,11 @@ class LocalRay:
         ray.shutdown()
         if self.temp:
             shutil.rmtree(self.temp, ignore_errors=True)
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _import_paths() -> list[str]:
