@@ -45,7 +45,9 @@ def optimize(
     latency_p99_ms: Annotated[
         float | None, typer.Option(help="The SLO: the winner's p99 latency in ms at --batch and --threads.")
     ] = None,
-    speedup: Annotated[float | None, typer.Option(help="Instead of (or with) an SLO: original p50 / winner p50.")] = None,
+    speedup: Annotated[
+        float | None, typer.Option(help="Instead of (or with) an SLO: original p50 / winner p50.")
+    ] = None,
     max_accuracy_drop: Annotated[float, typer.Option(help="Accuracy the winner may lose, in points.")] = 1.0,
     objective: Annotated[str, typer.Option(help="accuracy, latency or size: decides among those that qualify.")] = (
         "accuracy"
@@ -54,9 +56,7 @@ def optimize(
         str | None, typer.Option(help="Structured prune ratios to try, e.g. 0.3,0.5,0.7 (0: no pruning).")
     ] = None,
     fine_tune: Annotated[str | None, typer.Option(help="kd (the original as teacher), labels, or kd,labels.")] = None,
-    precisions: Annotated[
-        str | None, typer.Option(help="fp32, bf16, int8 (default: each this CPU offers).")
-    ] = None,
+    precisions: Annotated[str | None, typer.Option(help="fp32, bf16, int8 (default: each this CPU offers).")] = None,
     runtimes: Annotated[str | None, typer.Option(help="onnxruntime, openvino (default: every installed one).")] = None,
     epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs per trial (ASHA stops the weak earlier).")] = 3,
     batch: Annotated[int, typer.Option(help="Batch size the latency goal applies to.")] = 1,

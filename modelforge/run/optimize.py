@@ -48,7 +48,6 @@ def run_optimize(recipe: Recipe, progress: Progress):
     from modelforge.run.runner import run_recipe
     from modelforge.runtimes.onnxruntime import default_threads
     from modelforge.search.engine import SearchInputs, run_search
-
     from modelforge.search.space import check_early
 
     config = recipe.optimize

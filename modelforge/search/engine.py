@@ -72,6 +72,7 @@ def _module_factory(source) -> Callable[[], Any]:
 def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     """`config`: recipe.schema.OptimizeConfig."""
     from modelforge.machine import cpu_info
+
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     progress = inputs.progress
@@ -154,8 +155,9 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     t = time.perf_counter()
     if specs and unpruned_enough:
         for spec in specs:
-            trial_rows.append(_skipped_row(spec, "an unpruned form already meets every constraint: pruning would "
-                                           "only cost accuracy"))
+            trial_rows.append(
+                _skipped_row(spec, "an unpruned form already meets every constraint: pruning would only cost accuracy")
+            )
     elif specs:
         trials = _run_trials(specs, config, inputs, started, ray_record)
     seconds["fine_tune"] = time.perf_counter() - t
@@ -195,9 +197,7 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     cpu = cpu_info()
     rows = [records.screen_row(r) for r in screened if r.dropped is not None]
     rows += trial_rows
-    rows += [
-        records.candidate_row(c, winner, bool(by_trial.get(c.id) and by_trial[c.id].cached)) for c in candidates
-    ]
+    rows += [records.candidate_row(c, winner, bool(by_trial.get(c.id) and by_trial[c.id].cached)) for c in candidates]
     record = records.search_record(
         objective=config.objective,
         constraints={

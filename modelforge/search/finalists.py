@@ -40,7 +40,12 @@ class Candidate:
     def changes(self) -> int:
         """How far from the original: pruning, fine-tuning, precision, runtime (ties go to fewer)."""
         return sum(
-            (self.form.ratio > 0, self.fine_tune != "none", self.form.precision != "fp32", self.form.runtime != "onnxruntime")
+            (
+                self.form.ratio > 0,
+                self.fine_tune != "none",
+                self.form.precision != "fp32",
+                self.form.runtime != "onnxruntime",
+            )
         )
 
 

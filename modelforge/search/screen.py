@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelforge.errors import ModelforgeError, EXIT_GATE_FAILED
+from modelforge.errors import EXIT_GATE_FAILED, ModelforgeError
 from modelforge.search.space import Form
 
 # Forms within this share above the SLO survive the screen: its short measurement is re-done for the finalists.

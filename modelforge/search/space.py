@@ -118,6 +118,10 @@ def check_early(config, model_path, has_train: bool) -> None:
                 hint="narrow with --runtimes " + ",".join(installed),
             )
     if any(r > 0 for r in config.prune_ratios):
+        from modelforge.optional import installed, missing
+
+        if not installed("ray"):
+            raise missing("ray", "fine-tuning pruned candidates (Ray Tune trials)")
         if Path(model_path).suffix.lower() == ".onnx":
             raise InputError(
                 f"pruning needs a PyTorch/Keras/Hugging Face source; {model_path} is an ONNX model (optimize prunes "

@@ -260,7 +260,9 @@ class LocalRay:
     def __enter__(self) -> LocalRay:
         import logging
 
-        import ray
+        from modelforge.optional import require
+
+        ray = require("ray", "fine-tuning pruned candidates (Ray Tune trials)")
 
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
