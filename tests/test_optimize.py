@@ -146,30 +146,31 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
         out = tmp_path / "out"
         recipe = _recipe(
             model, paths, out, latency_p99_ms=None, speedup=1e-3, max_accuracy_drop=100.0, objective="size",
-            prune_ratios=[0.25, 0.5],
-            fine_tune=["labels"], precisions=["fp32"], runtimes=["onnxruntime"], epochs=1,
+            prune_ratios=[0.5], fine_tune=["kd", "labels"], precisions=["fp32"], runtimes=["onnxruntime"], epochs=1,
             ray_address=f"127.0.0.1:{port}",
         )  # fmt: skip
         recipe_file = write_recipe(tmp_path / "r.yaml", recipe)
         first = run_cli("run", recipe_file, "--allow-paths", model.parent, env=env)
         assert first.returncode == 0, first.explain()
         search = load_report(out)["search"]
-        assert search["ray"]["nodes"] == 2
+        assert search["ray"]["nodes"] == 2 and search["ray"]["scheduler"] == "ASHA"
         trials = _trials(out)
-        ran = [trials["p0.25-labels"], trials["p0.50-labels"]]
-        assert all(t["accuracy"] is not None and t["cached"] is False for t in ran)
+        ran = [trials["p0.50-kd"], trials["p0.50-labels"]]
+        assert all(t["accuracy"] is not None and t["cached"] is False and t["epochs"] == 1 for t in ran)
         assert len({t["node"] for t in ran}) == 2, ran  # one trial on each node
-        # objective size: the most pruned finalist that meets the (loose) constraints
-        assert search["winner"] == "p0.50-labels-fp32-onnxruntime"
+        # objective size: a pruned finalist beats the unpruned original (all meet the loose constraints)
+        winner = search["winner"]
+        assert winner.startswith("p0.50-") and trials[winner]["status"] == "winner"
+        assert trials["p0.00-none-fp32-onnxruntime"]["lost_because"] == "dominated"
         resolved = yaml.safe_load((out / "recipe.resolved.yaml").read_text())
         assert resolved.get("optimize") is None
-        assert [p["name"] for p in resolved["passes"]] == ["prune"]
-        assert resolved["passes"][0]["config"]["sparsity"] == 0.5
+        chain = "distill" if winner.startswith("p0.50-kd") else "prune"
+        assert [p["name"] for p in resolved["passes"]] == [chain]
         shipped = load_report(out)["summary"]
 
         again = run_cli("run", recipe_file, "-o", tmp_path / "again", "--allow-paths", model.parent, env=env)
         assert again.returncode == 0, again.explain()
-        assert all(_trials(tmp_path / "again")[t]["cached"] for t in ("p0.25-labels", "p0.50-labels"))
+        assert all(_trials(tmp_path / "again")[t]["cached"] for t in ("p0.50-kd", "p0.50-labels"))
 
         replay = run_cli(
             "run", out / "recipe.resolved.yaml", "-o", tmp_path / "replay", "--allow-paths", model.parent, env=env
@@ -177,8 +178,8 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
         assert replay.returncode == 0, replay.explain()
         replayed = load_report(tmp_path / "replay")
         assert "search" not in replayed and not (tmp_path / "replay" / "search.json").exists()
-        prune = next(s for s in replayed["stages"] if s["pass"] == "prune")
-        assert prune["metrics"]["cache"] == "hit"  # the winning chain's stage, as the search shipped it
+        stage = next(s for s in replayed["stages"] if s["pass"] == chain)
+        assert stage["metrics"]["cache"] == "hit"  # the winning chain's stage, as the search shipped it
         assert replayed["summary"]["accuracy_result"] == shipped["accuracy_result"]
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)

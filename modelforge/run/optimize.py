@@ -89,16 +89,17 @@ def run_optimize(recipe: Recipe, progress: Progress):
                 progress=progress,
             ),
         )
-    if outcome.winner is None:
-        from modelforge.search.record import candidate_row
+        if outcome.winner is None:
+            from modelforge.search.record import candidate_row
 
-        rows = [candidate_row(c, None, False) for c in outcome.closest]
-        raise NothingMeets("no candidate meets every constraint; nothing was written", rows, outcome.record)
-    winning = winner_recipe(recipe, outcome)
-    if outcome.winner_trial is not None:
-        _seed_checkpoints(outcome.winner_trial.folder / "checkpoints", out)
-    progress.log(f"optimize: the winner is {outcome.winner.id}; writing it with the winning chain")
-    return run_recipe(winning, progress, sections={"search": outcome.record})
+            rows = [candidate_row(c, None, False) for c in outcome.closest]
+            raise NothingMeets("no candidate meets every constraint; nothing was written", rows, outcome.record)
+        winning = winner_recipe(recipe, outcome)
+        if outcome.winner_trial is not None:
+            _seed_checkpoints(outcome.winner_trial.folder / "checkpoints", out)
+        progress.log(f"optimize: the winner is {outcome.winner.id}; writing it with the winning chain")
+        # Still inside the search's folder: the runner copies the conversions the search made (run.inputs.convert).
+        return run_recipe(winning, progress, sections={"search": outcome.record})
 
 
 def winner_recipe(recipe: Recipe, outcome) -> Recipe:

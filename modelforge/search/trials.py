@@ -269,16 +269,8 @@ class LocalRay:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
-        # Workers import modelforge as this process does (a source checkout on PYTHONPATH included).
-        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in _import_paths() if p)}}
-        if self.address:
-            ray.init(
-                address=self.address,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                runtime_env=runtime_env,
-                configure_logging=True,
-            )
+        if self.address:  # the cluster's workers import their own installed modelforge
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         else:
             # Token authentication, as Ray does for a local cluster, but with a token of this run held in the
             # environment (inherited by its workers), so nothing is written to ~/.ray.
@@ -290,6 +282,10 @@ class LocalRay:
                 os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
             # A short path: Ray's socket names must fit in 107 bytes.
             self.temp = tempfile.mkdtemp(prefix="mf-ray-")
+            # Local workers inherit this environment: they import modelforge as this process does (a source
+            # checkout included), without a runtime_env to set up.
+            self.saved["PYTHONPATH"] = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _import_paths() if p)
             ray.init(
                 address="local",
                 include_dashboard=False,
@@ -297,7 +293,6 @@ class LocalRay:
                 logging_level=logging.ERROR,
                 _temp_dir=self.temp,
                 _node_ip_address="127.0.0.1",
-                runtime_env=runtime_env,
             )
         return self
 
