@@ -16,7 +16,7 @@ from modelforge.progress import Progress
 from modelforge.search import record as records
 from modelforge.search.choose import choose, closest
 from modelforge.search.finalists import Candidate, assess, build, time_all
-from modelforge.search.screen import Goal, Screened, screen
+from modelforge.search.screen import Goal, Screened, check_reachable, screen
 from modelforge.search.space import resolve_space
 from modelforge.search.trials import LocalRay, TrialResult, TrialSpec, in_memory, run_trials, trial_key, trials_root
 
@@ -82,34 +82,29 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     example = _example(inputs.train) if prunes else None
     factory = _module_factory(inputs.source) if prunes else None
 
-    # 1. Latency before training.
+    # 1. Latency before training, the unpruned forms first: when one meets everything and accuracy is the
+    # objective, no pruned model is even built (pruning is spent only where the goal asks for it).
+    forms = space.forms()
+    pruned_forms = [f for f in forms if f.ratio > 0]
+    screen_args = {
+        "baseline_onnx": inputs.baseline_onnx,
+        "module_factory": factory,
+        "example": example,
+        "to_onnx": inputs.to_onnx,
+        "calibration": inputs.calibration,
+        "feeds_data": inputs.evaluation,
+        "goal": goal,
+        "batch": inputs.batch,
+        "threads": inputs.threads,
+        "measure": inputs.measure,
+        "workdir": inputs.workdir / "screen",
+        "progress": progress,
+    }
     t = time.perf_counter()
-    screened, _ = screen(
-        space.forms(),
-        baseline_onnx=inputs.baseline_onnx,
-        module_factory=factory,
-        example=example,
-        to_onnx=inputs.to_onnx,
-        calibration=inputs.calibration,
-        feeds_data=inputs.evaluation,
-        goal=goal,
-        batch=inputs.batch,
-        threads=inputs.threads,
-        measure=inputs.measure,
-        workdir=inputs.workdir / "screen",
-        progress=progress,
-    )
+    screened, base_screen = screen([f for f in forms if f.ratio == 0], **screen_args, final=not pruned_forms)
     seconds["latency_screen"] = time.perf_counter() - t
-    kept: dict[float, list[Screened]] = {}
-    for row in screened:
-        if row.dropped is None:
-            kept.setdefault(row.form.ratio, []).append(row)
-    progress.log(
-        f"optimize: latency screen kept {sum(len(v) for v in kept.values())} of {len(screened)} forms "
-        f"({', '.join(f'p{r:.2f}' for r in sorted(kept))})"
-    )
 
-    # 2. The unpruned forms first: when one meets everything and accuracy is the objective, no pruning is needed.
+    # 2. The unpruned forms that passed, built and assessed.
     from modelforge.evaluate.evaluator import EVAL_BATCH
     from modelforge.quantization.fallback import OutputJudge
 
@@ -125,7 +120,7 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
         "progress": progress,
     }
     t = time.perf_counter()
-    candidates = [Candidate(row.form, "none", None) for row in kept.get(0.0, [])]
+    candidates = [Candidate(row.form, "none", None) for row in screened if row.dropped is None]
     for candidate in candidates:
         build(candidate, inputs.baseline_onnx, workdir=inputs.workdir / "finalists", **build_args)
     assess(candidates, judge)
@@ -135,12 +130,26 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
         and (config.max_accuracy_drop is None or c.accuracy_drop_pp <= config.max_accuracy_drop)
         for c in candidates
     )
+    if pruned_forms and not unpruned_enough:
+        t = time.perf_counter()
+        more, base_screen = screen(pruned_forms, **screen_args, final=False)
+        screened += more
+        check_reachable(screened, goal, base_screen, inputs.batch, inputs.threads)
+        seconds["latency_screen"] += time.perf_counter() - t
+    kept: dict[float, list[Screened]] = {}
+    for row in screened:
+        if row.dropped is None:
+            kept.setdefault(row.form.ratio, []).append(row)
+    progress.log(
+        f"optimize: latency screen kept {sum(len(v) for v in kept.values())} of {len(screened)} forms "
+        f"({', '.join(f'p{r:.2f}' for r in sorted(kept))})"
+    )
 
     # 3. Fine-tuning trials for the pruned ratios that can meet the goal.
+    ratios = [r for r in space.prune_ratios if r > 0] if unpruned_enough else [r for r in sorted(kept) if r > 0]
     specs = [
         TrialSpec(ratio, mode, config.epochs, config.batch_size, config.lr)
-        for ratio in sorted(kept)
-        if ratio > 0
+        for ratio in ratios
         for mode in space.fine_tune
     ]
     trial_rows: list[dict[str, Any]] = []

@@ -120,8 +120,10 @@ def screen(
     measure: dict,
     workdir: Path,
     progress,
+    final: bool = True,
 ) -> tuple[list[Screened], dict[str, Any]]:
-    """Build and time every form; returns them (with why each dropped) and the original's latency."""
+    """Build and time every form (with the original, interleaved); returns them (with why each dropped) and the
+    original's latency. `final`: these are the last forms to screen, so none meeting the goal is exit 1."""
     onnx_by_ratio: dict[float, Path] = {0.0: baseline_onnx}
     rows: list[Screened] = []
     progress.start("Latency screen: building each prune ratio x precision x runtime", len(forms))
@@ -144,17 +146,24 @@ def screen(
     for row in rows:
         row.p50, row.p99 = stats[row.form.name]["p50_ms"], stats[row.form.name]["p99_ms"]
         row.dropped = goal.misses(row.p50, row.p99, base["p50_ms"], SCREEN_SLACK)
-    if all(r.dropped for r in rows):
-        fastest = min(rows, key=lambda r: r.p99)
-        wanted = (
-            f"the SLO p99 {goal.latency_p99_ms:g} ms"
-            if goal.latency_p99_ms is not None
-            else f"a {goal.speedup:g}x speed-up"
-        )
-        raise GoalUnreachable(
-            f"{wanted} is out of reach: the fastest candidate, {fastest.form.name}, measured p99 "
-            f"{fastest.p99:.3g} ms (p50 {fastest.p50:.3g} ms; original p99 {base['p99_ms']:.3g} ms) at batch "
-            f"{batch}, {threads} threads; nothing was trained",
-            hint="loosen the goal or add higher --prune-ratios",
-        )
+    if final:
+        check_reachable(rows, goal, base, batch, threads)
     return rows, base
+
+
+def check_reachable(rows: list[Screened], goal: Goal, base: dict[str, Any], batch: int, threads: int) -> None:
+    """GoalUnreachable (exit 1) when no screened form can meet the goal, naming the fastest."""
+    if not rows or any(r.dropped is None for r in rows):
+        return
+    fastest = min(rows, key=lambda r: r.p99)
+    wanted = (
+        f"the SLO p99 {goal.latency_p99_ms:g} ms"
+        if goal.latency_p99_ms is not None
+        else f"a {goal.speedup:g}x speed-up"
+    )
+    raise GoalUnreachable(
+        f"{wanted} is out of reach: the fastest candidate, {fastest.form.name}, measured p99 "
+        f"{fastest.p99:.3g} ms (p50 {fastest.p50:.3g} ms; original p99 {base['p99_ms']:.3g} ms) at batch "
+        f"{batch}, {threads} threads; nothing was trained",
+        hint="loosen the goal or add higher --prune-ratios",
+    )
