@@ -37,7 +37,7 @@ def digits_model(tmp_path_factory):
     paths = pm.write_data(folder)
     (xt, yt), _, _ = pm.digits_split()
     torch.manual_seed(0)
-    model = pm.fit(pm.ResidualNet(8), xt, yt, epochs=4)
+    model = pm.fit(pm.ResidualNet(8), xt, yt, epochs=3)
     pm.export(model, folder / "model.pt2", xt)
     return folder / "model.pt2", paths
 
@@ -48,7 +48,7 @@ def _recipe(model: Path, paths: dict, out: Path, **optimize) -> dict:
         "version": 1,
         "model": str(model),
         "data": {"train": str(paths["train"]), "eval_data": str(paths["val"])},
-        "evaluate": {"latency": dict(FAST_LATENCY)},
+        "evaluate": {"latency": {**FAST_LATENCY, "min_seconds": 0.2, "max_seconds": 1}},
         "output": {"dir": str(out)},
         "optimize": section,
     }
@@ -127,8 +127,8 @@ def _free_port() -> int:
 
 
 def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_model, tmp_path):
-    """A real two-node Ray cluster on this machine: trials run on both nodes; the same search again reuses every
-    trial (cached); the winner's recipe replays the winning chain with no search."""
+    """A real two-node Ray cluster on this machine: trials run on both nodes; the same search again (on a local
+    Ray) reuses every trial (cached); the winner's recipe replays the winning chain with no search."""
     model, paths = digits_model
     ray_bin = Path(sys.executable).with_name("ray")
     temp = Path("/tmp") / f"mf-ray-test-{os.getpid()}"  # short: Ray's socket paths must fit 107 bytes
@@ -168,8 +168,13 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
         assert [p["name"] for p in resolved["passes"]] == [chain]
         shipped = load_report(out)["summary"]
 
-        again = run_cli("run", recipe_file, "-o", tmp_path / "again", "--allow-paths", model.parent, env=env)
+        # The same search again, on the default local Ray this time: every trial is reused from the cache.
+        recipe["optimize"].pop("ray_address")
+        recipe["output"] = {"dir": str(tmp_path / "again")}
+        local = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+        again = run_cli("run", write_recipe(tmp_path / "again.yaml", recipe), "--allow-paths", model.parent, env=local)
         assert again.returncode == 0, again.explain()
+        assert load_report(tmp_path / "again")["search"]["ray"]["address"] == "local"
         assert all(_trials(tmp_path / "again")[t]["cached"] for t in ("p0.50-kd", "p0.50-labels"))
 
         replay = run_cli(
@@ -184,3 +189,44 @@ def test_search_on_a_two_node_ray_cluster_resumes_from_cache_and_replays(digits_
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _candidate(ratio, precision, fine_tune, accuracy, drop, p99):
+    from modelforge.search.finalists import Candidate
+    from modelforge.search.space import Form
+
+    c = Candidate(Form(ratio, precision, "onnxruntime"), fine_tune, 2 if fine_tune != "none" else None)
+    c.accuracy, c.accuracy_drop_pp, c.p50, c.p99, c.size_bytes = accuracy, drop, p99 / 2, p99, int(1000 * (1 - ratio))
+    return c
+
+
+def test_choice_ties_go_to_less_pruning_and_every_loser_says_why():
+    """The choice rule on measured figures (no timing involved): the objective decides among those meeting every
+    constraint; accuracies within 0.1 pt tie and go to the less pruned; nothing meeting them gives no winner."""
+    from modelforge.search.choose import choose, closest
+    from modelforge.search.screen import Goal
+
+    def field():
+        return [
+            _candidate(0.0, "int8", "none", 0.9500, 0.20, 1.0),
+            _candidate(0.5, "int8", "kd", 0.9505, 0.15, 0.5),  # as accurate within 0.1 pt, but pruned
+            _candidate(0.3, "fp32", "labels", 0.9600, 0.00, 5.0),  # most accurate, misses the SLO
+            _candidate(0.7, "int8", "labels", 0.9000, 5.10, 0.3),  # fastest, misses the accuracy limit
+        ]
+
+    goal = Goal(latency_p99_ms=4.0, speedup=None)
+    candidates = field()
+    winner = choose(candidates, goal, base_p50=2.0, max_drop=1.0, objective="accuracy")
+    assert winner is candidates[0]
+    assert [c.lost for c in candidates[1:]] == ["dominated", "slo", "accuracy_gate"]
+    assert "p99 5 ms > SLO 4 ms" in candidates[2].detail and "accuracy drop 5.10 pp > 1 pp" in candidates[3].detail
+
+    candidates = field()
+    assert choose(candidates, goal, base_p50=2.0, max_drop=1.0, objective="latency") is candidates[1]
+
+    candidates = field()
+    assert choose(candidates, goal, base_p50=2.0, max_drop=0.1, objective="accuracy") is None
+    assert [c.id for c in closest(candidates, goal, base_p50=2.0)][:2] == [
+        "p0.50-kd-int8-onnxruntime",  # one miss, within the SLO, the smallest drop of those
+        "p0.00-none-int8-onnxruntime",
+    ]
