@@ -68,7 +68,7 @@ def execute(
         from modelforge.run.optimize import NothingMeets
 
         if isinstance(exc, NothingMeets):  # the closest candidates, then the one-line error (exit 1)
-            from modelforge.cli.optimize_cmd import closest_table
+            from modelforge.cli.search_table import closest_table
 
             (err_console if as_json else out_console).print(closest_table(exc.closest))
         raise

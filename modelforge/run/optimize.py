@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,10 @@ def search_base(recipe: Recipe) -> Recipe:
     return base
 
 
-def run_optimize(recipe: Recipe, progress: Progress):
+def run_optimize(recipe: Recipe, progress: Progress, ship: Callable[..., Any]):
+    """Search, then `ship` the winning recipe (modelforge.run.runner.run_recipe, passed in: no import cycle)."""
     from modelforge.run.inputs import convert, prepare_inputs
     from modelforge.run.output import check_output_dir
-    from modelforge.run.runner import run_recipe
     from modelforge.runtimes.onnxruntime import default_threads
     from modelforge.search.engine import SearchInputs, run_search
     from modelforge.search.space import check_early
@@ -99,7 +100,7 @@ def run_optimize(recipe: Recipe, progress: Progress):
             _seed_checkpoints(outcome.winner_trial.folder / "checkpoints", out)
         progress.log(f"optimize: the winner is {outcome.winner.id}; writing it with the winning chain")
         # Still inside the search's folder: the runner copies the conversions the search made (run.inputs.convert).
-        return run_recipe(winning, progress, sections={"search": outcome.record})
+        return ship(winning, progress, sections={"search": outcome.record})
 
 
 def winner_recipe(recipe: Recipe, outcome) -> Recipe:

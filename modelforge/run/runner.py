@@ -61,7 +61,7 @@ def run_recipe(
     if recipe.optimize is not None:
         from modelforge.run.optimize import run_optimize
 
-        return run_optimize(recipe, progress)
+        return run_optimize(recipe, progress, ship=run_recipe)
     out = check_output_dir(recipe)
     if distributed.is_distributed():
         try:
