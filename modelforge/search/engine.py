@@ -167,6 +167,9 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
             trial_rows.append(
                 _skipped_row(spec, "an unpruned form already meets every constraint: pruning would only cost accuracy")
             )
+    elif specs and config.time_budget is not None and time.perf_counter() - started >= config.time_budget:
+        for spec in specs:  # the budget went on the screen and the unpruned forms: those compete
+            trial_rows.append(_skipped_row(spec, "the time budget ran out before fine-tuning", lost="budget"))
     elif specs:
         trials = _run_trials(specs, config, inputs, started, ray_record)
     seconds["fine_tune"] = time.perf_counter() - t
@@ -234,7 +237,7 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     )
 
 
-def _skipped_row(spec: TrialSpec, why: str) -> dict[str, Any]:
+def _skipped_row(spec: TrialSpec, why: str, lost: str = "dominated") -> dict[str, Any]:
     return {
         "id": spec.id,
         "prune_ratio": spec.ratio,
@@ -248,7 +251,7 @@ def _skipped_row(spec: TrialSpec, why: str) -> dict[str, Any]:
         "accuracy_drop_pp": None,
         "size_bytes": None,
         "status": "lost",
-        "lost_because": "dominated",
+        "lost_because": lost,
         "detail": f"not trained: {why}",
         "cached": False,
     }
