@@ -259,33 +259,39 @@ class LocalRay:
 
     def __enter__(self) -> LocalRay:
         import logging
+        import secrets
+        import sys
 
         from modelforge.optional import require
-
-        ray = require("ray", "fine-tuning pruned candidates (Ray Tune trials)")
 
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
-        if self.address:  # the cluster's workers import their own installed modelforge
-            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
-        else:
-            # Token authentication, as Ray does for a local cluster, but with a token of this run held in the
-            # environment (inherited by its workers), so nothing is written to ~/.ray.
-            import secrets
-
-            self.saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+        local = not self.address
+        if local:
+            self.saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "PYTHONPATH")}
             if self.saved["RAY_AUTH_MODE"] is None:
+                # Token authentication, as Ray does for a local cluster, with a token of this run held in the
+                # environment (its workers inherit it), so nothing is written to ~/.ray. Set before Ray is
+                # imported: Ray reads the mode once, at import.
                 os.environ["RAY_AUTH_MODE"] = "token"
                 os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
-            # A short path: Ray's socket names must fit in 107 bytes.
-            self.temp = tempfile.mkdtemp(prefix="mf-ray-")
             # Local workers inherit this environment: they import modelforge as this process does (a source
             # checkout included), without a runtime_env to set up.
-            self.saved["PYTHONPATH"] = os.environ.get("PYTHONPATH")
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _import_paths() if p)
+        imported = "ray" in sys.modules
+        ray = require("ray", "fine-tuning pruned candidates (Ray Tune trials)")
+        if local and imported:  # imported before the mode was set (a long-lived process): make Ray read it again
+            from ray._raylet import Config
+
+            Config.initialize("")
+        if not local:  # the cluster's workers import their own installed modelforge
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+        else:
+            # A short path: Ray's socket names must fit in 107 bytes.
+            self.temp = tempfile.mkdtemp(prefix="mf-ray-")
             ray.init(
                 address="local",
                 include_dashboard=False,
