@@ -1,4 +1,5 @@
-"""The terminal table `modelforge optimize` shows when no candidate meets the constraints."""
+"""The terminal table `modelforge optimize` shows when no candidate meets the constraints (the full search tables
+are the report helpers': this one needs only the closest rows)."""
 
 from __future__ import annotations
 
