@@ -67,6 +67,7 @@ def test_loose_slo_ships_the_unpruned_int8_model_without_training(digits_model, 
     search = load_report(out)["search"]
     assert search == json.loads((out / "search.json").read_text())
     assert search["winner"] == "p0.00-none-int8-onnxruntime" and search["passed"] is True
+    assert "Search: p0.00-none-int8-onnxruntime won among" in result.stdout
     trials = {t["id"]: t for t in search["trials"]}
     for mode in ("kd", "labels"):  # pruning was never trained: the unpruned INT8 model meets everything
         assert trials[f"p0.50-{mode}"]["lost_because"] == "dominated"

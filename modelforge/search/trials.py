@@ -292,14 +292,18 @@ class LocalRay:
         else:
             # A short path: Ray's socket names must fit in 107 bytes.
             self.temp = tempfile.mkdtemp(prefix="mf-ray-")
-            ray.init(
-                address="local",
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                _temp_dir=self.temp,
-                _node_ip_address="127.0.0.1",
-            )
+            try:
+                ray.init(
+                    address="local",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    _temp_dir=self.temp,
+                    _node_ip_address="127.0.0.1",
+                )
+            except BaseException:  # nothing of a Ray that did not start is left behind
+                self.__exit__()
+                raise
         return self
 
     def nodes(self) -> int:
