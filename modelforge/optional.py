@@ -43,6 +43,7 @@ OPTIONAL: dict[str, OptionalModule] = {
     "tensorrt": OptionalModule("tensorrt", "tensorrt", "building and running TensorRT engines"),
     "openvino": OptionalModule("openvino", "openvino", "the OpenVINO runtime and IR files"),
     "tritonclient": OptionalModule("tritonclient", "triton", "checking Triton model configs"),
+    "ray": OptionalModule("ray", "search", "modelforge optimize's fine-tuning trials (Ray Tune, ASHA)"),
 }
 
 

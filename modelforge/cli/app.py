@@ -83,6 +83,7 @@ COMMANDS: dict[str, str] = {
     "drift": "drift_cmd:drift",
     "distill": "distill_cmd:distill",
     "cascade": "cascade_cmd:cascade",
+    "optimize": "optimize_cmd:optimize",
 }
 
 

@@ -62,7 +62,16 @@ def execute(
     from modelforge.training import distributed
 
     primary = distributed.is_primary()  # under torchrun, rank 0 shows progress and the result
-    result = run_recipe(recipe, RichProgress(quiet=quiet or as_json or not primary))
+    try:
+        result = run_recipe(recipe, RichProgress(quiet=quiet or as_json or not primary))
+    except Exception as exc:
+        from modelforge.run.optimize import NothingMeets
+
+        if isinstance(exc, NothingMeets):  # the closest candidates, then the one-line error (exit 1)
+            from modelforge.cli.optimize_closest import closest_table
+
+            (err_console if as_json else out_console).print(closest_table(exc.closest))
+        raise
     if result is None:  # another rank of a torchrun job: it trained, rank 0 writes
         return 0
     report = result.report
@@ -88,6 +97,10 @@ def execute(
 
         for table in auto_table(report):  # --target auto: every runtime x precision measured, and the choice
             out_console.print(table)
+        search = report.get("search")
+        if search:  # optimize: which candidate won among how many (every trial: search.json, report.html)
+            line = f"Search: {search['winner']} won among {len(search['trials'])} trials (search.json)."
+            out_console.print(line, highlight=False, markup=False)
         # markup=False: paths may hold [brackets], which rich would take for style tags and drop.
         out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False, markup=False)
         out_console.print(

@@ -303,6 +303,58 @@ class OutputConfig(StrictModel):
         return {"dir": value} if isinstance(value, str | Path) else value
 
 
+class OptimizeConfig(StrictModel):
+    """What `modelforge optimize` searches (prune ratio x fine-tuning x precision x runtime) and what the winner
+    must meet: the chain is chosen by the search, so a recipe with this section has no `passes`."""
+
+    latency_p99_ms: float | None = Field(
+        None, gt=0, description="The winner's p99 latency (ms) at evaluate.latency.batch_size and threads."
+    )
+    speedup: float | None = Field(None, gt=0, description="Instead of (or with) an SLO: original p50 / winner p50.")
+    max_accuracy_drop: float | None = Field(
+        1.0, ge=0, description="Accuracy the winner may lose against the original, in percentage points."
+    )
+    objective: Literal["accuracy", "latency", "size"] = Field(
+        "accuracy", description="What decides among the candidates that meet every constraint."
+    )
+    prune_ratios: list[float] = Field(
+        [0.3, 0.5, 0.7],
+        description="Structured prune ratios (share of channels removed per layer); 0 alone: no pruning. The "
+        "unpruned model is always a candidate.",
+    )
+    fine_tune: list[Literal["kd", "labels"]] = Field(
+        ["kd", "labels"], description="How a pruned model is fine-tuned: kd (the original as teacher) or labels."
+    )
+    precisions: list[Literal["fp32", "bf16", "int8"]] | None = Field(
+        None, description="Precisions to try (default: fp32, int8, and bf16 where this CPU computes it)."
+    )
+    runtimes: list[str] | None = Field(None, description="Runtimes to try (default: every installed one).")
+    epochs: int = Field(3, ge=1, description="Most fine-tuning epochs a trial gets (ASHA stops the weak earlier).")
+    batch_size: int = Field(64, gt=0, description="Fine-tuning batch size.")
+    lr: float = Field(1e-3, gt=0, description="Fine-tuning learning rate.")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1 in this many trials at each rung.")
+    time_budget: float | None = Field(
+        None, gt=0, description="Seconds the whole search may take; the best found so far is kept."
+    )
+    ray_address: str | None = Field(
+        None, description="A Ray cluster to run the trials on (default: a local Ray started for the run)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimizeConfig:
+        if self.latency_p99_ms is None and self.speedup is None:
+            raise ValueError("give latency_p99_ms or speedup: the search needs a latency goal")
+        if not self.prune_ratios or any(not 0 <= r < 1 for r in self.prune_ratios):
+            raise ValueError(f"prune_ratios must be in [0, 1), got {self.prune_ratios}")
+        if not self.fine_tune:
+            raise ValueError("fine_tune needs kd, labels or both")
+        if self.precisions is not None and not self.precisions:
+            raise ValueError("precisions must name at least one")
+        if self.runtimes is not None and not self.runtimes:
+            raise ValueError("runtimes must name at least one")
+        return self
+
+
 class Recipe(StrictModel):
     version: Literal[1] = Field(RECIPE_VERSION, description="Recipe schema version.")
     model: ModelSource
@@ -315,6 +367,15 @@ class Recipe(StrictModel):
     cache: bool = Field(
         True, description="Reuse a stage's stored result when its input bytes, config, data and versions match."
     )
+    optimize: OptimizeConfig | None = Field(
+        None, description="Search the pass chain that meets a latency goal at the least accuracy cost (no passes)."
+    )
+
+    @model_validator(mode="after")
+    def _optimize_alone(self) -> Recipe:
+        if self.optimize is not None and self.passes:
+            raise ValueError("a recipe with `optimize` has no `passes`: the search chooses the chain")
+        return self
 
     def to_yaml(self) -> str:
         import yaml

@@ -7,10 +7,13 @@ every stage's cache key read the same opened data set, and each file is hashed o
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from modelforge.data import BoundDataset, Dataset, bind, open_dataset
 from modelforge.data.sources import IGNORE_LABEL
@@ -109,7 +112,10 @@ class Inputs:
 def convert(
     artifact: ModelArtifact, folder: Path, recipe: Recipe, data: RunData
 ) -> tuple[ModelArtifact, dict[str, Any]]:
-    """Export a PyTorch- or TensorFlow-form artifact to ONNX; returns it with the `convert` stage record."""
+    """Export a PyTorch- or TensorFlow-form artifact to ONNX; returns it with the `convert` stage record.
+
+    The same file converted the same way earlier in this process (optimize's search, then its winner's run) is
+    copied from that conversion, not exported again: an export takes seconds, a copy nothing."""
     from modelforge.convert.to_onnx import convert_to_onnx
 
     started = time.perf_counter()
@@ -118,9 +124,19 @@ def convert(
 
     count = CHECK_SAMPLES if artifact.format in ("keras", "savedmodel", "huggingface") else 1
     model = recipe.model
-    converted, info = convert_to_onnx(
-        artifact, folder, model.opset, data.examples(count), model.exporter, model.trust_remote_code
-    )
+    examples = data.examples(count)
+    key = _conversion_key(artifact, model, examples)
+    earlier = _CONVERTED.get(key) if key is not None else None
+    if earlier is not None and earlier[0].path.is_file():
+        before, info, where = earlier
+        shutil.copytree(where, folder, dirs_exist_ok=True)
+        converted, info = replace(before, path=folder / before.path.relative_to(where)), dict(info)
+    else:
+        converted, info = convert_to_onnx(
+            artifact, folder, model.opset, examples, model.exporter, model.trust_remote_code
+        )
+        if key is not None and converted.path.is_relative_to(folder):
+            _CONVERTED[key] = (converted, dict(info), folder)
     if artifact.huggingface is not None and converted.huggingface is None:  # every derived form keeps it
         converted = replace(converted, huggingface=artifact.huggingface)
     stage = {
@@ -132,6 +148,25 @@ def convert(
         "metrics": info,
     }
     return converted, stage
+
+
+# (file sha256, format, opset, exporter, examples digest) -> an earlier conversion in this process
+_CONVERTED: dict[tuple, tuple[ModelArtifact, dict[str, Any], Path]] = {}
+
+
+def _conversion_key(artifact: ModelArtifact, model: Any, examples: dict | None) -> tuple | None:
+    """What decides a conversion: the file's bytes, how it is exported, the example inputs it traces with.
+    Folders (SavedModel, Hugging Face) and factory-built modules (code, not bytes) are never reused."""
+    import hashlib
+
+    from modelforge.manifest import file_sha256
+
+    if artifact.format not in ("torch-export", "keras") or not artifact.path.is_file():
+        return None
+    digest = hashlib.sha256()
+    for name, value in sorted((examples or {}).items()):
+        digest.update(name.encode() + b"\0" + np.ascontiguousarray(value).tobytes() + str(value.shape).encode())
+    return (file_sha256(artifact.path), artifact.format, model.opset, model.exporter, digest.hexdigest())
 
 
 def prepare_inputs(recipe: Recipe, workdir: Path, import_code: bool = True) -> Inputs:

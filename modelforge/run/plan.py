@@ -104,7 +104,9 @@ def plan_recipe(recipe: Recipe) -> dict[str, Any]:
             "evaluation": (
                 f"{inputs.eval_data.num_samples} samples: {inputs.eval_note}" if inputs.eval_data else inputs.eval_note
             ),
-            "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs],
+            "passes": [f"{spec.name} ({', '.join(cls.accepts)} -> {cls.produces})" for spec, cls in pass_specs]
+            if recipe.optimize is None
+            else "chosen by the optimize search (prune ratio x fine-tuning x precision x runtime)",
             "training": f"{inputs.train.num_samples} samples of {recipe.data.train.path}" if inputs.train else None,
             "gates": run_gates(recipe, inputs, pass_specs).plan() | slo_gate_plan(recipe),
             "output": _planned_output(recipe),

@@ -9,6 +9,7 @@ records (report and manifest), output (the folder, staging, the atomic move).
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from modelforge.run.records import evaluate, run_report, write_records
 from modelforge.run.stages import run_pass_stage
 from modelforge.runtimes.preflight import run_preflight
 from modelforge.runtimes.writers import write_artifact
+from modelforge.safe_files import write_text
 
 
 @dataclass
@@ -45,16 +47,26 @@ class RunResult:
         return EXIT_OK if self.report["passed"] else EXIT_GATE_FAILED
 
 
-def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | None:
-    """Run a recipe; under torchrun, ranks other than 0 only train and return None (rank 0 writes)."""
+def run_recipe(
+    recipe: Recipe, progress: Progress | None = None, sections: dict[str, Any] | None = None
+) -> RunResult | None:
+    """Run a recipe; under torchrun, ranks other than 0 only train and return None (rank 0 writes).
+
+    A recipe with an `optimize` section searches its chain first (modelforge.run.optimize), then comes back here
+    with the winning chain and its `sections` ({"search": ...}): each is added to report.json and written as
+    NAME.json beside it, before the manifest hashes the folder."""
     from modelforge.training import distributed
 
     progress = progress or Progress()
+    if recipe.optimize is not None:
+        from modelforge.run.optimize import run_optimize
+
+        return run_optimize(recipe, progress, ship=run_recipe)
     out = check_output_dir(recipe)
     if distributed.is_distributed():
         try:
             distributed.init_from_env()
-            return _run_recipe(recipe, progress, out)
+            return _run_recipe(recipe, progress, out, sections)
         except RuntimeError as exc:  # a collective broke: another rank died (its own error is printed above)
             if not distributed.peer_failure(exc):
                 raise
@@ -64,10 +76,12 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | 
             ) from None
         finally:
             distributed.shutdown()
-    return _run_recipe(recipe, progress, out)
+    return _run_recipe(recipe, progress, out, sections)
 
 
-def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | None:
+def _run_recipe(
+    recipe: Recipe, progress: Progress, out: Path, sections: dict[str, Any] | None = None
+) -> RunResult | None:
     from modelforge.training import distributed
 
     random.seed(recipe.seed)
@@ -111,6 +125,9 @@ def _run_recipe(recipe: Recipe, progress: Progress, out: Path) -> RunResult | No
 
         evaluation = evaluate(inputs, final, recipe, progress)
         report = run_report(recipe, inputs, final, written, evaluation, preflight, gates, out)
+        for name, section in (sections or {}).items():
+            report[name] = section
+            write_text(staging.folder / f"{name}.json", json.dumps(section, indent=2, allow_nan=False) + "\n")
         write_records(staging.folder, report, recipe, inputs.data)
         moved = staging.move_into_place(extending=out.is_dir() and not recipe.output.force)
         published, held_back = publish(final, report["passed"])

@@ -236,6 +236,7 @@ def train(
         }
         if primary:  # replaced atomically: a crash mid-write never leaves a damaged checkpoint to resume from
             _save(torch, checkpoint, last)
+        progress.epoch(dict(record))  # after the save: a search that stops the trial here loses nothing
     if config.keep_best and best_state is not None and result.best_epoch is not None:
         module.load_state_dict(best_state)
         if after_step is not None:
