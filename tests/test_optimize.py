@@ -67,7 +67,7 @@ def test_loose_slo_ships_the_unpruned_int8_model_without_training(digits_model, 
     search = load_report(out)["search"]
     assert search == json.loads((out / "search.json").read_text())
     assert search["winner"] == "p0.00-none-int8-onnxruntime" and search["passed"] is True
-    assert "Search: p0.00-none-int8-onnxruntime won among" in result.stdout
+    assert "Winner: p0.00-none-int8-onnxruntime" in result.stdout  # the search tables (cli/search_tables)
     trials = {t["id"]: t for t in search["trials"]}
     for mode in ("kd", "labels"):  # pruning was never trained: the unpruned INT8 model meets everything
         assert trials[f"p0.50-{mode}"]["lost_because"] == "dominated"
@@ -204,7 +204,7 @@ def _candidate(ratio, precision, fine_tune, accuracy, drop, p99):
 def test_choice_ties_go_to_less_pruning_and_every_loser_says_why():
     """The choice rule on measured figures (no timing involved): the objective decides among those meeting every
     constraint; accuracies within 0.1 pt tie and go to the less pruned; nothing meeting them gives no winner."""
-    from modelforge.search.choose import choose, closest
+    from modelforge.search.choose import choose
     from modelforge.search.screen import Goal
 
     def field():
@@ -227,7 +227,4 @@ def test_choice_ties_go_to_less_pruning_and_every_loser_says_why():
 
     candidates = field()
     assert choose(candidates, goal, base_p50=2.0, max_drop=0.1, objective="accuracy") is None
-    assert [c.id for c in closest(candidates, goal, base_p50=2.0)][:2] == [
-        "p0.50-kd-int8-onnxruntime",  # one miss, within the SLO, the smallest drop of those
-        "p0.00-none-int8-onnxruntime",
-    ]
+    assert all(c.lost in ("slo", "accuracy_gate") for c in candidates)  # each says what it misses

@@ -68,9 +68,10 @@ def execute(
         from modelforge.run.optimize import NothingMeets
 
         if isinstance(exc, NothingMeets):  # the closest candidates, then the one-line error (exit 1)
-            from modelforge.cli.optimize_closest import closest_table
+            from modelforge.cli.search_tables import optimize_tables
 
-            (err_console if as_json else out_console).print(closest_table(exc.closest))
+            for table in optimize_tables(exc.record):
+                (err_console if as_json else out_console).print(table)
         raise
     if result is None:  # another rank of a torchrun job: it trained, rank 0 writes
         return 0
@@ -98,9 +99,11 @@ def execute(
         for table in auto_table(report):  # --target auto: every runtime x precision measured, and the choice
             out_console.print(table)
         search = report.get("search")
-        if search:  # optimize: which candidate won among how many (every trial: search.json, report.html)
-            line = f"Search: {search['winner']} won among {len(search['trials'])} trials (search.json)."
-            out_console.print(line, highlight=False, markup=False)
+        if search:  # optimize: the finalists, the winner, why the rest lost (every trial: search.json, report.html)
+            from modelforge.cli.search_tables import optimize_tables
+
+            for table in optimize_tables(search):
+                out_console.print(table)
         # markup=False: paths may hold [brackets], which rich would take for style tags and drop.
         out_console.print(f"Evaluated on {report['evaluation']['data']}.", highlight=False, markup=False)
         out_console.print(

@@ -24,13 +24,12 @@ from modelforge.recipe.schema import Recipe
 
 
 class NothingMeets(ModelforgeError):
-    """No candidate meets every constraint: exit 1, nothing shipped; `closest` and `record` say how near."""
+    """No candidate meets every constraint: exit 1, nothing shipped; `record` (the search dict) says how near."""
 
     exit_code = EXIT_GATE_FAILED
 
-    def __init__(self, message: str, closest: list[dict[str, Any]], record: dict[str, Any]):
+    def __init__(self, message: str, record: dict[str, Any]):
         super().__init__(message, hint="loosen --latency-p99-ms / --max-accuracy-drop, or widen the space")
-        self.closest = closest
         self.record = record
 
 
@@ -91,10 +90,7 @@ def run_optimize(recipe: Recipe, progress: Progress, ship: Callable[..., Any]):
             ),
         )
         if outcome.winner is None:
-            from modelforge.search.record import candidate_row
-
-            rows = [candidate_row(c, None, False) for c in outcome.closest]
-            raise NothingMeets("no candidate meets every constraint; nothing was written", rows, outcome.record)
+            raise NothingMeets("no candidate meets every constraint; nothing was written", outcome.record)
         winning = winner_recipe(recipe, outcome)
         if outcome.winner_trial is not None:
             _seed_checkpoints(outcome.winner_trial.folder / "checkpoints", out)

@@ -55,19 +55,3 @@ def choose(
         c.lost = "dominated"
         c.detail = f"meets every constraint; {winner.id} is better by {objective} (or ties with less change)"
     return winner
-
-
-def closest(candidates: list[Candidate], goal: Goal, base_p50: float, limit: int = 5) -> list[Candidate]:
-    """When nothing meets the constraints: the measured finalists nearest to doing so (fewest misses, then the
-    smallest overshoot of the latency goal, then the smallest accuracy drop)."""
-    measured = [c for c in candidates if c.p99 is not None]
-
-    def overshoot(c: Candidate) -> float:
-        over = 0.0
-        if goal.latency_p99_ms:
-            over = max(over, c.p99 / goal.latency_p99_ms - 1)
-        if goal.speedup:
-            over = max(over, goal.speedup / (base_p50 / c.p50) - 1)
-        return over
-
-    return sorted(measured, key=lambda c: (len(c.misses), overshoot(c), c.accuracy_drop_pp or 0.0))[:limit]

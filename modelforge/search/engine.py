@@ -14,7 +14,7 @@ from typing import Any
 
 from modelforge.progress import Progress
 from modelforge.search import record as records
-from modelforge.search.choose import choose, closest
+from modelforge.search.choose import choose
 from modelforge.search.finalists import Candidate, assess, build, time_all
 from modelforge.search.screen import Goal, Screened, check_reachable, screen
 from modelforge.search.space import resolve_space
@@ -45,7 +45,6 @@ class SearchOutcome:
     record: dict[str, Any]
     winner: Candidate | None
     winner_trial: TrialResult | None
-    closest: list[Candidate]
 
 
 def _example(train) -> tuple:
@@ -232,9 +231,7 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
         trials=rows,
         winner=winner.id if winner else None,
     )
-    return SearchOutcome(
-        record, winner, by_trial.get(winner.id) if winner else None, closest(candidates, goal, base["p50_ms"])
-    )
+    return SearchOutcome(record, winner, by_trial.get(winner.id) if winner else None)
 
 
 def _skipped_row(spec: TrialSpec, why: str, lost: str = "dominated") -> dict[str, Any]:
