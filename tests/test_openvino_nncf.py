@@ -229,3 +229,26 @@ def test_scheme_nncf_is_for_openvino_int8_only():
     with pytest.raises(ValidationError, match="scheme nncf"):
         QuantizeConfig(target="cpu", scheme="nncf")
     assert QuantizeConfig(target="openvino", scheme="nncf").scheme == "nncf"
+
+
+def test_an_nncf_result_ships_its_own_ir_beside_the_float_onnx(digits_schemes, tmp_path):
+    """The writer copies NNCF's IR (what was measured) instead of converting model.onnx, and the evaluation reads
+    that IR (runtimes.base.served_file); model.onnx is the float model NNCF quantized."""
+    import dataclasses
+
+    from modelforge.quantization.ov_schemes import nncf_artifact
+    from modelforge.runtimes.base import served_file
+    from modelforge.runtimes.serving import serve_on
+    from modelforge.runtimes.writers import write_artifact
+
+    _, build, _ = digits_schemes
+    shipped = serve_on(nncf_artifact(DIGITS_ARTIFACT(), build.xml, tmp_path / "result"), "openvino", "int8")
+    out = tmp_path / "out"
+    out.mkdir()
+    written = write_artifact(shipped, out)
+    assert [p.name for p in written] == ["model.onnx", "model.xml", "model.bin"]
+    assert (out / "model.onnx").read_bytes() == DIGITS_MODEL.read_bytes()
+    for suffix in (".xml", ".bin"):
+        assert (out / f"model{suffix}").read_bytes() == build.xml.with_suffix(suffix).read_bytes()
+    final = dataclasses.replace(shipped, path=written[0])  # what the run evaluates (run/runner.py)
+    assert served_file(final) == out / "model.xml"
