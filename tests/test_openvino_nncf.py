@@ -252,3 +252,29 @@ def test_an_nncf_result_ships_its_own_ir_beside_the_float_onnx(digits_schemes, t
         assert (out / f"model{suffix}").read_bytes() == build.xml.with_suffix(suffix).read_bytes()
     final = dataclasses.replace(shipped, path=written[0])  # what the run evaluates (run/runner.py)
     assert served_file(final) == out / "model.xml"
+
+
+def test_nncf_missing_the_gates_is_rebuilt_by_accuracy_control_scored_by_the_gates(digits_schemes):
+    """NNCF's default digits IR has output cosine ~0.9992: a 0.9997 gate makes NNCF's accuracy control revert
+    quantizers until the run's own gate holds; the candidate is then judged again like the first time."""
+    from dataclasses import replace
+
+    from modelforge.progress import Progress
+    from modelforge.quantization.config import QuantizeConfig
+    from modelforge.quantization.fallback import Budget
+    from modelforge.quantization.ov_schemes import SchemeCandidate, _accuracy_control, judge_schemes
+
+    _, build, inputs = digits_schemes
+    budget = Budget(min_cosine=0.9997)
+    inputs = replace(inputs, budget=budget)
+    first = SchemeCandidate("nncf", build.xml)
+    before = build.fake_quantize
+    config = QuantizeConfig(target="openvino", scheme="nncf")
+    retry = _accuracy_control(DIGITS_MODEL, config, inputs, build, "quantize")
+    winner = judge_schemes(
+        [first], float_path=DIGITS_MODEL, data=inputs.evaluation, budget=budget, batch=1, threads=1,
+        progress=Progress(), retry_nncf=retry, measure=QUICK,
+    )  # fmt: skip
+    assert winner is first and not first.misses, first.metrics
+    assert first.metrics["output_cosine"] >= 0.9997 and first.path != build.xml
+    assert build.fake_quantize < before and "accuracy_control" in build.notes[0]

@@ -15,7 +15,7 @@ the unnamed ops, so the mapping is made on the very `ov.Model` handed to NNCF.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,19 +104,50 @@ def ov_ops_for(ov_model: Any, onnx_model: onnx.ModelProto, nodes: list[str]) -> 
     return mapped
 
 
+@dataclass(frozen=True)
+class AccuracyControl:
+    """`nncf.quantize_with_accuracy_control` settings. `items`: (model inputs, labels, float outputs) per eval
+    batch; `validate(compiled_model, items)` -> (score, per-item scores), the score 1 where the run's gates are
+    met and below 1 by the shortfall. NNCF ranks its quantizers by the per-item scores and reverts the most
+    harmful until the whole-set score is the float model's (1)."""
+
+    items: list[tuple[dict, Any, list]]
+    validate: Callable[[Any, Iterable[tuple[dict, Any, list]]], tuple[float, list[float]]]
+    max_iterations: int | None = None
+
+
 class _Samples:
-    """The calibration data one batch at a time, iterable again for each of NNCF's statistics passes."""
+    """The calibration data one batch at a time, iterable again for each of NNCF's passes. Held in memory up to
+    KEPT_BYTES (NNCF picks items by index, each pick a pass over the data: re-reading the file each time is slow);
+    larger sets are read again each pass, so memory stays bounded."""
+
+    KEPT_BYTES = 256 << 20
 
     def __init__(self, data: BoundDataset, batch: int, limit: int):
         self.data, self.batch, self.limit = data, batch, limit
+        self.kept: list[dict] | None = None
 
-    def __iter__(self) -> Iterator[dict]:
+    def _read(self) -> Iterator[dict]:
         seen = 0
         for feeds in self.data.batches(self.batch):
             if seen >= self.limit:
                 return
             yield feeds
             seen += len(next(iter(feeds.values())))
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.kept is not None:
+            yield from self.kept
+            return
+        kept: list[dict] | None = []
+        size = 0
+        for feeds in self._read():
+            if kept is not None:
+                size += sum(a.nbytes for a in feeds.values())
+                kept = kept + [feeds] if size <= self.KEPT_BYTES else None
+            yield feeds
+        if kept is not None:
+            self.kept = kept
 
 
 def build_nncf(
@@ -129,9 +160,10 @@ def build_nncf(
     samples: int,
     batch: int = 1,
     stage: str = "quantize",
+    control: AccuracyControl | None = None,
 ) -> NncfBuild:
-    """`nncf.quantize` on the model as OpenVINO reads it, with the float nodes in `ignored_scope`; the IR is
-    written to `out_dir/model.xml` (+ .bin), weights exact (no fp16 compression)."""
+    """`nncf.quantize` on the model as OpenVINO reads it, with the float nodes in `ignored_scope` (with `control`:
+    `nncf.quantize_with_accuracy_control`); the IR is written to `out_dir/model.xml` (+ .bin), weights exact."""
     import logging
 
     from modelforge.model.onnx_model import load_onnx
@@ -150,15 +182,29 @@ def build_nncf(
     model_type = nncf.ModelType.TRANSFORMER if transformer else None
     subset = min(samples, calibration.num_samples)
     dataset = nncf.Dataset(_Samples(calibration, batch, subset))
+    settings = {
+        "preset": preset,
+        "model_type": model_type,
+        "subset_size": max(1, subset // batch),
+        "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False),
+    }
     try:
-        quantized = nncf.quantize(
-            model,
-            dataset,
-            preset=preset,
-            model_type=model_type,
-            subset_size=max(1, subset // batch),
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        )
+        if control is None:
+            quantized = nncf.quantize(model, dataset, **settings)
+        else:
+            restorer = nncf.quantization.advanced_parameters.AdvancedAccuracyRestorerParameters(
+                **({"max_num_iterations": control.max_iterations} if control.max_iterations else {})
+            )
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                dataset,
+                nncf.Dataset(control.items, lambda item: item[0]),
+                validation_fn=control.validate,
+                max_drop=0.0,  # the score is 1 for the float model and for any model that meets the gates
+                drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=restorer,
+                **settings,
+            )
     except Exception as exc:  # NNCF raises its own error types, often multi-line
         raise PassError(stage, f"NNCF cannot quantize the model: {first_line(exc, 300)}") from exc
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,13 @@ ResNet-18, level on an AMX Xeon, slower under load here), so it is measured, as 
    gates ships; when neither does, the modelforge candidate ships (its fallback record says what it tried) and
    the run's gates fail.
 
-Accuracy fallback for NNCF: when its candidate misses the gates, its ignored_scope is widened by the nodes the
-modelforge fallback ranked most sensitive (the same measurement, one more NNCF build) and it is judged again.
-`nncf.quantize_with_accuracy_control` was measured against this (benchmarks/bench_openvino.py --fallback): it
-takes one validation function (one metric), where the run's budget is up to three gates at once.
+Accuracy fallback for NNCF: when its candidate misses the gates, `nncf.quantize_with_accuracy_control` rebuilds
+it, scored by the run's own gates on the eval data (0 when met, below 0 by the shortfall: one score for up to
+three gates), and it is judged again like the first. Measured against widening NNCF's ignored_scope by the
+modelforge fallback's sensitivity ranking (digits CNN, min_cosine 0.9997; benchmarks/bench_openvino.py
+--fallback): accuracy control met the gate (cosine 0.99973, one quantizer reverted, ~7 s here), while the
+ranking had nothing to widen by: modelforge's QDQ met the gate itself, so its fallback ranked no node. NNCF's
+quantizers sit elsewhere than the QDQ ones; ranking NNCF's own is what restores NNCF's accuracy.
 
 When NNCF wins, its IR is what ships and is evaluated (`ModelArtifact.openvino_ir`); model.onnx beside it is the
 float model NNCF quantized (NNCF's INT8 exists only as IR), so the output stays loadable by onnxruntime.
@@ -36,9 +39,9 @@ if TYPE_CHECKING:
     from modelforge.model.artifact import ModelArtifact
     from modelforge.progress import Progress
     from modelforge.quantization.config import QuantizeConfig
-    from modelforge.quantization.fallback import Budget
+    from modelforge.quantization.fallback import Budget, OutputJudge
     from modelforge.quantization.flow import QuantizeResult
-    from modelforge.quantization.nncf_scheme import NncfBuild
+    from modelforge.quantization.nncf_scheme import AccuracyControl, NncfBuild
     from modelforge.quantization.state import QuantizeInputs
 
 TRANSFORMER_FAMILIES = ("transformer", "mixed")
@@ -125,7 +128,7 @@ def quantize_openvino(
         batch=inputs.latency.batch_size,
         threads=inputs.latency.threads,
         progress=inputs.progress,
-        retry_nncf=_widen(artifact.path, config, inputs, build, record.get("float_nodes") or [], name),
+        retry_nncf=_accuracy_control(artifact.path, config, inputs, build, name),
     )
     record["nncf"] = build.record()
     record["openvino_scheme"] = scheme_record(candidates, winner)
@@ -141,8 +144,8 @@ def _missing_note() -> str:
 
 
 def nncf_candidate(
-    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, out_dir: Path, *, extra_float: list[str] = (),
-    name: str = "quantize",
+    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, out_dir: Path, *, name: str = "quantize",
+    control: AccuracyControl | None = None,
 ) -> NncfBuild:  # fmt: skip
     """NNCF's IR of `original`, with the run's calibration samples and the family detection's float nodes."""
     from modelforge.model.onnx_model import io_spec, load_onnx
@@ -153,7 +156,7 @@ def nncf_candidate(
     model = load_onnx(original, load_external_data=False)
     family = detect_family(model)
     transformer = config.preset == "transformer" or (config.preset == "auto" and family.family in TRANSFORMER_FAMILIES)
-    float_nodes = sorted({*float_kept_nodes(model, config.exclude_nodes), *extra_float})
+    float_nodes = float_kept_nodes(model, config.exclude_nodes)
     calibration = inputs.calibration
     samples = config.calibration_samples or calibration.num_samples
     batch = fixed_batch_size(io_spec(model)) or 1
@@ -161,29 +164,82 @@ def nncf_candidate(
     with inputs.progress.task("NNCF: quantizing the OpenVINO model"):
         return build_nncf(
             original, calibration, out_dir, transformer=transformer, float_nodes=float_nodes, samples=samples,
-            batch=batch, stage=name,
+            batch=batch, stage=name, control=control,
         )  # fmt: skip
 
 
-def _widen(
-    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, ranked: list[str], name: str
-) -> Callable[[], Path | None] | None:
-    """NNCF's accuracy fallback: one more build with the modelforge fallback's most sensitive nodes kept float
-    too; None when that fallback kept nothing float (no ranking to widen by) or is switched off."""
-    extra = [n for n in ranked if n not in build.float_nodes]
-    if not extra or not config.fallback:
+def _accuracy_control(
+    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, name: str
+) -> Callable[[OutputJudge], Path] | None:
+    """NNCF's accuracy fallback: `nncf.quantize_with_accuracy_control` scored by the run's own gates, on
+    `sensitivity_samples` eval samples (as modelforge's fallback ranks on them), with the same float nodes; the
+    result is judged on the whole eval data afterwards. None when the fallback is off or there is no eval data."""
+    from modelforge.quantization.nncf_scheme import AccuracyControl
+
+    if not config.fallback or inputs.evaluation is None:
         return None
 
-    def retry() -> Path | None:
-        widened = nncf_candidate(original, config, inputs, inputs.workdir / "nncf-fallback", extra_float=extra,
-                                 name=name)  # fmt: skip
-        build.notes.append(f"missed the gates; rebuilt with {len(extra)} more node(s) float (the fallback's ranking)")
-        build.float_nodes, build.ignored_ops, build.fake_quantize = (
-            widened.float_nodes, widened.ignored_ops, widened.fake_quantize
-        )  # fmt: skip
-        return widened.xml
+    def retry(judge: OutputJudge) -> Path:
+        control = AccuracyControl(
+            _validation_items(original, inputs.evaluation, config.sensitivity_samples, judge),
+            _gate_score(inputs.budget, judge.threads),
+            config.fallback_max_nodes,
+        )
+        with inputs.progress.task("NNCF: accuracy control (reverting the most harmful quantizers)"):
+            restored = nncf_candidate(
+                original, config, inputs, inputs.workdir / "nncf-fallback", name=name, control=control
+            )
+        reverted = build.fake_quantize - restored.fake_quantize
+        build.notes.append(
+            f"missed the gates; nncf.quantize_with_accuracy_control, scored by the run's gates, reverted {reverted}"
+            " quantizer(s)"
+        )
+        build.fake_quantize, build.seconds = restored.fake_quantize, build.seconds + restored.seconds
+        return restored.xml
 
     return retry
+
+
+def _validation_items(original: Path, data: BoundDataset, samples: int, judge: OutputJudge) -> list[tuple]:
+    """(inputs, labels, float outputs) per eval batch of the first `samples` samples."""
+    from modelforge.runtimes.onnxruntime import create_session
+
+    subset = data.window(0, min(samples, data.num_samples))
+    labels = subset.labels()
+    session = create_session(original, judge.threads, stage=judge.stage)
+    items, seen = [], 0
+    for feeds in subset.batches(judge.batch):
+        n = len(next(iter(feeds.values())))
+        items.append((feeds, None if labels is None else labels[seen : seen + n], session.run(None, feeds)))
+        seen += n
+    return items
+
+
+def _gate_score(budget: Budget, threads: int) -> Callable[[Any, Any], tuple[float, list[float]]]:
+    """NNCF's validation function: 1 within the run's gates, below 1 by the shortfall (NNCF divides by the float
+    model's score, so never 0), for the items given and for each of them."""
+    from modelforge.measure.metrics import ComparisonAccumulator
+    from modelforge.quantization.fallback import gate_metrics
+    from modelforge.runtimes.openvino import OpenVinoBackend
+
+    def score(metrics: dict[str, Any]) -> float:
+        return 1.0 if not budget.misses(metrics) else 1.0 - max(budget.shortfall(metrics), 1e-6)
+
+    def validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
+        backend = OpenVinoBackend(compiled, "int8", threads)
+        whole, each, seen, labelled = ComparisonAccumulator(), [], 0, False
+        for feeds, labels, reference in items:
+            outputs = backend.run(feeds)
+            labelled = labels is not None
+            whole.update(reference, outputs, labels)
+            one = ComparisonAccumulator()
+            one.update(reference, outputs, labels)
+            n = len(next(iter(feeds.values())))
+            each.append(score(gate_metrics(one, labelled, n)))
+            seen += n
+        return score(gate_metrics(whole, labelled, seen)), each
+
+    return validate
 
 
 def judge_schemes(
@@ -195,7 +251,7 @@ def judge_schemes(
     batch: int,
     threads: int | None,
     progress: Progress,
-    retry_nncf: Callable[[], Path | None] | None = None,
+    retry_nncf: Callable[[OutputJudge], Path] | None = None,
     opener: Callable[..., Any] | None = None,
     measure: dict[str, float] | None = None,
 ) -> SchemeCandidate:
@@ -220,11 +276,9 @@ def judge_schemes(
             candidate.metrics = judge.measure(candidate.path)
             candidate.misses = budget.misses(candidate.metrics)
             if candidate.scheme == "nncf" and candidate.misses and retry_nncf is not None:
-                widened = retry_nncf()
-                if widened is not None:
-                    candidate.path = widened
-                    candidate.metrics = judge.measure(widened)
-                    candidate.misses = budget.misses(candidate.metrics)
+                candidate.path = retry_nncf(judge)  # judged again below on the whole eval data, as the first
+                candidate.metrics = judge.measure(candidate.path)
+                candidate.misses = budget.misses(candidate.metrics)
             advance(1)
 
     size = fixed or batch
