@@ -164,13 +164,11 @@ def build_nncf(
 ) -> NncfBuild:
     """`nncf.quantize` on the model as OpenVINO reads it, with the float nodes in `ignored_scope` (with `control`:
     `nncf.quantize_with_accuracy_control`); the IR is written to `out_dir/model.xml` (+ .bin), weights exact."""
-    import logging
-
     from modelforge.model.onnx_model import load_onnx
+    from modelforge.quiet import quiet
 
     nncf = require_nncf()
     ov = require("openvino", "quantize --scheme nncf")
-    logging.getLogger("nncf").setLevel(logging.ERROR)  # its INFO lines and progress bars are not ours to print
     started = time.perf_counter()
     onnx_model = load_onnx(onnx_path, load_external_data=False)
     try:
@@ -189,22 +187,23 @@ def build_nncf(
         "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False),
     }
     try:
-        if control is None:
-            quantized = nncf.quantize(model, dataset, **settings)
-        else:
-            restorer = nncf.quantization.advanced_parameters.AdvancedAccuracyRestorerParameters(
-                **({"max_num_iterations": control.max_iterations} if control.max_iterations else {})
-            )
-            quantized = nncf.quantize_with_accuracy_control(
-                model,
-                dataset,
-                nncf.Dataset(control.items, lambda item: item[0]),
-                validation_fn=control.validate,
-                max_drop=0.0,  # the score is 1 for the float model and for any model that meets the gates
-                drop_type=nncf.DropType.ABSOLUTE,
-                advanced_accuracy_restorer_parameters=restorer,
-                **settings,
-            )
+        with quiet():  # NNCF's progress bars and INFO lines are not ours to print (the flow shows a task)
+            if control is None:
+                quantized = nncf.quantize(model, dataset, **settings)
+            else:
+                restorer = nncf.quantization.advanced_parameters.AdvancedAccuracyRestorerParameters(
+                    **({"max_num_iterations": control.max_iterations} if control.max_iterations else {})
+                )
+                quantized = nncf.quantize_with_accuracy_control(
+                    model,
+                    dataset,
+                    nncf.Dataset(control.items, lambda item: item[0]),
+                    validation_fn=control.validate,
+                    max_drop=0.0,  # the score is 1 for the float model and for any model that meets the gates
+                    drop_type=nncf.DropType.ABSOLUTE,
+                    advanced_accuracy_restorer_parameters=restorer,
+                    **settings,
+                )
     except Exception as exc:  # NNCF raises its own error types, often multi-line
         raise PassError(stage, f"NNCF cannot quantize the model: {first_line(exc, 300)}") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
