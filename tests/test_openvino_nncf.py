@@ -40,7 +40,7 @@ def digits_schemes(tmp_path_factory):
     """Both candidates for the digits CNN: modelforge's QDQ (everything quantized) and NNCF's IR."""
     from modelforge.quantization.config import QuantizeConfig
     from modelforge.quantization.flow import quantize_int8
-    from modelforge.quantization.ov_schemes import nncf_candidate
+    from modelforge.quantization.nncf_scheme import nncf_candidate
     from modelforge.quantization.state import QuantizeInputs
 
     work = tmp_path_factory.mktemp("schemes")
@@ -236,7 +236,7 @@ def test_an_nncf_result_ships_its_own_ir_beside_the_float_onnx(digits_schemes, t
     that IR (runtimes.base.served_file); model.onnx is the float model NNCF quantized."""
     import dataclasses
 
-    from modelforge.quantization.ov_schemes import nncf_artifact
+    from modelforge.quantization.nncf_scheme import nncf_artifact
     from modelforge.runtimes.base import served_file
     from modelforge.runtimes.serving import serve_on
     from modelforge.runtimes.writers import write_artifact

@@ -53,7 +53,7 @@ class Candidate:
     misses: list[str] = field(default_factory=list)  # gates it does not meet
     lost: str | None = None  # why it was not chosen
     confirmation: RatioInterval | None = None  # the paired ship comparison with the original (fastest only)
-    scheme: str | None = None  # nncf: NNCF's INT8 IR (`ov_schemes`); None: modelforge's own model
+    scheme: str | None = None  # nncf: NNCF's INT8 IR (`nncf_scheme`); None: modelforge's own model
 
     @property
     def label(self) -> str:
@@ -178,8 +178,8 @@ def choose_target(
     record["target"] = {"runtime": winner.runtime, "precision": winner.precision, "chosen_by": "auto"}
     inputs.progress.log(f"quantize: target auto chose {winner.name}: {auto['why']}")
     chosen = artifact if winner.path == artifact.path else onnx_artifact(winner.path)
-    if winner.scheme == "nncf":  # NNCF's IR ships, the float model it quantized beside it (ov_schemes)
-        from modelforge.quantization.ov_schemes import nncf_artifact
+    if winner.scheme == "nncf":  # NNCF's IR ships, the float model it quantized beside it (nncf_scheme)
+        from modelforge.quantization.nncf_scheme import nncf_artifact
 
         record["target"]["scheme"] = "nncf"
         chosen = nncf_artifact(artifact, winner.path, inputs.workdir / "auto-openvino-int8-nncf-result")
@@ -189,10 +189,9 @@ def choose_target(
 def _nncf_candidate(
     config: QuantizeConfig, artifact: ModelArtifact, inputs: QuantizeInputs, name: str, records: dict[str, dict]
 ) -> Candidate:
-    """openvino int8-nncf: NNCF's quantization of the model as OpenVINO reads it (`ov_schemes.nncf_candidate`),
+    """openvino int8-nncf: NNCF's quantization of the model as OpenVINO reads it (`nncf_scheme.nncf_candidate`),
     judged with the others; left out (with why) when NNCF is missing, not wanted or fails."""
-    from modelforge.quantization.nncf_scheme import nncf_available
-    from modelforge.quantization.ov_schemes import nncf_candidate
+    from modelforge.quantization.nncf_scheme import nncf_available, nncf_candidate
 
     candidate = Candidate("openvino", "int8", artifact.path, scheme="nncf")
     if config.scheme == "modelforge":

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     import onnx
 
     from modelforge.data import BoundDataset
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.quantization.config import QuantizeConfig
+    from modelforge.quantization.state import QuantizeInputs
 
+TRANSFORMER_FAMILIES = ("transformer", "mixed")  # NNCF's model_type=TRANSFORMER
 FLOAT_OPS = {"Softmax", "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization"}
 
 
@@ -233,3 +237,51 @@ def quantized_ops(xml: Path) -> dict[str, list[str]]:
             if above.get_type_name() == "FakeQuantize":
                 fed.setdefault(op.get_friendly_name(), []).append(above.get_friendly_name())
     return fed
+
+
+def nncf_candidate(
+    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, out_dir: Path, *, name: str = "quantize",
+    control: AccuracyControl | None = None,
+) -> NncfBuild:  # fmt: skip
+    """NNCF's IR of `original` (the second scheme of `--target openvino`, and `target auto`'s int8-nncf), with
+    the run's calibration samples and the family detection's float nodes."""
+    from modelforge.model.onnx_model import io_spec, load_onnx
+    from modelforge.quantization.families import detect_family
+    from modelforge.quantization.nncf_scheme import build_nncf, float_kept_nodes
+    from modelforge.runtimes.onnxruntime import fixed_batch_size
+
+    model = load_onnx(original, load_external_data=False)
+    family = detect_family(model)
+    transformer = config.preset == "transformer" or (config.preset == "auto" and family.family in TRANSFORMER_FAMILIES)
+    float_nodes = float_kept_nodes(model, config.exclude_nodes)
+    calibration = inputs.calibration
+    samples = config.calibration_samples or calibration.num_samples
+    batch = fixed_batch_size(io_spec(model)) or 1
+    del model
+    with inputs.progress.task("NNCF: quantizing the OpenVINO model"):
+        return build_nncf(
+            original, calibration, out_dir, transformer=transformer, float_nodes=float_nodes, samples=samples,
+            batch=batch, stage=name, control=control,
+        )  # fmt: skip
+
+
+def nncf_artifact(original: ModelArtifact, xml: Path, folder: Path) -> ModelArtifact:
+    """The shipped NNCF result: the float model NNCF quantized as model.onnx, its IR beside it (`openvino_ir`)."""
+    import dataclasses
+    import shutil
+
+    from modelforge.model.external_data import external_data_files
+    from modelforge.model.onnx_model import load_onnx, onnx_artifact, save_onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "model.onnx"
+    if external_data_files(original.path):
+        save_onnx(load_onnx(original.path), target)
+    else:
+        shutil.copyfile(original.path, target)
+    for source in (xml, xml.with_suffix(".bin")):
+        shutil.copyfile(source, folder / source.name)
+    shipped = onnx_artifact(target)
+    return dataclasses.replace(
+        shipped, openvino_ir=folder / xml.name, model_metadata=original.model_metadata, huggingface=original.huggingface
+    )

@@ -26,7 +26,6 @@ float model NNCF quantized (NNCF's INT8 exists only as IR), so the output stays 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +40,8 @@ if TYPE_CHECKING:
     from modelforge.quantization.config import QuantizeConfig
     from modelforge.quantization.fallback import Budget, OutputJudge
     from modelforge.quantization.flow import QuantizeResult
-    from modelforge.quantization.nncf_scheme import AccuracyControl, NncfBuild
+    from modelforge.quantization.nncf_scheme import NncfBuild
     from modelforge.quantization.state import QuantizeInputs
-
-TRANSFORMER_FAMILIES = ("transformer", "mixed")
 
 
 @dataclass
@@ -89,7 +86,7 @@ def quantize_openvino(
 ) -> QuantizeResult:
     """Both schemes (or the one `config.scheme` names) for OpenVINO INT8; the result is labelled by the caller."""
     from modelforge.quantization.flow import QuantizeResult, quantize_int8
-    from modelforge.quantization.nncf_scheme import nncf_available, require_nncf
+    from modelforge.quantization.nncf_scheme import nncf_artifact, nncf_available, nncf_candidate, require_nncf
 
     if config.scheme == "nncf":
         require_nncf()
@@ -143,38 +140,13 @@ def _missing_note() -> str:
     return "NNCF is not installed (pip install 'modelforge[openvino]'): modelforge's scheme only"
 
 
-def nncf_candidate(
-    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, out_dir: Path, *, name: str = "quantize",
-    control: AccuracyControl | None = None,
-) -> NncfBuild:  # fmt: skip
-    """NNCF's IR of `original`, with the run's calibration samples and the family detection's float nodes."""
-    from modelforge.model.onnx_model import io_spec, load_onnx
-    from modelforge.quantization.families import detect_family
-    from modelforge.quantization.nncf_scheme import build_nncf, float_kept_nodes
-    from modelforge.runtimes.onnxruntime import fixed_batch_size
-
-    model = load_onnx(original, load_external_data=False)
-    family = detect_family(model)
-    transformer = config.preset == "transformer" or (config.preset == "auto" and family.family in TRANSFORMER_FAMILIES)
-    float_nodes = float_kept_nodes(model, config.exclude_nodes)
-    calibration = inputs.calibration
-    samples = config.calibration_samples or calibration.num_samples
-    batch = fixed_batch_size(io_spec(model)) or 1
-    del model
-    with inputs.progress.task("NNCF: quantizing the OpenVINO model"):
-        return build_nncf(
-            original, calibration, out_dir, transformer=transformer, float_nodes=float_nodes, samples=samples,
-            batch=batch, stage=name, control=control,
-        )  # fmt: skip
-
-
 def _accuracy_control(
     original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, name: str
 ) -> Callable[[OutputJudge], Path] | None:
     """NNCF's accuracy fallback: `nncf.quantize_with_accuracy_control` scored by the run's own gates, on
     `sensitivity_samples` eval samples (as modelforge's fallback ranks on them), with the same float nodes; the
     result is judged on the whole eval data afterwards. None when the fallback is off or there is no eval data."""
-    from modelforge.quantization.nncf_scheme import AccuracyControl
+    from modelforge.quantization.nncf_scheme import AccuracyControl, nncf_candidate
 
     if not config.fallback or inputs.evaluation is None:
         return None
@@ -329,24 +301,3 @@ def scheme_record(candidates: list[SchemeCandidate], winner: SchemeCandidate) ->
         "method": "each candidate's gate metrics on the eval data on OpenVINO; both timed interleaved in one process, "
         "same input, batch and threads",
     }
-
-
-def nncf_artifact(original: ModelArtifact, xml: Path, folder: Path) -> ModelArtifact:
-    """The shipped NNCF result: the float model NNCF quantized as model.onnx, its IR beside it (`openvino_ir`)."""
-    import dataclasses
-
-    from modelforge.model.external_data import external_data_files
-    from modelforge.model.onnx_model import load_onnx, onnx_artifact, save_onnx
-
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "model.onnx"
-    if external_data_files(original.path):
-        save_onnx(load_onnx(original.path), target)
-    else:
-        shutil.copyfile(original.path, target)
-    for source in (xml, xml.with_suffix(".bin")):
-        shutil.copyfile(source, folder / source.name)
-    shipped = onnx_artifact(target)
-    return dataclasses.replace(
-        shipped, openvino_ir=folder / xml.name, model_metadata=original.model_metadata, huggingface=original.huggingface
-    )
