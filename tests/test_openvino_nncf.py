@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, cli_env
+from conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL, cli_env, load_report
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
@@ -207,18 +207,31 @@ def _mvn_quantized(xml: Path) -> bool:
 # ------------------------------------------------------------------------------------------- bad input
 
 
-def test_scheme_nncf_without_nncf_is_the_one_line_missing_extra_error(tmp_path):
-    """nncf made unimportable in a fresh process (sys.modules entry None), as on an install without it."""
-    out = tmp_path / "o"
+def _without_nncf(*args: str) -> subprocess.CompletedProcess:
+    """`modelforge ARGS` in a fresh process where nncf cannot be imported (sys.modules entry None)."""
     entry = "from modelforge.cli.app import main\nsys.argv = ['modelforge'] + sys.argv[1:]\nmain()\n"
     code = f"import sys\nsys.modules['nncf'] = None\n{entry}"
-    args = ["quantize", str(DIGITS_MODEL), "-c", str(DIGITS_CALIBRATION), "-o", str(out), "--target", "openvino",
-            "--scheme", "nncf"]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=cli_env())
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=cli_env())
+
+
+def test_scheme_nncf_without_nncf_is_the_one_line_missing_extra_error(tmp_path):
+    out = tmp_path / "o"
+    proc = _without_nncf("quantize", str(DIGITS_MODEL), "-c", str(DIGITS_CALIBRATION), "-o", str(out), "--target",
+                         "openvino", "--scheme", "nncf")  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "nncf" in proc.stderr and "pip install 'modelforge[openvino]'" in proc.stderr
     assert not out.exists()
+
+
+def test_scheme_auto_without_nncf_ships_modelforges_scheme_and_says_why(tmp_path):
+    out = tmp_path / "o"
+    proc = _without_nncf("quantize", str(DIGITS_MODEL), "-c", str(DIGITS_CALIBRATION), "-e", str(DIGITS_EVAL), "-o",
+                         str(out), "--target", "openvino", "--no-speed-aware", "--threads", "1", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = load_report(out)["stages"][-1]["metrics"]
+    assert metrics["openvino_scheme"]["chosen"] == "modelforge" and metrics["target"]["scheme"] == "modelforge"
+    assert "pip install 'modelforge[openvino]'" in metrics["openvino_scheme"]["why"]
 
 
 def test_scheme_nncf_is_for_openvino_int8_only():

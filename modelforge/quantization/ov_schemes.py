@@ -90,9 +90,14 @@ def quantize_openvino(
 
     if config.scheme == "nncf":
         require_nncf()
-    elif config.scheme == "modelforge" or not nncf_available():
+    elif config.scheme == "modelforge" or not nncf_available() or not inputs.latency.measure:
         result = quantize_int8(artifact, config, inputs, name=name)
-        why = "scheme modelforge chosen in the recipe" if config.scheme == "modelforge" else _missing_note()
+        if config.scheme == "modelforge":
+            why = "scheme modelforge chosen in the recipe"
+        elif not inputs.latency.measure:  # the faster cannot be told without timing: today's scheme
+            why = "latency is not measured in this run (skip_latency): modelforge's scheme; --scheme nncf for NNCF's"
+        else:
+            why = _missing_note()
         result.record["openvino_scheme"] = {"chosen": "modelforge", "why": why}
         return result
     if inputs.calibration is None:
