@@ -42,6 +42,7 @@ OPTIONAL: dict[str, OptionalModule] = {
     "optimum": OptionalModule("optimum-onnx", "hf", "optimum's ONNX exporter for Hugging Face folders"),
     "tensorrt": OptionalModule("tensorrt", "tensorrt", "building and running TensorRT engines"),
     "openvino": OptionalModule("openvino", "openvino", "the OpenVINO runtime and IR files"),
+    "nncf": OptionalModule("nncf", "openvino", "NNCF's INT8 quantization of OpenVINO models (quantize --scheme nncf)"),
     "tritonclient": OptionalModule("tritonclient", "triton", "checking Triton model configs"),
     "ray": OptionalModule("ray", "search", "modelforge optimize's fine-tuning trials (Ray Tune, ASHA)"),
 }

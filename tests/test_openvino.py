@@ -91,8 +91,16 @@ def test_target_openvino_writes_ir_beside_onnx_and_evaluates_it_on_openvino(open
     assert runtimes["baseline"]["runtime"] == "onnxruntime" and runtimes["baseline"]["precision"] == "fp32"
     assert runtimes["result"]["runtime"] == "openvino" and runtimes["result"]["precision"] == "int8"
     assert report["summary"]["top1_agreement"] >= 0.97
-    target = report["stages"][-1]["metrics"]["target"]
-    assert target == {"runtime": "openvino", "precision": "int8", "quantized": True}
+    metrics = report["stages"][-1]["metrics"]
+    chosen = metrics["openvino_scheme"]["chosen"]  # both schemes were built and judged (test_openvino_nncf.py)
+    assert metrics["target"] == {"runtime": "openvino", "precision": "int8", "quantized": True, "scheme": chosen}
+    rows = {r["scheme"]: r for r in metrics["openvino_scheme"]["candidates"]}
+    assert set(rows) == {"modelforge", "nncf"} and rows[chosen]["verdict"] == "chosen"
+    for row in rows.values():  # both candidates' figures, on the same gates and the same interleaved timing
+        assert row["latency_p50_ms"] > 0 and row["top1_agreement"] is not None and row["size_bytes"] > 0
+    assert f"chosen: {chosen}" in (out / "report.md").read_text()
+    if chosen == "nncf":  # NNCF's INT8 exists only as IR: model.onnx is the float model it quantized
+        assert (out / "model.onnx").read_bytes() == DIGITS_MODEL.read_bytes()
     # Its size is the IR's (what OpenVINO loads), not the ONNX file's written beside it.
     ir_bytes = (out / "model.xml").stat().st_size + (out / "model.bin").stat().st_size
     assert report["summary"]["size_bytes_result"] == ir_bytes == report["models"]["result"]["size_bytes"]
@@ -370,7 +378,10 @@ def test_target_auto_end_to_end_records_the_table_and_ships_the_winner(tmp_path)
     assert '<table class="records">' in html and '"candidates"' not in html  # a table, not JSON
     chosen = [r for r in auto["candidates"] if r["verdict"] == "chosen"]
 
-    assert len(chosen) == 1 and (chosen[0]["runtime"], chosen[0]["precision"]) == tuple(auto["chosen"].values())
+    label = auto["chosen"]["precision"] + (f"-{auto['chosen']['scheme']}" if "scheme" in auto["chosen"] else "")
+    assert len(chosen) == 1 and (chosen[0]["runtime"], chosen[0]["precision"]) == (auto["chosen"]["runtime"], label)
+    listed = measured | {(r["runtime"], r["precision"]) for r in auto["not_measured"]}
+    assert ("openvino", "int8-nncf") in listed  # NNCF's INT8 competes next to modelforge's (issue 24)
     for row in auto["candidates"]:
         assert row["latency_p50_ms"] > 0 and row["latency_p99_ms"] >= row["latency_p50_ms"]
         assert row["verdict"] == "chosen" or row["reason"]
@@ -379,7 +390,7 @@ def test_target_auto_end_to_end_records_the_table_and_ships_the_winner(tmp_path)
     )
     assert chosen[0] is fastest_eligible or chosen[0]["runtime"] == "onnxruntime"  # or none was clearly faster
     served = report["evaluation"]["runtimes"]["result"]
-    assert (served["runtime"], served["precision"]) == (chosen[0]["runtime"], chosen[0]["precision"])
+    assert (served["runtime"], served["precision"]) == (auto["chosen"]["runtime"], auto["chosen"]["precision"])
     assert (out / "model.xml").is_file() == (served["runtime"] == "openvino")
     markdown = (out / "report.md").read_text()
     assert "### quantize: auto" in markdown and f"result on {served['runtime']}" in markdown

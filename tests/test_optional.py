@@ -61,7 +61,7 @@ def test_extras_group_packages_once_in_table_order():
     grouped = extras()
     assert list(grouped)[:2] == ["torch", "tf"]
     assert grouped["tf"].count("tensorflow") == 1  # h5py's row names tensorflow too
-    assert grouped["openvino"] == ["openvino"]
+    assert grouped["openvino"] == ["openvino", "nncf"]
 
 
 def test_first_line():

@@ -100,8 +100,9 @@ def auto_table(report: dict[str, Any], width: int | None = None) -> list[Any]:
         if not isinstance(auto, dict):
             continue
         chosen = auto["chosen"]
+        label = f"{chosen['precision']}-{chosen['scheme']}" if chosen.get("scheme") else chosen["precision"]
         table = Table(
-            title=f"target auto: {chosen['runtime']} {chosen['precision']} chosen",
+            title=f"target auto: {chosen['runtime']} {label} chosen",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
             collapse_padding=True,

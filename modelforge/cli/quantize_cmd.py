@@ -54,6 +54,13 @@ def quantize(
             "AVX-512 BF16) or fp32."
         ),
     ] = "int8",
+    scheme: Annotated[
+        str,
+        typer.Option(
+            help="--target openvino/auto, int8: modelforge (its QDQ scheme as IR), nncf (NNCF's quantization, "
+            "openvino extra) or auto (build both, ship the faster one that meets the gates)."
+        ),
+    ] = "auto",
     percentile: Annotated[float, typer.Option(help="Percentile method: clip |x| at this percentile.")] = 99.99,
     speed_aware: Annotated[
         bool,
@@ -87,6 +94,8 @@ def quantize(
     data.fill(raw, preprocessing, files_note="; the data given are files")
     config = {"method": method, "per_channel": per_channel, "preset": preset, "target": target}
     config.update(precision=precision, percentile=percentile, fallback=fallback, speed_aware=speed_aware)
+    if scheme != "auto":
+        config["scheme"] = scheme
     if calibration_samples is not None:
         config["calibration_samples"] = calibration_samples
     if time_budget is not None:

@@ -92,6 +92,10 @@ class ModelArtifact:
     # The Hugging Face folder this model came from (format huggingface, and every artifact derived from it): the
     # task for metrics, and the folder whose companion files the output writer copies.
     huggingface: HFInfo | None = None
+    # OpenVINO IR (model.xml; model.bin beside it) a target pass built itself rather than by converting `path`:
+    # NNCF's quantization (quantize --target openvino, issue 24). The writer copies it beside model.onnx and the
+    # evaluation runs it; None: the IR, when served on OpenVINO, is converted from `path`.
+    openvino_ir: Path | None = None
 
     def files(self) -> list[Path]:
         """The model file and the external-data files it references, for sizes and manifests."""

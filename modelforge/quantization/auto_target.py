@@ -53,27 +53,38 @@ class Candidate:
     misses: list[str] = field(default_factory=list)  # gates it does not meet
     lost: str | None = None  # why it was not chosen
     confirmation: RatioInterval | None = None  # the paired ship comparison with the original (fastest only)
+    scheme: str | None = None  # nncf: NNCF's INT8 IR (`nncf_scheme`); None: modelforge's own model
+
+    @property
+    def label(self) -> str:
+        """The precision as tables show it: int8-nncf for NNCF's INT8 next to modelforge's int8."""
+        return f"{self.precision}-{self.scheme}" if self.scheme else self.precision
 
     @property
     def name(self) -> str:
-        return f"{self.runtime} {self.precision}"
+        return f"{self.runtime} {self.label}"
 
     def row(self, baseline_p50: float | None, chosen: bool) -> dict[str, Any]:
         latency = self.latency or {}
         p50 = latency.get("p50_ms")
         return {
             "runtime": self.runtime,
-            "precision": self.precision,
+            "precision": self.label,
             "latency_p50_ms": _round(p50),
             "latency_p99_ms": _round(latency.get("p99_ms")),
             "speedup": _round(baseline_p50 / p50 if baseline_p50 and p50 else None, 3),
             "output_cosine": _round(self.metrics.get("output_cosine"), 6),
             "top1_agreement": _round(self.metrics.get("top1_agreement"), 4),
             "accuracy_drop_pp": _round(self.metrics.get("accuracy_drop_pp"), 3),
-            "size_bytes": self.path.stat().st_size,
+            "size_bytes": sum(f.stat().st_size for f in _model_files(self.path)),
             "verdict": "chosen" if chosen else "lost",
             "reason": None if chosen else self.lost,
         }
+
+
+def _model_files(path: Path) -> list[Path]:
+    """The files a candidate runs from: an IR is model.xml and model.bin."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -132,17 +143,24 @@ def choose_target(
         if precision != "int8":
             candidates.append(Candidate(runtime, precision, artifact.path))
             continue
+        if runtime == "openvino" and config.scheme == "nncf":
+            lost = "not built: scheme nncf chosen in the recipe"
+            candidates.append(Candidate(runtime, precision, artifact.path, lost=lost))
+            candidates.append(_nncf_candidate(config, artifact, inputs, name, sub_records))
+            continue
         try:
             result = _quantized_for(config, runtime, artifact, inputs, name)
         except PassError as exc:  # e.g. a graph this runtime cannot convert: the others still compete
             candidates.append(Candidate(runtime, precision, artifact.path, lost=f"not built: {exc.message}"))
             continue
-        sub_records[runtime] = result.record
+        sub_records[f"{runtime} {precision}"] = result.record
         candidate = Candidate(runtime, precision, result.artifact.path)
         if result.artifact.path == artifact.path and "skipped" not in result.record:
             reason = (result.record.get("speed_search") or {}).get("reason") or "INT8 was not faster than float"
             candidate.lost = f"not built: {reason}"
         candidates.append(candidate)
+        if runtime == "openvino" and "skipped" not in result.record:
+            candidates.append(_nncf_candidate(config, artifact, inputs, name, sub_records))
 
     winner = measure_and_pick(
         [c for c in candidates if c.lost is None],
@@ -156,11 +174,39 @@ def choose_target(
     auto = auto_record(candidates, winner, skipped, hint)
     record: dict[str, Any] = {"auto": auto}
     if winner.precision == "int8":
-        record.update({k: v for k, v in sub_records[winner.runtime].items() if k not in record})
+        record.update({k: v for k, v in sub_records[winner.name].items() if k not in record})
     record["target"] = {"runtime": winner.runtime, "precision": winner.precision, "chosen_by": "auto"}
     inputs.progress.log(f"quantize: target auto chose {winner.name}: {auto['why']}")
     chosen = artifact if winner.path == artifact.path else onnx_artifact(winner.path)
+    if winner.scheme == "nncf":  # NNCF's IR ships, the float model it quantized beside it (nncf_scheme)
+        from modelforge.quantization.nncf_scheme import nncf_artifact
+
+        record["target"]["scheme"] = "nncf"
+        chosen = nncf_artifact(artifact, winner.path, inputs.workdir / "auto-openvino-int8-nncf-result")
     return QuantizeResult(serve_on(chosen, winner.runtime, winner.precision), record)
+
+
+def _nncf_candidate(
+    config: QuantizeConfig, artifact: ModelArtifact, inputs: QuantizeInputs, name: str, records: dict[str, dict]
+) -> Candidate:
+    """openvino int8-nncf: NNCF's quantization of the model as OpenVINO reads it (`nncf_scheme.nncf_candidate`),
+    judged with the others; left out (with why) when NNCF is missing, not wanted or fails."""
+    from modelforge.quantization.nncf_scheme import nncf_available, nncf_candidate
+
+    candidate = Candidate("openvino", "int8", artifact.path, scheme="nncf")
+    if config.scheme == "modelforge":
+        candidate.lost = "not built: scheme modelforge chosen in the recipe"
+    elif not nncf_available():
+        candidate.lost = "not built: NNCF is not installed (pip install 'modelforge[openvino]')"
+    else:
+        try:
+            build = nncf_candidate(artifact.path, config, inputs, inputs.workdir / "auto-openvino-int8-nncf", name=name)
+        except PassError as exc:
+            candidate.lost = f"not built: {exc.message}"
+        else:
+            candidate.path = build.xml
+            records[candidate.name] = {"nncf": build.record(), "quantized_nodes": build.fake_quantize}
+    return candidate
 
 
 def _quantized_for(
@@ -172,7 +218,7 @@ def _quantized_for(
     from modelforge.quantization.flow import quantize_int8
 
     target = "openvino" if runtime == "openvino" else "cpu"
-    settings = type(config).model_validate({**config.model_dump(), "target": target})
+    settings = type(config).model_validate({**config.model_dump(), "target": target, "scheme": "modelforge"})
     workdir = inputs.workdir / f"auto-{runtime}-int8"
     workdir.mkdir(exist_ok=True)
     return quantize_int8(artifact, settings, replace(inputs, workdir=workdir), name=name)
@@ -295,7 +341,11 @@ def auto_record(candidates: list[Candidate], winner: Candidate, skipped: list[di
         f"{winner.confirmation.describe() if winner.confirmation else 'not measured'})"
     )
     record: dict[str, Any] = {
-        "chosen": {"runtime": winner.runtime, "precision": winner.precision},
+        "chosen": {
+            "runtime": winner.runtime,
+            "precision": winner.precision,
+            **({"scheme": "nncf"} if winner.scheme else {}),
+        },
         "why": why,
         "candidates": [c.row(base, c is winner) for c in candidates if c.latency is not None],
         # The fastest candidate against the original, in paired blocks: what the choice rests on.
@@ -303,7 +353,7 @@ def auto_record(candidates: list[Candidate], winner: Candidate, skipped: list[di
             ({"candidate": c.name, **c.confirmation.record()} for c in candidates if c.confirmation), None
         ),
         "not_measured": [
-            *({"runtime": c.runtime, "precision": c.precision, "why": c.lost} for c in candidates if c.latency is None),
+            *({"runtime": c.runtime, "precision": c.label, "why": c.lost} for c in candidates if c.latency is None),
             *skipped,
         ],
         "method": "each candidate's gate metrics on the eval data; all timed interleaved in one process "

@@ -27,6 +27,12 @@ class QuantizeConfig(BaseModel):
         "(model.xml/.bin) beside model.onnx, evaluated on OpenVINO ([openvino] extra); auto = measure every "
         "installed runtime x precision here and keep the fastest that meets the gates.",
     )
+    scheme: Literal["auto", "modelforge", "nncf"] = Field(
+        "auto",
+        description="target openvino/auto, int8: who places the quantizers. modelforge = its QDQ scheme converted "
+        "to IR; nncf = NNCF's post-training quantization of the model as OpenVINO reads it; auto = build both, "
+        "judge both on the gates and interleaved speed, ship the faster that passes (nncf only when installed).",
+    )
     precision: Literal["int8", "int4-weights", "bf16", "fp32"] = Field(
         "int8",
         description="int8, or 4-bit block-wise MatMul weights with float activations (MatMulNBits); target "
@@ -117,6 +123,8 @@ class QuantizeConfig(BaseModel):
             raise ValueError("target auto measures every precision itself: leave precision at int8")
         if self.target in ("openvino", "auto") and (self.precision == "int4-weights" or self.mode == "dynamic"):
             raise ValueError(f"target {self.target} needs static QDQ: int4-weights and mode dynamic are for target cpu")
+        if self.scheme == "nncf" and (self.target not in ("openvino", "auto") or self.precision != "int8"):
+            raise ValueError("scheme nncf quantizes OpenVINO models to int8: use target openvino or auto, int8")
         if self.target == "tensorrt":
             if self.precision == "int4-weights":
                 raise ValueError("precision int4-weights produces onnxruntime's MatMulNBits: use target cpu")

@@ -148,12 +148,13 @@ class OutputJudge:
 
     def measure(self, model_path: Path, limit: int | None = None) -> dict[str, Any]:
         """Gate metrics (as the evaluator computes them) plus the output noise power vs float."""
-        from modelforge.measure.metrics import ComparisonAccumulator
         from modelforge.runtimes.base import open_backend
 
         backend = open_backend(
             model_path, runtime=self.runtime, precision=self.precision, threads=self.threads, stage=self.stage
         )
+        from modelforge.measure.metrics import ComparisonAccumulator
+
         acc = ComparisonAccumulator()
         seen = 0
         for feeds, reference in zip(self.data.batches(self.batch), self._references(), strict=False):
@@ -163,16 +164,21 @@ class OutputJudge:
             seen += n
             if limit is not None and seen >= limit:
                 break
-        summary = acc.summary(has_labels=self.labels is not None)
-        acc_a, acc_b = summary.get("accuracy_baseline"), summary.get("accuracy_result")
-        return {
-            "accuracy_drop_pp": (acc_a - acc_b) * 100 if acc_a is not None and acc_b is not None else None,
-            "accuracy_result": acc_b,
-            "output_cosine": summary.get("output_cosine"),
-            "top1_agreement": summary.get("top1_agreement"),
-            "noise": acc.noise_power / max(acc.signal_power, 1e-30),
-            "samples": seen,
-        }
+        return gate_metrics(acc, self.labels is not None, seen)
+
+
+def gate_metrics(acc: Any, has_labels: bool, samples: int) -> dict[str, Any]:
+    """The gate metrics of a `ComparisonAccumulator` (as the evaluator computes them), plus the noise power."""
+    summary = acc.summary(has_labels=has_labels)
+    acc_a, acc_b = summary.get("accuracy_baseline"), summary.get("accuracy_result")
+    return {
+        "accuracy_drop_pp": (acc_a - acc_b) * 100 if acc_a is not None and acc_b is not None else None,
+        "accuracy_result": acc_b,
+        "output_cosine": summary.get("output_cosine"),
+        "top1_agreement": summary.get("top1_agreement"),
+        "noise": acc.noise_power / max(acc.signal_power, 1e-30),
+        "samples": samples,
+    }
 
 
 class _SearchStopped(Exception):

@@ -29,8 +29,15 @@ def quantize(
         if config.precision in ("bf16", "fp32"):  # the float model, run by OpenVINO in that precision
             record = {"target": {"runtime": runtime, "precision": config.precision, "quantized": False}}
             return QuantizeResult(serve_on(artifact, runtime, config.precision), record)
-    result = quantize_int8(artifact, config, inputs, name=name)
+    if runtime == "openvino":  # modelforge's QDQ scheme and NNCF's, the faster that passes (ov_schemes.py)
+        from modelforge.quantization.ov_schemes import quantize_openvino
+
+        result = quantize_openvino(artifact, config, inputs, name=name)
+    else:
+        result = quantize_int8(artifact, config, inputs, name=name)
     already_quantized = "skipped" in result.record  # a QDQ model given as input runs as INT8 too
     precision = "int8" if result.artifact.path != artifact.path or already_quantized else "fp32"
     result.record["target"] = {"runtime": runtime, "precision": precision, "quantized": precision == "int8"}
+    if "openvino_scheme" in result.record:
+        result.record["target"]["scheme"] = result.record["openvino_scheme"]["chosen"]
     return QuantizeResult(serve_on(result.artifact, runtime, precision), result.record)

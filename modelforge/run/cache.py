@@ -201,8 +201,8 @@ def store(key: str, artifact: ModelArtifact, metrics: dict[str, Any]) -> None:
     except (OSError, ModelforgeError):  # caching is optional: a result it cannot list is simply not cached
         return
     plain = all(f.parent == artifact.path.parent and f.is_file() and not f.is_symlink() for f in files)
-    if artifact.format not in CACHED_FORMATS or not plain:
-        return  # a folder (SavedModel), files in sub-folders or links: not cached
+    if artifact.format not in CACHED_FORMATS or not plain or artifact.openvino_ir is not None:
+        return  # a folder (SavedModel), files in sub-folders or links, a pass-built IR (NNCF's): not cached
     try:  # caching is optional: a cache folder that cannot be written never fails the run
         root.mkdir(parents=True, exist_ok=True)
         if os.path.lexists(root / key):

@@ -50,6 +50,9 @@ def write_openvino_ir(artifact: ModelArtifact, onnx_file: Path) -> list[Path]:
 
     bf16 = artifact.served_on is not None and artifact.served_on.precision == "bf16"
     xml = onnx_file.with_suffix(".xml")
+    if artifact.openvino_ir is not None:  # an IR the pass built itself (NNCF's INT8): what was measured ships
+        built = artifact.openvino_ir
+        return [copy_file(f, xml.with_suffix(f.suffix), onnx_file.parent) for f in (built, built.with_suffix(".bin"))]
     earlier = _CONVERTED.get(_key(artifact.path))
     if earlier is not None and earlier.compress_to_fp16 == bf16 and earlier.unchanged():
         return [copy_file(ir, xml.with_suffix(ir.suffix), onnx_file.parent) for ir in earlier.ir_files]
