@@ -51,6 +51,10 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | 
 
     progress = progress or Progress()
     out = check_output_dir(recipe)
+    from modelforge.run.llm import is_lm_recipe, run_lm_recipe
+
+    if is_lm_recipe(recipe):  # a decoder language model: weight-only quantization with perplexity gates
+        return run_lm_recipe(recipe, progress, out)
     if distributed.is_distributed():
         try:
             distributed.init_from_env()
