@@ -85,6 +85,27 @@ def _check(recipe: Recipe) -> Any:
     return config
 
 
+def _check_widths_early(folder: Path, config: Any) -> None:
+    """The group size against the linear layers' input widths, read from the safetensors headers (no weights
+    loaded): a bad --group-size is refused before the export, not after. The ONNX graph is checked again."""
+    from safetensors import safe_open
+
+    from modelforge.model.huggingface.folder import weight_files
+    from modelforge.quantization.llm import settings_of
+    from modelforge.quantization.weight_only import check_widths
+
+    linears: dict[str, tuple[int, int]] = {}
+    for path in weight_files(folder):
+        with safe_open(str(path), "np") as handle:
+            for name in handle.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+                shape = handle.get_slice(name).get_shape()
+                if len(shape) == 2 and name.endswith(".weight") and "embed" not in name:
+                    if "lm_head" in name and config.keep_lm_head != "quantize":
+                        continue
+                    linears[name.removesuffix(".weight")] = (int(shape[1]), int(shape[0]))  # Linear: [out, in]
+    check_widths(linears, settings_of(config, []).group_size, f"model folder {folder}")
+
+
 def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
     """The whole run; returns the runner's RunResult."""
     from modelforge.convert.causal_lm import export_causal_lm
@@ -102,6 +123,7 @@ def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
     hf_config = check_folder(folder, recipe.model.trust_remote_code)
     check_causal_lm_architecture(folder, hf_config)
     check_preprocessor(folder, "text-generation")
+    _check_widths_early(folder, config)
     eval_text = read_text(recipe.data.eval_data.path, "--eval-data")
     cal_text = read_text(recipe.data.calibration.path, "--calibration") if recipe.data.calibration else None
     tokenizer = load_tokenizer(folder, recipe.model.trust_remote_code)
