@@ -209,3 +209,29 @@ def test_bad_group_sizes_are_refused_before_the_export(lm_folder, tmp_path, grou
     )
     assert result.returncode == 2 and said in result.stderr, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 2  # one line (+ a hint)
+
+
+def test_a_failed_gate_keeps_the_most_sensitive_layers_at_int8(lm_folder, quantized, tmp_path):
+    """The fallback: a KL gate at half what plain INT4 gives is met by moving the layers that the sensitivity
+    ranking puts first to INT8 (the threshold is relative to this machine's own INT4 figure)."""
+    plain = json.loads((quantized[1] / "report.json").read_text())["summary"]["token_kl"]
+    out = tmp_path / "fallback"
+    recipe = {
+        "version": 1,
+        "model": str(lm_folder),
+        "data": {"eval_data": str(lm_folder.parent / "heldout.txt")},
+        "passes": [{"name": "quantize", "config": {"weights": "int4"}}],
+        "evaluate": {"skip_latency": True},
+        "gates": {"max_token_kl": plain / 2},
+        "output": str(out),
+    }
+    recipe_file = write_recipe(tmp_path / "recipe.yaml", recipe)
+    result = run_cli("run", recipe_file, "--json", "--allow-paths", lm_folder.parent)
+    assert result.returncode == 0, result.explain()[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    quant = report["stages"][-1]["metrics"]
+    assert quant["int8_layers"] and quant["fallback_steps"]
+    assert quant["int8_layers"][0] in quant["sensitivity_kl"]
+    ranked = list(quant["sensitivity_kl"])
+    assert set(quant["fallback_steps"][0]["moved"]) == set(ranked[: len(quant["fallback_steps"][0]["moved"])])
+    assert report["summary"]["token_kl"] <= plain / 2 and 0 < quant["low_bit_share"] < 1
