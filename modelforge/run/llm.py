@@ -272,7 +272,7 @@ def _report(
         "weights": result_weights(stages),
     }
     evaluated = {
-        "data": f"{recipe.data.eval_data.path} ({metrics['tokens']} held-out tokens)",
+        "data": f"{recipe.data.eval_data.path} (tokens)",
         "metrics": {
             "samples": metrics["tokens"],
             "accuracy_baseline": None,
