@@ -107,7 +107,10 @@ def quantize(
     from modelforge.cli.execute import finish, recipe_from_flags
 
     if data.calibration is None and weights is None and not _is_language_model(model):
-        raise typer.BadParameter("missing option '--calibration'", param_hint="'--calibration' / '-c'")
+        from modelforge.errors import InputError
+
+        # Worded as click words a required option: --calibration is optional only for a language model.
+        raise InputError("missing option '--calibration' / '-c'", hint="modelforge quantize --help")
     raw: dict = {"model": {"path": str(model)}, "passes": []}
     data.fill(raw, preprocessing, files_note="; the data given are files")
     config = {"method": method, "per_channel": per_channel, "preset": preset, "target": target}
