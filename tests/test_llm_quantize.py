@@ -235,3 +235,33 @@ def test_a_failed_gate_keeps_the_most_sensitive_layers_at_int8(lm_folder, quanti
     ranked = list(quant["sensitivity_kl"])
     assert set(quant["fallback_steps"][0]["moved"]) == set(ranked[: len(quant["fallback_steps"][0]["moved"])])
     assert report["summary"]["token_kl"] <= plain / 2 and 0 < quant["low_bit_share"] < 1
+
+
+def test_dry_run_plans_a_language_model_without_writing(lm_folder, tmp_path):
+    out = tmp_path / "planned"
+    args = ("--weights", "int8", "--group-size", "64", "--asymmetric", "--algo", "hqq")
+    result = run_cli(
+        "quantize", lm_folder, *args, "--eval-data", lm_folder.parent / "heldout.txt", "-o", out, "--dry-run"
+    )
+    assert result.returncode == 0, result.explain()
+    assert "LlamaForCausalLM" in result.stderr and "weights int8, hqq, group 64, asymmetric" in result.stderr
+    assert "'max_perplexity_ratio (default)': 1.25" in result.stderr
+    assert "weights: int8" in result.stdout and not out.exists()
+
+
+def test_language_model_gates_are_refused_on_other_models(tmp_path):
+    from tests.conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL
+
+    result = run_cli(
+        "quantize",
+        DIGITS_MODEL,
+        "-c",
+        DIGITS_CALIBRATION,
+        "-e",
+        DIGITS_EVAL,
+        "--max-perplexity-ratio",
+        "1.2",
+        "-o",
+        tmp_path / "o",
+    )
+    assert result.returncode == 2 and "gate max_perplexity_ratio is for language models" in result.stderr

@@ -106,17 +106,12 @@ def _check_widths_early(folder: Path, config: Any) -> None:
     check_widths(linears, settings_of(config, []).group_size, f"model folder {folder}")
 
 
-def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
-    """The whole run; returns the runner's RunResult."""
-    from modelforge.convert.causal_lm import export_causal_lm
-    from modelforge.evaluate.lm import WINDOW, KVGraph, Reference, graph_feeds, token_windows
+def check_lm_recipe(recipe: Recipe) -> dict[str, Any]:
+    """Everything checked before any work (exit 2 on bad input): the pass and its config, the folder, the
+    architecture, the group size, the texts, the tokenizer; and the gates with their defaults."""
     from modelforge.model.huggingface.folder import check_folder, check_preprocessor
     from modelforge.model.huggingface.preprocess import load_tokenizer
     from modelforge.model.huggingface.task import check_causal_lm_architecture
-    from modelforge.model.onnx_model import load_onnx
-    from modelforge.quantization.llm import LMBudget, quantize_lm
-    from modelforge.run.output import staged_output
-    from modelforge.run.runner import RunResult
 
     config = _check(recipe)
     folder = recipe.model.path
@@ -133,6 +128,48 @@ def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
         fill = {"max_perplexity_ratio": DEFAULT_MAX_PERPLEXITY_RATIO, "max_token_kl": DEFAULT_MAX_TOKEN_KL}
         defaults = {k for k in fill if getattr(gates, k) is None}
         gates = gates.model_copy(update={k: fill[k] for k in defaults})
+    return {
+        "config": config,
+        "gates": gates,
+        "defaults": defaults,
+        "eval_text": eval_text,
+        "cal_text": cal_text,
+        "tokenizer": tokenizer,
+        "architecture": hf_config["architectures"][0],
+    }
+
+
+def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
+    """For --dry-run: what the run would do (everything checked, nothing exported or written)."""
+    checked = check_lm_recipe(recipe)
+    config, gates = checked["config"], checked["gates"]
+    return {
+        "model": f"{recipe.model.path} ({checked['architecture']}, task text-generation)",
+        "export": "onnxruntime-genai model builder, float32, KV cache",
+        "quantize": f"weights {config.weights}, {config.algo}, group {config.group_size or config.int4_block_size}, "
+        f"{'symmetric' if config.symmetric else 'asymmetric'}, lm_head {config.keep_lm_head}, ratio {config.ratio:g}",
+        "evaluation": f"{recipe.data.eval_data.path}: up to {EVAL_TOKENS} tokens",
+        "gates": {
+            k + (" (default)" if k in checked["defaults"] else ""): v
+            for k, v in gates.model_dump().items()
+            if v is not None and k != "default_gates"
+        },
+        "output": str(recipe.output.dir),
+    }
+
+
+def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
+    """The whole run; returns the runner's RunResult."""
+    from modelforge.convert.causal_lm import export_causal_lm
+    from modelforge.evaluate.lm import WINDOW, KVGraph, Reference, graph_feeds, token_windows
+    from modelforge.model.onnx_model import load_onnx
+    from modelforge.quantization.llm import LMBudget, quantize_lm
+    from modelforge.run.output import staged_output
+    from modelforge.run.runner import RunResult
+
+    checked = check_lm_recipe(recipe)
+    config, folder, gates, defaults = checked["config"], recipe.model.path, checked["gates"], checked["defaults"]
+    eval_text, cal_text, tokenizer = checked["eval_text"], checked["cal_text"], checked["tokenizer"]
     budget = LMBudget(gates.max_perplexity_ratio, gates.max_token_kl)
 
     with staged_output(out) as staging:
