@@ -21,7 +21,8 @@ HEADS = {
 }
 SUPPORTED = (
     f"supported tasks: {', '.join(TASKS)} (architectures *ForSequenceClassification, *ForTokenClassification, "
-    "*ForImageClassification, or a plain *Model / sentence-transformers folder for feature-extraction)"
+    "*ForImageClassification, or a plain *Model / sentence-transformers folder for feature-extraction); "
+    "decoder language models (*ForCausalLM): text-generation, with modelforge quantize --weights int4|int8"
 )
 
 
