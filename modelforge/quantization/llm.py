@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelforge.errors import InputError
 from modelforge.evaluate.lm import KVGraph, Reference
 from modelforge.quantization.config import QuantizeConfig
 from modelforge.quantization.weight_only import (
@@ -123,6 +124,15 @@ def quantize_lm(
         int8_nodes.add(head)
     candidates = [name for name in matmuls if name not in float_nodes | int8_nodes]
     check_widths({name: matmuls[name] for name in candidates}, settings.group_size, what)
+    if settings.algo == "gptq" and not settings.symmetric:
+        odd = next((n for n in candidates if (matmuls[n][0] // settings.group_size) % 2), None)
+        if odd is not None:  # onnxruntime's GPTQ packs two groups' zero points a byte, and breaks on an odd count
+            groups = matmuls[odd][0] // settings.group_size
+            raise InputError(
+                f"{what}: --algo gptq --asymmetric needs an even number of groups per layer; MatMul {odd} has "
+                f"{groups} ({matmuls[odd][0]} / {settings.group_size})",
+                hint="use --symmetric, or a group size that gives an even count",
+            )
     # Layers narrower than a group stay in float (MatMulNBits would pad them).
     float_nodes |= {name for name in candidates if matmuls[name][0] < settings.group_size}
     candidates = [name for name in candidates if name not in float_nodes]

@@ -134,9 +134,13 @@ def _run_quantizer(
             algo_config=_algo_config(settings, bits),
         )
         if settings.algo == "gptq" and bits == 4:
-            node_config = quantizer._generate_q4_node_config()  # GPTQ ignores nodes_to_exclude: say it per node
+            # GPTQ ignores nodes_to_exclude and takes every MatMul with any constant input: say it per node,
+            # and leave out the MatMuls that are not a weight multiplication (quantizable_matmuls).
+            node_config = quantizer._generate_q4_node_config()
+            weights = quantizable_matmuls(model)
             quantizer._generate_q4_node_config = lambda: {
-                name: ("fp32" if name in excluded else value) for name, value in node_config.items()
+                name: ("fp32" if name in excluded or name not in weights else value)
+                for name, value in node_config.items()
             }
             quantizer.is_symmetric = settings.symmetric
         quantizer.process()
