@@ -92,6 +92,7 @@ def lm_folder(tmp_path_factory) -> Path:
     fast.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
     (folder.parent / "heldout.txt").write_text("\n\n".join(texts[split:])[:6000], encoding="utf-8")
+    (folder.parent / "calibration.txt").write_text("\n\n".join(texts[:split])[:3000], encoding="utf-8")
     return folder
 
 
@@ -150,13 +151,22 @@ def test_the_output_folder_runs_in_onnxruntime_genai(quantized):
 
 def test_a_broken_quantizer_fails_the_gates(lm_folder, tmp_path):
     """Negative control: the quantizer's scales shuffled (a test seam) must fail the perplexity and KL gates.
-    Run from a recipe (the same fields as the flags), the fallback off and latency skipped (quality only)."""
+    Run from a recipe (the same fields as the flags: GPTQ on the calibration text, asymmetric), the fallback off
+    and latency skipped (quality only)."""
     out = tmp_path / "broken"
     recipe = {
         "version": 1,
         "model": str(lm_folder),
-        "data": {"eval_data": str(lm_folder.parent / "heldout.txt")},
-        "passes": [{"name": "quantize", "config": {"weights": "int4", "group_size": 32, "fallback": False}}],
+        "data": {
+            "eval_data": str(lm_folder.parent / "heldout.txt"),
+            "calibration": str(lm_folder.parent / "calibration.txt"),
+        },
+        "passes": [
+            {
+                "name": "quantize",
+                "config": {"weights": "int4", "group_size": 32, "symmetric": False, "algo": "gptq", "fallback": False},
+            }
+        ],
         "evaluate": {"skip_latency": True},
         "output": str(out),
     }
@@ -167,6 +177,9 @@ def test_a_broken_quantizer_fails_the_gates(lm_folder, tmp_path):
     report = json.loads((out / "report.json").read_text())
     failed = {g["name"] for g in report["gates"] if not g["passed"]}
     assert {"max_perplexity_ratio", "max_token_kl"} <= failed
+    quant = report["stages"][-1]["metrics"]
+    assert quant["algo"] == "gptq" and quant["symmetric"] is False
+    assert set(json.loads((out / "manifest.json").read_text())["data_sha256"]) == {"eval_data", "calibration"}
 
 
 def test_a_folder_without_weights_is_refused(lm_folder, tmp_path):

@@ -120,6 +120,7 @@ def _run_quantizer(
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     from modelforge.quantization.qdq import quiet_quantizer
+    from modelforge.quiet import quiet
 
     excluded = sorted(set(exclude))
     with quiet_quantizer():
@@ -143,7 +144,8 @@ def _run_quantizer(
                 for name, value in node_config.items()
             }
             quantizer.is_symmetric = settings.symmetric
-        quantizer.process()
+        with quiet():  # GPTQ prints a progress bar on stdout (it would corrupt --json)
+            quantizer.process()
     result = quantizer.model.model if hasattr(quantizer.model, "model") else quantizer.model
     if settings.algo == "gptq" and bits == 4:
         for node in result.graph.node:  # INC's GPTQ path writes no accuracy level
@@ -177,7 +179,8 @@ def quantize_weights(
 
 
 def _shuffle_scales(model: onnx.ModelProto) -> None:
-    """The test seam: permute every MatMulNBits scale tensor (a quantizer bug that still makes a valid graph)."""
+    """The test seam: permute every MatMulNBits scale tensor and scale it 8x (a quantizer bug that still makes a
+    valid graph; a permutation alone can be mild on a tiny model's similar scales)."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -188,4 +191,5 @@ def _shuffle_scales(model: onnx.ModelProto) -> None:
             values = numpy_helper.to_array(tensor)
             flat = values.reshape(-1).copy()
             rng.shuffle(flat)
-            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(flat.reshape(values.shape), tensor.name))
+            broken = (flat * 8).reshape(values.shape).astype(values.dtype)
+            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(broken, tensor.name))
