@@ -119,11 +119,10 @@ def _run_quantizer(
 ) -> onnx.ModelProto:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    from modelforge.quantization.qdq import quiet_quantizer
     from modelforge.quiet import quiet
 
     excluded = sorted(set(exclude))
-    with quiet_quantizer():
+    with quiet():  # the quantizer logs on the root logger; GPTQ prints a progress bar (it would corrupt --json)
         quantizer = MatMulNBitsQuantizer(
             model,
             bits=bits,
@@ -144,8 +143,7 @@ def _run_quantizer(
                 for name, value in node_config.items()
             }
             quantizer.is_symmetric = settings.symmetric
-        with quiet():  # GPTQ prints a progress bar on stdout (it would corrupt --json)
-            quantizer.process()
+        quantizer.process()
     result = quantizer.model.model if hasattr(quantizer.model, "model") else quantizer.model
     if settings.algo == "gptq" and bits == 4:
         for node in result.graph.node:  # INC's GPTQ path writes no accuracy level

@@ -158,14 +158,13 @@ def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
-    """The whole run; returns the runner's RunResult."""
+def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> tuple[dict[str, Any], Path | None]:
+    """The whole run; returns the report and where an output it replaced went (the runner's RunResult)."""
     from modelforge.convert.causal_lm import export_causal_lm
     from modelforge.evaluate.lm import WINDOW, KVGraph, Reference, graph_feeds, token_windows
     from modelforge.model.onnx_model import load_onnx
     from modelforge.quantization.llm import LMBudget, quantize_lm
     from modelforge.run.output import staged_output
-    from modelforge.run.runner import RunResult
 
     checked = check_lm_recipe(recipe)
     config, folder, gates, defaults = checked["config"], recipe.model.path, checked["gates"], checked["defaults"]
@@ -227,7 +226,7 @@ def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> Any:
         report = _report(recipe, evaluation, result, speed, fp32, staging.folder, stages, gates, defaults, out)
         _write_records(staging.folder, report, recipe)
         moved = staging.move_into_place(extending=False)
-    return RunResult(report, out, moved)
+    return report, moved
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:

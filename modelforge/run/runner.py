@@ -54,7 +54,8 @@ def run_recipe(recipe: Recipe, progress: Progress | None = None) -> RunResult | 
     from modelforge.run.llm import is_lm_recipe, run_lm_recipe
 
     if is_lm_recipe(recipe):  # a decoder language model: weight-only quantization with perplexity gates
-        return run_lm_recipe(recipe, progress, out)
+        report, moved = run_lm_recipe(recipe, progress, out)
+        return RunResult(report, out, moved)
     if distributed.is_distributed():
         try:
             distributed.init_from_env()
