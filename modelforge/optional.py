@@ -40,6 +40,9 @@ OPTIONAL: dict[str, OptionalModule] = {
     "ai_edge_litert": OptionalModule("ai-edge-litert", "tf", "running .tflite models (LiteRT)"),
     "transformers": OptionalModule("transformers", "hf", "Hugging Face model folders"),
     "optimum": OptionalModule("optimum-onnx", "hf", "optimum's ONNX exporter for Hugging Face folders"),
+    "onnxruntime_genai": OptionalModule(
+        "onnxruntime-genai", "llm", "language models: ONNX export with a KV cache, generation speed"
+    ),
     "tensorrt": OptionalModule("tensorrt", "tensorrt", "building and running TensorRT engines"),
     "openvino": OptionalModule("openvino", "openvino", "the OpenVINO runtime and IR files"),
     "nncf": OptionalModule("nncf", "openvino", "NNCF's INT8 quantization of OpenVINO models (quantize --scheme nncf)"),

@@ -174,6 +174,16 @@ class GateFlags(FlagGroup):
         typer.Option(help="Gate: fail if the Spearman of the sentence-pair similarities vs the original's < F."),
         None,
     )
+    max_perplexity_ratio = Flag(
+        float | None,
+        typer.Option(help="Gate, language models: fail if held-out perplexity / the original's > R (default 1.25)."),
+        None,
+    )
+    max_token_kl = Flag(
+        float | None,
+        typer.Option(help="Gate, language models: fail if the mean next-token KL vs the original > X (default 0.1)."),
+        None,
+    )
     default_gates = Flag(
         bool,
         typer.Option(
@@ -186,6 +196,7 @@ class GateFlags(FlagGroup):
 
     def fill(self, raw: dict[str, Any]) -> None:
         names = ("max_accuracy_drop", "min_speedup", "min_agreement", "min_cosine", "min_pair_spearman")
+        names += ("max_perplexity_ratio", "max_token_kl")
         gates = {name: getattr(self, name) for name in names}
         gates["default_gates"] = None if self.default_gates else False  # None: the recipe's default (on)
         raw["gates"] = {k: v for k, v in gates.items() if v is not None}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelforge.cli.flags import Pick, Required, flag_groups
+from modelforge.cli.flags import Pick, flag_groups
 from modelforge.cli.groups import (
     DataFlags,
     GateFlags,
@@ -33,7 +33,7 @@ def quantize(
         ),
     ],
     *,
-    data: Annotated[DataFlags, Pick("calibration", "eval_data", *DataFlags.TEXT), Required("calibration")],
+    data: Annotated[DataFlags, Pick("calibration", "eval_data", *DataFlags.TEXT)],
     output: OutputFlags,
     method: Annotated[str, typer.Option(help="Calibration method: minmax, entropy or percentile.")] = "minmax",
     calibration_samples: Annotated[int | None, typer.Option(help="Calibrate on at most N samples.")] = None,
@@ -76,6 +76,29 @@ def quantize(
         float | None,
         typer.Option(help="Seconds the fallback search may take; then (or on Ctrl-C) the best result so far is kept."),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Language models (a *ForCausalLM folder): weight-only int4 or int8 MatMul weights (default int4); "
+            "judged by perplexity and next-token KL on --eval-data text."
+        ),
+    ] = None,
+    group_size: Annotated[
+        int | None, typer.Option(help="Weight-only: weights per scale, a power of two (default 32).")
+    ] = None,
+    symmetric: Annotated[
+        bool, typer.Option("--symmetric/--asymmetric", help="Weight-only: zero point 0, or one per group.")
+    ] = True,
+    algo: Annotated[
+        str, typer.Option(help="Weight-only rounding: rtn, hqq or gptq (gptq uses --calibration text).")
+    ] = "rtn",
+    keep_lm_head: Annotated[
+        str, typer.Option(help="Language models: the lm_head stays float, goes int8, or is quantized (quantize).")
+    ] = "float",
+    ratio: Annotated[
+        float,
+        typer.Option(help="Weight-only: share of MatMul weights at --weights; the most sensitive rest stays int8."),
+    ] = 1.0,
     preprocessing: Annotated[PreprocessingFlags, Pick("mean", "color", "std")],
     gates: GateFlags,
     runtime: RuntimeFlags,
@@ -90,12 +113,20 @@ def quantize(
     """
     from modelforge.cli.execute import finish, recipe_from_flags
 
+    if data.calibration is None and weights is None and not _is_language_model(model):
+        from modelforge.errors import InputError
+
+        # Worded as click words a required option: --calibration is optional only for a language model.
+        raise InputError("missing option '--calibration' / '-c'", hint="modelforge quantize --help")
     raw: dict = {"model": {"path": str(model)}, "passes": []}
     data.fill(raw, preprocessing, files_note="; the data given are files")
     config = {"method": method, "per_channel": per_channel, "preset": preset, "target": target}
     config.update(precision=precision, percentile=percentile, fallback=fallback, speed_aware=speed_aware)
     if scheme != "auto":
         config["scheme"] = scheme
+    if weights is not None or _is_language_model(model):
+        config.update(weights=weights or "int4", symmetric=symmetric, algo=algo, keep_lm_head=keep_lm_head)
+        config.update(ratio=ratio, **({"group_size": group_size} if group_size is not None else {}))
     if calibration_samples is not None:
         config["calibration_samples"] = calibration_samples
     if time_budget is not None:
@@ -103,3 +134,17 @@ def quantize(
     raw["passes"].append({"name": "quantize", "config": config})
     recipe = recipe_from_flags(raw, output, gates, runtime, grants, hf_model)
     return finish(recipe, recipe_file, report)
+
+
+def _is_language_model(model: Path) -> bool:
+    """A Hugging Face folder whose config.json names a *ForCausalLM (read loosely: the run checks it properly)."""
+    import json
+
+    config = model / "config.json"
+    if not config.is_file() or config.is_symlink() or config.stat().st_size > 1 << 20:
+        return False
+    try:
+        names = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(names) and isinstance(names[0], str) and names[0].endswith("ForCausalLM")

@@ -80,6 +80,34 @@ class QuantizeConfig(BaseModel):
         "Same probabilities to float32 precision; avoids onnxruntime's slow path on masked (padding) scores.",
     )
     int4_block_size: int = Field(32, ge=16, description="int4-weights: weights per scale (a power of two).")
+    # Language models (a Hugging Face *ForCausalLM folder): weight-only quantization of the MatMul weights.
+    weights: Literal["int4", "int8"] | None = Field(
+        None,
+        description="Language models: weight-only quantization of every MatMul's weights to this many bits "
+        "(MatMulNBits, float activations); a decoder LM folder defaults to int4.",
+    )
+    group_size: int | None = Field(
+        None, ge=16, description="Weights per scale (a power of two; default int4_block_size, 32)."
+    )
+    symmetric: bool = Field(True, description="Weight-only: zero point fixed at 0 (false: one per group).")
+    algo: Literal["rtn", "hqq", "gptq", "awq"] = Field(
+        "rtn",
+        description="Weight-only rounding: rtn (round to nearest), hqq (half-quadratic, data-free), gptq (the "
+        "calibration text's second-order statistics); awq is NNCF's and needs an OpenVINO target, which is not "
+        "built yet (onnxruntime has no CPU AWQ).",
+    )
+    keep_lm_head: Literal["float", "int8", "quantize"] = Field(
+        "float",
+        description="Language models: the output projection (lm_head) stays float, goes to int8, or is quantized "
+        "as the other weights.",
+    )
+    ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the MatMul weights quantized to `weights`; the most sensitive rest (KL on the "
+        "calibration text) stays int8.",
+    )
     speed_aware: bool = Field(
         True,
         description="Measure on this machine which op groups INT8 makes slower (e.g. depthwise convolutions) and "
@@ -117,6 +145,16 @@ class QuantizeConfig(BaseModel):
             raise ValueError("histogram_bins must be a power of two")
         if self.int4_block_size & (self.int4_block_size - 1):
             raise ValueError("int4_block_size must be a power of two")
+        if self.group_size is not None and self.group_size & (self.group_size - 1):
+            raise ValueError("group_size must be a power of two")
+        if self.weights is not None:
+            if self.target != "cpu":
+                raise ValueError("weights int4/int8 (language models) runs on onnxruntime: use target cpu")
+            if self.algo == "awq":
+                raise ValueError(
+                    "algo awq: onnxruntime has no CPU AWQ (NNCF's works on OpenVINO models, not built here yet); "
+                    "use rtn, hqq or gptq"
+                )
         if self.precision in ("bf16", "fp32") and self.target != "openvino":
             raise ValueError(f"precision {self.precision} is an OpenVINO execution precision: use target openvino")
         if self.target == "auto" and self.precision != "int8":

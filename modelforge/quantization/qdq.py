@@ -241,32 +241,17 @@ def write_int4_model(
 ) -> None:
     """4-bit block-wise symmetric weights for MatMul with constant weights (onnxruntime's MatMulNBits).
     `model`: the prepared model when the caller holds it with its weights (copied, not changed)."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     from modelforge.model.onnx_model import load_onnx, save_onnx
+    from modelforge.quantization.weight_only import WeightOnlySettings, quantize_weights
 
     if model is None:
         model = load_onnx(prepared)
-    else:
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)  # the quantizer edits the graph it is given
-        model = copy
+    settings = WeightOnlySettings(bits=4, group_size=scheme.int4_block_size, symmetric=True)
     try:
-        with quiet_quantizer():
-            quantizer = MatMulNBitsQuantizer(
-                model,
-                bits=4,
-                block_size=scheme.int4_block_size,
-                is_symmetric=True,
-                accuracy_level=4,  # int8 compute of the activations: fastest on VNNI/AMX CPUs
-                nodes_to_exclude=list(exclude_nodes),
-                op_types_to_quantize=("MatMul",),
-            )
-            quantizer.process()
+        result = quantize_weights(model, settings, float_nodes=exclude_nodes)  # copies the model it is given
     except Exception as exc:
         raise _fail(pass_name, "int4 weight quantization failed", exc) from exc
-    save_onnx(quantizer.model.model, output)
+    save_onnx(result, output)
 
 
 # ---------------------------------------------------------------------------------------------- editing

@@ -103,7 +103,14 @@ class ModelSource(StrictModel):
     )
     opset: int = Field(DEFAULT_OPSET, ge=13, le=23, description="ONNX opset used when converting a PyTorch model.")
     task: (
-        Literal["text-classification", "token-classification", "feature-extraction", "image-classification"] | None
+        Literal[
+            "text-classification",
+            "token-classification",
+            "feature-extraction",
+            "image-classification",
+            "text-generation",
+        ]
+        | None
     ) = Field(None, description="Hugging Face folders: the task (default: from config.json's architectures).")
     trust_remote_code: bool = Field(
         False,
@@ -239,7 +246,9 @@ class GateMetric:
     kind: Literal["behaviour", "speed", "task"]
     sanity_default: float | None = None  # after passes that must not change what the model computes
     training_default: float | None = None  # after prune or distill, which change it on purpose
-    needs: Literal["labels", "latency", "pairs"] | None = None  # what the run must measure for the gate to be judged
+    needs: Literal["labels", "latency", "pairs", "text"] | None = (
+        None  # what the run must measure for the gate to be judged
+    )
 
     def passes(self, value: float | None, threshold: float) -> bool:
         return value is not None and (value >= threshold if self.direction == "min" else value <= threshold)
@@ -252,6 +261,9 @@ GATE_METRICS: tuple[GateMetric, ...] = (
     GateMetric("min_agreement", "top1_agreement", "min", "behaviour", sanity_default=0.99, training_default=0.9),
     GateMetric("min_cosine", "output_cosine", "min", "behaviour", sanity_default=0.99, training_default=0.9),
     GateMetric("min_pair_spearman", "pair_spearman_vs_original", "min", "task", needs="pairs"),
+    # Language models (weight-only quantization): held-out perplexity and next-token distributions.
+    GateMetric("max_perplexity_ratio", "perplexity_ratio", "max", "task", needs="text"),
+    GateMetric("max_token_kl", "token_kl", "max", "task", needs="text"),
 )
 GATES = {metric.name: metric for metric in GATE_METRICS}
 
@@ -279,6 +291,18 @@ class GatesConfig(StrictModel):
         le=1,
         description="Embedding models with sentence pairs in the eval data: fail when the Spearman correlation of "
         "the result's pair similarities with the original's is below this.",
+    )
+    max_perplexity_ratio: float | None = Field(
+        None,
+        ge=1,
+        description="Language models: fail when the result's perplexity on the held-out text is more than this "
+        "many times the original's (default 1.25 for weight-only quantization).",
+    )
+    max_token_kl: float | None = Field(
+        None,
+        ge=0,
+        description="Language models: fail when the mean KL divergence (nats) of the result's next-token "
+        "distribution from the original's, over the held-out text, is above this (default 0.1).",
     )
     default_gates: bool = Field(
         True,

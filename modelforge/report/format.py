@@ -78,6 +78,8 @@ def task_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(metric, baseline, result, change) rows for people."""
     s = summary
+    if "perplexity_baseline" in s:
+        return language_model_rows(s)
     # The same file measured twice has no speed-up or size ratio: say what shipped instead of a figure.
     same = "original shipped" if s.get("original_shipped") else None
     return [
@@ -102,6 +104,46 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             fmt_bytes(s["size_bytes_result"]),
             same or fmt_size_ratio(s["size_ratio"]),
         ),
+    ]
+
+
+def language_model_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """A language model's rows: held-out perplexity, next-token KL and agreement, generation speed, size."""
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{b / a:.2f}x" if a and b else "n/a"
+
+    def faster(a: float | None, b: float | None) -> str:
+        return fmt_speedup(b / a) if a and b else "n/a"
+
+    return [
+        (
+            "Perplexity (held-out)",
+            fmt_float(s["perplexity_baseline"], 3),
+            fmt_float(s["perplexity_result"], 3),
+            ratio(s["perplexity_baseline"], s["perplexity_result"]),
+        ),
+        ("Next-token KL (nats)", "", fmt_float(s["token_kl"], 5), ""),
+        ("Top-1 token agreement", "", fmt_percent(s["top1_agreement"]), ""),
+        (
+            "Prefill tokens/s",
+            fmt_float(s.get("prefill_tokens_per_s_baseline"), 1),
+            fmt_float(s.get("prefill_tokens_per_s_result"), 1),
+            faster(s.get("prefill_tokens_per_s_baseline"), s.get("prefill_tokens_per_s_result")),
+        ),
+        (
+            "Decode tokens/s",
+            fmt_float(s.get("decode_tokens_per_s_baseline"), 1),
+            fmt_float(s.get("decode_tokens_per_s_result"), 1),
+            faster(s.get("decode_tokens_per_s_baseline"), s.get("decode_tokens_per_s_result")),
+        ),
+        (
+            "Size",
+            fmt_bytes(s["size_bytes_baseline"]),
+            fmt_bytes(s["size_bytes_result"]),
+            fmt_size_ratio(s["size_ratio"]),
+        ),
+        ("Weights", "float32", str(s.get("weights") or "n/a"), ""),
     ]
 
 

@@ -30,6 +30,12 @@ SUMMARY_ROW_KEYS = {
     "Output cosine": (None, "output_cosine", None),
     "Latency p50": ("latency_p50_ms_baseline", "latency_p50_ms_result", "speedup"),
     "Size": ("size_bytes_baseline", "size_bytes_result", "size_ratio"),
+    # language models (format.language_model_rows)
+    "Perplexity (held-out)": ("perplexity_baseline", "perplexity_result", "perplexity_ratio"),
+    "Next-token KL (nats)": (None, "token_kl", None),
+    "Top-1 token agreement": (None, "top1_agreement", None),
+    "Prefill tokens/s": ("prefill_tokens_per_s_baseline", "prefill_tokens_per_s_result", None),
+    "Decode tokens/s": ("decode_tokens_per_s_baseline", "decode_tokens_per_s_result", "speedup"),
 }
 
 

@@ -113,6 +113,10 @@ def check_gates_measurable(recipe: Recipe, eval_data: BoundDataset | None, impor
             raise InputError(f"gate {metric.name} needs eval data with a `labels` array", hint=NEEDS_HINTS["labels"])
         if metric.needs == "pairs" and (eval_data is None or not getattr(eval_data.dataset, "pair_count", 0)):
             raise InputError(f"gate {metric.name} needs eval data with sentence pairs", hint=NEEDS_HINTS["pairs"])
+        if metric.needs == "text":  # a language model's run (run.llm) measures these; no other run does
+            raise InputError(
+                f"gate {metric.name} is for language models (a *ForCausalLM Hugging Face folder with --eval-data text)"
+            )
         if metric.needs == "latency" and recipe.evaluate.skip_latency:
             raise InputError(f"gate {metric.name} needs latency: evaluate.skip_latency is set")
     if recipe.evaluate.slo is not None and recipe.evaluate.skip_latency:

@@ -88,6 +88,10 @@ def _source_format(recipe: Recipe) -> str:
 def plan_recipe(recipe: Recipe) -> dict[str, Any]:
     """Validate everything a run would check (output, passes, model, data, gates) and say what would run."""
     check_output_dir(recipe, dry_run=True)
+    from modelforge.run.llm import is_lm_recipe, plan_lm_recipe
+
+    if is_lm_recipe(recipe):
+        return plan_lm_recipe(recipe)
     pass_specs = check_pass_chain(recipe)
     if recipe.model.factory is not None:  # a dry run never imports user code: without it, no model to check
         return _factory_plan(recipe, pass_specs)

@@ -63,6 +63,11 @@ def run_recipe(
 
         return run_optimize(recipe, progress, ship=run_recipe)
     out = check_output_dir(recipe)
+    from modelforge.run.llm import is_lm_recipe, run_lm_recipe
+
+    if is_lm_recipe(recipe):  # a decoder language model: weight-only quantization with perplexity gates
+        report, moved = run_lm_recipe(recipe, progress, out)
+        return RunResult(report, out, moved)
     if distributed.is_distributed():
         try:
             distributed.init_from_env()

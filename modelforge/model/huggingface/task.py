@@ -21,7 +21,8 @@ HEADS = {
 }
 SUPPORTED = (
     f"supported tasks: {', '.join(TASKS)} (architectures *ForSequenceClassification, *ForTokenClassification, "
-    "*ForImageClassification, or a plain *Model / sentence-transformers folder for feature-extraction)"
+    "*ForImageClassification, or a plain *Model / sentence-transformers folder for feature-extraction); "
+    "decoder language models (*ForCausalLM): text-generation, with modelforge quantize --weights int4|int8"
 )
 
 
@@ -66,3 +67,40 @@ def resolve_task(folder: Path, config: dict[str, Any], task: str | None) -> str:
         held = f"a {found} model ({arch})" if arch else "no architectures"
         raise InputError(f"model folder {folder}: --task {task}, but config.json names {held}; {SUPPORTED}")
     raise InputError(f"model folder {folder}: architecture {arch!r} is not supported for --task {task}; {SUPPORTED}")
+
+
+# Decoder language models (weight-only quantization): architectures onnxruntime-genai's model builder exports
+# with a KV cache. A fixed table: config.json's name is compared with it, never used to pick code.
+CAUSAL_LM_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "PhiForCausalLM",
+    "Phi3ForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
+    "GraniteForCausalLM",
+    "OlmoForCausalLM",
+    "NemotronForCausalLM",
+    "SmolLM3ForCausalLM",
+    "InternLM2ForCausalLM",
+)
+
+
+def is_causal_lm(config: dict[str, Any]) -> bool:
+    """config.json names a decoder language model (*ForCausalLM): task text-generation."""
+    arch = _architecture(config)
+    return arch is not None and arch.endswith("ForCausalLM")
+
+
+def check_causal_lm_architecture(folder: Path, config: dict[str, Any]) -> str:
+    """The architecture, when the exporter supports it; exit 2 naming the supported ones otherwise."""
+    arch = _architecture(config) or "none"
+    if arch not in CAUSAL_LM_ARCHITECTURES:
+        raise InputError(
+            f"model folder {folder}: architecture {arch!r} cannot be exported with a KV cache; supported language "
+            f"models: {', '.join(CAUSAL_LM_ARCHITECTURES)}"
+        )
+    return arch

@@ -1,0 +1,384 @@
+"""A run on a decoder language model folder (task text-generation): weight-only quantization of its ONNX form
+with a KV cache, judged on held-out text.
+
+The folder is exported in float32 by onnxruntime-genai's model builder (the baseline), quantized by modelforge
+(quantization.llm), compared on the held-out text (perplexity, next-token KL, top-1 agreement) and on
+generation speed (prefill and decode tokens/s, both models interleaved), and written as a Hugging Face folder
+that onnxruntime-genai runs: model.onnx, genai_config.json, config.json, generation_config.json, the tokenizer,
+plus the report and the manifest. Only the quantize pass applies to a language model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from modelforge.errors import InputError
+from modelforge.progress import Progress
+from modelforge.recipe.schema import Recipe
+
+# Held-out tokens scored (perplexity, KL, agreement), and calibration tokens the sensitivity ranking uses.
+EVAL_TOKENS = 4096
+CALIBRATION_TOKENS = 512
+GPTQ_TOKENS = 1024
+# Generation speed: prompt tokens, new tokens, interleaved rounds.
+PROMPT_TOKENS, NEW_TOKENS, SPEED_ROUNDS = 128, 64, 3
+DEFAULT_MAX_PERPLEXITY_RATIO = 1.25
+DEFAULT_MAX_TOKEN_KL = 0.1
+MAX_TEXT_BYTES = 64 << 20
+# Files of the input folder the output gets as they are (beside the builder's tokenizer and genai_config).
+COPIED = ("config.json", "generation_config.json")
+
+
+def is_lm_recipe(recipe: Recipe) -> bool:
+    """The model is a Hugging Face folder whose config.json names a *ForCausalLM (or --task text-generation)."""
+    from modelforge.model.huggingface.folder import is_hf_folder, read_config
+    from modelforge.model.huggingface.task import is_causal_lm
+
+    path = recipe.model.path
+    if recipe.model.task == "text-generation":
+        return True
+    if recipe.model.task is not None or not is_hf_folder(path) or (path / "config.json").is_symlink():
+        return False
+    try:
+        return is_causal_lm(read_config(path))
+    except InputError:
+        return False  # the ordinary path reports a broken config.json
+
+
+def read_text(path: Path, role: str) -> str:
+    """A plain-text file of the user's (held-out or calibration text), bounded, UTF-8."""
+    if path.suffix.lower() not in (".txt", ".md", ".text"):
+        raise InputError(f"{role} {path}: language models take plain text (.txt)")
+    if not path.is_file():
+        raise InputError(f"{role} {path}: not found")
+    if path.stat().st_size > MAX_TEXT_BYTES:
+        raise InputError(f"{role} {path}: over {MAX_TEXT_BYTES >> 20} MiB of text")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{role} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise InputError(f"{role} {path}: empty")
+    return text
+
+
+def _check(recipe: Recipe) -> Any:
+    from modelforge.quantization.config import QuantizeConfig
+
+    if len(recipe.passes) != 1 or recipe.passes[0].name != "quantize":
+        names = ", ".join(spec.name for spec in recipe.passes) or "none"
+        raise InputError(
+            f"model folder {recipe.model.path}: a language model takes the quantize pass only (got {names})"
+        )
+    config = QuantizeConfig.model_validate(recipe.passes[0].config)
+    if config.weights is None:
+        config = config.model_copy(update={"weights": "int4"})
+    if recipe.data.eval_data is None:
+        raise InputError("a language model is judged on held-out text: pass --eval-data TEXT.txt")
+    if config.algo == "gptq" and recipe.data.calibration is None:
+        raise InputError("algo gptq needs calibration text: pass --calibration TEXT.txt")
+    return config
+
+
+def _check_widths_early(folder: Path, config: Any) -> None:
+    """The group size against the linear layers' input widths, read from the safetensors headers (no weights
+    loaded): a bad --group-size is refused before the export, not after. The ONNX graph is checked again."""
+    from safetensors import safe_open
+
+    from modelforge.model.huggingface.folder import weight_files
+    from modelforge.quantization.llm import settings_of
+    from modelforge.quantization.weight_only import check_widths
+
+    linears: dict[str, tuple[int, int]] = {}
+    for path in weight_files(folder):
+        with safe_open(str(path), "np") as handle:
+            for name in handle.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+                shape = handle.get_slice(name).get_shape()
+                if len(shape) == 2 and name.endswith(".weight") and "embed" not in name:
+                    if "lm_head" in name and config.keep_lm_head != "quantize":
+                        continue
+                    linears[name.removesuffix(".weight")] = (int(shape[1]), int(shape[0]))  # Linear: [out, in]
+    check_widths(linears, settings_of(config, []).group_size, f"model folder {folder}")
+
+
+def check_lm_recipe(recipe: Recipe) -> dict[str, Any]:
+    """Everything checked before any work (exit 2 on bad input): the pass and its config, the folder, the
+    architecture, the group size, the texts, the tokenizer; and the gates with their defaults."""
+    from modelforge.model.huggingface.folder import check_folder, check_preprocessor
+    from modelforge.model.huggingface.preprocess import load_tokenizer
+    from modelforge.model.huggingface.task import check_causal_lm_architecture
+
+    config = _check(recipe)
+    folder = recipe.model.path
+    hf_config = check_folder(folder, recipe.model.trust_remote_code)
+    check_causal_lm_architecture(folder, hf_config)
+    check_preprocessor(folder, "text-generation")
+    _check_widths_early(folder, config)
+    eval_text = read_text(recipe.data.eval_data.path, "--eval-data")
+    cal_text = read_text(recipe.data.calibration.path, "--calibration") if recipe.data.calibration else None
+    tokenizer = load_tokenizer(folder, recipe.model.trust_remote_code)
+    gates = recipe.gates
+    defaults: set[str] = set()
+    if gates.default_gates:
+        fill = {"max_perplexity_ratio": DEFAULT_MAX_PERPLEXITY_RATIO, "max_token_kl": DEFAULT_MAX_TOKEN_KL}
+        defaults = {k for k in fill if getattr(gates, k) is None}
+        gates = gates.model_copy(update={k: fill[k] for k in defaults})
+    return {
+        "config": config,
+        "gates": gates,
+        "defaults": defaults,
+        "eval_text": eval_text,
+        "cal_text": cal_text,
+        "tokenizer": tokenizer,
+        "architecture": hf_config["architectures"][0],
+    }
+
+
+def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
+    """For --dry-run: what the run would do (everything checked, nothing exported or written)."""
+    checked = check_lm_recipe(recipe)
+    config, gates = checked["config"], checked["gates"]
+    return {
+        "model": f"{recipe.model.path} ({checked['architecture']}, task text-generation)",
+        "export": "onnxruntime-genai model builder, float32, KV cache",
+        "quantize": f"weights {config.weights}, {config.algo}, group {config.group_size or config.int4_block_size}, "
+        f"{'symmetric' if config.symmetric else 'asymmetric'}, lm_head {config.keep_lm_head}, ratio {config.ratio:g}",
+        "evaluation": f"{recipe.data.eval_data.path}: up to {EVAL_TOKENS} tokens",
+        "gates": {
+            k + (" (default)" if k in checked["defaults"] else ""): v
+            for k, v in gates.model_dump().items()
+            if v is not None and k != "default_gates"
+        },
+        "output": str(recipe.output.dir),
+    }
+
+
+def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> tuple[dict[str, Any], Path | None]:
+    """The whole run; returns the report and where an output it replaced went (the runner's RunResult)."""
+    from modelforge.convert.causal_lm import export_causal_lm
+    from modelforge.evaluate.lm import WINDOW, KVGraph, Reference, graph_feeds, token_windows
+    from modelforge.model.onnx_model import load_onnx
+    from modelforge.quantization.llm import LMBudget, quantize_lm
+    from modelforge.run.output import staged_output
+
+    checked = check_lm_recipe(recipe)
+    config, folder, gates, defaults = checked["config"], recipe.model.path, checked["gates"], checked["defaults"]
+    eval_text, cal_text, tokenizer = checked["eval_text"], checked["cal_text"], checked["tokenizer"]
+    budget = LMBudget(gates.max_perplexity_ratio, gates.max_token_kl)
+
+    with staged_output(out) as staging:
+        stages: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        with progress.task("Exporting to ONNX with a KV cache (onnxruntime-genai builder)"):
+            fp32 = export_causal_lm(folder, staging.workdir / "fp32", staging.workdir / "builder-cache")
+        stages.append(_stage("export", started, "huggingface", {"exporter": "onnxruntime-genai model builder"}))
+        genai = json.loads((fp32.parent / "genai_config.json").read_text(encoding="utf-8"))
+        decoder = genai["model"]["decoder"]
+        head_size = int(decoder["head_size"])
+        context = int(genai["model"].get("context_length") or 2048)
+        window = min(WINDOW, context)
+        eval_ids = _ids(tokenizer, eval_text)
+        if len(eval_ids) < 2:
+            raise InputError(f"--eval-data {recipe.data.eval_data.path}: fewer than 2 tokens")
+        cal_ids = _ids(tokenizer, cal_text) if cal_text else eval_ids
+
+        started = time.perf_counter()
+        base = load_onnx(fp32)
+        graph = KVGraph(fp32, head_size, recipe.evaluate.latency.threads)
+        with progress.task("Scoring the original on the held-out text"):
+            evaluation = Reference.of(graph, token_windows(eval_ids, window, EVAL_TOKENS))
+            calibration = Reference.of(graph, token_windows(cal_ids, window, CALIBRATION_TOKENS))
+        feeds = graph_feeds(graph, token_windows(cal_ids, window, GPTQ_TOKENS)) if config.algo == "gptq" else []
+        del graph
+        result = quantize_lm(
+            base, config, evaluation, calibration, head_size, budget, feeds, f"model folder {folder}", progress.task
+        )
+        del base
+        _write_folder(result.model, fp32.parent, folder, staging.folder)
+        quant_record = {
+            "weights": config.weights,
+            "algo": config.algo,
+            "group_size": config.group_size or config.int4_block_size,
+            "symmetric": config.symmetric,
+            "keep_lm_head": config.keep_lm_head,
+            "int8_layers": result.int8_nodes,
+            "float_layers": result.float_nodes,
+            "low_bit_share": result.low_bit_share,
+            "fallback_steps": result.fallback_steps,
+        }
+        if result.sensitivity:
+            quant_record["sensitivity_kl"] = dict(result.sensitivity[:20])
+        stages.append(_stage("quantize", started, "onnx", quant_record))
+
+        speed = None
+        if not recipe.evaluate.skip_latency:
+            from modelforge.evaluate.lm import generation_speed
+
+            prompt = eval_ids[: min(PROMPT_TOKENS, context // 2)]
+            new = max(1, min(NEW_TOKENS, context - len(prompt)))
+            with progress.task("Measuring prefill and decode tokens/s (interleaved)"):
+                speed = generation_speed({"baseline": fp32.parent, "result": staging.folder}, prompt, new, SPEED_ROUNDS)
+        report = _report(recipe, evaluation, result, speed, fp32, staging.folder, stages, gates, defaults, out)
+        _write_records(staging.folder, report, recipe)
+        moved = staging.move_into_place(extending=False)
+    return report, moved
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _stage(name: str, started: float, input_format: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "pass": name,
+        "seconds": time.perf_counter() - started,
+        "input_format": input_format,
+        "output_format": "onnx",
+        "metrics": metrics,
+    }
+
+
+def _write_folder(model: Any, built: Path, source: Path, folder: Path) -> None:
+    """model.onnx (+ .data when large), the builder's genai_config.json and tokenizer, the source's configs."""
+    from modelforge.model.onnx_model import save_onnx
+
+    save_onnx(model, folder / "model.onnx")
+    for item in sorted(built.iterdir()):
+        if item.is_file() and not item.is_symlink() and not item.name.startswith("model.onnx"):
+            shutil.copyfile(item, folder / item.name)
+    for name in COPIED:
+        path = source / name
+        if path.is_file() and not path.is_symlink():
+            shutil.copyfile(path, folder / name)
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
+
+
+def _report(
+    recipe: Recipe,
+    evaluation: Any,
+    result: Any,
+    speed: dict[str, dict[str, float]] | None,
+    fp32: Path,
+    written: Path,
+    stages: list[dict[str, Any]],
+    gates: Any,
+    defaults: set[str],
+    out: Path,
+) -> dict[str, Any]:
+    from modelforge.machine import machine_record
+    from modelforge.report import build_report
+    from modelforge.run.gates import evaluate_gates
+    from modelforge.run.records import json_safe
+
+    base_ppl = evaluation.perplexity()
+    metrics = result.metrics
+    size_a, size_b = _size(fp32.parent), _size(written)
+    decode = {k: (speed or {}).get(k, {}).get("decode_tokens_per_s") for k in ("baseline", "result")}
+    prefill = {k: (speed or {}).get(k, {}).get("prefill_tokens_per_s") for k in ("baseline", "result")}
+    summary = {
+        "accuracy_baseline": None,
+        "accuracy_result": None,
+        "accuracy_drop_pp": None,
+        "top1_agreement": metrics["top1_agreement"],
+        "output_cosine": None,
+        # One decoded token's time: the latency a language model is served at.
+        "latency_p50_ms_baseline": 1000 / decode["baseline"] if decode["baseline"] else None,
+        "latency_p50_ms_result": 1000 / decode["result"] if decode["result"] else None,
+        "speedup": decode["result"] / decode["baseline"] if decode["baseline"] and decode["result"] else None,
+        "size_bytes_baseline": size_a,
+        "size_bytes_result": size_b,
+        "size_ratio": size_a / size_b if size_b else None,
+        "perplexity_baseline": base_ppl,
+        "perplexity_result": metrics["perplexity"],
+        "perplexity_ratio": metrics["perplexity"] / base_ppl if base_ppl else None,
+        "token_kl": metrics["token_kl"],
+        "prefill_tokens_per_s_baseline": prefill["baseline"],
+        "prefill_tokens_per_s_result": prefill["result"],
+        "decode_tokens_per_s_baseline": decode["baseline"],
+        "decode_tokens_per_s_result": decode["result"],
+        "weights": result_weights(stages),
+    }
+    evaluated = {
+        "data": f"{recipe.data.eval_data.path} (tokens)",
+        "metrics": {
+            "samples": metrics["tokens"],
+            "accuracy_baseline": None,
+            "accuracy_result": None,
+            "top1_agreement": metrics["top1_agreement"],
+            "output_cosine": None,
+        },
+        "latency": None,
+        "language_model": {
+            "tokens": metrics["tokens"],
+            "speed": speed,
+            "speed_settings": {"prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS, "rounds": SPEED_ROUNDS},
+            "runtime": "onnxruntime-genai (KV cache, greedy), baseline and result interleaved",
+        },
+    }
+    model_io = {"inputs": [], "outputs": []}
+    report = build_report(
+        recipe=recipe.model_dump(mode="json"),
+        models={
+            "source": str(recipe.model.path),
+            "baseline": {
+                "path": str(recipe.model.path),
+                "format": "onnx",
+                "source_format": "huggingface",
+                "size_bytes": size_a,
+                "compute": None,
+                "opset": None,
+                **model_io,
+            },
+            "result": {
+                "path": str(out / "model.onnx"),
+                "format": "onnx",
+                "size_bytes": size_b,
+                "compute": None,
+                "opset": None,
+                **model_io,
+            },
+        },
+        stages=stages,
+        preflight={},
+        evaluation=evaluated,
+        summary=summary,
+        gates=evaluate_gates(gates, summary, frozenset(defaults)),
+        machine=machine_record(("onnxruntime_genai", "transformers", "tokenizers", "torch")),
+    )
+    return json_safe(report)
+
+
+def result_weights(stages: list[dict[str, Any]]) -> str:
+    record = stages[-1]["metrics"]
+    mixed = " + int8" if record["int8_layers"] else ""
+    return f"{record['weights']}{mixed} ({record['algo']}, group {record['group_size']})"
+
+
+def _write_records(folder: Path, report: dict[str, Any], recipe: Recipe) -> None:
+    from modelforge.manifest import MANIFEST_NAME, build_manifest
+    from modelforge.report.html import render_html
+    from modelforge.report.markdown import render_markdown
+    from modelforge.run.records import json_default
+    from modelforge.safe_files import write_text
+
+    write_text(folder / "report.json", json.dumps(report, indent=2, allow_nan=False, default=json_default) + "\n")
+    write_text(folder / "report.md", render_markdown(report))
+    write_text(folder / "report.html", render_html(report))
+    write_text(folder / "recipe.resolved.yaml", recipe.to_yaml())
+    data = {
+        role: source.path
+        for role, source in (("calibration", recipe.data.calibration), ("eval_data", recipe.data.eval_data))
+        if source is not None
+    }
+    hashes = {role: hashlib.sha256(path.read_bytes()).hexdigest() for role, path in data.items()}
+    manifest = build_manifest(folder, recipe.model_dump(mode="json"), hashes, report["machine"]["versions"])
+    write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
