@@ -143,7 +143,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     parser.add_argument("--out", type=Path, default=Path("bench-llm.json"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    parser.add_argument(
+        "--variants", default=None, help=f"comma-separated subset of: {', '.join(name for name, _ in VARIANTS)}"
+    )
     args = parser.parse_args()
+    chosen = set(args.variants.split(",")) if args.variants else set(QUICK if args.quick else dict(VARIANTS))
+    if chosen - dict(VARIANTS).keys():
+        parser.error(f"unknown variant(s): {', '.join(sorted(chosen - dict(VARIANTS).keys()))}")
     sys.path.insert(0, str(ROOT))
     from modelforge.machine import cpu_info
 
@@ -167,7 +173,7 @@ def main() -> None:
         "variants": [],
     }
     for name, flags in VARIANTS:
-        if args.quick and name not in QUICK:
+        if name not in chosen:
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         result["variants"].append(run_variant(folder, name, flags, work, held_out, calibration))
