@@ -177,8 +177,9 @@ def quantize_weights(
 
 
 def _shuffle_scales(model: onnx.ModelProto) -> None:
-    """The test seam: permute every MatMulNBits scale tensor and scale it 8x (a quantizer bug that still makes a
-    valid graph; a permutation alone can be mild on a tiny model's similar scales)."""
+    """The test seam: permute every MatMulNBits scale tensor, flip the sign of a random half and scale it 8x (a
+    quantizer bug that still makes a valid graph; a permutation alone can be mild on a tiny model's similar
+    scales, and without the sign flips the KL of a barely trained model can sit near the gate)."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -189,5 +190,6 @@ def _shuffle_scales(model: onnx.ModelProto) -> None:
             values = numpy_helper.to_array(tensor)
             flat = values.reshape(-1).copy()
             rng.shuffle(flat)
-            broken = (flat * 8).reshape(values.shape).astype(values.dtype)
+            signs = rng.choice(np.array([-1.0, 1.0]), size=flat.shape)
+            broken = (flat * signs * 8).reshape(values.shape).astype(values.dtype)
             model.graph.initializer[index].CopyFrom(numpy_helper.from_array(broken, tensor.name))
