@@ -8,7 +8,6 @@ import copy
 import io
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from modelforge.cli.search_tables import optimize_tables
 from modelforge.report.html import render_html
 from modelforge.report.markdown import render_markdown
 from modelforge.report.pareto import closest_candidates, misses, pareto_front, slo_ms, speedup_p50_ms
+from tests.test_report_html import Page  # one HTML reader for the report tests
 
 STORED = Path(__file__).parent / "data" / "report_digits.json"
 
@@ -90,37 +90,6 @@ def make_search(**changes) -> dict:
     }  # fmt: skip
     search.update(changes)
     return search
-
-
-class Page(HTMLParser):
-    """Elements (tag, attributes, the data-chart of the SVG they are in) and the text of a page."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str]]] = []
-        self.text: list[str] = []
-        self.chart = ""
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attributes = {k: v or "" for k, v in attrs}
-        if tag == "svg":
-            self.chart = attributes.get("data-chart", "")
-        self.elements.append((tag, {**attributes, "in-chart": self.chart}))
-
-    handle_startendtag = handle_starttag
-
-    def handle_endtag(self, tag):
-        if tag == "svg":
-            self.chart = ""
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def find(self, tag: str, **attrs: str) -> list[dict[str, str]]:
-        return [
-            a for t, a in self.elements if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())
-        ]
 
 
 @pytest.fixture(scope="module")
