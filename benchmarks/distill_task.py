@@ -30,14 +30,14 @@ def _distort(images: torch.Tensor, copies: int, generator: torch.Generator) -> t
     return x.clamp(0, 1.5)
 
 
-def distorted_digits(seed: int = 0, train_copies: int = 3, test_copies: int = 3):
-    """(x_train, y_train), (x_val, y_val), (x_test, y_test): float32 NCHW [N, 1, 16, 16], int64 labels."""
+def distorted_digits(seed: int = 0, train_copies: int = 3, test_copies: int = 3, size: int = SIZE):
+    """(x_train, y_train), (x_val, y_val), (x_test, y_test): float32 NCHW [N, 1, size, size], int64 labels."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     order = np.random.default_rng(seed).permutation(len(digits.target))
     images = torch.from_numpy((digits.images[order] / 16.0).astype(np.float32))[:, None]
-    images = nn.functional.interpolate(images, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    images = nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     labels = torch.from_numpy(digits.target[order].astype(np.int64))
     generator = torch.Generator().manual_seed(seed)
     parts = {"train": (0, 1000, train_copies), "val": (1000, 1300, 1), "test": (1300, len(labels), test_copies)}
