@@ -16,7 +16,10 @@ For each model, in ONE process, all timed interleaved (blocks, spinning off, sam
   auto              what `modelforge quantize --target auto` picked (its shipped file, on its runtime)
 Each with its output cosine (and, for the classifiers, top-1 agreement) vs ort-fp32 on eval samples. The JSON
 records the CPU, its instruction sets, the runtime versions, threads and precisions; a Markdown table is printed
-and written beside it (`--out` with .md).
+and written beside it (`--out` with .md). Both are rewritten after each model, so a later model's failure or a
+killed run keeps the finished ones; a modelforge run past `--leg-timeout` is recorded as timed out. Each model
+names the scheme `target openvino` chose (`runs.target-openvino.scheme`, with why, and the `nncf` record: how
+NNCF's candidate was made, and whether its accuracy control was stopped by its bounds).
 
 With `--schemes`, also the evidence for target openvino's QDQ scheme: the quantize pass's QDQ variants (no
 speed search, no fallback) run on OpenVINO INT8 side by side (`openvino_schemes` in the JSON).
