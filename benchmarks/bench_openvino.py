@@ -16,7 +16,10 @@ For each model, in ONE process, all timed interleaved (blocks, spinning off, sam
   auto              what `modelforge quantize --target auto` picked (its shipped file, on its runtime)
 Each with its output cosine (and, for the classifiers, top-1 agreement) vs ort-fp32 on eval samples. The JSON
 records the CPU, its instruction sets, the runtime versions, threads and precisions; a Markdown table is printed
-and written beside it (`--out` with .md).
+and written beside it (`--out` with .md). Both are rewritten after each model, so a later model's failure or a
+killed run keeps the finished ones; a modelforge run past `--leg-timeout` is recorded as timed out. Each model
+names the scheme `target openvino` chose (`runs.target-openvino.scheme`, with why, and the `nncf` record: how
+NNCF's candidate was made, and whether its accuracy control was stopped by its bounds).
 
 With `--schemes`, also the evidence for target openvino's QDQ scheme: the quantize pass's QDQ variants (no
 speed search, no fallback) run on OpenVINO INT8 side by side (`openvino_schemes` in the JSON).
@@ -79,14 +82,19 @@ def build_mobilenet(folder: Path) -> dict:
 BUILDERS = {"resnet18": build_resnet18, "minilm": build_minilm, "mobilenetv3": build_mobilenet}
 
 
-def modelforge_quantize(built: dict, out: Path, target: str, threads: int) -> tuple[dict | None, float, str]:
+def modelforge_quantize(
+    built: dict, out: Path, target: str, threads: int, timeout: float | None = None
+) -> tuple[dict | None, float, str]:
     command = [
         "modelforge", "quantize", str(built["model"]), "-c", str(built["calibration"]), "-e", str(built["eval"]),
         "-o", str(out), "--force", "--quiet", "--no-cache", "--threads", str(threads), "--target", target,
         "--calibration-samples", str(CALIBRATION_SAMPLES), "--min-cosine", "0.99",
     ]  # fmt: skip
     started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, time.perf_counter() - started, f"timed out after {timeout:g} s (--leg-timeout)"
     seconds = time.perf_counter() - started
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
     return report, seconds, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
@@ -214,7 +222,9 @@ def measure(variants: dict[str, tuple[Path, str, str]], eval_file: Path, threads
     } | {"_stopped": sweep["stopped"]}
 
 
-def run_model(name: str, folder: Path, threads: int, seconds: float, schemes: bool) -> dict:
+def run_model(
+    name: str, folder: Path, threads: int, seconds: float, schemes: bool, leg_timeout: float | None = None
+) -> dict:
     built = BUILDERS[name](folder)
     variants = {
         "ort-fp32": (built["model"], "onnxruntime", "fp32"),
@@ -224,7 +234,7 @@ def run_model(name: str, folder: Path, threads: int, seconds: float, schemes: bo
     record: dict = {"model": built["description"], "runs": {}}
     for label, target in (("ort-int8", "cpu"), ("target-openvino", "openvino"), ("auto", "auto")):
         out = folder / f"out-{label}"
-        report, took, verdict = modelforge_quantize(built, out, target, threads)
+        report, took, verdict = modelforge_quantize(built, out, target, threads, leg_timeout)
         record["runs"][label] = {"seconds": round(took, 1), "verdict": verdict}
         if report is None:
             continue
@@ -237,9 +247,14 @@ def run_model(name: str, folder: Path, threads: int, seconds: float, schemes: bo
         scheme = next(
             (s["metrics"]["openvino_scheme"] for s in report["stages"] if "openvino_scheme" in s["metrics"]), None
         )
-        if label == "target-openvino" and scheme is not None:
+        if scheme is not None:  # target openvino's choice (auto's own openvino int8 candidate has one too)
             record["runs"][label]["scheme"] = scheme["chosen"]
+            record["runs"][label]["scheme_why"] = scheme.get("why")
+        if label == "target-openvino" and scheme is not None:
             record["target_openvino_scheme"] = scheme  # both candidates' figures, as the quantize pass measured
+        nncf = next((s["metrics"]["nncf"] for s in report["stages"] if "nncf" in s["metrics"]), None)
+        if nncf is not None:
+            record["runs"][label]["nncf"] = nncf  # how NNCF's candidate was made (accuracy control notes)
     nncf_path = nncf_int8(built["model"], built["calibration"], folder)
     if nncf_path is not None:
         variants["nncf-int8"] = (nncf_path, "openvino", "int8")
@@ -262,6 +277,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0, help="time budget of the interleaved measurement")
     parser.add_argument("--schemes", action="store_true", help="also measure QDQ scheme variants on OpenVINO")
+    parser.add_argument(
+        "--leg-timeout", type=float, default=1800.0, help="seconds one modelforge run may take (then recorded as such)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 calibration / 8 eval samples, 6 s timing")
     args = parser.parse_args()
     if args.quick:
@@ -277,36 +295,54 @@ def main() -> None:
         "onnxruntime spinning off, OpenVINO latency hint with one stream; same input",
         "models": {},
     }
+    results["quick"] = args.quick
     for name in args.only or list(BUILDERS):
-        with tempfile.TemporaryDirectory(prefix=f"bench-openvino-{name}-") as tmp:
-            results["models"][name] = run_model(name, Path(tmp), args.threads, args.seconds, args.schemes)
-        measured = results["models"][name]["measured"]
-        print(f"\n{name}: {results['models'][name]['model']}")
-        for variant, row in measured.items():
-            if variant.startswith("_"):
-                continue
-            rt = row["runtime"]
-            print(
-                f"  {variant:16s} {rt['runtime']:11s} {rt['precision']:5s} p50 {row['p50_ms']:8.3f} ms "
-                f"p99 {row['p99_ms']:8.3f} ms  {row['speedup_vs_ort_fp32']:5.2f}x  cos {row['cosine_vs_ort_fp32']:.5f}"
-            )
-        if "auto_table" in results["models"][name]:
-            print(f"  auto chose {results['models'][name]['auto_table']['chosen']}")
-        schemes = results["models"][name].get("openvino_schemes", {})
-        for variant, row in schemes.get("measured", {}).items():
-            if not variant.startswith("_"):
-                print(f"  scheme {variant:45s} p50 {row['p50_ms']:8.3f} ms  {row['speedup_vs_ort_fp32']:5.2f}x")
-        for variant, error in schemes.get("errors", {}).items():
-            print(f"  scheme {variant}: {error}")
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"bench-openvino-{name}-") as tmp:
+                record = run_model(name, Path(tmp), args.threads, args.seconds, args.schemes, args.leg_timeout)
+        except Exception as exc:  # one model's failure must not lose the others' figures
+            record = {"model": name, "error": f"{type(exc).__name__}: {exc}"}
+        record["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results["models"][name] = record
+        write(results, args.out)  # after each model: a later leg's failure or timeout keeps this one
+        print_model(name, record)
     cpu = results["machine"]["cpu"]
     print(f"\nCPU {cpu['model']}, {cpu['cores']} cores, {', '.join(cpu['instruction_sets'])}; {args.threads} threads")
-    results["quick"] = args.quick
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    args.out.with_suffix(".md").write_text(table)
-    print("\n" + table)
+    print("\n" + markdown(results))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+
+
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
+
+
+def print_model(name: str, record: dict) -> None:
+    print(f"\n{name}: {record['model']} ({record['wall_seconds']} s)")
+    if "error" in record:
+        print(f"  failed: {record['error']}")
+        return
+    for variant, row in record["measured"].items():
+        if variant.startswith("_"):
+            continue
+        rt = row["runtime"]
+        print(
+            f"  {variant:16s} {rt['runtime']:11s} {rt['precision']:5s} p50 {row['p50_ms']:8.3f} ms "
+            f"p99 {row['p99_ms']:8.3f} ms  {row['speedup_vs_ort_fp32']:5.2f}x  cos {row['cosine_vs_ort_fp32']:.5f}"
+        )
+    for label, run in record["runs"].items():
+        print(f"  {label}: {run['seconds']} s" + (f", scheme {run['scheme']}" if run.get("scheme") else "")
+              + (f" ({run['verdict']})" if run.get("verdict") else ""))  # fmt: skip
+    if "auto_table" in record:
+        print(f"  auto chose {record['auto_table']['chosen']}")
+    schemes = record.get("openvino_schemes", {})
+    for variant, row in schemes.get("measured", {}).items():
+        if not variant.startswith("_"):
+            print(f"  scheme {variant:45s} p50 {row['p50_ms']:8.3f} ms  {row['speedup_vs_ort_fp32']:5.2f}x")
+    for variant, error in schemes.get("errors", {}).items():
+        print(f"  scheme {variant}: {error}")
 
 
 def markdown(results: dict) -> str:
@@ -319,6 +355,15 @@ def markdown(results: dict) -> str:
     ]
     for name, record in results["models"].items():
         lines += [f"### {name}: {record['model']}", ""]
+        if "error" in record:
+            lines += [f"failed after {record.get('wall_seconds')} s: {record['error']}", ""]
+            continue
+        ours = record["runs"].get("target-openvino", {})
+        lines += [
+            f"target openvino chose scheme **{ours.get('scheme') or 'not recorded'}**"
+            + (f": {ours['scheme_why']}" if ours.get("scheme_why") else f" ({ours.get('verdict') or 'no report'})"),
+            "",
+        ]
         lines += ["| variant | runtime | precision | p50 ms | p99 ms | vs ort fp32 | cosine | top-1 agreement |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
         for variant, row in record["measured"].items():

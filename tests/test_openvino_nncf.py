@@ -291,3 +291,31 @@ def test_nncf_missing_the_gates_is_rebuilt_by_accuracy_control_scored_by_the_gat
     assert winner is first and not first.misses, first.metrics
     assert first.metrics["output_cosine"] >= 0.9997 and first.path != build.xml
     assert build.fake_quantize < before and "accuracy_control" in build.notes[0]
+
+
+def test_accuracy_control_stops_at_the_time_budget_and_keeps_nncfs_first_model(digits_schemes):
+    """NNCF's greedy accuracy control re-ranks every quantizer group whenever a step scores worse: unbounded, it
+    ran past 11 minutes on a MobileNetV3. Past the run's --time-budget it stops (here before its first
+    validation), NNCF's first model stays, is judged as it is, and the NNCF record says why."""
+    from dataclasses import replace
+
+    from modelforge.progress import Progress
+    from modelforge.quantization.config import QuantizeConfig
+    from modelforge.quantization.fallback import Budget
+    from modelforge.quantization.ov_schemes import SchemeCandidate, _accuracy_control, judge_schemes
+
+    qdq, build, inputs = digits_schemes
+    build = replace(build, notes=[])
+    budget = Budget(min_cosine=0.9997)  # NNCF's default digits IR misses it (~0.9992)
+    inputs = replace(inputs, budget=budget)
+    first = SchemeCandidate("nncf", build.xml)
+    config = QuantizeConfig(target="openvino", scheme="nncf", time_budget=0.001)
+    retry = _accuracy_control(DIGITS_MODEL, config, inputs, build, "quantize")
+    winner = judge_schemes(
+        [SchemeCandidate("modelforge", qdq), first], float_path=DIGITS_MODEL, data=inputs.evaluation,
+        budget=budget, batch=1, threads=1, progress=Progress(), retry_nncf=retry, measure=QUICK,
+    )  # fmt: skip
+    assert first.path == build.xml and first.misses, first.metrics
+    assert winner.scheme == "modelforge" and "misses the gates" in first.lost
+    assert len(build.notes) == 1 and "stopped: time budget used up" in build.notes[0], build.notes
+    assert "at most 10 reverted groups and 0.001 s" in build.notes[0]

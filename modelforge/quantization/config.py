@@ -127,7 +127,8 @@ class QuantizeConfig(BaseModel):
         None,
         gt=0,
         description="Seconds the fallback search may take; when they are up (or on Ctrl-C) the best model "
-        "measured so far is kept and reported.",
+        "measured so far is kept and reported. NNCF's accuracy control (target openvino) gets as many, 300 when "
+        "unset.",
     )
     sensitivity_samples: int = Field(
         64, gt=0, description="Eval samples used to rank node sensitivity (the budget is checked on all)."

@@ -108,16 +108,32 @@ def ov_ops_for(ov_model: Any, onnx_model: onnx.ModelProto, nodes: list[str]) -> 
     return mapped
 
 
+# NNCF's accuracy control is greedy: it ranks every quantizer group (one compile + one validation each), then
+# reverts the top group per step, and re-ranks ALL remaining groups whenever a step makes the score worse, which
+# a noisy score (top-1 agreement on a few dozen samples) does often. On a MobileNetV3-small (79 groups) that is
+# 35-75 s per ranking here, and it had not met the gates after 11 minutes. Both bounds below stop it; beyond ten
+# reverted groups NNCF's speed edge, the reason to build its candidate, is mostly gone anyway.
+MAX_REVERTED_GROUPS = 10  # NNCF's max_num_iterations unless fallback_max_nodes says otherwise
+CONTROL_SECONDS = 300.0  # its wall time unless the run's --time-budget says otherwise
+
+
+class AccuracyControlStopped(Exception):
+    """NNCF's accuracy control ran past its time budget (raised from the validation function, the one place
+    NNCF hands control back; NNCF's partial result is lost with it, so the first NNCF model stays)."""
+
+
 @dataclass(frozen=True)
 class AccuracyControl:
     """`nncf.quantize_with_accuracy_control` settings. `items`: (model inputs, labels, float outputs) per eval
     batch; `validate(compiled_model, items)` -> (score, per-item scores), the score 1 where the run's gates are
     met and below 1 by the shortfall. NNCF ranks its quantizers by the per-item scores and reverts the most
-    harmful until the whole-set score is the float model's (1)."""
+    harmful until the whole-set score is the float model's (1), at most `max_iterations` groups, until
+    `deadline` (time.monotonic()) at the latest."""
 
     items: list[tuple[dict, Any, list]]
     validate: Callable[[Any, Iterable[tuple[dict, Any, list]]], tuple[float, list[float]]]
-    max_iterations: int | None = None
+    max_iterations: int = MAX_REVERTED_GROUPS
+    deadline: float | None = None
 
 
 class _Samples:
@@ -190,25 +206,36 @@ def build_nncf(
         "subset_size": max(1, subset // batch),
         "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False),
     }
+    out_of_time: list[float] = []
+
+    def validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
+        assert control is not None
+        if control.deadline is not None and time.monotonic() > control.deadline:
+            out_of_time.append(time.perf_counter() - started)
+            raise AccuracyControlStopped(f"time budget used up after {out_of_time[0]:.0f} s")
+        return control.validate(compiled, items)
+
     try:
         with quiet():  # NNCF's progress bars and INFO lines are not ours to print (the flow shows a task)
             if control is None:
                 quantized = nncf.quantize(model, dataset, **settings)
             else:
                 restorer = nncf.quantization.advanced_parameters.AdvancedAccuracyRestorerParameters(
-                    **({"max_num_iterations": control.max_iterations} if control.max_iterations else {})
+                    max_num_iterations=control.max_iterations
                 )
                 quantized = nncf.quantize_with_accuracy_control(
                     model,
                     dataset,
                     nncf.Dataset(control.items, lambda item: item[0]),
-                    validation_fn=control.validate,
+                    validation_fn=validate,
                     max_drop=0.0,  # the score is 1 for the float model and for any model that meets the gates
                     drop_type=nncf.DropType.ABSOLUTE,
                     advanced_accuracy_restorer_parameters=restorer,
                     **settings,
                 )
     except Exception as exc:  # NNCF raises its own error types, often multi-line
+        if out_of_time:  # NNCF may wrap what the validation function raised
+            raise AccuracyControlStopped(f"time budget used up after {out_of_time[0]:.0f} s") from exc
         raise PassError(stage, f"NNCF cannot quantize the model: {first_line(exc, 300)}") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
     xml = out_dir / "model.xml"

@@ -18,7 +18,9 @@ three gates), and it is judged again like the first. Measured against widening N
 modelforge fallback's sensitivity ranking (digits CNN, min_cosine 0.9997; benchmarks/bench_openvino.py
 --fallback): accuracy control met the gate (cosine 0.99973, one quantizer reverted, ~7 s here), while the
 ranking had nothing to widen by: modelforge's QDQ met the gate itself, so its fallback ranked no node. NNCF's
-quantizers sit elsewhere than the QDQ ones; ranking NNCF's own is what restores NNCF's accuracy.
+quantizers sit elsewhere than the QDQ ones; ranking NNCF's own is what restores NNCF's accuracy. It is bounded
+(`nncf_scheme.MAX_REVERTED_GROUPS`, `CONTROL_SECONDS`, or the run's `fallback_max_nodes` / `time_budget`):
+unbounded, its re-ranking after every step that scores worse ran past 11 minutes on a MobileNetV3-small.
 
 When NNCF wins, its IR is what ships and is evaluated (`ModelArtifact.openvino_ir`); model.onnx beside it is the
 float model NNCF quantized (NNCF's INT8 exists only as IR), so the output stays loadable by onnxruntime.
@@ -147,29 +149,52 @@ def _missing_note() -> str:
 
 def _accuracy_control(
     original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, name: str
-) -> Callable[[OutputJudge], Path] | None:
+) -> Callable[[OutputJudge], Path | None] | None:
     """NNCF's accuracy fallback: `nncf.quantize_with_accuracy_control` scored by the run's own gates, on
     `sensitivity_samples` eval samples (as modelforge's fallback ranks on them), with the same float nodes; the
-    result is judged on the whole eval data afterwards. None when the fallback is off or there is no eval data."""
-    from modelforge.quantization.nncf_scheme import AccuracyControl, nncf_candidate
+    result is judged on the whole eval data afterwards. Bounded: at most `fallback_max_nodes` reverted groups
+    (default `nncf_scheme.MAX_REVERTED_GROUPS`) and `time_budget` seconds (default `CONTROL_SECONDS`); past the
+    time, NNCF's first model stays (the retry returns None). None when the fallback is off or there is no eval
+    data."""
+    import time
+
+    from modelforge.quantization.nncf_scheme import (
+        CONTROL_SECONDS,
+        MAX_REVERTED_GROUPS,
+        AccuracyControl,
+        AccuracyControlStopped,
+        nncf_candidate,
+    )
 
     if not config.fallback or inputs.evaluation is None:
         return None
+    steps = config.fallback_max_nodes or MAX_REVERTED_GROUPS
+    seconds = config.time_budget if config.time_budget is not None else CONTROL_SECONDS
+    bounds = f"at most {steps} reverted groups and {seconds:g} s"
 
-    def retry(judge: OutputJudge) -> Path:
+    def retry(judge: OutputJudge) -> Path | None:
         control = AccuracyControl(
             _validation_items(original, inputs.evaluation, config.sensitivity_samples, judge),
             _gate_score(inputs.budget, judge.threads),
-            config.fallback_max_nodes,
+            max_iterations=steps,
+            deadline=time.monotonic() + seconds,
         )
-        with inputs.progress.task("NNCF: accuracy control (reverting the most harmful quantizers)"):
-            restored = nncf_candidate(
-                original, config, inputs, inputs.workdir / "nncf-fallback", name=name, control=control
+        try:
+            with inputs.progress.task("NNCF: accuracy control (reverting the most harmful quantizers)"):
+                restored = nncf_candidate(
+                    original, config, inputs, inputs.workdir / "nncf-fallback", name=name, control=control
+                )
+        except AccuracyControlStopped as stop:
+            build.notes.append(
+                f"missed the gates; nncf.quantize_with_accuracy_control ({bounds}) stopped: {stop}; NNCF's first"
+                " model kept (--time-budget sets the time)"
             )
+            inputs.progress.log(f"quantize: NNCF accuracy control stopped: {stop} ({bounds})")
+            return None
         reverted = build.fake_quantize - restored.fake_quantize
         build.notes.append(
-            f"missed the gates; nncf.quantize_with_accuracy_control, scored by the run's gates, reverted {reverted}"
-            " quantizer(s)"
+            f"missed the gates; nncf.quantize_with_accuracy_control, scored by the run's gates ({bounds}), reverted"
+            f" {reverted} quantizer(s)"
         )
         build.fake_quantize, build.seconds = restored.fake_quantize, build.seconds + restored.seconds
         return restored.xml
@@ -228,7 +253,7 @@ def judge_schemes(
     batch: int,
     threads: int | None,
     progress: Progress,
-    retry_nncf: Callable[[OutputJudge], Path] | None = None,
+    retry_nncf: Callable[[OutputJudge], Path | None] | None = None,
     opener: Callable[..., Any] | None = None,
     measure: dict[str, float] | None = None,
 ) -> SchemeCandidate:
@@ -253,9 +278,11 @@ def judge_schemes(
             candidate.metrics = judge.measure(candidate.path)
             candidate.misses = budget.misses(candidate.metrics)
             if candidate.scheme == "nncf" and candidate.misses and retry_nncf is not None:
-                candidate.path = retry_nncf(judge)  # judged again below on the whole eval data, as the first
-                candidate.metrics = judge.measure(candidate.path)
-                candidate.misses = budget.misses(candidate.metrics)
+                restored = retry_nncf(judge)  # None: stopped by its time budget, the first model stays
+                if restored is not None:  # judged again on the whole eval data, as the first
+                    candidate.path = restored
+                    candidate.metrics = judge.measure(candidate.path)
+                    candidate.misses = budget.misses(candidate.metrics)
             advance(1)
 
     size = fixed or batch
