@@ -12,6 +12,7 @@ import pytest
 from conftest import DIGITS_EVAL, DIGITS_MODEL, run_cli
 
 from modelforge.measure.latency import MAX_STORED_SAMPLES
+from modelforge.measure.profile import P99_MIN_RUNS
 
 FAST = ("--min-runs", "8", "--warmup", "1", "--max-seconds", "2", "--threads", "1")
 
@@ -102,8 +103,12 @@ def test_html_and_summary_outputs(bench_json):
 def test_slo_exit_codes(tmp_path):
     met = run_cli("bench", DIGITS_MODEL, "--batch-sizes", "1", *FAST, "--slo-p99-ms", "10000", "--json")
     assert met.returncode == 0, met.explain()
-    slo = json.loads(met.stdout)["latency"]["slo"]
+    latency = json.loads(met.stdout)["latency"]
+    slo = latency["slo"]
     assert slo["models"]["model.onnx"]["met"] is True
+    # A p99 limit is judged on at least P99_MIN_RUNS runs (--min-runs 8 asked for fewer).
+    assert latency["stop_rule"].startswith(f"at least {P99_MIN_RUNS} runs")
+    assert latency["sweep"][0]["stats"]["model.onnx"]["runs"] >= P99_MIN_RUNS
     assert slo["models"]["model.onnx"]["largest_batch_meeting"] == 1
     missed = run_cli("bench", DIGITS_MODEL, "--batch-sizes", "1", *FAST, "--slo-p50-ms", "0.000001", "--slo-batch", "2")
     assert missed.returncode == 1, missed.explain()

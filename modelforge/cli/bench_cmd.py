@@ -52,7 +52,9 @@ def bench(
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes to sweep, comma-separated.")] = "1,8,32,64",
     threads: RuntimeFlags.threads,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs of each model per batch size.")] = 10,
-    min_runs: Annotated[int, typer.Option(min=1, help="Timed runs of each model at least, per batch size.")] = 50,
+    min_runs: Annotated[
+        int, typer.Option(min=1, help="Timed runs of each model at least, per batch size (1000 with --slo-p99-ms).")
+    ] = 50,
     max_seconds: Annotated[float, typer.Option(min=0.001, help="Time budget per batch size.")] = 10.0,
     stable_within: Annotated[
         float, typer.Option(min=0.0001, max=0.99, help="Stop once the p50 is stable within this fraction.")

@@ -154,6 +154,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
         batch_sweep,
         memory_method,
         open_measured_backend,
+        runs_for_limits,
         slo_verdicts,
         stop_rule,
     )
@@ -189,11 +190,12 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
         subjects.append(Subject(label, backend, feed, fixed_batch))
     labels = [label for label, *_ in planned]
 
+    runs = runs_for_limits(settings.min_runs, slo_limits)
     sweep = batch_sweep(
         subjects,
         sizes,
         warmup=settings.warmup,
-        min_runs=settings.min_runs,
+        min_runs=runs,
         max_seconds=settings.max_seconds,
         stable_within=settings.stable_within,
         min_seconds=settings.min_seconds,
@@ -222,9 +224,7 @@ def run_bench(models: Sequence[Path], settings: BenchSettings, progress: Progres
             "threads": threads,
             "inter_op_threads": 1,
             "method": INTERLEAVE_METHOD,
-            "stop_rule": stop_rule(
-                settings.min_runs, settings.stable_within, settings.max_seconds, settings.min_seconds
-            ),
+            "stop_rule": stop_rule(runs, settings.stable_within, settings.max_seconds, settings.min_seconds),
             "warmup": settings.warmup,
             "batch_sizes": sizes,
             "sweep": sweep,

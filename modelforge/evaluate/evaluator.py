@@ -23,6 +23,7 @@ from modelforge.measure.profile import (
     batch_sweep,
     memory_method,
     open_measured_backend,
+    runs_for_limits,
     slo_limits,
     slo_verdicts,
     stop_rule,
@@ -166,6 +167,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
     def feeds(size: int) -> dict[str, np.ndarray]:
         return latency_feeds(data, size)
 
+    runs = runs_for_limits(settings.min_runs, slo_limits(slo) if slo else None)
     sweep = batch_sweep(
         [
             Subject("baseline", session_a, feeds, fixed),
@@ -173,7 +175,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         ],
         sizes,
         warmup=settings.warmup,
-        min_runs=settings.min_runs,
+        min_runs=runs,
         max_seconds=settings.max_seconds,
         stable_within=settings.stable_within,
         min_seconds=settings.min_seconds,
@@ -189,7 +191,7 @@ def _latency(session_a, session_b, data, baseline, config: EvaluateConfig, threa
         "session_config": dict(session_a.info.config),
         "runtimes": {"baseline": session_a.info.to_dict(), "result": session_b.info.to_dict()},
         "method": INTERLEAVE_METHOD,
-        "stop_rule": stop_rule(settings.min_runs, settings.stable_within, settings.max_seconds, settings.min_seconds),
+        "stop_rule": stop_rule(runs, settings.stable_within, settings.max_seconds, settings.min_seconds),
         "warmup": settings.warmup,
         "stopped": main["stopped"],
         "baseline": main["stats"]["baseline"],

@@ -153,7 +153,9 @@ class LatencyConfig(StrictModel):
         None, gt=0, description="Intra-op threads for both models; default: all cores of this machine."
     )
     warmup: int = Field(10, ge=0, description="Untimed runs of each model before measuring.")
-    min_runs: int = Field(50, gt=0, description="Timed runs of each model, interleaved A/B.")
+    min_runs: int = Field(
+        50, gt=0, description="Timed runs of each model, interleaved A/B (at least 1000 when a p99 SLO is judged)."
+    )
     min_seconds: float = Field(
         1.0,
         ge=0,

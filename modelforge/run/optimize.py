@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.errors import EXIT_GATE_FAILED, ModelforgeError
+from modelforge.measure.profile import runs_for_limits
 from modelforge.model.artifact import ModelArtifact
 from modelforge.progress import Progress
 from modelforge.recipe.schema import Recipe
@@ -65,6 +66,7 @@ def run_optimize(recipe: Recipe, progress: Progress, ship: Callable[..., Any]):
             return convert(artifact, folder, base, inputs.data)[0].path
 
         fingerprints = [inputs.data.fingerprint(d) for d in (inputs.train, inputs.eval_data)]
+        p99_limit = {"p99_ms": config.latency_p99_ms} if config.latency_p99_ms is not None else None
         outcome = run_search(
             config,
             SearchInputs(
@@ -79,7 +81,8 @@ def run_optimize(recipe: Recipe, progress: Progress, ship: Callable[..., Any]):
                 threads=latency.threads or default_threads(),
                 measure={
                     "warmup": latency.warmup,
-                    "min_runs": latency.min_runs,
+                    # the search judges candidates against the p99 SLO: enough runs for a p99
+                    "min_runs": runs_for_limits(latency.min_runs, p99_limit),
                     "max_seconds": latency.max_seconds,
                     "stable_within": latency.stable_within,
                     "min_seconds": latency.min_seconds,
