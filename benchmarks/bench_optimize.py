@@ -389,6 +389,12 @@ def main() -> None:
     parser.add_argument("--slo-share", type=float, default=SLO_SHARE, help="The SLO as a share of the FP32 p99.")
     parser.add_argument("--seconds", type=float, default=60.0, help="Time budget of the interleaved measurement.")
     parser.add_argument("--skip", choices=["grid", "optimize", "loose"], action="append", default=[])
+    parser.add_argument(
+        "--reuse-grid",
+        action="store_true",
+        help="With --keep: reuse the grid of an earlier run in that folder (its models and wall clock) instead of "
+        "running it again; everything else is run and measured again.",
+    )
     parser.add_argument("--quick", action="store_true", help="A smoke run: few epochs, short measurements.")
     parser.add_argument(
         "--keep",
@@ -437,7 +443,12 @@ def main() -> None:
         if int8:
             models["int8"] = int8
         if "grid" not in args.skip:
-            record["grid"] = run_grid(work, args.finetune, args.threads, runtimes, log)
+            kept_grid = work / "grid.json"
+            if args.reuse_grid and kept_grid.is_file():  # an earlier run's grid: its folders, its wall clock
+                record["grid"] = json.loads(kept_grid.read_text()) | {"reused": str(kept_grid)}
+            else:
+                record["grid"] = run_grid(work, args.finetune, args.threads, runtimes, log)
+                kept_grid.write_text(json.dumps(record["grid"]))
             for name, cell in record["grid"]["cells"].items():
                 served = shipped(Path(cell["folder"]))
                 if served is not None:
