@@ -25,6 +25,8 @@ from modelforge.recipe.schema import Recipe
 EVAL_TOKENS = 4096
 CALIBRATION_TOKENS = 512
 GPTQ_TOKENS = 1024
+# NNCF's calibration dataset on OpenVINO (AWQ, scale estimation, GPTQ, data-aware ratio): windows of these tokens.
+OV_CALIBRATION_TOKENS = 2048
 # Generation speed: prompt tokens, new tokens, interleaved rounds.
 PROMPT_TOKENS, NEW_TOKENS, SPEED_ROUNDS = 128, 64, 3
 DEFAULT_MAX_PERPLEXITY_RATIO = 1.25
@@ -80,8 +82,16 @@ def _check(recipe: Recipe) -> Any:
         config = config.model_copy(update={"weights": "int4"})
     if recipe.data.eval_data is None:
         raise InputError("a language model is judged on held-out text: pass --eval-data TEXT.txt")
-    if config.algo == "gptq" and recipe.data.calibration is None:
-        raise InputError("algo gptq needs calibration text: pass --calibration TEXT.txt")
+    if config.algo in ("gptq", "awq") and recipe.data.calibration is None:
+        raise InputError(f"algo {config.algo} needs calibration text: pass --calibration TEXT.txt")
+    if config.target in ("openvino", "auto"):
+        from modelforge.optional import installed, missing
+        from modelforge.quantization.ov_weight_only import check_ov_config
+
+        check_ov_config(config, recipe.data.calibration is not None)
+        for module in ("openvino", "nncf", "optimum.intel", "openvino_tokenizers", "openvino_genai"):
+            if not installed(module):
+                raise missing(module, f"--target {config.target} for a language model")
     return config
 
 
@@ -136,6 +146,7 @@ def check_lm_recipe(recipe: Recipe) -> dict[str, Any]:
         "cal_text": cal_text,
         "tokenizer": tokenizer,
         "architecture": hf_config["architectures"][0],
+        "context": hf_config.get("max_position_embeddings"),
     }
 
 
@@ -145,7 +156,11 @@ def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
     config, gates = checked["config"], checked["gates"]
     return {
         "model": f"{recipe.model.path} ({checked['architecture']}, task text-generation)",
-        "export": "onnxruntime-genai model builder, float32, KV cache",
+        "export": {
+            "cpu": "onnxruntime-genai model builder, float32, KV cache",
+            "openvino": "optimum-intel, stateful OpenVINO IR, float32, KV cache",
+            "auto": "both (onnxruntime-genai builder and optimum-intel), the faster result that meets the gates",
+        }[config.target],
         "quantize": f"weights {config.weights}, {config.algo}, group {config.group_size or config.int4_block_size}, "
         f"{'symmetric' if config.symmetric else 'asymmetric'}, lm_head {config.keep_lm_head}, ratio {config.ratio:g}",
         "evaluation": f"{recipe.data.eval_data.path}: up to {EVAL_TOKENS} tokens",
@@ -160,73 +175,168 @@ def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
 
 def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> tuple[dict[str, Any], Path | None]:
     """The whole run; returns the report and where an output it replaced went (the runner's RunResult)."""
-    from modelforge.convert.causal_lm import export_causal_lm
-    from modelforge.evaluate.lm import WINDOW, KVGraph, Reference, graph_feeds, token_windows
-    from modelforge.model.onnx_model import load_onnx
-    from modelforge.quantization.llm import LMBudget, quantize_lm
     from modelforge.run.output import staged_output
 
     checked = check_lm_recipe(recipe)
-    config, folder, gates, defaults = checked["config"], recipe.model.path, checked["gates"], checked["defaults"]
-    eval_text, cal_text, tokenizer = checked["eval_text"], checked["cal_text"], checked["tokenizer"]
-    budget = LMBudget(gates.max_perplexity_ratio, gates.max_token_kl)
+    target = checked["config"].target
+    eval_ids = _ids(checked["tokenizer"], checked["eval_text"])
+    if len(eval_ids) < 2:
+        raise InputError(f"--eval-data {recipe.data.eval_data.path}: fewer than 2 tokens")
+    cal_ids = _ids(checked["tokenizer"], checked["cal_text"]) if checked["cal_text"] else None
+    threads = recipe.evaluate.latency.threads
 
     with staged_output(out) as staging:
-        stages: list[dict[str, Any]] = []
-        started = time.perf_counter()
-        with progress.task("Exporting to ONNX with a KV cache (onnxruntime-genai builder)"):
-            fp32 = export_causal_lm(folder, staging.workdir / "fp32", staging.workdir / "builder-cache")
-        stages.append(_stage("export", started, "huggingface", {"exporter": "onnxruntime-genai model builder"}))
-        genai = json.loads((fp32.parent / "genai_config.json").read_text(encoding="utf-8"))
-        decoder = genai["model"]["decoder"]
-        head_size = int(decoder["head_size"])
-        context = int(genai["model"].get("context_length") or 2048)
-        window = min(WINDOW, context)
-        eval_ids = _ids(tokenizer, eval_text)
-        if len(eval_ids) < 2:
-            raise InputError(f"--eval-data {recipe.data.eval_data.path}: fewer than 2 tokens")
-        cal_ids = _ids(tokenizer, cal_text) if cal_text else eval_ids
+        candidates = []
+        if target in ("cpu", "auto"):
+            dest = staging.folder if target == "cpu" else staging.workdir / "candidate-onnxruntime"
+            candidates.append(_build_onnxruntime(recipe, checked, eval_ids, cal_ids, progress, staging.workdir, dest))
+        if target in ("openvino", "auto"):
+            from modelforge.run.llm_openvino import build_openvino
 
-        started = time.perf_counter()
-        base = load_onnx(fp32)
-        graph = KVGraph(fp32, head_size, recipe.evaluate.latency.threads)
-        with progress.task("Scoring the original on the held-out text"):
-            evaluation = Reference.of(graph, token_windows(eval_ids, window, EVAL_TOKENS))
-            calibration = Reference.of(graph, token_windows(cal_ids, window, CALIBRATION_TOKENS))
-        feeds = graph_feeds(graph, token_windows(cal_ids, window, GPTQ_TOKENS)) if config.algo == "gptq" else []
-        del graph
-        result = quantize_lm(
-            base, config, evaluation, calibration, head_size, budget, feeds, f"model folder {folder}", progress.task
-        )
-        del base
-        _write_folder(result.model, fp32.parent, folder, staging.folder)
-        quant_record = {
-            "weights": config.weights,
-            "algo": config.algo,
-            "group_size": config.group_size or config.int4_block_size,
-            "symmetric": config.symmetric,
-            "keep_lm_head": config.keep_lm_head,
-            "int8_layers": result.int8_nodes,
-            "float_layers": result.float_nodes,
-            "low_bit_share": result.low_bit_share,
-            "fallback_steps": result.fallback_steps,
-        }
-        if result.sensitivity:
-            quant_record["sensitivity_kl"] = dict(result.sensitivity[:20])
-        stages.append(_stage("quantize", started, "onnx", quant_record))
-
+            dest = staging.folder if target == "openvino" else staging.workdir / "candidate-openvino"
+            candidates.append(build_openvino(recipe, checked, eval_ids, cal_ids, progress, staging.workdir, dest))
         speed = None
         if not recipe.evaluate.skip_latency:
             from modelforge.evaluate.lm import generation_speed
 
+            context = int(checked.get("context") or 2048)
             prompt = eval_ids[: min(PROMPT_TOKENS, context // 2)]
             new = max(1, min(NEW_TOKENS, context - len(prompt)))
+            runners = {}
+            for c in candidates:
+                runners[f"{c.runtime}:baseline"] = c.runner(c.baseline, threads)
+                runners[f"{c.runtime}:result"] = c.runner(c.folder, threads)
             with progress.task("Measuring prefill and decode tokens/s (interleaved)"):
-                speed = generation_speed({"baseline": fp32.parent, "result": staging.folder}, prompt, new, SPEED_ROUNDS)
-        report = _report(recipe, evaluation, result, speed, fp32, staging.folder, stages, gates, defaults, out)
+                speed = generation_speed(runners, prompt, new, SPEED_ROUNDS)
+            del runners
+        choice = None
+        winner = candidates[0]
+        if target == "auto":
+            winner, choice = _choose(candidates, speed, checked, recipe)
+            progress.log(f"quantize: target auto chose {winner.runtime}: {choice['why']}")
+            winner.move_into(staging.folder)
+        report = _report(recipe, winner, speed, checked, out, choice)
         _write_records(staging.folder, report, recipe)
         moved = staging.move_into_place(extending=False)
     return report, moved
+
+
+def _build_onnxruntime(
+    recipe: Recipe,
+    checked: dict[str, Any],
+    eval_ids: list[int],
+    cal_ids: list[int] | None,
+    progress: Progress,
+    workdir: Path,
+    dest: Path,
+) -> Any:
+    """The onnxruntime candidate: the genai builder's float32 export, modelforge's MatMulNBits, scored."""
+    from modelforge.convert.causal_lm import export_causal_lm
+    from modelforge.evaluate.lm import WINDOW, GenaiGenerator, KVGraph, Reference, graph_feeds, token_windows
+    from modelforge.model.onnx_model import load_onnx
+    from modelforge.quantization.llm import LMBudget, quantize_lm
+    from modelforge.run.llm_candidate import LMCandidate
+
+    config, folder, gates = checked["config"], recipe.model.path, checked["gates"]
+    budget = LMBudget(gates.max_perplexity_ratio, gates.max_token_kl)
+    stages: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with progress.task("Exporting to ONNX with a KV cache (onnxruntime-genai builder)"):
+        fp32 = export_causal_lm(folder, workdir / "fp32", workdir / "builder-cache")
+    stages.append(_stage("export", started, "huggingface", {"exporter": "onnxruntime-genai model builder"}))
+    genai = json.loads((fp32.parent / "genai_config.json").read_text(encoding="utf-8"))
+    head_size = int(genai["model"]["decoder"]["head_size"])
+    checked["context"] = int(genai["model"].get("context_length") or checked.get("context") or 2048)
+    window = min(WINDOW, checked["context"])
+    cal = cal_ids if cal_ids is not None else eval_ids
+
+    started = time.perf_counter()
+    base = load_onnx(fp32)
+    graph = KVGraph(fp32, head_size, recipe.evaluate.latency.threads)
+    with progress.task("Scoring the original on the held-out text"):
+        evaluation = Reference.of(graph, token_windows(eval_ids, window, EVAL_TOKENS))
+        calibration = Reference.of(graph, token_windows(cal, window, CALIBRATION_TOKENS))
+    feeds = graph_feeds(graph, token_windows(cal, window, GPTQ_TOKENS)) if config.algo == "gptq" else []
+    del graph
+    result = quantize_lm(
+        base, config, evaluation, calibration, head_size, budget, feeds, f"model folder {folder}", progress.task
+    )
+    del base
+    dest.mkdir(parents=True, exist_ok=True)
+    _write_folder(result.model, fp32.parent, folder, dest)
+    quant_record = {
+        "runtime": "onnxruntime",
+        "weights": config.weights,
+        "algo": config.algo,
+        "group_size": config.group_size or config.int4_block_size,
+        "symmetric": config.symmetric,
+        "keep_lm_head": config.keep_lm_head,
+        "int8_layers": result.int8_nodes,
+        "float_layers": result.float_nodes,
+        "low_bit_share": result.low_bit_share,
+        "fallback_steps": result.fallback_steps,
+    }
+    if result.sensitivity:
+        quant_record["sensitivity_kl"] = dict(result.sensitivity[:20])
+    stages.append(_stage("quantize", started, "onnx", quant_record))
+    return LMCandidate(
+        runtime="onnxruntime",
+        folder=dest,
+        baseline=fp32.parent,
+        model_file="model.onnx",
+        baseline_perplexity=evaluation.perplexity(),
+        metrics=result.metrics,
+        quant_record=quant_record,
+        stages=stages,
+        runner=GenaiGenerator,
+        size_of=_size,
+    )
+
+
+def _choose(candidates: list[Any], speed: dict | None, checked: dict[str, Any], recipe: Recipe) -> tuple[Any, dict]:
+    """target auto: the highest decode tokens/s among the candidates that meet the gates (the lowest KL when
+    latency is skipped or none meets them); the record names both candidates' figures."""
+    from modelforge.run.gates import evaluate_gates
+
+    rows = []
+    for c in candidates:
+        summary = _summary(c, speed)
+        gates = evaluate_gates(checked["gates"], summary, frozenset(checked["defaults"]))
+        rows.append((c, summary, all(g["passed"] for g in gates)))
+    passing = [r for r in rows if r[2]]
+    if passing and speed is not None:
+        winner = max(passing, key=lambda r: r[1]["decode_tokens_per_s_result"] or 0)
+        figures = ", ".join(f"{c.runtime} {s['decode_tokens_per_s_result']:.1f}" for c, s, _ in rows)
+        why = f"the higher decode tokens/s among the candidates that meet the gates ({figures} tok/s)"
+    elif passing:
+        winner = min(passing, key=lambda r: r[1]["token_kl"])
+        why = "latency skipped: the lower token KL among the candidates that meet the gates"
+    else:
+        winner = min(rows, key=lambda r: r[1]["token_kl"])
+        why = "no candidate meets the gates: the lower token KL ships and the gates fail"
+    record = {
+        "chosen": {"runtime": winner[0].runtime, "weights": winner[0].quant_record["weights"]},
+        "why": why,
+        "candidates": [
+            {
+                "runtime": c.runtime,
+                "weights": s["weights"],
+                "perplexity_ratio": s["perplexity_ratio"],
+                "token_kl": s["token_kl"],
+                "top1_agreement": s["top1_agreement"],
+                "decode_tokens_per_s": s["decode_tokens_per_s_result"],
+                "prefill_tokens_per_s": s["prefill_tokens_per_s_result"],
+                "decode_tokens_per_s_fp32": s["decode_tokens_per_s_baseline"],
+                "size_bytes": s["size_bytes_result"],
+                "meets_gates": ok,
+                "verdict": "chosen" if c is winner[0] else "lost",
+            }
+            for c, s, ok in rows
+        ],
+        "method": "each candidate gated on its own runtime's float32 export; all four models (two float32, two "
+        "quantized) timed interleaved in one loop, same prompt and threads",
+    }
+    return winner[0], record
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
@@ -262,29 +372,13 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
 
 
-def _report(
-    recipe: Recipe,
-    evaluation: Any,
-    result: Any,
-    speed: dict[str, dict[str, float]] | None,
-    fp32: Path,
-    written: Path,
-    stages: list[dict[str, Any]],
-    gates: Any,
-    defaults: set[str],
-    out: Path,
-) -> dict[str, Any]:
-    from modelforge.machine import machine_record
-    from modelforge.report import build_report
-    from modelforge.run.gates import evaluate_gates
-    from modelforge.run.records import json_safe
-
-    base_ppl = evaluation.perplexity()
-    metrics = result.metrics
-    size_a, size_b = _size(fp32.parent), _size(written)
-    decode = {k: (speed or {}).get(k, {}).get("decode_tokens_per_s") for k in ("baseline", "result")}
-    prefill = {k: (speed or {}).get(k, {}).get("prefill_tokens_per_s") for k in ("baseline", "result")}
-    summary = {
+def _summary(candidate: Any, speed: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    metrics, base_ppl = candidate.metrics, candidate.baseline_perplexity
+    size_a, size_b = candidate.size_bytes()
+    speed = speed or {}
+    decode = {k: speed.get(f"{candidate.runtime}:{k}", {}).get("decode_tokens_per_s") for k in ("baseline", "result")}
+    prefill = {k: speed.get(f"{candidate.runtime}:{k}", {}).get("prefill_tokens_per_s") for k in ("baseline", "result")}
+    return {
         "accuracy_baseline": None,
         "accuracy_result": None,
         "accuracy_drop_pp": None,
@@ -305,8 +399,35 @@ def _report(
         "prefill_tokens_per_s_result": prefill["result"],
         "decode_tokens_per_s_baseline": decode["baseline"],
         "decode_tokens_per_s_result": decode["result"],
-        "weights": result_weights(stages),
+        "weights": result_weights(candidate.stages),
     }
+
+
+def _report(
+    recipe: Recipe,
+    candidate: Any,
+    speed: dict[str, dict[str, float]] | None,
+    checked: dict[str, Any],
+    out: Path,
+    choice: dict[str, Any] | None,
+) -> dict[str, Any]:
+    from modelforge.machine import machine_record
+    from modelforge.report import build_report
+    from modelforge.run.gates import evaluate_gates
+    from modelforge.run.records import json_safe
+
+    summary = _summary(candidate, speed)
+    metrics = candidate.metrics
+    stages = [dict(stage) for stage in candidate.stages]
+    if choice is not None:
+        stages[-1] = {**stages[-1], "metrics": {**stages[-1]["metrics"], "target_auto": choice}}
+    fmt = "openvino" if candidate.runtime == "openvino" else "onnx"
+    threads = recipe.evaluate.latency.threads
+    runtime = (
+        "openvino_genai.LLMPipeline (KV cache, greedy, EOS ignored)"
+        if candidate.runtime == "openvino"
+        else "onnxruntime-genai (KV cache, greedy)"
+    )
     evaluated = {
         "data": f"{recipe.data.eval_data.path} (tokens)",
         "metrics": {
@@ -320,18 +441,27 @@ def _report(
         "language_model": {
             "tokens": metrics["tokens"],
             "speed": speed,
-            "speed_settings": {"prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS, "rounds": SPEED_ROUNDS},
-            "runtime": "onnxruntime-genai (KV cache, greedy), baseline and result interleaved",
+            "speed_settings": {
+                "prompt_tokens": PROMPT_TOKENS,
+                "new_tokens": NEW_TOKENS,
+                "rounds": SPEED_ROUNDS,
+                "threads": threads if threads else "runtime default",
+            },
+            "runtime": f"{runtime}, baseline and result interleaved",
         },
     }
     model_io = {"inputs": [], "outputs": []}
+    size_a, size_b = summary["size_bytes_baseline"], summary["size_bytes_result"]
+    versions = ("onnxruntime_genai", "transformers", "tokenizers", "torch")
+    if candidate.runtime == "openvino":
+        versions = ("openvino", "openvino-genai", "nncf", "optimum-intel", "transformers", "torch")
     report = build_report(
         recipe=recipe.model_dump(mode="json"),
         models={
             "source": str(recipe.model.path),
             "baseline": {
                 "path": str(recipe.model.path),
-                "format": "onnx",
+                "format": fmt,
                 "source_format": "huggingface",
                 "size_bytes": size_a,
                 "compute": None,
@@ -339,8 +469,8 @@ def _report(
                 **model_io,
             },
             "result": {
-                "path": str(out / "model.onnx"),
-                "format": "onnx",
+                "path": str(out / candidate.model_file),
+                "format": fmt,
                 "size_bytes": size_b,
                 "compute": None,
                 "opset": None,
@@ -351,8 +481,8 @@ def _report(
         preflight={},
         evaluation=evaluated,
         summary=summary,
-        gates=evaluate_gates(gates, summary, frozenset(defaults)),
-        machine=machine_record(("onnxruntime_genai", "transformers", "tokenizers", "torch")),
+        gates=evaluate_gates(checked["gates"], summary, frozenset(checked["defaults"])),
+        machine=machine_record(versions),
     )
     return json_safe(report)
 

@@ -1,0 +1,159 @@
+"""Weight-only quantization of a language model's OpenVINO IR with NNCF's compress_weights, held to the same
+perplexity and KL gates as the onnxruntime path.
+
+How modelforge's settings map onto NNCF's:
+- --weights int4: INT4_SYM / INT4_ASYM (--symmetric / --asymmetric), in groups of --group-size; int8: INT8_SYM /
+  INT8_ASYM per output channel (NNCF has no groups at 8 bits).
+- --keep-lm-head float: the lm_head MatMul in NNCF's ignored scope; int8: NNCF's default, which keeps the last
+  layer at its backup precision (INT8_ASYM); quantize: all_layers, so it gets --weights too. The token embedding
+  is NNCF's "first layer": INT8_ASYM (its backup precision) unless quantize puts it at --weights as well.
+- --ratio: NNCF's ratio (the rest at INT8_ASYM, ranked by NNCF's sensitivity: the weights' own quantization error
+  without calibration text, the Hessian of the layer inputs with it).
+- --algo rtn: data-free; awq: AWQ + scale estimation on the calibration text; gptq: NNCF's GPTQ. hqq is
+  onnxruntime's only (refused here).
+- The fallback: when a gate fails, the ratio steps down (the most sensitive layers go to INT8_ASYM; for int8
+  weights nothing is left to move) until the gates are met or every layer is at INT8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelforge.errors import InputError
+from modelforge.quantization.config import QuantizeConfig
+from modelforge.quantization.llm import DEFAULT_GROUP_SIZE, LMBudget
+
+OV_ALGOS = ("rtn", "awq", "gptq")
+FALLBACK_STEP = 0.2
+
+
+@dataclass
+class OVLMResult:
+    model: Any  # ov.Model
+    metrics: dict[str, float]
+    record: dict[str, Any]
+    fallback_steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check_ov_config(config: QuantizeConfig, has_calibration: bool) -> None:
+    """The settings NNCF cannot honour, refused before any export (exit 2)."""
+    if config.algo not in OV_ALGOS:
+        raise InputError(
+            f"--algo {config.algo} is not available on OpenVINO: NNCF's compress_weights supports "
+            f"{', '.join(OV_ALGOS)} (awq = AWQ + scale estimation)",
+            hint="use --target cpu for hqq",
+        )
+    if config.algo in ("awq", "gptq") and not has_calibration:
+        raise InputError(f"algo {config.algo} needs calibration text: pass --calibration TEXT.txt")
+    if config.weights == "int8" and (config.ratio < 1 or config.algo != "rtn"):
+        raise InputError(
+            "--weights int8 on OpenVINO is per-channel round-to-nearest: --ratio and --algo awq/gptq are for int4"
+        )
+
+
+def lm_head_name(model: Any) -> str | None:
+    """The MatMul that produces the logits (a Convert or a Multiply may sit between, e.g. a logit scale)."""
+    node = model.output("logits").get_node().input_value(0).get_node()
+    for _ in range(4):
+        if node.get_type_name() == "MatMul":
+            return node.get_friendly_name()
+        if node.get_input_size() == 0:
+            return None
+        node = node.input_value(0).get_node()
+    return None
+
+
+def compress_options(config: QuantizeConfig, head: str | None, ratio: float, data_aware: bool) -> dict[str, Any]:
+    """compress_weights' keyword arguments for `config` at `ratio` (dataset aside)."""
+    import nncf
+
+    modes = {
+        ("int4", True): nncf.CompressWeightsMode.INT4_SYM,
+        ("int4", False): nncf.CompressWeightsMode.INT4_ASYM,
+        ("int8", True): nncf.CompressWeightsMode.INT8_SYM,
+        ("int8", False): nncf.CompressWeightsMode.INT8_ASYM,
+    }
+    options: dict[str, Any] = {"mode": modes[(config.weights or "int4", config.symmetric)]}
+    if config.weights == "int8":
+        return options | ({"ignored_scope": nncf.IgnoredScope(names=[head])} if head and _head_float(config) else {})
+    options["group_size"] = config.group_size or config.int4_block_size or DEFAULT_GROUP_SIZE
+    options["ratio"] = ratio
+    if config.keep_lm_head == "quantize":
+        options["all_layers"] = True
+    elif config.keep_lm_head == "float" and head:
+        options["ignored_scope"] = nncf.IgnoredScope(names=[head])
+    if config.algo == "awq":
+        options.update(awq=True, scale_estimation=True)
+    elif config.algo == "gptq":
+        options["gptq"] = True
+    if ratio < 1 and data_aware:
+        options["sensitivity_metric"] = nncf.SensitivityMetric.HESSIAN_INPUT_ACTIVATION
+    return options
+
+
+def _head_float(config: QuantizeConfig) -> bool:
+    return config.keep_lm_head == "float"
+
+
+def compress_lm(
+    fp32: Path,
+    config: QuantizeConfig,
+    feeds: list[dict[str, Any]] | None,
+    evaluate: Callable[[Any], dict[str, float]],
+    baseline_ppl: float,
+    budget: LMBudget,
+    task: Callable[..., Any],
+) -> OVLMResult:
+    """Compress the IR at `fp32` as `config` says; `evaluate(model)` scores a candidate against the original;
+    with the fallback on, the ratio steps down until the gates are met."""
+    import nncf
+    import openvino as ov
+
+    from modelforge.quiet import quiet
+
+    core = ov.Core()
+    head = lm_head_name(core.read_model(str(fp32)))
+    data_aware = feeds is not None and (config.algo != "rtn" or config.ratio < 1)
+    dataset = nncf.Dataset(feeds) if data_aware else None
+
+    def build(ratio: float) -> tuple[Any, dict[str, float], dict[str, Any]]:
+        options = compress_options(config, head, ratio, data_aware)
+        size = max(1, len(feeds or []))
+        with quiet():  # NNCF's bit-width table and progress bars go to stdout (they would corrupt --json)
+            model = nncf.compress_weights(core.read_model(str(fp32)), dataset=dataset, subset_size=size, **options)
+        return model, evaluate(model), options
+
+    what = f"Compressing weights with NNCF ({config.weights}, {config.algo}"
+    with task(what + (f", groups of {config.group_size or DEFAULT_GROUP_SIZE})" if config.weights == "int4" else ")")):
+        model, metrics, options = build(config.ratio)
+    steps: list[dict[str, Any]] = []
+    ratio = config.ratio
+    if config.fallback and config.weights == "int4" and not budget.met(baseline_ppl, metrics):
+        with task("Fallback: lowering NNCF's ratio (the most sensitive layers to INT8)"):
+            while ratio > 0 and not budget.met(baseline_ppl, metrics):
+                ratio = max(0.0, round(ratio - FALLBACK_STEP, 6))
+                model, metrics, options = build(ratio)
+                steps.append({"ratio": ratio, **metrics})
+    record = {
+        "nncf_mode": str(options["mode"].value),
+        "group_size": options.get("group_size", -1),
+        "ratio": ratio,
+        "lm_head": head,
+        "lm_head_precision": {"float": "float", "int8": "int8_asym (NNCF's backup)", "quantize": config.weights}[
+            config.keep_lm_head
+        ]
+        if config.weights == "int4"
+        else ("float" if _head_float(config) else config.weights),
+        "embedding_precision": config.weights
+        if config.weights == "int8" or config.keep_lm_head == "quantize"
+        else "int8_asym (NNCF's backup)",
+        "awq": bool(options.get("awq")),
+        "scale_estimation": bool(options.get("scale_estimation")),
+        "gptq": bool(options.get("gptq")),
+        "data_aware": data_aware,
+        "calibration_windows": len(feeds or []) if data_aware else 0,
+    }
+    return OVLMResult(model, metrics, record, steps)
