@@ -66,6 +66,30 @@ def lm_head_name(model: Any) -> str | None:
     return None
 
 
+def weight_precisions(model: Any) -> dict[str, tuple[str, int]]:
+    """MatMul -> (its weight constant's element type as stored: int4, int8, float, ...; element count), for the
+    MatMuls whose second input is a constant behind at most a decompression chain (Convert, Subtract, Multiply,
+    Reshape): what NNCF actually did, layer by layer."""
+    found: dict[str, tuple[str, int]] = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        node = op.input_value(1).get_node()
+        for _ in range(8):
+            if node.get_type_name() == "Constant" or node.get_input_size() == 0:
+                break
+            node = node.input_value(0).get_node()
+        if node.get_type_name() != "Constant":
+            continue
+        kind = node.get_element_type().get_type_name()  # i4, u4, i8, u8, f32, f16...
+        label = {"i4": "int4", "u4": "int4", "i8": "int8", "u8": "int8"}.get(kind, "float")
+        count = 1
+        for dim in node.get_shape():
+            count *= int(dim)
+        found[op.get_friendly_name()] = (label, count)
+    return found
+
+
 def compress_options(config: QuantizeConfig, head: str | None, ratio: float, data_aware: bool) -> dict[str, Any]:
     """compress_weights' keyword arguments for `config` at `ratio` (dataset aside)."""
     import nncf
@@ -137,9 +161,16 @@ def compress_lm(
                 ratio = max(0.0, round(ratio - FALLBACK_STEP, 6))
                 model, metrics, options = build(ratio)
                 steps.append({"ratio": ratio, **metrics})
+    layers = weight_precisions(model)
+    # The share is of the layers that were candidates (as on onnxruntime): a float lm_head by choice is not one.
+    shared = {name: v for name, v in layers.items() if not (name == head and _head_float(config))}
+    total = sum(count for _, count in shared.values()) or 1
     record = {
+        "int8_layers": sorted(name for name, (label, _) in layers.items() if label == "int8"),
+        "float_layers": sorted(name for name, (label, _) in layers.items() if label == "float"),
+        "low_bit_share": sum(n for label, n in shared.values() if label == (config.weights or "int4")) / total,
         "nncf_mode": str(options["mode"].value),
-        "group_size": options.get("group_size", -1),
+        "group_size": options.get("group_size"),  # None: per output channel (int8)
         "ratio": ratio,
         "lm_head": head,
         "lm_head_precision": {"float": "float", "int8": "int8_asym (NNCF's backup)", "quantize": config.weights}[

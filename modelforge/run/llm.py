@@ -489,8 +489,9 @@ def _report(
 
 def result_weights(stages: list[dict[str, Any]]) -> str:
     record = stages[-1]["metrics"]
-    mixed = " + int8" if record["int8_layers"] else ""
-    return f"{record['weights']}{mixed} ({record['algo']}, group {record['group_size']})"
+    mixed = " + int8" if record["int8_layers"] and record["weights"] != "int8" else ""
+    group = f"group {record['group_size']}" if record["group_size"] else "per channel"
+    return f"{record['weights']}{mixed} ({record['algo']}, {group})"
 
 
 def _write_records(folder: Path, report: dict[str, Any], recipe: Recipe) -> None:

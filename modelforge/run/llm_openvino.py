@@ -80,9 +80,9 @@ def build_openvino(
         "group_size": result.record["group_size"],
         "symmetric": config.symmetric,
         "keep_lm_head": config.keep_lm_head,
-        "int8_layers": [],
-        "float_layers": [result.record["lm_head"]] if result.record["lm_head_precision"] == "float" else [],
-        "low_bit_share": result.record["ratio"],
+        "int8_layers": result.record.pop("int8_layers"),
+        "float_layers": result.record.pop("float_layers"),
+        "low_bit_share": result.record.pop("low_bit_share"),  # of the MatMul weights, by element count
         "fallback_steps": result.fallback_steps,
         "nncf": result.record,
     }
