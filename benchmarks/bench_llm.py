@@ -102,6 +102,12 @@ def smollm2_folder(out: Path) -> Path:
 
     loaded = transformers.AutoModelForCausalLM.from_pretrained(str(source), gguf_file=GGUF)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), gguf_file=GGUF)
+    # The GGUF tokenizer comes back with a SentencePiece-style decoder chain (ByteFallback, Fuse, Replace) before
+    # its ByteLevel step, which openvino_tokenizers cannot convert; SmolLM2's own tokenizer.json decodes with
+    # ByteLevel alone (GPT-2 style). Token ids are unchanged, so perplexity figures are too.
+    from tokenizers import decoders
+
+    tokenizer.backend_tokenizer.decoder = decoders.ByteLevel()
     fresh = transformers.LlamaForCausalLM(loaded.config)
     fresh.load_state_dict(loaded.state_dict())
     fresh.eval().save_pretrained(out)

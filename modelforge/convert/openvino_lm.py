@@ -19,6 +19,8 @@ from modelforge.errors import PassError
 
 EXPORT_TIMEOUT_S = 3600
 IR = "openvino_model.xml"
+# The child's own one-line failure, told apart from the warnings tracing prints on stderr.
+MARK = "modelforge-export-error: "
 
 
 def export_openvino_lm(folder: Path, out: Path) -> Path:
@@ -44,7 +46,9 @@ def export_openvino_lm(folder: Path, out: Path) -> Path:
     model = out / IR
     if done.returncode != 0 or not model.is_file() or not (out / "openvino_tokenizer.xml").is_file():
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise PassError("export", f"optimum-intel's OpenVINO export failed: {lines[-1] if lines else done.returncode}")
+        marked = [line.removeprefix(MARK) for line in lines if line.startswith(MARK)]
+        said = marked[-1] if marked else lines[-1] if lines else done.returncode
+        raise PassError("export", f"optimum-intel's OpenVINO export failed: {said}")
     return model
 
 
@@ -66,6 +70,27 @@ def main(folder: str, out: str) -> None:
         stateful=True,
         convert_tokenizer=True,
     )
+    if not (Path(out) / "openvino_tokenizer.xml").is_file():
+        _convert_tokenizer(folder, Path(out))
+
+
+def _convert_tokenizer(folder: str, out: Path) -> None:
+    """optimum-intel only logs a tokenizer it could not convert; converting again here surfaces why."""
+    from openvino import save_model
+    from openvino_tokenizers import convert_tokenizer
+    from transformers import AutoTokenizer
+
+    from modelforge.errors import first_line
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
+    tokenizer.padding_side = tokenizer.truncation_side = "left"  # as optimum-intel sets it for text generation
+    try:
+        encoder, decoder = convert_tokenizer(tokenizer, with_detokenizer=True)
+    except Exception as exc:  # noqa: BLE001 (any converter failure is reported as one line)
+        print(f"{MARK}openvino_tokenizers could not convert the tokenizer: {first_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    save_model(encoder, str(out / "openvino_tokenizer.xml"))
+    save_model(decoder, str(out / "openvino_detokenizer.xml"))
 
 
 if __name__ == "__main__":
