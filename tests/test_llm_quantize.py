@@ -319,6 +319,7 @@ def test_openvino_int4_awq_end_to_end(ov_awq):
     assert nncf["nncf_mode"] == "int4_sym" and nncf["group_size"] == 64
     assert nncf["awq"] and nncf["scale_estimation"] and nncf["data_aware"] and nncf["calibration_windows"] > 0
     assert nncf["lm_head_precision"] == "float" and "lm_head" in nncf["lm_head"]
+    assert nncf["embedding_precision"] == "int8"  # NNCF's backup precision for the first layer
     listed = {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
     assert {"openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml"} <= listed
     assert {"config.json", "generation_config.json", "tokenizer.json"} <= listed

@@ -6,7 +6,8 @@ How modelforge's settings map onto NNCF's:
   INT8_ASYM per output channel (NNCF has no groups at 8 bits).
 - --keep-lm-head float: the lm_head MatMul in NNCF's ignored scope; int8: NNCF's default, which keeps the last
   layer at its backup precision (INT8_ASYM); quantize: all_layers, so it gets --weights too. The token embedding
-  is NNCF's "first layer": INT8_ASYM (its backup precision) unless quantize puts it at --weights as well.
+  is NNCF's "first layer": INT8_ASYM (its backup precision) unless quantize puts it at --weights as well. With
+  tied embeddings the two share one constant; the record reads back what each actually got.
 - --ratio: NNCF's ratio (the rest at INT8_ASYM, ranked by NNCF's sensitivity: the weights' own quantization error
   without calibration text, the Hessian of the layer inputs with it).
 - --algo rtn: data-free; awq: AWQ + scale estimation on the calibration text; gptq: NNCF's GPTQ. hqq is
@@ -74,20 +75,40 @@ def weight_precisions(model: Any) -> dict[str, tuple[str, int]]:
     for op in model.get_ordered_ops():
         if op.get_type_name() != "MatMul":
             continue
-        node = op.input_value(1).get_node()
-        for _ in range(8):
-            if node.get_type_name() == "Constant" or node.get_input_size() == 0:
-                break
-            node = node.input_value(0).get_node()
-        if node.get_type_name() != "Constant":
+        node = _weight_constant(op.input_value(1).get_node())
+        if node is None:
             continue
-        kind = node.get_element_type().get_type_name()  # i4, u4, i8, u8, f32, f16...
-        label = {"i4": "int4", "u4": "int4", "i8": "int8", "u8": "int8"}.get(kind, "float")
         count = 1
         for dim in node.get_shape():
             count *= int(dim)
-        found[op.get_friendly_name()] = (label, count)
+        found[op.get_friendly_name()] = (_label(node), count)
     return found
+
+
+def _weight_constant(node: Any) -> Any:
+    """The Constant behind a weight input (through Convert, Subtract, Multiply, Reshape), or None."""
+    for _ in range(8):
+        if node.get_type_name() == "Constant" or node.get_input_size() == 0:
+            break
+        node = node.input_value(0).get_node()
+    return node if node.get_type_name() == "Constant" else None
+
+
+def _label(constant: Any) -> str:
+    kind = constant.get_element_type().get_type_name()  # i4, u4, i8, u8, f32, f16...
+    return {"i4": "int4", "u4": "int4", "i8": "int8", "u8": "int8"}.get(kind, "float")
+
+
+def embedding_precision(model: Any) -> str | None:
+    """The token embedding's stored precision: the largest constant table a Gather reads."""
+    tables = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Gather":
+            constant = _weight_constant(op.input_value(0).get_node())
+            if constant is not None and len(constant.get_shape()) == 2:
+                rows, cols = (int(d) for d in constant.get_shape())
+                tables.append((rows * cols, _label(constant)))
+    return max(tables)[1] if tables else None
 
 
 def compress_options(config: QuantizeConfig, head: str | None, ratio: float, data_aware: bool) -> dict[str, Any]:
@@ -173,14 +194,10 @@ def compress_lm(
         "group_size": options.get("group_size"),  # None: per output channel (int8)
         "ratio": ratio,
         "lm_head": head,
-        "lm_head_precision": {"float": "float", "int8": "int8_asym (NNCF's backup)", "quantize": config.weights}[
-            config.keep_lm_head
-        ]
-        if config.weights == "int4"
-        else ("float" if _head_float(config) else config.weights),
-        "embedding_precision": config.weights
-        if config.weights == "int8" or config.keep_lm_head == "quantize"
-        else "int8_asym (NNCF's backup)",
+        # As read back from the compressed IR: a tied embedding shares its constant with the lm_head, so what
+        # one gets the other has too (NNCF's INT8 backup for the embedding reaches a "float" lm_head).
+        "lm_head_precision": layers[head][0] if head in layers else None,
+        "embedding_precision": embedding_precision(model),
         "awq": bool(options.get("awq")),
         "scale_estimation": bool(options.get("scale_estimation")),
         "gptq": bool(options.get("gptq")),

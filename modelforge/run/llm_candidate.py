@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ class LMCandidate:
     stages: list[dict[str, Any]]
     runner: Callable[[Path, int | None], Any]  # folder, threads -> something with once(prompt, new_tokens)
     size_of: Callable[[Path], int]
-    int8_layers: list[str] = field(default_factory=list)
 
     def size_bytes(self) -> tuple[int, int]:
         return self.size_of(self.baseline), self.size_of(self.folder)
