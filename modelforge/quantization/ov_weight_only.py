@@ -7,7 +7,8 @@ How modelforge's settings map onto NNCF's:
 - --keep-lm-head float: the lm_head MatMul in NNCF's ignored scope; int8: NNCF's default, which keeps the last
   layer at its backup precision (INT8_ASYM); quantize: all_layers, so it gets --weights too. The token embedding
   is NNCF's "first layer": INT8_ASYM (its backup precision) unless quantize puts it at --weights as well. With
-  tied embeddings the two share one constant; the record reads back what each actually got.
+  tied embeddings the two share one constant: a float lm_head keeps the embedding float too (as on onnxruntime);
+  the record reads back what each actually got.
 - --ratio: NNCF's ratio (the rest at INT8_ASYM, ranked by NNCF's sensitivity: the weights' own quantization error
   without calibration text, the Hessian of the layer inputs with it).
 - --algo rtn: data-free; awq: AWQ + scale estimation on the calibration text; gptq: NNCF's GPTQ. hqq is
@@ -111,9 +112,28 @@ def embedding_precision(model: Any) -> str | None:
     return max(tables)[1] if tables else None
 
 
-def compress_options(config: QuantizeConfig, head: str | None, ratio: float, data_aware: bool) -> dict[str, Any]:
-    """compress_weights' keyword arguments for `config` at `ratio` (dataset aside)."""
+def tied_embedding(model: Any, head: str | None) -> str | None:
+    """The Gather that reads the lm_head's own weight constant (tied embeddings), or None."""
+    matmul = next((op for op in model.get_ordered_ops() if op.get_friendly_name() == head), None)
+    weight = _weight_constant(matmul.input_value(1).get_node()) if matmul is not None else None
+    if weight is None:
+        return None
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Gather":
+            table = _weight_constant(op.input_value(0).get_node())
+            if table is not None and table.get_friendly_name() == weight.get_friendly_name():
+                return op.get_friendly_name()
+    return None
+
+
+def compress_options(
+    config: QuantizeConfig, head: str | None, ratio: float, data_aware: bool, tied: str | None = None
+) -> dict[str, Any]:
+    """compress_weights' keyword arguments for `config` at `ratio` (dataset aside). A float lm_head tied to the
+    embedding keeps the embedding float too: they are one constant, and NNCF would give it the embedding's INT8."""
     import nncf
+
+    kept = [name for name in (head, tied) if name]
 
     modes = {
         ("int4", True): nncf.CompressWeightsMode.INT4_SYM,
@@ -123,13 +143,13 @@ def compress_options(config: QuantizeConfig, head: str | None, ratio: float, dat
     }
     options: dict[str, Any] = {"mode": modes[(config.weights or "int4", config.symmetric)]}
     if config.weights == "int8":
-        return options | ({"ignored_scope": nncf.IgnoredScope(names=[head])} if head and _head_float(config) else {})
+        return options | ({"ignored_scope": nncf.IgnoredScope(names=kept)} if kept and _head_float(config) else {})
     options["group_size"] = config.group_size or config.int4_block_size or DEFAULT_GROUP_SIZE
     options["ratio"] = ratio
     if config.keep_lm_head == "quantize":
         options["all_layers"] = True
-    elif config.keep_lm_head == "float" and head:
-        options["ignored_scope"] = nncf.IgnoredScope(names=[head])
+    elif config.keep_lm_head == "float" and kept:
+        options["ignored_scope"] = nncf.IgnoredScope(names=kept)
     if config.algo == "awq":
         options.update(awq=True, scale_estimation=True)
     elif config.algo == "gptq":
@@ -160,12 +180,15 @@ def compress_lm(
     from modelforge.quiet import quiet
 
     core = ov.Core()
-    head = lm_head_name(core.read_model(str(fp32)))
+    original = core.read_model(str(fp32))
+    head = lm_head_name(original)
+    tied = tied_embedding(original, head)
+    del original
     data_aware = feeds is not None and (config.algo != "rtn" or config.ratio < 1)
     dataset = nncf.Dataset(feeds) if data_aware else None
 
     def build(ratio: float) -> tuple[Any, dict[str, float], dict[str, Any]]:
-        options = compress_options(config, head, ratio, data_aware)
+        options = compress_options(config, head, ratio, data_aware, tied)
         size = max(1, len(feeds or []))
         with quiet():  # NNCF's bit-width table and progress bars go to stdout (they would corrupt --json)
             model = nncf.compress_weights(core.read_model(str(fp32)), dataset=dataset, subset_size=size, **options)
@@ -198,6 +221,7 @@ def compress_lm(
         # one gets the other has too (NNCF's INT8 backup for the embedding reaches a "float" lm_head).
         "lm_head_precision": layers[head][0] if head in layers else None,
         "embedding_precision": embedding_precision(model),
+        "tied_embedding": tied is not None,
         "awq": bool(options.get("awq")),
         "scale_estimation": bool(options.get("scale_estimation")),
         "gptq": bool(options.get("gptq")),
