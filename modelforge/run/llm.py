@@ -20,13 +20,8 @@ from typing import Any
 from modelforge.errors import InputError
 from modelforge.progress import Progress
 from modelforge.recipe.schema import Recipe
+from modelforge.run.llm_candidate import CALIBRATION_TOKENS, EVAL_TOKENS, GPTQ_TOKENS
 
-# Held-out tokens scored (perplexity, KL, agreement), and calibration tokens the sensitivity ranking uses.
-EVAL_TOKENS = 4096
-CALIBRATION_TOKENS = 512
-GPTQ_TOKENS = 1024
-# NNCF's calibration dataset on OpenVINO (AWQ, scale estimation, GPTQ, data-aware ratio): windows of these tokens.
-OV_CALIBRATION_TOKENS = 2048
 # Generation speed: prompt tokens, new tokens, interleaved rounds.
 PROMPT_TOKENS, NEW_TOKENS, SPEED_ROUNDS = 128, 64, 3
 DEFAULT_MAX_PERPLEXITY_RATIO = 1.25

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Held-out tokens scored (perplexity, KL, agreement), and calibration tokens the sensitivity ranking uses.
+EVAL_TOKENS = 4096
+CALIBRATION_TOKENS = 512
+GPTQ_TOKENS = 1024
+# NNCF's calibration dataset on OpenVINO (AWQ, scale estimation, GPTQ, data-aware ratio): windows of these tokens.
+OV_CALIBRATION_TOKENS = 2048
+
 
 @dataclass
 class LMCandidate:

@@ -11,7 +11,7 @@ from typing import Any
 
 from modelforge.progress import Progress
 from modelforge.recipe.schema import Recipe
-from modelforge.run.llm_candidate import LMCandidate
+from modelforge.run.llm_candidate import EVAL_TOKENS, OV_CALIBRATION_TOKENS, LMCandidate
 
 MODEL_XML = "openvino_model.xml"
 
@@ -37,7 +37,6 @@ def build_openvino(
     from modelforge.evaluate.lm_openvino import OVGenerator, OVGraph, ov_feeds
     from modelforge.quantization.llm import LMBudget
     from modelforge.quantization.ov_weight_only import check_ov_config, compress_lm
-    from modelforge.run.llm import EVAL_TOKENS, OV_CALIBRATION_TOKENS
 
     config, folder, gates = checked["config"], recipe.model.path, checked["gates"]
     check_ov_config(config, cal_ids is not None)
