@@ -15,6 +15,8 @@ CALIBRATION_TOKENS = 512
 GPTQ_TOKENS = 1024
 # NNCF's calibration dataset on OpenVINO (AWQ, scale estimation, GPTQ, data-aware ratio): windows of these tokens.
 OV_CALIBRATION_TOKENS = 2048
+# Generation speed: prompt tokens, new tokens, interleaved rounds.
+PROMPT_TOKENS, NEW_TOKENS, SPEED_ROUNDS = 128, 64, 3
 
 
 @dataclass
