@@ -315,6 +315,7 @@ def test_openvino_int4_awq_end_to_end(ov_awq):
     assert summary["decode_tokens_per_s_result"] > 0 and summary["prefill_tokens_per_s_baseline"] > 0
     assert report["models"]["result"]["format"] == "openvino"
     assert report["evaluation"]["language_model"]["speed_settings"]["threads"] == 1
+    assert report["stages"][-1]["metrics"]["inference_precision"] in ("f32", "bf16", "f16")
     nncf = report["stages"][-1]["metrics"]["nncf"]
     assert nncf["nncf_mode"] == "int4_sym" and nncf["group_size"] == 64
     assert nncf["awq"] and nncf["scale_estimation"] and nncf["data_aware"] and nncf["calibration_windows"] > 0

@@ -34,7 +34,7 @@ def build_openvino(
 
     from modelforge.convert.openvino_lm import export_openvino_lm
     from modelforge.evaluate.lm import WINDOW, Reference, token_windows
-    from modelforge.evaluate.lm_openvino import OVGenerator, OVGraph, ov_feeds
+    from modelforge.evaluate.lm_openvino import OVGenerator, OVGraph, default_precision, ov_feeds
     from modelforge.quantization.llm import LMBudget
     from modelforge.quantization.ov_weight_only import check_ov_config, compress_lm
 
@@ -50,7 +50,7 @@ def build_openvino(
 
     started = time.perf_counter()
     with progress.task("Scoring the original (OpenVINO) on the held-out text"):
-        evaluation = Reference.of(OVGraph(fp32, threads), token_windows(eval_ids, window, EVAL_TOKENS))
+        evaluation = Reference.of(OVGraph(fp32, threads, exact=True), token_windows(eval_ids, window, EVAL_TOKENS))
     feeds = None
     if cal_ids is not None:
         feeds = ov_feeds(ov.Core().read_model(str(fp32)), token_windows(cal_ids, window, OV_CALIBRATION_TOKENS))
@@ -81,6 +81,8 @@ def build_openvino(
         "low_bit_share": result.record.pop("low_bit_share"),  # of the MatMul weights, by element count
         "fallback_steps": result.fallback_steps,
         "nncf": result.record,
+        # The original is scored in f32; the result (and both models' speed) at OpenVINO's default precision.
+        "inference_precision": default_precision(),
     }
     stages.append(_stage("quantize", started, "openvino", record))
     return LMCandidate(
