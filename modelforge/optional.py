@@ -43,6 +43,15 @@ OPTIONAL: dict[str, OptionalModule] = {
     "onnxruntime_genai": OptionalModule(
         "onnxruntime-genai", "llm", "language models: ONNX export with a KV cache, generation speed"
     ),
+    "optimum.intel": OptionalModule(
+        "optimum-intel", "llm-openvino", "language models on OpenVINO: the stateful export with a KV cache"
+    ),
+    "openvino_tokenizers": OptionalModule(
+        "openvino-tokenizers", "llm-openvino", "language models on OpenVINO: the tokenizer as an IR"
+    ),
+    "openvino_genai": OptionalModule(
+        "openvino-genai", "llm-openvino", "language models on OpenVINO: generation and its tokens/s"
+    ),
     "tensorrt": OptionalModule("tensorrt", "tensorrt", "building and running TensorRT engines"),
     "openvino": OptionalModule("openvino", "openvino", "the OpenVINO runtime and IR files"),
     "nncf": OptionalModule("nncf", "openvino", "NNCF's INT8 quantization of OpenVINO models (quantize --scheme nncf)"),
@@ -53,7 +62,7 @@ OPTIONAL: dict[str, OptionalModule] = {
 
 def _entry(module: str) -> OptionalModule:
     """The table row of `module` or of the package it lives in (`ai_edge_litert.interpreter`)."""
-    return OPTIONAL[module.partition(".")[0]]
+    return OPTIONAL.get(module) or OPTIONAL[module.partition(".")[0]]
 
 
 def missing(module: str, purpose: str) -> MissingExtraError:

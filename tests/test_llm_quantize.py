@@ -285,3 +285,111 @@ def test_language_model_gates_are_refused_on_other_models(tmp_path):
         tmp_path / "o",
     )
     assert result.returncode == 2 and "gate max_perplexity_ratio is for language models" in result.stderr
+
+
+# OpenVINO (--target openvino / auto): optimum-intel's stateful export and NNCF's compress_weights.
+needs_openvino_lm = pytest.mark.skipif(
+    not all(installed(m) for m in ("openvino", "nncf", "optimum.intel", "openvino_genai", "openvino_tokenizers")),
+    reason="needs the llm-openvino extra (optimum-intel, openvino-genai, openvino-tokenizers)",
+)
+
+
+@pytest.fixture(scope="module")
+def ov_awq(lm_folder, tmp_path_factory):
+    """INT4 on OpenVINO with AWQ + scale estimation on the calibration text, groups of 64, one thread."""
+    out = tmp_path_factory.mktemp("lm-ov") / "int4-awq"
+    args = ("--target", "openvino", "--algo", "awq", "--group-size", "64", "--threads", "1")
+    texts = ("-c", lm_folder.parent / "calibration.txt", "--eval-data", lm_folder.parent / "heldout.txt")
+    return run_cli("quantize", lm_folder, "--weights", "int4", *args, *texts, "-o", out, "--json"), out
+
+
+@needs_openvino_lm
+def test_openvino_int4_awq_end_to_end(ov_awq):
+    result, out = ov_awq
+    assert result.returncode == 0, result.explain()[-3000:]
+    assert json.loads(result.stdout)["summary"]["weights"].startswith("int4")  # NNCF's tables stay off stdout
+    report = json.loads((out / "report.json").read_text())
+    summary = report["summary"]
+    assert 0.9 < summary["perplexity_ratio"] <= 1.25 and 0 <= summary["token_kl"] <= 0.1
+    assert summary["top1_agreement"] > 0.8 and summary["size_ratio"] > 1.5
+    assert summary["decode_tokens_per_s_result"] > 0 and summary["prefill_tokens_per_s_baseline"] > 0
+    assert report["models"]["result"]["format"] == "openvino"
+    assert report["evaluation"]["language_model"]["speed_settings"]["threads"] == 1
+    assert report["stages"][-1]["metrics"]["inference_precision"] in ("f32", "bf16", "f16")
+    nncf = report["stages"][-1]["metrics"]["nncf"]
+    assert nncf["nncf_mode"] == "int4_sym" and nncf["group_size"] == 64
+    assert nncf["awq"] and nncf["scale_estimation"] and nncf["data_aware"] and nncf["calibration_windows"] > 0
+    assert nncf["lm_head_precision"] == "float" and "lm_head" in nncf["lm_head"]
+    assert nncf["embedding_precision"] == "int8"  # NNCF's backup precision for the first layer
+    listed = {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
+    assert {"openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml"} <= listed
+    assert {"config.json", "generation_config.json", "tokenizer.json"} <= listed
+    import openvino as ov
+
+    ops = ov.Core().read_model(str(out / "openvino_model.xml")).get_ops()
+    assert "ReadValue" in {op.get_type_name() for op in ops}  # stateful: the KV cache is the model's state
+    int4 = [op for op in ops if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i4]
+    assert len(int4) == 14  # 2 layers x 7 linear layers; the lm_head float, the embedding int8
+
+
+@needs_openvino_lm
+def test_the_openvino_folder_runs_in_genai_and_optimum(ov_awq):
+    import openvino_genai
+
+    _, out = ov_awq
+    pipeline = openvino_genai.LLMPipeline(str(out), "CPU")
+    config = openvino_genai.GenerationConfig()
+    config.max_new_tokens = config.min_new_tokens = 4
+    config.ignore_eos = True
+    assert isinstance(pipeline.generate("Return the", config), str)
+    del pipeline
+    from modelforge.model.huggingface.offline import import_transformers
+
+    transformers = import_transformers()
+    from optimum.intel import OVModelForCausalLM
+
+    model = OVModelForCausalLM.from_pretrained(out, local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    prompt = tokenizer("Return the", return_tensors="pt")
+    tokens = model.generate(**prompt, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert tokens.shape[1] == prompt["input_ids"].shape[1] + 4
+
+
+@needs_openvino_lm
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--target", "openvino", "--algo", "hqq"), "NNCF's compress_weights supports rtn, awq, gptq"),
+        (
+            ("--algo", "awq", "-c", "{cal}"),
+            "onnxruntime has no CPU AWQ; NNCF's AWQ + scale estimation runs with --target openvino",
+        ),
+        (("--target", "openvino", "--algo", "awq"), "algo awq needs calibration text"),
+    ],
+)
+def test_algorithms_a_runtime_lacks_are_refused(lm_folder, tmp_path, args, said):
+    args = tuple(str(a).format(cal=lm_folder.parent / "calibration.txt") for a in args)
+    code, output = invoke(
+        "quantize", lm_folder, *args, "--eval-data", lm_folder.parent / "heldout.txt", "-o", tmp_path / "o"
+    )
+    assert code == 2 and said in output, output
+    assert not (tmp_path / "o").exists()
+
+
+@needs_openvino_lm
+def test_target_auto_ships_the_faster_candidate_that_meets_the_gates(lm_folder, tmp_path):
+    out = tmp_path / "auto"
+    texts = ("--eval-data", lm_folder.parent / "heldout.txt", "-o", out, "--json")
+    result = run_cli("quantize", lm_folder, "--weights", "int4", "--target", "auto", "--threads", "1", *texts)
+    assert result.returncode == 0, result.explain()[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    auto = report["stages"][-1]["metrics"]["target_auto"]
+    rows = {row["runtime"]: row for row in auto["candidates"]}
+    assert set(rows) == {"onnxruntime", "openvino"} and all(r["meets_gates"] for r in rows.values())
+    winner = auto["chosen"]["runtime"]
+    assert rows[winner]["verdict"] == "chosen" and rows[winner]["decode_tokens_per_s"] == max(
+        r["decode_tokens_per_s"] for r in rows.values()
+    )
+    assert report["summary"]["decode_tokens_per_s_result"] == rows[winner]["decode_tokens_per_s"]
+    shipped = "openvino_model.xml" if winner == "openvino" else "model.onnx"
+    assert (out / shipped).is_file() and report["models"]["result"]["path"].endswith(shipped)

@@ -44,6 +44,15 @@ def test_require_a_dotted_name_is_gated_by_its_package(monkeypatch):
     assert caught.value.hint == "pip install 'modelforge[tf]'"
 
 
+def test_a_submodule_with_its_own_row_names_its_own_extra(monkeypatch):
+    """optimum.intel is its own distribution (optimum-intel, the llm-openvino extra), not optimum-onnx's."""
+    monkeypatch.setitem(sys.modules, "optimum.intel", None)
+    with pytest.raises(MissingExtraError, match=r"needs optimum-intel") as caught:
+        require("optimum.intel", "--target openvino for a language model")
+    assert caught.value.hint == "pip install 'modelforge[llm-openvino]'"
+    assert missing("optimum.exporters", "x").hint == "pip install 'modelforge[hf]'"
+
+
 def test_h5py_missing_names_the_tensorflow_that_brings_it():
     error = missing("h5py", "loading the Keras model m.h5")
     assert error.message == "loading the Keras model m.h5 needs tensorflow, which is not installed"

@@ -44,7 +44,8 @@ def quantize(
         typer.Option(
             help="Runtime: cpu (onnxruntime), tensorrt (int8 symmetric QDQ), openvino (IR model.xml/.bin, needs "
             "the openvino extra) or auto (measure every installed runtime x precision here, keep the fastest "
-            "that meets the gates)."
+            "that meets the gates). Language models: cpu (onnxruntime-genai), openvino (NNCF compress_weights, "
+            "llm-openvino extra) or auto (both, the higher decode tokens/s that meets the gates)."
         ),
     ] = "cpu",
     precision: Annotated[
@@ -93,7 +94,11 @@ def quantize(
         bool, typer.Option("--symmetric/--asymmetric", help="Weight-only: zero point 0, or one per group.")
     ] = True,
     algo: Annotated[
-        str, typer.Option(help="Weight-only rounding: rtn, hqq or gptq (gptq uses --calibration text).")
+        str,
+        typer.Option(
+            help="Weight-only rounding: rtn, hqq (cpu), gptq or awq (openvino: AWQ + scale estimation); gptq "
+            "and awq use --calibration text."
+        ),
     ] = "rtn",
     keep_lm_head: Annotated[
         str, typer.Option(help="Language models: the lm_head stays float, goes int8, or is quantized (quantize).")

@@ -117,31 +117,49 @@ def _perplexity(windows: list[np.ndarray], log_probs: list[np.ndarray]) -> float
     return float(np.exp(nll / max(count, 1)))
 
 
-def generation_speed(
-    folders: dict[str, Path], prompt: list[int], new_tokens: int, rounds: int = 3
-) -> dict[str, dict[str, float]]:
-    """Prefill and decode tokens/s of each onnxruntime-genai folder (greedy, the KV cache on), the folders
-    interleaved round by round; the median of `rounds`. Prompt and new tokens are cut to the context length."""
-    import onnxruntime_genai as og
+class GenaiGenerator:
+    """One onnxruntime-genai folder, greedy with the KV cache; `threads` overrides genai_config.json's session
+    options (intra-op threads) without touching the folder."""
 
-    models = {name: og.Model(str(folder)) for name, folder in folders.items()}
-    times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in folders}
+    def __init__(self, folder: Path, threads: int | None = None):
+        import json
+
+        import onnxruntime_genai as og
+
+        config = og.Config(str(folder))
+        if threads:
+            overlay = {"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}
+            config.overlay(json.dumps(overlay))
+        self.og, self.model = og, og.Model(config)
+
+    def once(self, prompt: list[int], new_tokens: int) -> tuple[float, float]:
+        """(prefill tokens/s, decode tokens/s) of one generation from `prompt`."""
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(prompt) + new_tokens, do_sample=False)
+        generator = self.og.Generator(self.model, params)
+        started = time.perf_counter()
+        generator.append_tokens(np.asarray(prompt, dtype=np.int32))
+        prefilled = time.perf_counter()
+        made = 0
+        while made < new_tokens and not generator.is_done():
+            generator.generate_next_token()
+            made += 1
+        ended = time.perf_counter()
+        del generator
+        return len(prompt) / max(prefilled - started, 1e-9), made / max(ended - prefilled, 1e-9)
+
+
+def generation_speed(
+    runners: dict[str, Any], prompt: list[int], new_tokens: int, rounds: int = 3
+) -> dict[str, dict[str, float]]:
+    """Prefill and decode tokens/s of each runner (a GenaiGenerator or an OpenVINO one: `once(prompt, new)`),
+    interleaved round by round; the median of `rounds`. Prompt and new tokens are cut to the context length."""
+    times: dict[str, dict[str, list[float]]] = {name: {"prefill": [], "decode": []} for name in runners}
     for _ in range(rounds):
-        for name, model in models.items():
-            params = og.GeneratorParams(model)
-            params.set_search_options(max_length=len(prompt) + new_tokens, do_sample=False)
-            generator = og.Generator(model, params)
-            started = time.perf_counter()
-            generator.append_tokens(np.asarray(prompt, dtype=np.int32))
-            prefilled = time.perf_counter()
-            made = 0
-            while made < new_tokens and not generator.is_done():
-                generator.generate_next_token()
-                made += 1
-            ended = time.perf_counter()
-            times[name]["prefill"].append(len(prompt) / max(prefilled - started, 1e-9))
-            times[name]["decode"].append(made / max(ended - prefilled, 1e-9))
-            del generator
+        for name, runner in runners.items():
+            prefill, decode = runner.once(prompt, new_tokens)
+            times[name]["prefill"].append(prefill)
+            times[name]["decode"].append(decode)
     return {
         name: {
             "prefill_tokens_per_s": float(np.median(t["prefill"])),

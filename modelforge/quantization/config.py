@@ -93,8 +93,8 @@ class QuantizeConfig(BaseModel):
     algo: Literal["rtn", "hqq", "gptq", "awq"] = Field(
         "rtn",
         description="Weight-only rounding: rtn (round to nearest), hqq (half-quadratic, data-free), gptq (the "
-        "calibration text's second-order statistics); awq is NNCF's and needs an OpenVINO target, which is not "
-        "built yet (onnxruntime has no CPU AWQ).",
+        "calibration text's second-order statistics; onnxruntime's or NNCF's), awq (NNCF's AWQ + scale estimation on "
+        "the calibration text: target openvino only; onnxruntime has no CPU AWQ). hqq is onnxruntime's only.",
     )
     keep_lm_head: Literal["float", "int8", "quantize"] = Field(
         "float",
@@ -149,12 +149,19 @@ class QuantizeConfig(BaseModel):
         if self.group_size is not None and self.group_size & (self.group_size - 1):
             raise ValueError("group_size must be a power of two")
         if self.weights is not None:
-            if self.target != "cpu":
-                raise ValueError("weights int4/int8 (language models) runs on onnxruntime: use target cpu")
-            if self.algo == "awq":
+            if self.target == "tensorrt":
                 raise ValueError(
-                    "algo awq: onnxruntime has no CPU AWQ (NNCF's works on OpenVINO models, not built here yet); "
-                    "use rtn, hqq or gptq"
+                    "weights int4/int8 (language models) runs on onnxruntime or OpenVINO: use target "
+                    "cpu, openvino or auto"
+                )
+            if self.algo == "awq" and self.target == "cpu":
+                raise ValueError(
+                    "algo awq: onnxruntime has no CPU AWQ; NNCF's AWQ + scale estimation runs with --target openvino"
+                )
+            if self.target == "auto" and self.algo not in ("rtn", "gptq"):
+                raise ValueError(
+                    f"algo {self.algo}: target auto builds both runtimes, which share rtn and gptq only (awq: "
+                    "--target openvino; hqq: --target cpu)"
                 )
         if self.precision in ("bf16", "fp32") and self.target != "openvino":
             raise ValueError(f"precision {self.precision} is an OpenVINO execution precision: use target openvino")

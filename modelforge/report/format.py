@@ -202,6 +202,7 @@ FORMAT_NAMES = {
     "keras": "Keras",
     "savedmodel": "SavedModel",
     "tflite": "TFLite",
+    "openvino": "OpenVINO IR",
 }
 
 

@@ -10,7 +10,6 @@ plus the report and the manifest. Only the quantize pass applies to a language m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -20,13 +19,15 @@ from typing import Any
 from modelforge.errors import InputError
 from modelforge.progress import Progress
 from modelforge.recipe.schema import Recipe
+from modelforge.run.llm_candidate import (
+    CALIBRATION_TOKENS,
+    EVAL_TOKENS,
+    GPTQ_TOKENS,
+    NEW_TOKENS,
+    PROMPT_TOKENS,
+    SPEED_ROUNDS,
+)
 
-# Held-out tokens scored (perplexity, KL, agreement), and calibration tokens the sensitivity ranking uses.
-EVAL_TOKENS = 4096
-CALIBRATION_TOKENS = 512
-GPTQ_TOKENS = 1024
-# Generation speed: prompt tokens, new tokens, interleaved rounds.
-PROMPT_TOKENS, NEW_TOKENS, SPEED_ROUNDS = 128, 64, 3
 DEFAULT_MAX_PERPLEXITY_RATIO = 1.25
 DEFAULT_MAX_TOKEN_KL = 0.1
 MAX_TEXT_BYTES = 64 << 20
@@ -80,8 +81,16 @@ def _check(recipe: Recipe) -> Any:
         config = config.model_copy(update={"weights": "int4"})
     if recipe.data.eval_data is None:
         raise InputError("a language model is judged on held-out text: pass --eval-data TEXT.txt")
-    if config.algo == "gptq" and recipe.data.calibration is None:
-        raise InputError("algo gptq needs calibration text: pass --calibration TEXT.txt")
+    if config.algo in ("gptq", "awq") and recipe.data.calibration is None:
+        raise InputError(f"algo {config.algo} needs calibration text: pass --calibration TEXT.txt")
+    if config.target in ("openvino", "auto"):
+        from modelforge.optional import installed, missing
+        from modelforge.quantization.ov_weight_only import check_ov_config
+
+        check_ov_config(config, recipe.data.calibration is not None)
+        for module in ("openvino", "nncf", "optimum.intel", "openvino_tokenizers", "openvino_genai"):
+            if not installed(module):
+                raise missing(module, f"--target {config.target} for a language model")
     return config
 
 
@@ -136,6 +145,7 @@ def check_lm_recipe(recipe: Recipe) -> dict[str, Any]:
         "cal_text": cal_text,
         "tokenizer": tokenizer,
         "architecture": hf_config["architectures"][0],
+        "context": hf_config.get("max_position_embeddings"),
     }
 
 
@@ -145,7 +155,11 @@ def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
     config, gates = checked["config"], checked["gates"]
     return {
         "model": f"{recipe.model.path} ({checked['architecture']}, task text-generation)",
-        "export": "onnxruntime-genai model builder, float32, KV cache",
+        "export": {
+            "cpu": "onnxruntime-genai model builder, float32, KV cache",
+            "openvino": "optimum-intel, stateful OpenVINO IR, float32, KV cache",
+            "auto": "both (onnxruntime-genai builder and optimum-intel), the faster result that meets the gates",
+        }[config.target],
         "quantize": f"weights {config.weights}, {config.algo}, group {config.group_size or config.int4_block_size}, "
         f"{'symmetric' if config.symmetric else 'asymmetric'}, lm_head {config.keep_lm_head}, ratio {config.ratio:g}",
         "evaluation": f"{recipe.data.eval_data.path}: up to {EVAL_TOKENS} tokens",
@@ -160,73 +174,123 @@ def plan_lm_recipe(recipe: Recipe) -> dict[str, Any]:
 
 def run_lm_recipe(recipe: Recipe, progress: Progress, out: Path) -> tuple[dict[str, Any], Path | None]:
     """The whole run; returns the report and where an output it replaced went (the runner's RunResult)."""
-    from modelforge.convert.causal_lm import export_causal_lm
-    from modelforge.evaluate.lm import WINDOW, KVGraph, Reference, graph_feeds, token_windows
-    from modelforge.model.onnx_model import load_onnx
-    from modelforge.quantization.llm import LMBudget, quantize_lm
+    from modelforge.run.llm_report import choose, lm_report, write_records
     from modelforge.run.output import staged_output
 
     checked = check_lm_recipe(recipe)
-    config, folder, gates, defaults = checked["config"], recipe.model.path, checked["gates"], checked["defaults"]
-    eval_text, cal_text, tokenizer = checked["eval_text"], checked["cal_text"], checked["tokenizer"]
-    budget = LMBudget(gates.max_perplexity_ratio, gates.max_token_kl)
+    target = checked["config"].target
+    eval_ids = _ids(checked["tokenizer"], checked["eval_text"])
+    if len(eval_ids) < 2:
+        raise InputError(f"--eval-data {recipe.data.eval_data.path}: fewer than 2 tokens")
+    cal_ids = _ids(checked["tokenizer"], checked["cal_text"]) if checked["cal_text"] else None
+    threads = recipe.evaluate.latency.threads
 
     with staged_output(out) as staging:
-        stages: list[dict[str, Any]] = []
-        started = time.perf_counter()
-        with progress.task("Exporting to ONNX with a KV cache (onnxruntime-genai builder)"):
-            fp32 = export_causal_lm(folder, staging.workdir / "fp32", staging.workdir / "builder-cache")
-        stages.append(_stage("export", started, "huggingface", {"exporter": "onnxruntime-genai model builder"}))
-        genai = json.loads((fp32.parent / "genai_config.json").read_text(encoding="utf-8"))
-        decoder = genai["model"]["decoder"]
-        head_size = int(decoder["head_size"])
-        context = int(genai["model"].get("context_length") or 2048)
-        window = min(WINDOW, context)
-        eval_ids = _ids(tokenizer, eval_text)
-        if len(eval_ids) < 2:
-            raise InputError(f"--eval-data {recipe.data.eval_data.path}: fewer than 2 tokens")
-        cal_ids = _ids(tokenizer, cal_text) if cal_text else eval_ids
+        candidates = []
+        if target in ("cpu", "auto"):
+            dest = staging.folder if target == "cpu" else staging.workdir / "candidate-onnxruntime"
+            candidates.append(_build_onnxruntime(recipe, checked, eval_ids, cal_ids, progress, staging.workdir, dest))
+        if target in ("openvino", "auto"):
+            from modelforge.run.llm_openvino import build_openvino
 
-        started = time.perf_counter()
-        base = load_onnx(fp32)
-        graph = KVGraph(fp32, head_size, recipe.evaluate.latency.threads)
-        with progress.task("Scoring the original on the held-out text"):
-            evaluation = Reference.of(graph, token_windows(eval_ids, window, EVAL_TOKENS))
-            calibration = Reference.of(graph, token_windows(cal_ids, window, CALIBRATION_TOKENS))
-        feeds = graph_feeds(graph, token_windows(cal_ids, window, GPTQ_TOKENS)) if config.algo == "gptq" else []
-        del graph
-        result = quantize_lm(
-            base, config, evaluation, calibration, head_size, budget, feeds, f"model folder {folder}", progress.task
-        )
-        del base
-        _write_folder(result.model, fp32.parent, folder, staging.folder)
-        quant_record = {
-            "weights": config.weights,
-            "algo": config.algo,
-            "group_size": config.group_size or config.int4_block_size,
-            "symmetric": config.symmetric,
-            "keep_lm_head": config.keep_lm_head,
-            "int8_layers": result.int8_nodes,
-            "float_layers": result.float_nodes,
-            "low_bit_share": result.low_bit_share,
-            "fallback_steps": result.fallback_steps,
-        }
-        if result.sensitivity:
-            quant_record["sensitivity_kl"] = dict(result.sensitivity[:20])
-        stages.append(_stage("quantize", started, "onnx", quant_record))
-
+            dest = staging.folder if target == "openvino" else staging.workdir / "candidate-openvino"
+            candidates.append(build_openvino(recipe, checked, eval_ids, cal_ids, progress, staging.workdir, dest))
         speed = None
         if not recipe.evaluate.skip_latency:
             from modelforge.evaluate.lm import generation_speed
 
+            context = int(checked.get("context") or 2048)
             prompt = eval_ids[: min(PROMPT_TOKENS, context // 2)]
             new = max(1, min(NEW_TOKENS, context - len(prompt)))
+            runners = {}
+            for c in candidates:
+                runners[f"{c.runtime}:baseline"] = c.runner(c.baseline, threads)
+                runners[f"{c.runtime}:result"] = c.runner(c.folder, threads)
             with progress.task("Measuring prefill and decode tokens/s (interleaved)"):
-                speed = generation_speed({"baseline": fp32.parent, "result": staging.folder}, prompt, new, SPEED_ROUNDS)
-        report = _report(recipe, evaluation, result, speed, fp32, staging.folder, stages, gates, defaults, out)
-        _write_records(staging.folder, report, recipe)
+                speed = generation_speed(runners, prompt, new, SPEED_ROUNDS)
+            del runners
+        choice = None
+        winner = candidates[0]
+        if target == "auto":
+            winner, choice = choose(candidates, speed, checked)
+            progress.log(f"quantize: target auto chose {winner.runtime}: {choice['why']}")
+            winner.move_into(staging.folder)
+        report = lm_report(recipe, winner, speed, checked, out, choice)
+        write_records(staging.folder, report, recipe)
         moved = staging.move_into_place(extending=False)
     return report, moved
+
+
+def _build_onnxruntime(
+    recipe: Recipe,
+    checked: dict[str, Any],
+    eval_ids: list[int],
+    cal_ids: list[int] | None,
+    progress: Progress,
+    workdir: Path,
+    dest: Path,
+) -> Any:
+    """The onnxruntime candidate: the genai builder's float32 export, modelforge's MatMulNBits, scored."""
+    from modelforge.convert.causal_lm import export_causal_lm
+    from modelforge.evaluate.lm import WINDOW, GenaiGenerator, KVGraph, Reference, graph_feeds, token_windows
+    from modelforge.model.onnx_model import load_onnx
+    from modelforge.quantization.llm import LMBudget, quantize_lm
+    from modelforge.run.llm_candidate import LMCandidate
+
+    config, folder, gates = checked["config"], recipe.model.path, checked["gates"]
+    budget = LMBudget(gates.max_perplexity_ratio, gates.max_token_kl)
+    stages: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with progress.task("Exporting to ONNX with a KV cache (onnxruntime-genai builder)"):
+        fp32 = export_causal_lm(folder, workdir / "fp32", workdir / "builder-cache")
+    stages.append(_stage("export", started, "huggingface", {"exporter": "onnxruntime-genai model builder"}))
+    genai = json.loads((fp32.parent / "genai_config.json").read_text(encoding="utf-8"))
+    head_size = int(genai["model"]["decoder"]["head_size"])
+    checked["context"] = int(genai["model"].get("context_length") or checked.get("context") or 2048)
+    window = min(WINDOW, checked["context"])
+    cal = cal_ids if cal_ids is not None else eval_ids
+
+    started = time.perf_counter()
+    base = load_onnx(fp32)
+    graph = KVGraph(fp32, head_size, recipe.evaluate.latency.threads)
+    with progress.task("Scoring the original on the held-out text"):
+        evaluation = Reference.of(graph, token_windows(eval_ids, window, EVAL_TOKENS))
+        calibration = Reference.of(graph, token_windows(cal, window, CALIBRATION_TOKENS))
+    feeds = graph_feeds(graph, token_windows(cal, window, GPTQ_TOKENS)) if config.algo == "gptq" else []
+    del graph
+    result = quantize_lm(
+        base, config, evaluation, calibration, head_size, budget, feeds, f"model folder {folder}", progress.task
+    )
+    del base
+    dest.mkdir(parents=True, exist_ok=True)
+    _write_folder(result.model, fp32.parent, folder, dest)
+    quant_record = {
+        "runtime": "onnxruntime",
+        "weights": config.weights,
+        "algo": config.algo,
+        "group_size": config.group_size or config.int4_block_size,
+        "symmetric": config.symmetric,
+        "keep_lm_head": config.keep_lm_head,
+        "int8_layers": result.int8_nodes,
+        "float_layers": result.float_nodes,
+        "low_bit_share": result.low_bit_share,
+        "fallback_steps": result.fallback_steps,
+    }
+    if result.sensitivity:
+        quant_record["sensitivity_kl"] = dict(result.sensitivity[:20])
+    stages.append(_stage("quantize", started, "onnx", quant_record))
+    return LMCandidate(
+        runtime="onnxruntime",
+        folder=dest,
+        baseline=fp32.parent,
+        model_file="model.onnx",
+        baseline_perplexity=evaluation.perplexity(),
+        metrics=result.metrics,
+        quant_record=quant_record,
+        stages=stages,
+        runner=GenaiGenerator,
+        size_of=_size,
+    )
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
@@ -260,125 +324,3 @@ def _write_folder(model: Any, built: Path, source: Path, folder: Path) -> None:
 
 def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
-
-
-def _report(
-    recipe: Recipe,
-    evaluation: Any,
-    result: Any,
-    speed: dict[str, dict[str, float]] | None,
-    fp32: Path,
-    written: Path,
-    stages: list[dict[str, Any]],
-    gates: Any,
-    defaults: set[str],
-    out: Path,
-) -> dict[str, Any]:
-    from modelforge.machine import machine_record
-    from modelforge.report import build_report
-    from modelforge.run.gates import evaluate_gates
-    from modelforge.run.records import json_safe
-
-    base_ppl = evaluation.perplexity()
-    metrics = result.metrics
-    size_a, size_b = _size(fp32.parent), _size(written)
-    decode = {k: (speed or {}).get(k, {}).get("decode_tokens_per_s") for k in ("baseline", "result")}
-    prefill = {k: (speed or {}).get(k, {}).get("prefill_tokens_per_s") for k in ("baseline", "result")}
-    summary = {
-        "accuracy_baseline": None,
-        "accuracy_result": None,
-        "accuracy_drop_pp": None,
-        "top1_agreement": metrics["top1_agreement"],
-        "output_cosine": None,
-        # One decoded token's time: the latency a language model is served at.
-        "latency_p50_ms_baseline": 1000 / decode["baseline"] if decode["baseline"] else None,
-        "latency_p50_ms_result": 1000 / decode["result"] if decode["result"] else None,
-        "speedup": decode["result"] / decode["baseline"] if decode["baseline"] and decode["result"] else None,
-        "size_bytes_baseline": size_a,
-        "size_bytes_result": size_b,
-        "size_ratio": size_a / size_b if size_b else None,
-        "perplexity_baseline": base_ppl,
-        "perplexity_result": metrics["perplexity"],
-        "perplexity_ratio": metrics["perplexity"] / base_ppl if base_ppl else None,
-        "token_kl": metrics["token_kl"],
-        "prefill_tokens_per_s_baseline": prefill["baseline"],
-        "prefill_tokens_per_s_result": prefill["result"],
-        "decode_tokens_per_s_baseline": decode["baseline"],
-        "decode_tokens_per_s_result": decode["result"],
-        "weights": result_weights(stages),
-    }
-    evaluated = {
-        "data": f"{recipe.data.eval_data.path} (tokens)",
-        "metrics": {
-            "samples": metrics["tokens"],
-            "accuracy_baseline": None,
-            "accuracy_result": None,
-            "top1_agreement": metrics["top1_agreement"],
-            "output_cosine": None,
-        },
-        "latency": None,
-        "language_model": {
-            "tokens": metrics["tokens"],
-            "speed": speed,
-            "speed_settings": {"prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS, "rounds": SPEED_ROUNDS},
-            "runtime": "onnxruntime-genai (KV cache, greedy), baseline and result interleaved",
-        },
-    }
-    model_io = {"inputs": [], "outputs": []}
-    report = build_report(
-        recipe=recipe.model_dump(mode="json"),
-        models={
-            "source": str(recipe.model.path),
-            "baseline": {
-                "path": str(recipe.model.path),
-                "format": "onnx",
-                "source_format": "huggingface",
-                "size_bytes": size_a,
-                "compute": None,
-                "opset": None,
-                **model_io,
-            },
-            "result": {
-                "path": str(out / "model.onnx"),
-                "format": "onnx",
-                "size_bytes": size_b,
-                "compute": None,
-                "opset": None,
-                **model_io,
-            },
-        },
-        stages=stages,
-        preflight={},
-        evaluation=evaluated,
-        summary=summary,
-        gates=evaluate_gates(gates, summary, frozenset(defaults)),
-        machine=machine_record(("onnxruntime_genai", "transformers", "tokenizers", "torch")),
-    )
-    return json_safe(report)
-
-
-def result_weights(stages: list[dict[str, Any]]) -> str:
-    record = stages[-1]["metrics"]
-    mixed = " + int8" if record["int8_layers"] else ""
-    return f"{record['weights']}{mixed} ({record['algo']}, group {record['group_size']})"
-
-
-def _write_records(folder: Path, report: dict[str, Any], recipe: Recipe) -> None:
-    from modelforge.manifest import MANIFEST_NAME, build_manifest
-    from modelforge.report.html import render_html
-    from modelforge.report.markdown import render_markdown
-    from modelforge.run.records import json_default
-    from modelforge.safe_files import write_text
-
-    write_text(folder / "report.json", json.dumps(report, indent=2, allow_nan=False, default=json_default) + "\n")
-    write_text(folder / "report.md", render_markdown(report))
-    write_text(folder / "report.html", render_html(report))
-    write_text(folder / "recipe.resolved.yaml", recipe.to_yaml())
-    data = {
-        role: source.path
-        for role, source in (("calibration", recipe.data.calibration), ("eval_data", recipe.data.eval_data))
-        if source is not None
-    }
-    hashes = {role: hashlib.sha256(path.read_bytes()).hexdigest() for role, path in data.items()}
-    manifest = build_manifest(folder, recipe.model_dump(mode="json"), hashes, report["machine"]["versions"])
-    write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
