@@ -287,6 +287,17 @@ def test_language_model_gates_are_refused_on_other_models(tmp_path):
     assert result.returncode == 2 and "gate max_perplexity_ratio is for language models" in result.stderr
 
 
+@pytest.mark.parametrize("target", ["cpu", "openvino"])
+def test_weight_only_flags_are_refused_on_other_models(tmp_path, target):
+    from tests.conftest import DIGITS_CALIBRATION, DIGITS_EVAL, DIGITS_MODEL
+
+    out = tmp_path / "o"
+    args = ("-c", DIGITS_CALIBRATION, "-e", DIGITS_EVAL, "--weights", "int4", "--target", target, "-o", out)
+    result = run_cli("quantize", DIGITS_MODEL, *args)
+    assert result.returncode == 2, result.explain()
+    assert "is weight-only quantization of a language model" in result.stderr and not out.exists()
+
+
 # OpenVINO (--target openvino / auto): optimum-intel's stateful export and NNCF's compress_weights.
 needs_openvino_lm = pytest.mark.skipif(
     not all(installed(m) for m in ("openvino", "nncf", "optimum.intel", "openvino_genai", "openvino_tokenizers")),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, PassError
+from modelforge.errors import EXIT_GATE_FAILED, EXIT_OK, InputError, PassError
 from modelforge.model.artifact import ModelArtifact
 from modelforge.progress import Progress
 from modelforge.recipe.schema import Recipe
@@ -68,6 +68,12 @@ def run_recipe(
     if is_lm_recipe(recipe):  # a decoder language model: weight-only quantization with perplexity gates
         report, moved = run_lm_recipe(recipe, progress, out)
         return RunResult(report, out, moved)
+    if any(p.name == "quantize" and p.config.get("weights") is not None for p in recipe.passes):
+        raise InputError(
+            f"model {recipe.model.path}: weights int4/int8 is weight-only quantization of a language model "
+            "(a Hugging Face folder whose config.json names a *ForCausalLM); this is not one",
+            hint="for 4-bit MatMul weights of another model use --precision int4-weights",
+        )
     if distributed.is_distributed():
         try:
             distributed.init_from_env()
