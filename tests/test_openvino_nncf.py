@@ -319,3 +319,16 @@ def test_accuracy_control_stops_at_the_time_budget_and_keeps_nncfs_first_model(d
     assert winner.scheme == "modelforge" and "misses the gates" in first.lost
     assert len(build.notes) == 1 and "stopped: time budget used up" in build.notes[0], build.notes
     assert "at most 10 reverted groups and 0.001 s" in build.notes[0]
+
+
+def test_target_auto_ships_nncfs_ir_when_it_wins(digits_schemes, tmp_path):
+    """The chosen NNCF candidate is an .xml: it ships as the float model.onnx with that IR beside it (reading
+    the .xml as ONNX once failed every `--target auto` run that NNCF won)."""
+    from modelforge.quantization.auto_target import Candidate, shipped_artifact
+
+    _, build, _ = digits_schemes
+    winner = Candidate("openvino", "int8", build.xml, scheme="nncf")
+    shipped = shipped_artifact(winner, DIGITS_ARTIFACT(), tmp_path)
+    assert shipped.path.name == "model.onnx" and shipped.openvino_ir is not None
+    assert shipped.openvino_ir.read_bytes() == build.xml.read_bytes()
+    assert (shipped.served_on.runtime, shipped.served_on.precision) == ("openvino", "int8")

@@ -125,10 +125,8 @@ def choose_target(
     artifact: ModelArtifact, config: QuantizeConfig, inputs: QuantizeInputs, *, name: str = "quantize"
 ) -> QuantizeResult:
     """The quantize flow with `target: auto` (see the module docstring)."""
-    from modelforge.model.onnx_model import onnx_artifact
     from modelforge.quantization.flow import QuantizeResult
     from modelforge.runtimes.openvino import openvino_installed
-    from modelforge.runtimes.serving import serve_on
 
     if not inputs.latency.measure:
         raise InputError("target auto measures speed: evaluate.skip_latency is set", hint="drop skip_latency")
@@ -177,13 +175,24 @@ def choose_target(
         record.update({k: v for k, v in sub_records[winner.name].items() if k not in record})
     record["target"] = {"runtime": winner.runtime, "precision": winner.precision, "chosen_by": "auto"}
     inputs.progress.log(f"quantize: target auto chose {winner.name}: {auto['why']}")
-    chosen = artifact if winner.path == artifact.path else onnx_artifact(winner.path)
-    if winner.scheme == "nncf":  # NNCF's IR ships, the float model it quantized beside it (nncf_scheme)
+    if winner.scheme == "nncf":
+        record["target"]["scheme"] = "nncf"
+    return QuantizeResult(shipped_artifact(winner, artifact, inputs.workdir), record)
+
+
+def shipped_artifact(winner: Candidate, original: ModelArtifact, workdir: Path) -> ModelArtifact:
+    """What ships for the chosen candidate, labelled with its runtime and precision. NNCF's winner is an IR (its
+    .xml must not be read as ONNX): the float model it quantized ships as model.onnx with that IR beside it."""
+    from modelforge.model.onnx_model import onnx_artifact
+    from modelforge.runtimes.serving import serve_on
+
+    if winner.scheme == "nncf":
         from modelforge.quantization.nncf_scheme import nncf_artifact
 
-        record["target"]["scheme"] = "nncf"
-        chosen = nncf_artifact(artifact, winner.path, inputs.workdir / "auto-openvino-int8-nncf-result")
-    return QuantizeResult(serve_on(chosen, winner.runtime, winner.precision), record)
+        chosen = nncf_artifact(original, winner.path, workdir / "auto-openvino-int8-nncf-result")
+    else:
+        chosen = original if winner.path == original.path else onnx_artifact(winner.path)
+    return serve_on(chosen, winner.runtime, winner.precision)
 
 
 def _nncf_candidate(
