@@ -26,6 +26,7 @@ from modelforge.run.llm_candidate import (
     NEW_TOKENS,
     PROMPT_TOKENS,
     SPEED_ROUNDS,
+    stage_record,
 )
 
 DEFAULT_MAX_PERPLEXITY_RATIO = 1.25
@@ -243,7 +244,9 @@ def _build_onnxruntime(
     started = time.perf_counter()
     with progress.task("Exporting to ONNX with a KV cache (onnxruntime-genai builder)"):
         fp32 = export_causal_lm(folder, workdir / "fp32", workdir / "builder-cache")
-    stages.append(_stage("export", started, "huggingface", {"exporter": "onnxruntime-genai model builder"}))
+    stages.append(
+        stage_record("export", started, "huggingface", "onnx", {"exporter": "onnxruntime-genai model builder"})
+    )
     genai = json.loads((fp32.parent / "genai_config.json").read_text(encoding="utf-8"))
     head_size = int(genai["model"]["decoder"]["head_size"])
     checked["context"] = int(genai["model"].get("context_length") or checked.get("context") or 2048)
@@ -278,7 +281,7 @@ def _build_onnxruntime(
     }
     if result.sensitivity:
         quant_record["sensitivity_kl"] = dict(result.sensitivity[:20])
-    stages.append(_stage("quantize", started, "onnx", quant_record))
+    stages.append(stage_record("quantize", started, "onnx", "onnx", quant_record))
     return LMCandidate(
         runtime="onnxruntime",
         folder=dest,
@@ -295,17 +298,6 @@ def _build_onnxruntime(
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _stage(name: str, started: float, input_format: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "pass": name,
-        "seconds": time.perf_counter() - started,
-        "input_format": input_format,
-        "output_format": "onnx",
-        "metrics": metrics,
-    }
 
 
 def _write_folder(model: Any, built: Path, source: Path, folder: Path) -> None:

@@ -41,3 +41,17 @@ class LMCandidate:
             if item.is_file() and not item.is_symlink():
                 shutil.move(str(item), dest / item.name)
         self.folder = dest
+
+
+def stage_record(name: str, started: float, input_format: str, output_format: str, metrics: dict[str, Any]) -> dict:
+    """One stage of a language-model run as report.json's `stages` hold them (started: time.perf_counter())."""
+    import time
+
+    return {
+        "name": name,
+        "pass": name,
+        "seconds": time.perf_counter() - started,
+        "input_format": input_format,
+        "output_format": output_format,
+        "metrics": metrics,
+    }

@@ -11,7 +11,7 @@ from typing import Any
 
 from modelforge.progress import Progress
 from modelforge.recipe.schema import Recipe
-from modelforge.run.llm_candidate import EVAL_TOKENS, OV_CALIBRATION_TOKENS, LMCandidate
+from modelforge.run.llm_candidate import EVAL_TOKENS, OV_CALIBRATION_TOKENS, LMCandidate, stage_record
 
 MODEL_XML = "openvino_model.xml"
 
@@ -44,7 +44,9 @@ def build_openvino(
     started = time.perf_counter()
     with progress.task("Exporting to OpenVINO with a KV cache (optimum-intel)"):
         fp32 = export_openvino_lm(folder, workdir / "openvino-fp32")
-    stages = [_stage("export", started, "huggingface", {"exporter": "optimum-intel (stateful, float32)"})]
+    stages = [
+        stage_record("export", started, "huggingface", "openvino", {"exporter": "optimum-intel (stateful, float32)"})
+    ]
     context = int(checked.get("context") or 2048)
     window = min(WINDOW, context)
 
@@ -84,7 +86,7 @@ def build_openvino(
         # The original is scored in f32; the result (and both models' speed) at OpenVINO's default precision.
         "inference_precision": default_precision(),
     }
-    stages.append(_stage("quantize", started, "openvino", record))
+    stages.append(stage_record("quantize", started, "openvino", "openvino", record))
     return LMCandidate(
         runtime="openvino",
         folder=dest,
@@ -97,14 +99,3 @@ def build_openvino(
         runner=OVGenerator,
         size_of=ir_size,
     )
-
-
-def _stage(name: str, started: float, input_format: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "pass": name,
-        "seconds": time.perf_counter() - started,
-        "input_format": input_format,
-        "output_format": "openvino",
-        "metrics": metrics,
-    }
