@@ -16,6 +16,8 @@ import onnx
 import pytest
 from conftest import FAST_LATENCY, load_report
 
+from modelforge.quantization.candidates import shipped_dynamic_record
+from modelforge.quantization.speed import MIN_WORTHWHILE_SPEEDUP
 from modelforge.recipe.load import recipe_from_dict
 from modelforge.run.runner import run_recipe
 
@@ -120,3 +122,32 @@ def test_a_scheme_the_user_chose_is_not_replaced(tmp_path, digits_arrays, config
     stage = report["stages"][-1]["metrics"]
     assert "candidates" not in stage and stage["scheme"]["mode"] == "static"
     assert not stage["fallback"]["met"]
+
+
+def test_the_record_of_a_shipped_dynamic_candidate_carries_its_own_ship_comparison():
+    """Static INT8 lost to float, dynamic INT8 then beat it: the record's verdict and interval are the dynamic
+    model's (a "quantized shipped" record with the static model's losing interval was a CI failure)."""
+    static = {
+        "shipped": "float",
+        "decision": "clear",
+        "speedup_vs_float": 0.8,
+        "ship_interval": {"interval": [0.711, 0.9]},
+        "float_groups": [],
+        "steps": [{"group": "Conv 1x1", "kept_float": False}],
+    }
+    dynamic = {
+        "shipped": "quantized",
+        "decision": "clear",
+        "speedup_vs_float": 1.4,
+        "ship_interval": {"interval": [1.2, 1.6]},
+    }
+    record = shipped_dynamic_record(static, dynamic, "not faster than float")
+    assert record["shipped"] == "quantized" and record["scheme"] == "dynamic"
+    assert record["decision"] == "clear" and record["ship_interval"]["interval"][0] > MIN_WORTHWHILE_SPEEDUP
+    assert record["speedup_vs_float"] == 1.4 and "1.4x" in record["reason"]
+    assert record["steps"] == static["steps"]
+    assert record["static_ship"] == {
+        "decision": "clear",
+        "speedup_vs_float": 0.8,
+        "ship_interval": static["ship_interval"],
+    }

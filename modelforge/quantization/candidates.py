@@ -94,13 +94,27 @@ def dynamic_candidate(
         return current
     state.put("scheme", dynamic.record())
     if judge is not None:
-        speedup = metrics.get("speedup_vs_float")
-        metrics["speed_search"] = {
-            **(saved["speed_search"] or {}),  # the static search's steps stay on record
-            "shipped": "quantized",
-            "scheme": "dynamic",
-            "speedup_vs_float": speedup,
-            "reason": f"static INT8 did not ship ({static_outcome}); dynamic INT8 on the dense layers: {speedup}x",
-        }
+        metrics["speed_search"] = shipped_dynamic_record(saved["speed_search"], metrics["speed_search"], static_outcome)
     state.log(f"quantize: static INT8 did not ship ({static_outcome}); dynamic INT8 on dense layers ships")
     return path
+
+
+def shipped_dynamic_record(
+    static: dict[str, Any] | None, dynamic: dict[str, Any], static_outcome: str
+) -> dict[str, Any]:
+    """The speed record when the dynamic candidate ships: the static search's steps stay on record, but the
+    verdict, the speed-up and its interval are the dynamic model's own comparison with float (the static one's
+    go under `static_ship`), so that the record never pairs "quantized shipped" with a losing interval."""
+    static = dict(static or {})
+    static_ship = {key: static.pop(key, None) for key in ("decision", "speedup_vs_float", "ship_interval")}
+    speedup = dynamic.get("speedup_vs_float")
+    return {
+        **static,
+        "static_ship": static_ship,
+        "shipped": "quantized",
+        "scheme": "dynamic",
+        "decision": dynamic.get("decision"),
+        "speedup_vs_float": speedup,
+        "ship_interval": dynamic.get("ship_interval"),
+        "reason": f"static INT8 did not ship ({static_outcome}); dynamic INT8 on the dense layers: {speedup}x",
+    }
