@@ -332,3 +332,25 @@ def test_target_auto_ships_nncfs_ir_when_it_wins(digits_schemes, tmp_path):
     assert shipped.path.name == "model.onnx" and shipped.openvino_ir is not None
     assert shipped.openvino_ir.read_bytes() == build.xml.read_bytes()
     assert (shipped.served_on.runtime, shipped.served_on.precision) == ("openvino", "int8")
+
+
+def test_the_report_counts_int8_compute_on_nncfs_ir_not_on_the_float_onnx(digits_schemes, tmp_path):
+    """An NNCF result ships the float model.onnx beside its INT8 IR: the report's INT8 share is the IR's (it
+    once read 0% from the float ONNX). The float IR of the same model counts as 0%."""
+    import openvino as ov
+
+    from modelforge.quantization.nncf_scheme import nncf_artifact
+    from modelforge.run.records import model_record
+    from modelforge.runtimes.openvino_stats import ir_int8_compute_share
+
+    _, build, _ = digits_schemes
+    shipped = nncf_artifact(DIGITS_ARTIFACT(), build.xml, tmp_path / "result")
+    compute = model_record(shipped, tmp_path / "out" / "model.onnx")["compute"]
+    assert compute["int8_mac_share"] == 1.0 and compute["int8_nodes"] == compute["nodes"] == 4  # 3 Conv + dense
+    assert compute["counted_on"].startswith("openvino IR")
+    float_xml = tmp_path / "float.xml"
+    ov.save_model(ov.convert_model(str(DIGITS_MODEL)), str(float_xml), compress_to_fp16=False)
+    floats = ir_int8_compute_share(float_xml)
+    assert floats["int8_mac_share"] == 0.0 and floats["macs"] == compute["macs"] > 0
+    onnx_compute = model_record(DIGITS_ARTIFACT(), DIGITS_MODEL)["compute"]
+    assert onnx_compute["int8_mac_share"] == 0.0 and onnx_compute["macs"] == floats["macs"]  # one MAC count

@@ -104,7 +104,6 @@ def model_record(
 ) -> dict[str, Any]:
     """`source_format`: the format the user handed over, where the model was converted to run (a .pt2 baseline
     runs as ONNX); `size_bytes`: what the result is served from, where that is not the ONNX file (OpenVINO IR)."""
-    from modelforge.model.graph_stats import int8_compute_share
     from modelforge.model.onnx_model import load_onnx, opset_version
 
     model = load_onnx(artifact.path, load_external_data=False) if artifact.format == "onnx" else None
@@ -112,12 +111,24 @@ def model_record(
         "path": str(display_path),
         "format": artifact.format,
         **({"source_format": source_format} if source_format and source_format != artifact.format else {}),
-        "compute": int8_compute_share(model) if model is not None else None,
+        "compute": compute_share(artifact, model),
         "size_bytes": artifact.size_bytes() if size_bytes is None else size_bytes,
         "opset": opset_version(model) if model is not None else None,
         "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.inputs],
         "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in artifact.io.outputs],
     }
+
+
+def compute_share(artifact: ModelArtifact, model) -> dict[str, Any] | None:
+    """How much compute runs in INT8, counted on what is served: the IR a pass built itself (NNCF's, beside the
+    float model.onnx it quantized), else the ONNX graph."""
+    from modelforge.model.graph_stats import int8_compute_share
+
+    if artifact.openvino_ir is not None and artifact.openvino_ir.is_file():
+        from modelforge.runtimes.openvino_stats import ir_int8_compute_share
+
+        return ir_int8_compute_share(artifact.openvino_ir)
+    return int8_compute_share(model) if model is not None else None
 
 
 def served_size(final: ModelArtifact, written: list[Path]) -> int:
