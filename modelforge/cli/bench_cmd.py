@@ -151,6 +151,7 @@ def bench_tables(record: dict, width: int | None = None) -> list:
 
     from modelforge.cli.console import out_console
     from modelforge.cli.tables import fit, left_out_note
+    from modelforge.measure.profile import slo_values_text
     from modelforge.report.format import fmt_bytes
 
     width = width or out_console.width
@@ -215,7 +216,7 @@ def bench_tables(record: dict, width: int | None = None) -> list:
         for column in ("Model", "Measured", "Verdict", "Largest batch meeting it"):
             table.add_column(column)
         for name, verdict in slo["models"].items():
-            values = ", ".join(f"{k} {v:.4f}" for k, v in (verdict["values_ms"] or {}).items()) or "not measured"
+            values = slo_values_text(verdict, lambda v: f"{v:.4f}") or "not measured"
             met = {True: "[green]meets[/green]", False: "[red]misses[/red]", None: "not measured"}[verdict["met"]]
             largest = verdict["largest_batch_meeting"]
             table.add_row(escape(name), values, met, "none" if largest is None else str(largest))

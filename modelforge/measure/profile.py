@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelforge.measure.latency import BLOCK, DROPPED_PER_BLOCK, interleaved_runs
+from modelforge.measure.latency import BLOCK, DROPPED_PER_BLOCK, UPPER_BOUND_CONFIDENCE, interleaved_runs
 from modelforge.progress import Progress
 
 if TYPE_CHECKING:
@@ -330,32 +330,55 @@ def runs_for_limits(min_runs: int, limits: dict[str, float] | None) -> int:
     return max(min_runs, P99_MIN_RUNS) if limits and "p99_ms" in limits else min_runs
 
 
+def judged_value(stats: dict[str, Any], stat: str) -> float:
+    """What an SLO limit on `stat` (p99_ms, p50_ms) is judged on: its 95% upper confidence bound where the
+    statistics carry one (`measure.latency.quantile_upper_bound`), else the measured value."""
+    bound = stats.get(stat.replace("_ms", "_upper_ms"))
+    return stats[stat] if bound is None else bound
+
+
 def slo_verdicts(
     limits: dict[str, float], batch_size: int, sweep: Sequence[dict[str, Any]], names: Sequence[str]
 ) -> dict[str, Any]:
-    """`limits`: statistic (p99_ms, p50_ms) -> max ms. For each model: the values at the SLO's batch size,
-    whether it meets every limit there, and the largest measured batch size at which it does."""
+    """`limits`: statistic (p99_ms, p50_ms) -> max ms. For each model: the values at the SLO's batch size, their
+    95% upper bounds (`judged_ms`), whether every limit holds on those bounds, and the largest measured batch
+    size at which they do."""
     models: dict[str, Any] = {}
     for name in names:
         entry = sweep_entry(sweep, batch_size)
         stats = entry["stats"].get(name) if entry else None
         values = {stat: stats[stat] for stat in limits} if stats else None
+        judged = {stat: judged_value(stats, stat) for stat in limits} if stats else None
         meeting = [
             e["batch_size"]
             for e in sweep
-            if name in e["stats"] and all(e["stats"][name][stat] <= limit for stat, limit in limits.items())
+            if name in e["stats"]
+            and all(judged_value(e["stats"][name], stat) <= limit for stat, limit in limits.items())
         ]
         models[name] = {
             "values_ms": values,
-            "met": None if values is None else all(values[stat] <= limit for stat, limit in limits.items()),
+            "judged_ms": judged,
+            "met": None if judged is None else all(judged[stat] <= limit for stat, limit in limits.items()),
             "largest_batch_meeting": max(meeting) if meeting else None,
         }
     return {
         "batch_size": batch_size,
         "limits_ms": dict(limits),
+        "judged_on": f"{UPPER_BOUND_CONFIDENCE:.0%} upper confidence bound of each statistic",
         "measured_batch_sizes": [e["batch_size"] for e in sweep],
         "models": models,
     }
+
+
+def slo_values_text(verdict: dict[str, Any], fmt: Callable[[float], str]) -> str:
+    """ "p99 0.412 ms (bound 0.431)" for each limited statistic of one model's SLO verdict; "" when unmeasured."""
+    judged = verdict.get("judged_ms") or {}
+    parts = []
+    for stat, value in (verdict.get("values_ms") or {}).items():
+        bound = judged.get(stat)
+        shown = f"{stat.removesuffix('_ms')} {fmt(value)}"
+        parts.append(shown + (f" (bound {fmt(bound)})" if bound is not None and bound != value else ""))
+    return ", ".join(parts)
 
 
 def slo_limits(slo: Any) -> dict[str, float]:

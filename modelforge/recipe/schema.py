@@ -192,7 +192,8 @@ class LatencyConfig(StrictModel):
 
 class SLOConfig(StrictModel):
     """A latency service-level objective: the report says whether each model meets it at `batch_size`,
-    and the largest measured batch size at which it still does."""
+    and the largest measured batch size at which it still does. A limit holds when the statistic's 95% upper
+    confidence bound is within it, not just the measured value (a p99 just under the limit is a coin flip)."""
 
     latency_p99_ms: float | None = Field(None, gt=0, description="The p99 latency must not exceed this.")
     latency_p50_ms: float | None = Field(None, gt=0, description="The p50 latency must not exceed this.")

@@ -41,6 +41,8 @@ def stats_table(stats: dict[str, dict[str, Any]]) -> str:
 
 
 def slo_section(latency: dict[str, Any]) -> str:
+    from modelforge.measure.profile import slo_values_text
+
     slo = latency.get("slo")
     if not slo:
         return ""
@@ -48,7 +50,7 @@ def slo_section(latency: dict[str, Any]) -> str:
     rows = []
     for name, verdict in slo["models"].items():
         values = verdict.get("values_ms") or {}
-        shown = ", ".join(f"{stat.removesuffix('_ms')} {fmt_ms(v)}" for stat, v in values.items()) or "not measured"
+        shown = slo_values_text(verdict, fmt_ms) or "not measured"
         largest = verdict.get("largest_batch_meeting")
         rows.append(
             [
@@ -63,7 +65,8 @@ def slo_section(latency: dict[str, Any]) -> str:
     return (
         f'<h3 id="slo">Latency SLO: {escape(limits)} at batch {slo["batch_size"]}</h3>'
         + html_table(["Model", f"At batch {slo['batch_size']}", "Verdict", "Largest batch meeting it"], rows)
-        + f'<p class="note">The largest batch is among the measured batch sizes ({escape(sizes)}).</p>'
+        + f'<p class="note">The largest batch is among the measured batch sizes ({escape(sizes)}).'
+        + (f" Verdicts are judged on the {escape(slo['judged_on'])} (bound).</p>" if slo.get("judged_on") else "</p>")
     )
 
 

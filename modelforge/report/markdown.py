@@ -157,6 +157,8 @@ def sweep_table(sweep: list[dict[str, Any]]) -> list[str]:
 
 
 def slo_lines(slo: dict[str, Any] | None) -> list[str]:
+    from modelforge.measure.profile import slo_values_text
+
     if not slo:
         return []
     limits = ", ".join(f"{stat.removesuffix('_ms')} <= {limit:g} ms" for stat, limit in slo["limits_ms"].items())
@@ -164,11 +166,12 @@ def slo_lines(slo: dict[str, Any] | None) -> list[str]:
     for name, verdict in slo["models"].items():
         met = {None: "not measured", True: "meets", False: "misses"}[verdict.get("met")]
         largest = verdict.get("largest_batch_meeting")
-        values = ", ".join(f"{k.removesuffix('_ms')} {_ms(v)} ms" for k, v in (verdict.get("values_ms") or {}).items())
+        values = slo_values_text(verdict, lambda v: f"{_ms(v)} ms")
         rows.append((name, values or "n/a", met, "none" if largest is None else str(largest)))
+    judged = f" Judged on the {slo['judged_on']} (bound)." if slo.get("judged_on") else ""
     return [
         "",
-        f"Latency SLO {limits} at batch {slo['batch_size']}:",
+        f"Latency SLO {limits} at batch {slo['batch_size']}:{judged}",
         "",
         *_table(("Model", "Measured", "SLO", "Largest batch meeting it"), rows),
     ]

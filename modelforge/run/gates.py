@@ -167,14 +167,16 @@ def slo_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     slo = latency.get("slo")
     if not slo:
         return []
-    values = slo["models"]["result"]["values_ms"] or {}
+    result = slo["models"]["result"]
+    values = result.get("judged_ms") or result["values_ms"] or {}
+    bound = ", 95% upper bound" if result.get("judged_ms") else ""
     gates = []
     for stat, limit in slo["limits_ms"].items():
         value = values.get(stat)
         gates.append(
             {
                 "name": f"slo_latency_{stat}",
-                "metric": f"result {stat.removesuffix('_ms')} ms at batch {slo['batch_size']}",
+                "metric": f"result {stat.removesuffix('_ms')} ms at batch {slo['batch_size']}{bound}",
                 "threshold": limit,
                 "value": value,
                 "passed": value is not None and value <= limit,

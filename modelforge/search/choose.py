@@ -17,7 +17,10 @@ def constraint_misses(c: Candidate, goal: Goal, base_p50: float, max_drop: float
     misses = []
     if c.p50 is None or c.p99 is None:
         return ["not measured"]
-    latency = goal.misses(c.p50, c.p99, base_p50)
+    bounded = c.p99_bound is not None
+    latency = goal.misses(
+        c.p50, c.p99_bound if bounded else c.p99, base_p50, p99_label="p99 bound" if bounded else "p99"
+    )
     if latency:
         misses.append(latency)
     if max_drop is not None and (c.accuracy_drop_pp is None or c.accuracy_drop_pp > max_drop + 1e-9):

@@ -73,6 +73,7 @@ def candidate_row(c: Candidate, winner: Candidate | None, cached: bool) -> dict[
         "epochs": c.epochs,
         "latency_p50_ms": _r(c.p50),
         "latency_p99_ms": _r(c.p99),
+        "latency_p99_bound_ms": _r(c.p99_bound),
         "accuracy": _r(c.accuracy),
         "accuracy_drop_pp": _r(c.accuracy_drop_pp, 3),
         "size_bytes": c.size_bytes,

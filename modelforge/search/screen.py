@@ -32,9 +32,10 @@ class Goal:
     latency_p99_ms: float | None
     speedup: float | None
 
-    def misses(self, p50: float, p99: float, base_p50: float, slack: float = 1.0) -> str | None:
+    def misses(self, p50: float, p99: float, base_p50: float, slack: float = 1.0, p99_label: str = "p99") -> str | None:
+        """Why these figures miss the goal (None: they meet it); `p99` may be an upper bound, `p99_label` says."""
         if self.latency_p99_ms is not None and p99 > self.latency_p99_ms * slack:
-            return f"p99 {p99:.3g} ms > SLO {self.latency_p99_ms:g} ms"
+            return f"{p99_label} {p99:.3g} ms > SLO {self.latency_p99_ms:g} ms"
         if self.speedup is not None and base_p50 / p50 < self.speedup / slack:
             return f"speed-up {base_p50 / p50:.2f}x < {self.speedup:g}x"
         return None
