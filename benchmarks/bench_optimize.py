@@ -255,6 +255,7 @@ def measure(
     right, packed as hex bits)."""
     from modelforge.measure.latency import BLOCK, DROPPED_PER_BLOCK, interleaved_runs
     from modelforge.measure.paired import block_medians, ratio_interval
+    from modelforge.measure.profile import P99_MIN_RUNS
 
     test = np.load(work / "test.npz")
     x, y = test["pixels"], test["labels"]
@@ -263,7 +264,7 @@ def measure(
     }
     feed = x[:1]
     runs = [lambda b=b: b.run({b.input_names[0]: feed}) for b in backends.values()]
-    timings = interleaved_runs(runs, warmup=20, min_runs=200, max_seconds=seconds, min_seconds=seconds / 3)
+    timings = interleaved_runs(runs, warmup=20, min_runs=P99_MIN_RUNS, max_seconds=seconds, min_seconds=seconds / 3)
     out = {}
     # Each model's blocks ran beside the FP32 model's in the same rounds: paired block medians give its
     # speed-up over FP32 with a 95% interval (modelforge.measure.paired).
@@ -275,6 +276,7 @@ def measure(
             "precision": models[name][2],
             "p50_ms": stats.p50_ms,
             "p99_ms": stats.p99_ms,
+            "p99_upper_ms": stats.p99_upper_ms,  # its 95% upper bound: what an SLO is judged on, as modelforge does
             "runs": stats.runs,
             "size_bytes": model_bytes(models[name][0]),
             "p50_speedup_vs_fp32": ratio_interval(fp32_blocks, block_medians(times, kept)).record(),
@@ -295,8 +297,9 @@ def paired_p99(models: dict[str, tuple[Path, str, str]], work: Path, threads: in
     for name, model in models.items():
         if name != "fp32":
             pair = measure({"fp32": fp32, name: model}, work, threads, seconds, accuracy=False)
-            out[name] = {"p99_ms": pair[name]["p99_ms"], "p50_ms": pair[name]["p50_ms"],
-                         "fp32_p99_ms": pair["fp32"]["p99_ms"], "runs": pair[name]["runs"]}  # fmt: skip
+            out[name] = {"p99_ms": pair[name]["p99_ms"], "p99_upper_ms": pair[name]["p99_upper_ms"],
+                         "p50_ms": pair[name]["p50_ms"], "fp32_p99_ms": pair["fp32"]["p99_ms"],
+                         "runs": pair[name]["runs"]}  # fmt: skip
     return out
 
 
@@ -325,8 +328,9 @@ def verdicts(record: dict) -> dict:
     fp32 = measured["fp32"]
     slo = record["slo_ms"]
 
-    def p99(name: str) -> float:  # judged as the SLO was set: paired with FP32 alone (paired_p99)
-        return (paired.get(name) or measured[name])["p99_ms"]
+    def p99(name: str) -> float:  # judged as the SLO was set: paired with FP32 alone (paired_p99), on the bound
+        row = paired.get(name) or measured[name]
+        return row.get("p99_upper_ms") or row["p99_ms"]
 
     grid = {k: v for k, v in measured.items() if k.startswith("grid:")}
     meeting = {k: v for k, v in grid.items() if p99(k) <= slo}
@@ -400,20 +404,22 @@ def markdown(record: dict) -> str:
         ),
         "",
         "p99 (all): every model in one interleaved loop; p99 (paired): interleaved with FP32 alone, as the SLO's "
-        "anchor was measured, and what `meets SLO` reads.",
+        "anchor was measured; `meets SLO` reads its 95% upper bound (bound), as modelforge's SLO verdicts do.",
         "",
-        "| model | runtime | precision | p50 ms | p99 ms (all) | p99 ms (paired) | meets SLO | p50 speed-up (95%) "
-        "| test accuracy | size |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | runtime | precision | p50 ms | p99 ms (all) | p99 ms (paired) | bound | meets SLO "
+        "| p50 speed-up (95%) | test accuracy | size |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     paired = record.get("paired_p99") or {}
     for name, row in measured.items():
         if name.startswith("_"):
             continue
-        judged = (paired.get(name) or row)["p99_ms"]
+        shown = paired.get(name) or row
+        judged = shown.get("p99_upper_ms") or shown["p99_ms"]
         lines.append(
             f"| {name} | {row['runtime']} | {row['precision']} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | "
-            f"{judged:.3f} | {'yes' if judged <= v['slo_ms'] else 'no'} | {speedup_text(row['p50_speedup_vs_fp32'])} | "
+            f"{shown['p99_ms']:.3f} | {judged:.3f} | {'yes' if judged <= v['slo_ms'] else 'no'} | "
+            f"{speedup_text(row['p50_speedup_vs_fp32'])} | "
             f"{100 * row['test_accuracy']:.2f}% | "
             f"{row['size_bytes'] / 1024:.0f} KiB |"
         )
