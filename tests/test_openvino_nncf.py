@@ -275,7 +275,8 @@ def test_nncf_missing_the_gates_is_rebuilt_by_accuracy_control_scored_by_the_gat
     from modelforge.progress import Progress
     from modelforge.quantization.config import QuantizeConfig
     from modelforge.quantization.fallback import Budget
-    from modelforge.quantization.ov_schemes import SchemeCandidate, _accuracy_control, judge_schemes
+    from modelforge.quantization.nncf_control import nncf_accuracy_control
+    from modelforge.quantization.ov_schemes import SchemeCandidate, judge_schemes
 
     _, build, inputs = digits_schemes
     budget = Budget(min_cosine=0.9997)
@@ -283,7 +284,7 @@ def test_nncf_missing_the_gates_is_rebuilt_by_accuracy_control_scored_by_the_gat
     first = SchemeCandidate("nncf", build.xml)
     before = build.fake_quantize
     config = QuantizeConfig(target="openvino", scheme="nncf")
-    retry = _accuracy_control(DIGITS_MODEL, config, inputs, build, "quantize")
+    retry = nncf_accuracy_control(DIGITS_MODEL, config, inputs, build, "quantize")
     winner = judge_schemes(
         [first], float_path=DIGITS_MODEL, data=inputs.evaluation, budget=budget, batch=1, threads=1,
         progress=Progress(), retry_nncf=retry, measure=QUICK,
@@ -302,7 +303,8 @@ def test_accuracy_control_stops_at_the_time_budget_and_keeps_nncfs_first_model(d
     from modelforge.progress import Progress
     from modelforge.quantization.config import QuantizeConfig
     from modelforge.quantization.fallback import Budget
-    from modelforge.quantization.ov_schemes import SchemeCandidate, _accuracy_control, judge_schemes
+    from modelforge.quantization.nncf_control import nncf_accuracy_control
+    from modelforge.quantization.ov_schemes import SchemeCandidate, judge_schemes
 
     qdq, build, inputs = digits_schemes
     build = replace(build, notes=[])
@@ -310,7 +312,7 @@ def test_accuracy_control_stops_at_the_time_budget_and_keeps_nncfs_first_model(d
     inputs = replace(inputs, budget=budget)
     first = SchemeCandidate("nncf", build.xml)
     config = QuantizeConfig(target="openvino", scheme="nncf", time_budget=0.001)
-    retry = _accuracy_control(DIGITS_MODEL, config, inputs, build, "quantize")
+    retry = nncf_accuracy_control(DIGITS_MODEL, config, inputs, build, "quantize")
     winner = judge_schemes(
         [SchemeCandidate("modelforge", qdq), first], float_path=DIGITS_MODEL, data=inputs.evaluation,
         budget=budget, batch=1, threads=1, progress=Progress(), retry_nncf=retry, measure=QUICK,
@@ -354,3 +356,29 @@ def test_the_report_counts_int8_compute_on_nncfs_ir_not_on_the_float_onnx(digits
     assert floats["int8_mac_share"] == 0.0 and floats["macs"] == compute["macs"] > 0
     onnx_compute = model_record(DIGITS_ARTIFACT(), DIGITS_MODEL)["compute"]
     assert onnx_compute["int8_mac_share"] == 0.0 and onnx_compute["macs"] == floats["macs"]  # one MAC count
+
+
+def test_target_auto_rebuilds_nncfs_candidate_by_accuracy_control_when_it_misses_the_gates(digits_schemes, tmp_path):
+    """`--target auto` gives its openvino int8-nncf candidate the fallback `--target openvino` gives it: NNCF's
+    first digits IR misses a 0.9997 cosine gate; accuracy control rebuilds it, it is judged again and meets it,
+    and its record (read after the judging) says what was reverted. Which candidate wins is timing's business."""
+    from dataclasses import replace
+
+    from modelforge.progress import Progress
+    from modelforge.quantization.auto_target import Candidate, _nncf_candidate, measure_and_pick
+    from modelforge.quantization.config import QuantizeConfig
+    from modelforge.quantization.fallback import Budget
+
+    _, _, inputs = digits_schemes
+    budget = Budget(min_cosine=0.9997)
+    inputs = replace(inputs, budget=budget, workdir=tmp_path)
+    nncf = _nncf_candidate(QuantizeConfig(target="auto"), DIGITS_ARTIFACT(), inputs, "quantize")
+    first_ir = nncf.path
+    assert nncf.lost is None and nncf.retry is not None
+    measure_and_pick(
+        [Candidate("onnxruntime", "fp32", DIGITS_MODEL), nncf], float_path=DIGITS_MODEL, data=inputs.evaluation,
+        budget=budget, batch=1, threads=1, progress=Progress(), measure=QUICK,
+    )  # fmt: skip
+    assert not nncf.misses and nncf.metrics["output_cosine"] >= 0.9997 and nncf.path != first_ir
+    notes = nncf.record()["nncf"]["notes"]
+    assert len(notes) == 1 and "reverted" in notes[0] and "accuracy_control" in notes[0]

@@ -43,7 +43,8 @@ def optimize(
     *,
     data: Annotated[DataFlags, Pick("train_data", "eval_data", "calibration")],
     latency_p99_ms: Annotated[
-        float | None, typer.Option(help="The SLO: the winner's p99 latency in ms at --batch and --threads (its 95% upper bound must meet it).")
+        float | None,
+        typer.Option(help="The SLO: the winner's p99 latency in ms at --batch and --threads, on its 95% upper bound."),
     ] = None,
     speedup: Annotated[
         float | None, typer.Option(help="Instead of (or with) an SLO: original p50 / winner p50.")

@@ -3,7 +3,8 @@
 Candidates: onnxruntime fp32 (the original, always), onnxruntime int8, and with the `[openvino]` extra OpenVINO
 fp32, bf16 (only where the CPU computes bf16 natively: `machine.precision_support`) and int8. Each INT8 candidate
 is built by the INT8 flow (`flow.quantize_int8`, called as a function) for its runtime, with the run's accuracy
-gates and fallback and the speed-aware search measured on that runtime. Then every candidate is checked against
+gates and fallback and the speed-aware search measured on that runtime; NNCF's candidate (`openvino int8-nncf`)
+falls back by NNCF's accuracy control (`nncf_control`) when it misses the gates. Then every candidate is checked against
 the gates on the eval data, and all are timed interleaved in one process (same input, batch, threads;
 `evaluate.profile.batch_sweep`).
 
@@ -14,6 +15,7 @@ model. Each loser gets the reason it lost. The table goes to the stage record (r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,10 @@ class Candidate:
     lost: str | None = None  # why it was not chosen
     confirmation: RatioInterval | None = None  # the paired ship comparison with the original (fastest only)
     scheme: str | None = None  # nncf: NNCF's INT8 IR (`nncf_scheme`); None: modelforge's own model
+    # Rebuilds the candidate when it misses the gates (NNCF's accuracy control, `nncf_control`); returns the new
+    # model file, or None when it could not (the first model stays). The flow's own candidates already fell back.
+    retry: Callable[[Any], Path | None] | None = field(default=None, repr=False)
+    record: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)  # its sub-record, read at the end
 
     @property
     def label(self) -> str:
@@ -144,7 +150,7 @@ def choose_target(
         if runtime == "openvino" and config.scheme == "nncf":
             lost = "not built: scheme nncf chosen in the recipe"
             candidates.append(Candidate(runtime, precision, artifact.path, lost=lost))
-            candidates.append(_nncf_candidate(config, artifact, inputs, name, sub_records))
+            candidates.append(_nncf_candidate(config, artifact, inputs, name))
             continue
         try:
             result = _quantized_for(config, runtime, artifact, inputs, name)
@@ -158,7 +164,7 @@ def choose_target(
             candidate.lost = f"not built: {reason}"
         candidates.append(candidate)
         if runtime == "openvino" and "skipped" not in result.record:
-            candidates.append(_nncf_candidate(config, artifact, inputs, name, sub_records))
+            candidates.append(_nncf_candidate(config, artifact, inputs, name))
 
     winner = measure_and_pick(
         [c for c in candidates if c.lost is None],
@@ -169,6 +175,7 @@ def choose_target(
         threads=inputs.latency.threads,
         progress=inputs.progress,
     )
+    sub_records |= {c.name: c.record() for c in candidates if c.record is not None}  # after any accuracy control
     auto = auto_record(candidates, winner, skipped, hint)
     record: dict[str, Any] = {"auto": auto}
     if winner.precision == "int8":
@@ -195,11 +202,10 @@ def shipped_artifact(winner: Candidate, original: ModelArtifact, workdir: Path) 
     return serve_on(chosen, winner.runtime, winner.precision)
 
 
-def _nncf_candidate(
-    config: QuantizeConfig, artifact: ModelArtifact, inputs: QuantizeInputs, name: str, records: dict[str, dict]
-) -> Candidate:
+def _nncf_candidate(config: QuantizeConfig, artifact: ModelArtifact, inputs: QuantizeInputs, name: str) -> Candidate:
     """openvino int8-nncf: NNCF's quantization of the model as OpenVINO reads it (`nncf_scheme.nncf_candidate`),
     judged with the others; left out (with why) when NNCF is missing, not wanted or fails."""
+    from modelforge.quantization.nncf_control import nncf_accuracy_control
     from modelforge.quantization.nncf_scheme import nncf_available, nncf_candidate
 
     candidate = Candidate("openvino", "int8", artifact.path, scheme="nncf")
@@ -214,7 +220,8 @@ def _nncf_candidate(
             candidate.lost = f"not built: {exc.message}"
         else:
             candidate.path = build.xml
-            records[candidate.name] = {"nncf": build.record(), "quantized_nodes": build.fake_quantize}
+            candidate.retry = nncf_accuracy_control(artifact.path, config, inputs, build, name)
+            candidate.record = lambda: {"nncf": build.record(), "quantized_nodes": build.fake_quantize}
     return candidate
 
 
@@ -270,6 +277,12 @@ def measure_and_pick(
                     raise
                 candidate.lost = f"cannot run: {exc.message}"
             candidate.misses = budget.misses(candidate.metrics) if candidate.lost is None else []
+            if candidate.misses and candidate.retry is not None:
+                restored = candidate.retry(judge)  # None: stopped by its bounds, the first model stays
+                if restored is not None:  # judged again on the whole eval data, as the first
+                    candidate.path = restored
+                    candidate.metrics = judge.measure(candidate.path)
+                    candidate.misses = budget.misses(candidate.metrics)
             progress.advance(1)
     finally:
         progress.stop()

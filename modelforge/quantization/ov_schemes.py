@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from modelforge.quantization.config import QuantizeConfig
     from modelforge.quantization.fallback import Budget, OutputJudge
     from modelforge.quantization.flow import QuantizeResult
-    from modelforge.quantization.nncf_scheme import NncfBuild
     from modelforge.quantization.state import QuantizeInputs
 
 
@@ -88,6 +87,7 @@ def quantize_openvino(
 ) -> QuantizeResult:
     """Both schemes (or the one `config.scheme` names) for OpenVINO INT8; the result is labelled by the caller."""
     from modelforge.quantization.flow import QuantizeResult, quantize_int8
+    from modelforge.quantization.nncf_control import nncf_accuracy_control
     from modelforge.quantization.nncf_scheme import nncf_artifact, nncf_available, nncf_candidate, require_nncf
 
     if config.scheme == "nncf":
@@ -132,7 +132,7 @@ def quantize_openvino(
         batch=inputs.latency.batch_size,
         threads=inputs.latency.threads,
         progress=inputs.progress,
-        retry_nncf=_accuracy_control(artifact.path, config, inputs, build, name),
+        retry_nncf=nncf_accuracy_control(artifact.path, config, inputs, build, name),
     )
     record["nncf"] = build.record()
     record["openvino_scheme"] = scheme_record(candidates, winner)
@@ -145,103 +145,6 @@ def quantize_openvino(
 
 def _missing_note() -> str:
     return "NNCF is not installed (pip install 'modelforge[openvino]'): modelforge's scheme only"
-
-
-def _accuracy_control(
-    original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, name: str
-) -> Callable[[OutputJudge], Path | None] | None:
-    """NNCF's accuracy fallback: `nncf.quantize_with_accuracy_control` scored by the run's own gates, on
-    `sensitivity_samples` eval samples (as modelforge's fallback ranks on them), with the same float nodes; the
-    result is judged on the whole eval data afterwards. Bounded: at most `fallback_max_nodes` reverted groups
-    (default `nncf_scheme.MAX_REVERTED_GROUPS`) and `time_budget` seconds (default `CONTROL_SECONDS`); past the
-    time, NNCF's first model stays (the retry returns None). None when the fallback is off or there is no eval
-    data."""
-    import time
-
-    from modelforge.quantization.nncf_scheme import (
-        CONTROL_SECONDS,
-        MAX_REVERTED_GROUPS,
-        AccuracyControl,
-        AccuracyControlStopped,
-        nncf_candidate,
-    )
-
-    if not config.fallback or inputs.evaluation is None:
-        return None
-    steps = config.fallback_max_nodes or MAX_REVERTED_GROUPS
-    seconds = config.time_budget if config.time_budget is not None else CONTROL_SECONDS
-    bounds = f"at most {steps} reverted groups and {seconds:g} s"
-
-    def retry(judge: OutputJudge) -> Path | None:
-        control = AccuracyControl(
-            _validation_items(original, inputs.evaluation, config.sensitivity_samples, judge),
-            _gate_score(inputs.budget, judge.threads),
-            max_iterations=steps,
-            deadline=time.monotonic() + seconds,
-        )
-        try:
-            with inputs.progress.task("NNCF: accuracy control (reverting the most harmful quantizers)"):
-                restored = nncf_candidate(
-                    original, config, inputs, inputs.workdir / "nncf-fallback", name=name, control=control
-                )
-        except AccuracyControlStopped as stop:
-            build.notes.append(
-                f"missed the gates; nncf.quantize_with_accuracy_control ({bounds}) stopped: {stop}; NNCF's first"
-                " model kept (--time-budget sets the time)"
-            )
-            inputs.progress.log(f"quantize: NNCF accuracy control stopped: {stop} ({bounds})")
-            return None
-        reverted = build.fake_quantize - restored.fake_quantize
-        build.notes.append(
-            f"missed the gates; nncf.quantize_with_accuracy_control, scored by the run's gates ({bounds}), reverted"
-            f" {reverted} quantizer(s)"
-        )
-        build.fake_quantize, build.seconds = restored.fake_quantize, build.seconds + restored.seconds
-        return restored.xml
-
-    return retry
-
-
-def _validation_items(original: Path, data: BoundDataset, samples: int, judge: OutputJudge) -> list[tuple]:
-    """(inputs, labels, float outputs) per eval batch of the first `samples` samples."""
-    from modelforge.runtimes.onnxruntime import create_session
-
-    subset = data.window(0, min(samples, data.num_samples))
-    labels = subset.labels()
-    session = create_session(original, judge.threads, stage=judge.stage)
-    items, seen = [], 0
-    for feeds in subset.batches(judge.batch):
-        n = len(next(iter(feeds.values())))
-        items.append((feeds, None if labels is None else labels[seen : seen + n], session.run(None, feeds)))
-        seen += n
-    return items
-
-
-def _gate_score(budget: Budget, threads: int) -> Callable[[Any, Any], tuple[float, list[float]]]:
-    """NNCF's validation function: 1 within the run's gates, below 1 by the shortfall (NNCF divides by the float
-    model's score, so never 0), for the items given and for each of them."""
-    from modelforge.measure.metrics import ComparisonAccumulator
-    from modelforge.quantization.fallback import gate_metrics
-    from modelforge.runtimes.openvino import OpenVinoBackend
-
-    def score(metrics: dict[str, Any]) -> float:
-        return 1.0 if not budget.misses(metrics) else 1.0 - max(budget.shortfall(metrics), 1e-6)
-
-    def validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
-        backend = OpenVinoBackend(compiled, "int8", threads)
-        whole, each, seen, labelled = ComparisonAccumulator(), [], 0, False
-        for feeds, labels, reference in items:
-            outputs = backend.run(feeds)
-            labelled = labels is not None
-            whole.update(reference, outputs, labels)
-            one = ComparisonAccumulator()
-            one.update(reference, outputs, labels)
-            n = len(next(iter(feeds.values())))
-            each.append(score(gate_metrics(one, labelled, n)))
-            seen += n
-        return score(gate_metrics(whole, labelled, seen)), each
-
-    return validate
 
 
 def judge_schemes(
