@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from modelforge.progress import Progress
     from modelforge.quantization.config import QuantizeConfig
     from modelforge.quantization.flow import QuantizeResult
+    from modelforge.quantization.nncf_control import NncfRetry
     from modelforge.quantization.state import QuantizeInputs
 
 ALL_CANDIDATES = (
@@ -58,7 +59,7 @@ class Candidate:
     scheme: str | None = None  # nncf: NNCF's INT8 IR (`nncf_scheme`); None: modelforge's own model
     # Rebuilds the candidate when it misses the gates (NNCF's accuracy control, `nncf_control`); returns the new
     # model file, or None when it could not (the first model stays). The flow's own candidates already fell back.
-    retry: Callable[[Any], Path | None] | None = field(default=None, repr=False)
+    retry: NncfRetry | None = field(default=None, repr=False)
     record: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)  # its sub-record, read at the end
 
     @property
@@ -250,9 +251,11 @@ def measure_and_pick(
     threads: int | None,
     progress: Progress,
     measure: dict[str, float] | None = None,
+    opener: Callable[..., Any] | None = None,
 ) -> Candidate:
     """Gate metrics of each candidate vs the float model on `data`, then all timed interleaved; returns the
-    winner and sets `lost` on the others. The first candidate must be the original (onnxruntime fp32)."""
+    winner and sets `lost` on the others. The first candidate must be the original (onnxruntime fp32). `opener`
+    opens a candidate's backend for timing (`runtimes.base.open_backend`; tests hand a slowed one)."""
     from modelforge.evaluate.evaluator import EVAL_BATCH, latency_feeds
     from modelforge.measure.profile import Subject, batch_sweep
     from modelforge.model.onnx_model import io_spec, load_onnx
@@ -277,12 +280,6 @@ def measure_and_pick(
                     raise
                 candidate.lost = f"cannot run: {exc.message}"
             candidate.misses = budget.misses(candidate.metrics) if candidate.lost is None else []
-            if candidate.misses and candidate.retry is not None:
-                restored = candidate.retry(judge)  # None: stopped by its bounds, the first model stays
-                if restored is not None:  # judged again on the whole eval data, as the first
-                    candidate.path = restored
-                    candidate.metrics = judge.measure(candidate.path)
-                    candidate.misses = budget.misses(candidate.metrics)
             progress.advance(1)
     finally:
         progress.stop()
@@ -291,19 +288,39 @@ def measure_and_pick(
 
     size = fixed or batch
     feeds = latency_feeds(data, size)
-    subjects = [
-        Subject(
-            c.name,
-            open_backend(c.path, runtime=c.runtime, precision=c.precision, threads=threads, stage="quantize"),
-            lambda _size, feeds=feeds: feeds,
-            fixed,
-        )
-        for c in candidates
-    ]
-    settings = {**MEASURE, **(measure or {})}
-    sweep = batch_sweep(subjects, [size], progress=progress, **settings)
-    for candidate in candidates:
-        candidate.latency = sweep[0]["stats"][candidate.name]
+    subjects: list[Subject] = []
+
+    def time_all() -> None:
+        subjects[:] = [
+            Subject(
+                c.name,
+                (opener or open_backend)(
+                    c.path, runtime=c.runtime, precision=c.precision, threads=threads, stage="quantize"
+                ),
+                lambda _size, feeds=feeds: feeds,
+                fixed,
+            )
+            for c in candidates
+        ]
+        sweep = batch_sweep(subjects, [size], progress=progress, **{**MEASURE, **(measure or {})})
+        for candidate in candidates:
+            candidate.latency = sweep[0]["stats"][candidate.name]
+
+    time_all()
+    # A candidate that can be rebuilt (NNCF's, by its accuracy control) and misses the gates: rebuilt where the
+    # rebuilt model could still win, then judged and timed again like the first.
+    for candidate in [c for c in candidates if c.misses and c.retry is not None]:
+        rivals = {c.name: c.latency["p50_ms"] for c in candidates if not c.misses}
+        if not candidate.retry.worth_it(candidate.latency["p50_ms"], rivals):
+            continue
+        judge.runtime, judge.precision = candidate.runtime, candidate.precision
+        restored = candidate.retry(judge)  # None: stopped by its bounds, the first model stays
+        if restored is not None:
+            candidate.path = restored
+            candidate.metrics = judge.measure(candidate.path)
+            candidate.misses = budget.misses(candidate.metrics)
+            if not candidate.misses:
+                time_all()
 
     original = candidates[0]
     base = original.latency["p50_ms"]

@@ -19,57 +19,76 @@ if TYPE_CHECKING:
 
 def nncf_accuracy_control(
     original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, name: str
-) -> Callable[[OutputJudge], Path | None] | None:
-    """NNCF's accuracy fallback: `nncf.quantize_with_accuracy_control` scored by the run's own gates, on
-    `sensitivity_samples` eval samples (as modelforge's fallback ranks on them), with the same float nodes; the
-    result is judged on the whole eval data afterwards. Bounded: at most `fallback_max_nodes` reverted groups
-    (default `nncf_scheme.MAX_REVERTED_GROUPS`) and `time_budget` seconds (default `CONTROL_SECONDS`); past the
-    time, NNCF's first model stays (the retry returns None). None when the fallback is off or there is no eval
-    data."""
-    import time
-
-    from modelforge.quantization.nncf_scheme import (
-        CONTROL_SECONDS,
-        MAX_REVERTED_GROUPS,
-        AccuracyControl,
-        AccuracyControlStopped,
-        nncf_candidate,
-    )
-
+) -> NncfRetry | None:
+    """NNCF's accuracy fallback for `build`; None when the fallback is off or there is no eval data."""
     if not config.fallback or inputs.evaluation is None:
         return None
-    steps = config.fallback_max_nodes or MAX_REVERTED_GROUPS
-    seconds = config.time_budget if config.time_budget is not None else CONTROL_SECONDS
-    bounds = f"at most {steps} reverted groups and {seconds:g} s"
+    return NncfRetry(original, config, inputs, build, name)
 
-    def retry(judge: OutputJudge) -> Path | None:
+
+class NncfRetry:
+    """`nncf.quantize_with_accuracy_control` scored by the run's own gates, on `sensitivity_samples` eval samples
+    (as modelforge's fallback ranks on them), with the same float nodes; the result is judged on the whole eval
+    data afterwards. Bounded: at most `fallback_max_nodes` reverted groups (default
+    `nncf_scheme.MAX_REVERTED_GROUPS`) and `time_budget` seconds (default `CONTROL_SECONDS`); past the time,
+    NNCF's first model stays (the call returns None). Every outcome is a note in the NNCF record."""
+
+    def __init__(self, original: Path, config: QuantizeConfig, inputs: QuantizeInputs, build: NncfBuild, name: str):
+        from modelforge.quantization.nncf_scheme import CONTROL_SECONDS, MAX_REVERTED_GROUPS
+
+        self.original, self.config, self.inputs, self.build, self.name = original, config, inputs, build, name
+        self.steps = config.fallback_max_nodes or MAX_REVERTED_GROUPS
+        self.seconds = config.time_budget if config.time_budget is not None else CONTROL_SECONDS
+        self.bounds = f"at most {self.steps} reverted groups and {self.seconds:g} s"
+
+    def __call__(self, judge: OutputJudge) -> Path | None:
+        import time
+
+        from modelforge.quantization.nncf_scheme import AccuracyControl, AccuracyControlStopped, nncf_candidate
+
+        config, inputs, build = self.config, self.inputs, self.build
         control = AccuracyControl(
-            _validation_items(original, inputs.evaluation, config.sensitivity_samples, judge),
+            _validation_items(self.original, inputs.evaluation, config.sensitivity_samples, judge),
             _gate_score(inputs.budget, judge.threads),
-            max_iterations=steps,
-            deadline=time.monotonic() + seconds,
+            max_iterations=self.steps,
+            deadline=time.monotonic() + self.seconds,
         )
         try:
             with inputs.progress.task("NNCF: accuracy control (reverting the most harmful quantizers)"):
                 restored = nncf_candidate(
-                    original, config, inputs, inputs.workdir / "nncf-fallback", name=name, control=control
+                    self.original, config, inputs, inputs.workdir / "nncf-fallback", name=self.name, control=control
                 )
         except AccuracyControlStopped as stop:
             build.notes.append(
-                f"missed the gates; nncf.quantize_with_accuracy_control ({bounds}) stopped: {stop}; NNCF's first"
-                " model kept (--time-budget sets the time)"
+                f"missed the gates; nncf.quantize_with_accuracy_control ({self.bounds}) stopped: {stop}; NNCF's"
+                " first model kept (--time-budget sets the time)"
             )
-            inputs.progress.log(f"quantize: NNCF accuracy control stopped: {stop} ({bounds})")
+            inputs.progress.log(f"quantize: NNCF accuracy control stopped: {stop} ({self.bounds})")
             return None
         reverted = build.fake_quantize - restored.fake_quantize
         build.notes.append(
-            f"missed the gates; nncf.quantize_with_accuracy_control, scored by the run's gates ({bounds}), reverted"
-            f" {reverted} quantizer(s)"
+            f"missed the gates; nncf.quantize_with_accuracy_control, scored by the run's gates ({self.bounds}),"
+            f" reverted {reverted} quantizer(s)"
         )
         build.fake_quantize, build.seconds = restored.fake_quantize, build.seconds + restored.seconds
         return restored.xml
 
-    return retry
+    def worth_it(self, first_p50: float, rivals: dict[str, float]) -> bool:
+        """Reverting quantizers only slows a model down: when NNCF's first model (all quantizers in) is not
+        faster than a rival that meets the gates (name -> p50 ms), no model accuracy control builds can win,
+        and its minutes are skipped (the note says so)."""
+        if not rivals:
+            return True
+        rival = min(rivals, key=rivals.__getitem__)
+        if first_p50 < rivals[rival]:
+            return True
+        self.build.notes.append(
+            f"missed the gates; accuracy control not run: NNCF's first model (p50 {first_p50:.3f} ms) is already no"
+            f" faster than {rival} (p50 {rivals[rival]:.3f} ms), which meets them, and reverting quantizers only"
+            " slows it"
+        )
+        self.inputs.progress.log(f"quantize: NNCF accuracy control skipped: its first model is no faster than {rival}")
+        return False
 
 
 def _validation_items(original: Path, data: BoundDataset, samples: int, judge: OutputJudge) -> list[tuple]:

@@ -20,7 +20,9 @@ modelforge fallback's sensitivity ranking (digits CNN, min_cosine 0.9997; benchm
 ranking had nothing to widen by: modelforge's QDQ met the gate itself, so its fallback ranked no node. NNCF's
 quantizers sit elsewhere than the QDQ ones; ranking NNCF's own is what restores NNCF's accuracy. It is bounded
 (`nncf_scheme.MAX_REVERTED_GROUPS`, `CONTROL_SECONDS`, or the run's `fallback_max_nodes` / `time_budget`):
-unbounded, its re-ranking after every step that scores worse ran past 11 minutes on a MobileNetV3-small.
+unbounded, its re-ranking after every step that scores worse ran past 11 minutes on a MobileNetV3-small. It runs
+after the timing, only when NNCF's first model is faster than every candidate meeting the gates: reverting
+quantizers only slows a model, so otherwise no rebuilt one could win (`NncfRetry.worth_it`).
 
 When NNCF wins, its IR is what ships and is evaluated (`ModelArtifact.openvino_ir`); model.onnx beside it is the
 float model NNCF quantized (NNCF's INT8 exists only as IR), so the output stays loadable by onnxruntime.
@@ -40,8 +42,9 @@ if TYPE_CHECKING:
     from modelforge.model.artifact import ModelArtifact
     from modelforge.progress import Progress
     from modelforge.quantization.config import QuantizeConfig
-    from modelforge.quantization.fallback import Budget, OutputJudge
+    from modelforge.quantization.fallback import Budget
     from modelforge.quantization.flow import QuantizeResult
+    from modelforge.quantization.nncf_control import NncfRetry
     from modelforge.quantization.state import QuantizeInputs
 
 
@@ -156,7 +159,7 @@ def judge_schemes(
     batch: int,
     threads: int | None,
     progress: Progress,
-    retry_nncf: Callable[[OutputJudge], Path | None] | None = None,
+    retry_nncf: NncfRetry | None = None,
     opener: Callable[..., Any] | None = None,
     measure: dict[str, float] | None = None,
 ) -> SchemeCandidate:
@@ -175,33 +178,45 @@ def judge_schemes(
     threads = threads or default_threads()
     fixed = fixed_batch_size(io_spec(load_onnx(float_path, load_external_data=False)))
     judge = OutputJudge(float_path, data, fixed or EVAL_BATCH, threads, "quantize", runtime="openvino")
-    with progress.task("Checking each OpenVINO scheme against the gates", total=len(candidates)) as advance:
-        for candidate in candidates:
-            judge.precision = candidate.precision
-            candidate.metrics = judge.measure(candidate.path)
-            candidate.misses = budget.misses(candidate.metrics)
-            if candidate.scheme == "nncf" and candidate.misses and retry_nncf is not None:
-                restored = retry_nncf(judge)  # None: stopped by its time budget, the first model stays
-                if restored is not None:  # judged again on the whole eval data, as the first
-                    candidate.path = restored
-                    candidate.metrics = judge.measure(candidate.path)
-                    candidate.misses = budget.misses(candidate.metrics)
-            advance(1)
+
+    def check(candidate: SchemeCandidate) -> None:
+        judge.precision = candidate.precision
+        candidate.metrics = judge.measure(candidate.path)
+        candidate.misses = budget.misses(candidate.metrics)
 
     size = fixed or batch
     feeds = latency_feeds(data, size)
-    subjects = [
-        Subject(
-            c.scheme,
-            opener(c.path, runtime="openvino", precision=c.precision, threads=threads, stage="quantize"),
-            lambda _size, feeds=feeds: feeds,
-            fixed,
-        )
-        for c in candidates
-    ]
-    sweep = batch_sweep(subjects, [size], progress=progress, **{**MEASURE, **(measure or {})})
-    for candidate in candidates:
-        candidate.latency = sweep[0]["stats"][candidate.scheme]
+
+    def time_all() -> None:
+        subjects = [
+            Subject(
+                c.scheme,
+                opener(c.path, runtime="openvino", precision=c.precision, threads=threads, stage="quantize"),
+                lambda _size, feeds=feeds: feeds,
+                fixed,
+            )
+            for c in candidates
+        ]
+        sweep = batch_sweep(subjects, [size], progress=progress, **{**MEASURE, **(measure or {})})
+        for candidate in candidates:
+            candidate.latency = sweep[0]["stats"][candidate.scheme]
+
+    with progress.task("Checking each OpenVINO scheme against the gates", total=len(candidates)) as advance:
+        for candidate in candidates:
+            check(candidate)
+            advance(1)
+    time_all()
+    # NNCF missing the gates: its accuracy control, where a rebuilt model could still win; then judged and
+    # timed again like the first.
+    nncf = next((c for c in candidates if c.scheme == "nncf" and c.misses), None)
+    if nncf is not None and retry_nncf is not None:
+        rivals = {c.scheme: c.latency["p50_ms"] for c in candidates if c is not nncf and not c.misses}
+        restored = retry_nncf(judge) if retry_nncf.worth_it(nncf.latency["p50_ms"], rivals) else None
+        if restored is not None:  # None: skipped, or stopped by its time budget; the first model stays
+            nncf.path = restored
+            check(nncf)
+            if not nncf.misses:
+                time_all()
 
     eligible = [c for c in candidates if not c.misses]
     winner = min(eligible, key=lambda c: c.latency["p50_ms"]) if eligible else candidates[0]
