@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from modelforge.model.graph_stats import share_record
+
 COMPUTE_OPS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}
 TRANSPARENT_OPS = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Convert"}
 DEQUANTIZING_OPS = {"Multiply", "Subtract"}  # by a constant: a scale or zero point
@@ -72,12 +74,4 @@ def ir_int8_compute_share(xml: Path) -> dict[str, Any]:
         int8_nodes += quantized
         total_macs += macs
         int8_macs += macs if quantized else 0
-    return {
-        "macs": total_macs,
-        "int8_macs": int8_macs,
-        "int8_mac_share": int8_macs / total_macs if total_macs else None,
-        "nodes": nodes,
-        "int8_nodes": int8_nodes,
-        "int8_node_share": int8_nodes / nodes if nodes else None,
-        "counted_on": "openvino IR, compute ops",
-    }
+    return share_record(total_macs, int8_macs, nodes, int8_nodes) | {"counted_on": "openvino IR, compute ops"}
