@@ -99,19 +99,29 @@ def test_an_impossible_slo_is_reported_before_any_training(digits_model, tmp_pat
         (("--runtimes", "tensorflow-lite"), "runtime 'tensorflow-lite' is not installed or not known; installed: "),
         (("--no-train",), "pass --train-data"),
         (("--onnx",), "needs a PyTorch/Keras/Hugging Face source"),
+        (("--onnx", "--mac-targets", "0.5"), "needs a PyTorch/Keras/Hugging Face source"),
+        (("--mac-targets", "0.001"), "MAC target 0.001 is below what pruning reaches"),
+        (("--mac-targets", "1.5"), "mac_targets must be shares in (0, 1)"),
     ],
-    ids=["unknown-runtime", "no-train-data", "onnx-with-pruning"],
+    ids=[
+        "unknown-runtime",
+        "no-train-data",
+        "onnx-with-pruning",
+        "onnx-with-mac-targets",
+        "unreachable-mac-target",
+        "mac-target-not-a-share",
+    ],  # fmt: skip
 )
 def test_bad_input_exits_2_with_one_line(digits_model, tmp_path, args, expected):
     model, paths = digits_model
     argv = ["optimize", model, "--train-data", paths["train"], "--eval-data", paths["val"], "--latency-p99-ms", "5"]
     if args == ("--no-train",):
         argv = ["optimize", model, "--eval-data", paths["val"], "--latency-p99-ms", "5"]
-    elif args == ("--onnx",):
+    elif args[0] == "--onnx":
         from tests.conftest import DIGITS_EVAL, DIGITS_MODEL
 
         argv = ["optimize", DIGITS_MODEL, "--eval-data", DIGITS_EVAL, "--train-data", DIGITS_EVAL, "--latency-p99-ms",
-                "5"]  # fmt: skip
+                "5", *args[1:]]  # fmt: skip
     else:
         argv += list(args)
     result = run_cli(*argv, "-o", tmp_path / "out")
@@ -119,6 +129,39 @@ def test_bad_input_exits_2_with_one_line(digits_model, tmp_path, args, expected)
     line = one_error_line(result)
     assert expected in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_mac_targets_become_the_smallest_prune_ratios_that_reach_them(digits_model):
+    """ "Keep half the MACs" is the least pruning (to the hundredth) whose architecture has at most half the MACs
+    of the original, counted on the trials' own pruning; given alone, the targets replace the default ratios."""
+    from modelforge.distillation.students import narrowed_teacher
+    from modelforge.model.artifact import ModelArtifact
+    from modelforge.model.torch.loading import load_module
+    from modelforge.pruning.structured import count_macs_params
+    from modelforge.recipe.schema import OptimizeConfig
+    from modelforge.search.mac_targets import resolve_mac_targets
+
+    model, _ = digits_model
+    (xt, _), _, _ = pm.digits_split()
+    example = (torch.from_numpy(xt[:2]),)
+
+    def factory():
+        return load_module(ModelArtifact(path=model, format="torch-export"))
+
+    rows = resolve_mac_targets(factory, example, [0.25, 0.5])
+    assert [r["mac_target"] for r in rows] == [0.5, 0.25]
+    base = count_macs_params(factory(), example)[0]
+    for row in rows:
+        ratio = row["prune_ratio"]
+        assert row["mac_share"] <= row["mac_target"] and 0 < ratio < 0.95
+        looser = count_macs_params(narrowed_teacher(factory(), 1.0 - (ratio - 0.01), example), example)[0] / base
+        assert looser > row["mac_target"] - 0.02  # a hundredth less pruning no longer keeps within the target
+    assert rows[0]["prune_ratio"] < rows[1]["prune_ratio"]
+
+    alone = OptimizeConfig(latency_p99_ms=5, mac_targets=[0.5])
+    assert alone.ratios == [0.0] and alone.prunes
+    both = OptimizeConfig(latency_p99_ms=5, mac_targets=[0.5], prune_ratios=[0.3])
+    assert both.ratios == [0.3] and OptimizeConfig(latency_p99_ms=5).ratios == [0.3, 0.5, 0.7]
 
 
 def _free_port() -> int:

@@ -24,16 +24,16 @@ def _names(text: str | None, flag: str) -> list[str] | None:
     return names
 
 
-def _ratios(text: str | None) -> list[float] | None:
+def _numbers(text: str | None, flag: str, expected: str) -> list[float] | None:
     from modelforge.errors import InputError
 
-    names = _names(text, "--prune-ratios")
+    names = _names(text, flag)
     if names is None:
         return None
     try:
         return [float(n) for n in names]
     except ValueError:
-        raise InputError(f"--prune-ratios: expected numbers in [0, 1) like 0.3,0.5, got {text!r}") from None
+        raise InputError(f"{flag}: expected {expected}, got {text!r}") from None
 
 
 @with_error_outputs
@@ -55,6 +55,10 @@ def optimize(
     ),
     prune_ratios: Annotated[
         str | None, typer.Option(help="Structured prune ratios to try, e.g. 0.3,0.5,0.7 (0: no pruning).")
+    ] = None,
+    mac_targets: Annotated[
+        str | None,
+        typer.Option(help="Shares of the MACs to keep, e.g. 0.5,0.25: each becomes the prune ratio reaching it."),
     ] = None,
     fine_tune: Annotated[str | None, typer.Option(help="kd (the original as teacher), labels, or kd,labels.")] = None,
     precisions: Annotated[str | None, typer.Option(help="fp32, bf16, int8 (default: each this CPU offers).")] = None,
@@ -89,7 +93,8 @@ def optimize(
         "ray_address": ray_address,
     }
     optional = {
-        "prune_ratios": _ratios(prune_ratios),
+        "prune_ratios": _numbers(prune_ratios, "--prune-ratios", "numbers in [0, 1) like 0.3,0.5"),
+        "mac_targets": _numbers(mac_targets, "--mac-targets", "shares in (0, 1) like 0.5,0.25"),
         "fine_tune": _names(fine_tune, "--fine-tune"),
         "precisions": _names(precisions, "--precisions"),
         "runtimes": _names(runtimes, "--runtimes"),

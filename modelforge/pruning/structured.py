@@ -6,6 +6,7 @@ The result is a smaller dense model: fewer channels, fewer MACs, a real speed-up
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from modelforge.errors import PassError
@@ -23,6 +24,41 @@ def count_macs_params(module, example: tuple) -> tuple[int, int]:
     macs, params = tp.utils.count_ops_and_params(module, example[0] if len(example) == 1 else example)
     module.train(was)
     return int(macs), int(params)
+
+
+MAX_RATIO = 0.95  # the most a uniform ratio removes: every layer keeps a twentieth of its channels
+SCAN_STEP = 0.05
+
+
+def ratio_for_macs(
+    pruned: Callable[[float], Any], example: tuple, max_macs: float, refine: int = 4
+) -> tuple[float, int]:
+    """The smallest uniform ratio whose pruned model, `pruned(ratio)`, has at most `max_macs` multiply-accumulates,
+    and its MACs. Scanned upward in SCAN_STEP steps, then bisected `refine` times within the step: MACs do not
+    fall monotonically over the whole range (a layer too narrow for the ratio is left whole, so at 0.95 a small
+    net can have all its MACs again), only locally. When no ratio gets there: the ratio with the fewest MACs."""
+
+    def macs(ratio: float) -> int:
+        return count_macs_params(pruned(ratio), example)[0]
+
+    low, seen = 0.0, {}
+    for index in range(1, round(MAX_RATIO / SCAN_STEP) + 1):
+        high = round(index * SCAN_STEP, 4)
+        seen[high] = macs(high)
+        if seen[high] <= max_macs:
+            break
+        low = high
+    else:
+        fewest = min(seen, key=seen.__getitem__)
+        return fewest, seen[fewest]
+    for _ in range(refine):
+        middle = (low + high) / 2
+        count = macs(middle)
+        if count <= max_macs:
+            high, seen[high] = middle, count
+        else:
+            low = middle
+    return high, seen[high]
 
 
 def importance_of(name: str):
@@ -88,18 +124,14 @@ def prune_channels(
         target.zero_grad(set_to_none=True)
         target.eval()
 
+    def pruned_copy(share: float):
+        trial = copy.deepcopy(module)
+        prune(trial, share)
+        return trial
+
     try:
         if target_macs is not None:
-            low, high = 0.0, 0.95
-            for _ in range(8):  # MACs fall monotonically with the uniform ratio
-                middle = (low + high) / 2
-                trial = copy.deepcopy(module)
-                prune(trial, middle)
-                if count_macs_params(trial, example)[0] <= target_macs * base_macs:
-                    high = middle
-                else:
-                    low = middle
-            ratio = high
+            ratio, _ = ratio_for_macs(pruned_copy, example, target_macs * base_macs)
         prune(module, ratio)
     except (AssertionError, RuntimeError, ValueError, IndexError) as exc:  # Torch-Pruning's errors are asserts
         raise PassError("prune", f"structured pruning failed: {type(exc).__name__}: {exc}") from None

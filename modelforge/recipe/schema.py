@@ -349,6 +349,12 @@ class OptimizeConfig(StrictModel):
         description="Structured prune ratios (share of channels removed per layer); 0 alone: no pruning. The "
         "unpruned model is always a candidate.",
     )
+    mac_targets: list[float] | None = Field(
+        None,
+        description="Instead of (or with) prune_ratios: shares of the original's multiply-accumulates to keep, e.g. "
+        "[0.5, 0.25]; each becomes the smallest prune ratio that brings the MACs within it. Given alone, these "
+        "replace the default prune_ratios.",
+    )
     fine_tune: list[Literal["kd", "labels"]] = Field(
         ["kd", "labels"], description="How a pruned model is fine-tuned: kd (the original as teacher) or labels."
     )
@@ -373,6 +379,8 @@ class OptimizeConfig(StrictModel):
             raise ValueError("give latency_p99_ms or speedup: the search needs a latency goal")
         if not self.prune_ratios or any(not 0 <= r < 1 for r in self.prune_ratios):
             raise ValueError(f"prune_ratios must be in [0, 1), got {self.prune_ratios}")
+        if self.mac_targets is not None and (not self.mac_targets or any(not 0 < t < 1 for t in self.mac_targets)):
+            raise ValueError(f"mac_targets must be shares in (0, 1), got {self.mac_targets}")
         if not self.fine_tune:
             raise ValueError("fine_tune needs kd, labels or both")
         if self.precisions is not None and not self.precisions:
@@ -380,6 +388,15 @@ class OptimizeConfig(StrictModel):
         if self.runtimes is not None and not self.runtimes:
             raise ValueError("runtimes must name at least one")
         return self
+
+    @property
+    def ratios(self) -> list[float]:
+        """The prune ratios named as ratios: `prune_ratios`, unless MAC targets were given and no ratios were."""
+        return [0.0] if self.mac_targets and "prune_ratios" not in self.model_fields_set else self.prune_ratios
+
+    @property
+    def prunes(self) -> bool:
+        return bool(self.mac_targets) or any(r > 0 for r in self.ratios)
 
 
 class Recipe(StrictModel):

@@ -77,9 +77,21 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     progress = inputs.progress
     space = resolve_space(config, inputs.source.format, inputs.train is not None)
     goal = Goal(config.latency_p99_ms, config.speedup)
-    prunes = space.prunes
-    example = _example(inputs.train) if prunes else None
-    factory = _module_factory(inputs.source) if prunes else None
+    example = _example(inputs.train) if config.prunes else None
+    factory = _module_factory(inputs.source) if config.prunes else None
+    mac_targets: list[dict] = []
+    if config.mac_targets:
+        from dataclasses import replace
+
+        from modelforge.search.mac_targets import resolve_mac_targets
+
+        mac_targets = resolve_mac_targets(factory, example, config.mac_targets)
+        ratios = sorted({*space.prune_ratios, *(row["prune_ratio"] for row in mac_targets)})
+        space = replace(space, prune_ratios=tuple(ratios))
+        progress.log(
+            "optimize: MAC targets "
+            + ", ".join(f"{r['mac_target']:g} -> prune ratio {r['prune_ratio']:.2f}" for r in mac_targets)
+        )
 
     # 1. Latency before training, the unpruned forms first: when one meets everything and accuracy is the
     # objective, no pruned model is even built (pruning is spent only where the goal asks for it).
@@ -225,7 +237,7 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
             "accuracy": None if base_accuracy is None else round(base_accuracy, 4),
             "size_bytes": inputs.baseline_onnx.stat().st_size,
         },
-        space=space.record(),
+        space=space.record() | ({"mac_targets": mac_targets} if mac_targets else {}),
         stage_seconds=seconds,
         ray=ray_record,
         trials=rows,

@@ -84,18 +84,19 @@ def resolve_space(config, source_format: str, has_train: bool) -> Space:
             usable, why = precision_support(precision)
             if not usable:
                 raise InputError(f"precision {precision} is not offered on this CPU: {why}", hint="drop it")
-    ratios = sorted({0.0, *(round(float(r), 4) for r in config.prune_ratios)})
+    ratios = sorted({0.0, *(round(float(r), 4) for r in config.ratios)})
     space = Space(tuple(ratios), tuple(dict.fromkeys(config.fine_tune)), tuple(precisions), tuple(runtimes))
     if not space.forms():
         raise InputError(
             f"no runtime in {', '.join(runtimes)} runs a precision in {', '.join(precisions)}",
             hint="add fp32 or int8 to --precisions",
         )
-    if space.prunes:
+    if config.prunes:
         if source_format not in PRUNABLE_FORMATS:
             what = "an ONNX model" if source_format == "onnx" else f"a {source_format} model"
+            asked = [f"{r:g}" for r in ratios if r > 0] + [f"MAC target {t:g}" for t in config.mac_targets or ()]
             raise InputError(
-                f"prune ratios {', '.join(f'{r:g}' for r in ratios if r > 0)} need a PyTorch/Keras/Hugging Face "
+                f"prune ratios {', '.join(asked)} need a PyTorch/Keras/Hugging Face "
                 f"source; this is {what} (optimize prunes PyTorch .pt2 programs)",
                 hint="give the PyTorch model, or narrow with --prune-ratios 0",
             )
@@ -117,7 +118,7 @@ def check_early(config, model_path, has_train: bool) -> None:
                 f"runtime {runtime!r} is not installed or not known; installed: {', '.join(installed)}",
                 hint="narrow with --runtimes " + ",".join(installed),
             )
-    if any(r > 0 for r in config.prune_ratios):
+    if config.prunes:
         from modelforge.optional import installed, missing
 
         if not installed("ray"):
