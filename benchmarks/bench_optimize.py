@@ -218,6 +218,7 @@ def run_optimize(work: Path, name: str, slo: float, finetune: int, threads: int,
     if "--epochs" in optimize_flags():  # the same most fine-tuning epochs per trial as each grid entry had
         args += ["--epochs", str(finetune)]
     shutil.rmtree(work / f"cache-{name}", ignore_errors=True)  # every trial measured, none from an earlier run
+    shutil.rmtree(out, ignore_errors=True)  # a run that ships nothing (exit 1) must not leave an earlier run's search
     rc, took = modelforge(args, work / f"cache-{name}", log)
     record: dict = {"rc": rc, "seconds": took, "slo_ms": slo, "folder": str(out)}
     search_file = next((p for p in (out / "search.json", out / "report.json") if p.is_file()), None)

@@ -136,11 +136,26 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
         build(candidate, inputs.baseline_onnx, workdir=inputs.workdir / "finalists", **build_args)
     assess(candidates, judge)
     quantize_seconds = time.perf_counter() - t
-    unpruned_enough = config.objective == "accuracy" and any(
-        c.accuracy_drop_pp is not None
-        and (config.max_accuracy_drop is None or c.accuracy_drop_pp <= config.max_accuracy_drop)
-        for c in candidates
-    )
+    timing_args = {
+        "baseline_onnx": inputs.baseline_onnx,
+        "feeds_data": inputs.evaluation,
+        "batch": inputs.batch,
+        "threads": inputs.threads,
+        "settings": inputs.measure,
+        "progress": progress,
+    }
+    # The unpruned finalists judged as the final choice judges (timed, every constraint, no screening slack):
+    # when one wins and accuracy is the objective, pruning could only cost accuracy, and this is the choice.
+    unpruned_winner, unpruned_base = None, None
+    t = time.perf_counter()
+    if pruned_forms and config.objective == "accuracy" and any(c.accuracy_drop_pp is not None for c in candidates):
+        unpruned_base = time_all(candidates, **timing_args)
+        unpruned_winner = choose(candidates, goal, unpruned_base["p50_ms"], config.max_accuracy_drop, "accuracy")
+        if unpruned_winner is None:
+            for candidate in candidates:  # judged again with the pruned finalists
+                candidate.lost, candidate.misses, candidate.detail = None, [], ""
+    seconds["finalists"] = time.perf_counter() - t
+    unpruned_enough = unpruned_winner is not None
     if pruned_forms and not unpruned_enough:
         t = time.perf_counter()
         more, base_screen = screen(pruned_forms, **screen_args, final=False)
@@ -202,19 +217,14 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     assess(candidates, judge)
     seconds["quantize"] = quantize_seconds + time.perf_counter() - t
 
-    # 5. Every finalist timed interleaved on this machine, then the choice.
+    # 5. Every finalist timed interleaved on this machine, then the choice (made above when unpruned won).
     t = time.perf_counter()
-    base = time_all(
-        candidates,
-        baseline_onnx=inputs.baseline_onnx,
-        feeds_data=inputs.evaluation,
-        batch=inputs.batch,
-        threads=inputs.threads,
-        settings=inputs.measure,
-        progress=progress,
-    )
-    winner = choose(candidates, goal, base["p50_ms"], config.max_accuracy_drop, config.objective)
-    seconds["finalists"] = time.perf_counter() - t
+    if unpruned_enough:
+        base, winner = unpruned_base, unpruned_winner
+    else:
+        base = time_all(candidates, **timing_args)
+        winner = choose(candidates, goal, base["p50_ms"], config.max_accuracy_drop, config.objective)
+    seconds["finalists"] += time.perf_counter() - t
     seconds["total"] = time.perf_counter() - started
 
     cpu = cpu_info()
