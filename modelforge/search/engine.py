@@ -184,6 +184,7 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
         "address": config.ray_address or "local",
         "nodes": 0,
         "scheduler": "ASHA",
+        "compared_within": "prune ratio",  # search/brackets.py
         "max_epochs": config.epochs,
         "reduction_factor": config.reduction_factor,
     }

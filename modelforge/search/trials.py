@@ -344,12 +344,17 @@ def run_trials(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from modelforge.search.brackets import AshaPerGroup, prune_ratio_of
+
     if not specs:
         return []
     trainable = tune.with_resources(tune.with_parameters(_trainable, payload=payload), {"cpu": 1})
     grid = [{"spec": spec.__dict__, "folder": str(folders[spec.id])} for spec in specs]
-    scheduler = ASHAScheduler(
-        time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=reduction_factor, stop_last_trials=False
+    scheduler = AshaPerGroup(  # trials compete within their prune ratio only (search/brackets.py says why)
+        prune_ratio_of,
+        lambda: ASHAScheduler(
+            time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=reduction_factor, stop_last_trials=False
+        ),
     )
     tuner = tune.Tuner(
         trainable,
