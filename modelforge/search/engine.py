@@ -149,10 +149,11 @@ def run_search(config, inputs: SearchInputs) -> SearchOutcome:
     unpruned_winner, unpruned_base = None, None
     t = time.perf_counter()
     if pruned_forms and config.objective == "accuracy" and any(c.accuracy_drop_pp is not None for c in candidates):
+        standing = [c for c in candidates if c.lost is None]  # not failed: choose() judges these
         unpruned_base = time_all(candidates, **timing_args)
         unpruned_winner = choose(candidates, goal, unpruned_base["p50_ms"], config.max_accuracy_drop, "accuracy")
         if unpruned_winner is None:
-            for candidate in candidates:  # judged again with the pruned finalists
+            for candidate in standing:  # judged again with the pruned finalists
                 candidate.lost, candidate.misses, candidate.detail = None, [], ""
     seconds["finalists"] = time.perf_counter() - t
     unpruned_enough = unpruned_winner is not None
