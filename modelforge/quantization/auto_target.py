@@ -257,7 +257,6 @@ def measure_and_pick(
     winner and sets `lost` on the others. The first candidate must be the original (onnxruntime fp32). `opener`
     opens a candidate's backend for timing (`runtimes.base.open_backend`; tests hand a slowed one)."""
     from modelforge.evaluate.evaluator import EVAL_BATCH, latency_feeds
-    from modelforge.measure.profile import Subject, batch_sweep
     from modelforge.model.onnx_model import io_spec, load_onnx
     from modelforge.quantization.fallback import OutputJudge
     from modelforge.quantization.speed import ship_verdict
@@ -288,23 +287,17 @@ def measure_and_pick(
 
     size = fixed or batch
     feeds = latency_feeds(data, size)
-    subjects: list[Subject] = []
+    backends: dict[str, Any] = {}
 
     def time_all() -> None:
-        subjects[:] = [
-            Subject(
-                c.name,
-                (opener or open_backend)(
-                    c.path, runtime=c.runtime, precision=c.precision, threads=threads, stage="quantize"
-                ),
-                lambda _size, feeds=feeds: feeds,
-                fixed,
+        backends.clear()
+        for c in candidates:
+            backends[c.name] = (opener or open_backend)(
+                c.path, runtime=c.runtime, precision=c.precision, threads=threads, stage="quantize"
             )
-            for c in candidates
-        ]
-        sweep = batch_sweep(subjects, [size], progress=progress, **{**MEASURE, **(measure or {})})
+        stats = time_side_by_side(backends, feeds, size, fixed, progress, measure)
         for candidate in candidates:
-            candidate.latency = sweep[0]["stats"][candidate.name]
+            candidate.latency = stats[candidate.name]
 
     time_all()
     # A candidate that can be rebuilt (NNCF's, by its accuracy control) and misses the gates: rebuilt where the
@@ -330,7 +323,6 @@ def measure_and_pick(
     if fastest is not None and fastest.latency["p50_ms"] < base:
         # The sweep ranks; the ship decision is the quantize pass's: paired blocks against the original until the
         # interval clears the ship line (a load change hits both models of a pair alike).
-        backends = {s.name: s.backend for s in subjects}
         fastest.confirmation = confirm_speedup(backends[original.name], backends[fastest.name], feeds)
         verdict = ship_verdict(fastest.confirmation, fastest.name)
         # An unclear tie ships only a smaller (INT8) model; the same file on another runtime has no such claim.
@@ -347,6 +339,22 @@ def measure_and_pick(
         else:
             candidate.lost = f"slower: p50 {p50:.3f} ms vs {winner.latency['p50_ms']:.3f} ms ({winner.name})"
     return winner
+
+
+def time_side_by_side(
+    backends: dict[str, Any],
+    feeds: dict[str, Any],
+    size: int,
+    fixed: int | None,
+    progress: Progress,
+    measure: dict | None,
+) -> dict[str, dict[str, Any]]:
+    """Latency statistics of each named open backend, all timed interleaved in one loop on the same feeds, with
+    target auto's settings (MEASURE, overridden by `measure`); shared with `ov_schemes.judge_schemes`."""
+    from modelforge.measure.profile import Subject, batch_sweep
+
+    subjects = [Subject(name, backend, lambda _size, feeds=feeds: feeds, fixed) for name, backend in backends.items()]
+    return batch_sweep(subjects, [size], progress=progress, **{**MEASURE, **(measure or {})})[0]["stats"]
 
 
 def confirm_speedup(original: Any, candidate: Any, feeds: dict[str, Any]) -> RatioInterval:

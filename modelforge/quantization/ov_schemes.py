@@ -167,9 +167,8 @@ def judge_schemes(
     that meets the gates wins (else the first, modelforge's). `opener` opens a candidate's backend for timing
     (`runtimes.base.open_backend`; tests hand a slowed one to check the choice follows the measurement)."""
     from modelforge.evaluate.evaluator import EVAL_BATCH, latency_feeds
-    from modelforge.measure.profile import Subject, batch_sweep
     from modelforge.model.onnx_model import io_spec, load_onnx
-    from modelforge.quantization.auto_target import MEASURE
+    from modelforge.quantization.auto_target import time_side_by_side
     from modelforge.quantization.fallback import OutputJudge
     from modelforge.runtimes.base import open_backend
     from modelforge.runtimes.onnxruntime import default_threads, fixed_batch_size
@@ -188,18 +187,13 @@ def judge_schemes(
     feeds = latency_feeds(data, size)
 
     def time_all() -> None:
-        subjects = [
-            Subject(
-                c.scheme,
-                opener(c.path, runtime="openvino", precision=c.precision, threads=threads, stage="quantize"),
-                lambda _size, feeds=feeds: feeds,
-                fixed,
-            )
+        backends = {
+            c.scheme: opener(c.path, runtime="openvino", precision=c.precision, threads=threads, stage="quantize")
             for c in candidates
-        ]
-        sweep = batch_sweep(subjects, [size], progress=progress, **{**MEASURE, **(measure or {})})
+        }
+        stats = time_side_by_side(backends, feeds, size, fixed, progress, measure)
         for candidate in candidates:
-            candidate.latency = sweep[0]["stats"][candidate.scheme]
+            candidate.latency = stats[candidate.scheme]
 
     with progress.task("Checking each OpenVINO scheme against the gates", total=len(candidates)) as advance:
         for candidate in candidates:
